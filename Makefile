@@ -1,0 +1,35 @@
+# `make test` and `make demo` set everything up from nothing on a fresh machine:
+# they install uv with pip when it is missing, create .venv from uv.lock and run.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+# uv must get a real interpreter path: pyenv's python3.12 shim trips it.
+PYTHON ?= $(shell for p in "$$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/python3.12 \
+	$$(command -v python3.12 2>/dev/null) /usr/bin/python3.12 /usr/local/bin/python3.12; do \
+	[ -x "$$p" ] && "$$p" -c 'import sys' 2>/dev/null && { echo "$$p"; break; }; done)
+UV := $(shell command -v uv >/dev/null 2>&1 && uv --version >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo lock clean bench
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@[ -n "$(PYTHON)" ] || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(UV) sync --frozen --all-extras --python "$(PYTHON)"
+	@touch $@
+
+setup: $(VENV)/.synced
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python -m benchmarks
+
+lock:
+	$(UV) lock --python "$(PYTHON)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Airflow provider: elastic inference on Alibaba Cloud ACK."""

@@ -1,0 +1,1 @@
+"""Local stand-in of ACK (CS OpenAPI, OSS, Kubernetes API)."""
