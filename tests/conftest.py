@@ -27,3 +27,20 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One sandbox daemon for the whole test session, started through the real ``ack-sandbox`` code path.
+
+    Yields the parsed ``endpoints.json`` plus ``state_dir``. Cloud delays are compressed
+    (``ACK_SANDBOX_TEST_TIME_SCALE``, default 30) so waits stay short.
+    """
+    from ack_sandbox import cli
+
+    state_dir = tmp_path_factory.mktemp("ack-sandbox")
+    endpoints = cli.up(state_dir, time_scale=float(os.environ.get("ACK_SANDBOX_TEST_TIME_SCALE", "30")))
+    try:
+        yield {**endpoints, "state_dir": state_dir}
+    finally:
+        cli.down(state_dir)
