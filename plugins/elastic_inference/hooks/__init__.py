@@ -1,0 +1,1 @@
+"""Hooks: I/O and auth only (CS OpenAPI, OSS)."""

@@ -1,0 +1,199 @@
+"""Credentials and endpoints shared by the CS and OSS hooks, read from one ``alibaba_ack`` connection.
+
+Connection layout: login = AccessKey ID, password = AccessKey secret, extras ``security_token`` (STS),
+``role_arn`` + ``role_session_name`` (assume a RAM role with the AccessKey pair), ``region_id``,
+``cluster_id``, ``cs_endpoint``, ``oss_endpoint``, and the retry knobs ``retry_max_attempts``,
+``retry_initial_wait``, ``retry_max_wait``. With no AccessKey at all the Alibaba default credential chain
+(env vars, config file, ECS RAM role, OIDC/RRSA) is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from airflow.sdk import BaseHook
+
+from elastic_inference.exceptions import AlibabaCloudCredentialsError
+from elastic_inference.hooks.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+    from alibabacloud_credentials.client import Client as CredentialClient
+
+DEFAULT_REGION = "cn-beijing"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A service endpoint split the way the SDKs want it: host[:port] and scheme apart (ref. §1.1)."""
+
+    host: str
+    scheme: str
+
+    @classmethod
+    def parse(cls, value: str, field_name: str) -> Endpoint:
+        value = value.strip()
+        parsed = urlparse(value if "://" in value else f"https://{value}")
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(
+                f"connection extra {field_name}={value!r} is not an endpoint: use host[:port] or http(s)://host[:port]"
+            )
+        if parsed.path not in ("", "/"):
+            raise ValueError(f"connection extra {field_name}={value!r} must not contain a path ({parsed.path!r})")
+        return cls(host=parsed.netloc, scheme=parsed.scheme)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+
+@dataclass(frozen=True)
+class AlibabaCloudSettings:
+    """What a connection says. Secrets are kept out of ``repr`` so they never reach a log line."""
+
+    access_key_id: str = ""
+    access_key_secret: str = field(default="", repr=False)
+    security_token: str = field(default="", repr=False)
+    role_arn: str = ""
+    role_session_name: str = "airflow-elastic-inference"
+    region_id: str = DEFAULT_REGION
+    cluster_id: str = ""
+    cs_endpoint: Endpoint | None = None
+    oss_endpoint: Endpoint | None = None
+    sts_endpoint: str = ""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> AlibabaCloudSettings:
+        extras: dict[str, Any] = dict(conn.extra_dejson or {})
+
+        def extra(key: str) -> str:
+            value = extras.get(key)
+            return str(value).strip() if value not in (None, "") else ""
+
+        ak, sk = (conn.login or "").strip(), (conn.password or "").strip()
+        if bool(ak) != bool(sk):
+            missing = "password (AccessKey secret)" if ak else "login (AccessKey ID)"
+            raise AlibabaCloudCredentialsError(
+                f"connection {conn.conn_id!r} has only half an AccessKey pair: set its {missing}",
+                code="IncompleteCredentials",
+            )
+        token = extra("security_token")
+        if token and not ak:
+            raise AlibabaCloudCredentialsError(
+                f"connection {conn.conn_id!r} has extra.security_token but no AccessKey pair: an STS token is"
+                " only valid with the temporary AccessKey ID/secret it was issued with (login/password)",
+                code="IncompleteCredentials",
+            )
+        if extra("role_arn") and not ak:
+            raise AlibabaCloudCredentialsError(
+                f"connection {conn.conn_id!r} has extra.role_arn but no AccessKey pair to assume it with",
+                code="IncompleteCredentials",
+            )
+        try:
+            cs = Endpoint.parse(extra("cs_endpoint"), "cs_endpoint") if extra("cs_endpoint") else None
+            oss = Endpoint.parse(extra("oss_endpoint"), "oss_endpoint") if extra("oss_endpoint") else None
+            retry = RetryPolicy.from_extras(extras)
+        except ValueError as e:
+            raise AlibabaCloudCredentialsError(f"connection {conn.conn_id!r}: {e}", code="InvalidConnection") from e
+        return cls(
+            access_key_id=ak,
+            access_key_secret=sk,
+            security_token=token,
+            role_arn=extra("role_arn"),
+            role_session_name=extra("role_session_name") or cls.role_session_name,
+            region_id=extra("region_id") or DEFAULT_REGION,
+            cluster_id=extra("cluster_id"),
+            cs_endpoint=cs,
+            oss_endpoint=oss,
+            sts_endpoint=extra("sts_endpoint"),
+            retry=retry,
+        )
+
+    @property
+    def credential_type(self) -> str:
+        if self.role_arn:
+            return "ram_role_arn"
+        if self.security_token:
+            return "sts"
+        if self.access_key_id:
+            return "access_key"
+        return "default"
+
+    def credential_client(self) -> CredentialClient:
+        """An ``alibabacloud_credentials`` client for this connection (AK, STS, RAM role ARN or default chain).
+
+        For ``ram_role_arn`` the provider calls STS AssumeRole (real cloud only; ``sts_endpoint`` extra to
+        override) and refreshes the temporary key before it expires.
+        """
+        from alibabacloud_credentials.client import Client as CredentialClient
+        from alibabacloud_credentials.models import Config as CredentialConfig
+
+        kind = self.credential_type
+        if kind == "default":
+            return CredentialClient()
+        cfg = CredentialConfig(
+            type=kind,
+            access_key_id=self.access_key_id,
+            access_key_secret=self.access_key_secret,
+            security_token=self.security_token or None,
+        )
+        if kind == "ram_role_arn":
+            cfg.role_arn = self.role_arn
+            cfg.role_session_name = self.role_session_name
+            cfg.sts_endpoint = self.sts_endpoint or None
+        return CredentialClient(cfg)
+
+
+class AlibabaCloudBaseHook(BaseHook):
+    """Reads the ``alibaba_ack`` connection into :class:`AlibabaCloudSettings`; subclasses build SDK clients."""
+
+    conn_name_attr = "alibaba_cloud_conn_id"
+    default_conn_name = "alibaba_ack_default"
+    conn_type = "alibaba_ack"
+    hook_name = "Alibaba Cloud (ACK / OSS)"
+
+    def __init__(
+        self,
+        alibaba_cloud_conn_id: str = default_conn_name,
+        *,
+        region_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self._region_override = region_id
+        self._retry_override = retry_policy
+        self._settings: AlibabaCloudSettings | None = None
+
+    def _apply_overrides(self, settings: AlibabaCloudSettings) -> AlibabaCloudSettings:
+        from dataclasses import replace
+
+        changes: dict[str, Any] = {}
+        if self._region_override:
+            changes["region_id"] = self._region_override
+        if self._retry_override is not None:
+            changes["retry"] = self._retry_override
+        return replace(settings, **changes) if changes else settings
+
+    @property
+    def settings(self) -> AlibabaCloudSettings:
+        """Sync access (workers). Triggers must use :meth:`aget_settings` instead."""
+        if self._settings is None:
+            conn = self.get_connection(self.alibaba_cloud_conn_id)
+            self._settings = self._apply_overrides(AlibabaCloudSettings.from_connection(conn))
+        return self._settings
+
+    async def aget_settings(self) -> AlibabaCloudSettings:
+        """Async access for triggers: ``aget_connection`` never blocks the triggerer's event loop."""
+        if self._settings is None:
+            conn = await self.aget_connection(self.alibaba_cloud_conn_id)
+            self._settings = self._apply_overrides(AlibabaCloudSettings.from_connection(conn))
+        return self._settings
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.settings.retry

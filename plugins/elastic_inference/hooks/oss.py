@@ -1,0 +1,251 @@
+"""OSS hook on ``oss2``, with the same credential chain as the CS hook (AK, STS token, RAM role ARN).
+
+oss2 signs with a ``CredentialsProvider``; :class:`_ChainCredentialsProvider` adapts the
+``alibabacloud_credentials`` client to it, so an assumed RAM role's temporary key is refreshed for OSS too.
+oss2 has no HTTP retries of its own (ref. §2.3): every call here goes through ``hooks.retry``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from elastic_inference.exceptions import AlibabaCloudTerminalError
+from elastic_inference.hooks import retry
+from elastic_inference.hooks.base import AlibabaCloudBaseHook, AlibabaCloudSettings
+
+if TYPE_CHECKING:
+    import oss2
+
+DEFAULT_MULTIPART_THRESHOLD = 10 * 1024 * 1024  # oss2.defaults.multipart_threshold
+DEFAULT_PART_SIZE = 10 * 1024 * 1024  # oss2.defaults.part_size
+CRC_CHUNK = 4 * 1024 * 1024
+
+
+def local_crc64(path: str | os.PathLike[str]) -> int:
+    """CRC-64/XZ (ECMA-182) of a file, as OSS reports it in ``x-oss-hash-crc64ecma``."""
+    from oss2.utils import Crc64
+
+    crc = Crc64(0)
+    with open(path, "rb") as f:
+        while chunk := f.read(CRC_CHUNK):
+            crc.update(chunk)
+    return crc.crc
+
+
+def _credentials_provider(settings: AlibabaCloudSettings) -> Any:
+    import oss2.credentials
+
+    class _ChainCredentialsProvider(oss2.credentials.CredentialsProvider):
+        """oss2 asks for credentials on every request; the chain caches and refreshes them."""
+
+        def __init__(self) -> None:
+            self._client = settings.credential_client()
+
+        def get_credentials(self) -> oss2.credentials.Credentials:
+            cred = self._client.get_credential()
+            return oss2.credentials.Credentials(cred.access_key_id, cred.access_key_secret,
+                                                cred.security_token or "")
+
+    return _ChainCredentialsProvider()
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    crc64: int | None
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    key: str
+    size: int
+    bytes_sent: int  # what this call put on the wire (a resumed multipart sends only missing parts)
+    resumed_bytes: int  # parts already on the server from an interrupted run
+    multipart: bool
+    crc64: int | None
+
+
+class OssHook(AlibabaCloudBaseHook):
+    """Buckets and objects in OSS through the ``alibaba_ack`` connection (``extra.oss_endpoint`` overrides).
+
+    :param signature_version: ``"v4"`` (default, what OSS recommends) or ``"v1"``.
+    """
+
+    def __init__(self, alibaba_cloud_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
+                 signature_version: str = "v4", **kwargs: Any) -> None:
+        super().__init__(alibaba_cloud_conn_id, **kwargs)
+        if signature_version not in ("v1", "v4"):
+            raise ValueError(f"signature_version must be 'v1' or 'v4', not {signature_version!r}")
+        self.signature_version = signature_version
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        s = self.settings
+        return s.oss_endpoint.url if s.oss_endpoint else f"https://oss-{s.region_id}.aliyuncs.com"
+
+    @cached_property
+    def _auth(self) -> Any:
+        import oss2
+
+        provider = _credentials_provider(self.settings)
+        return oss2.ProviderAuthV4(provider) if self.signature_version == "v4" else oss2.ProviderAuth(provider)
+
+    def get_bucket(self, bucket_name: str) -> oss2.Bucket:
+        import oss2
+
+        if not bucket_name:
+            raise ValueError("bucket name is empty")
+        return oss2.Bucket(self._auth, self.endpoint, bucket_name, region=self.settings.region_id,
+                           connect_timeout=30)
+
+    def get_conn(self) -> Any:
+        import oss2
+
+        return oss2.Service(self._auth, self.endpoint, region=self.settings.region_id)
+
+    def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return retry.call(fn, *args, policy=self.retry_policy, operation=operation, logger=self.log, **kwargs)
+
+    # -- buckets --------------------------------------------------------------------------------------------
+    def bucket_exists(self, bucket_name: str) -> bool:
+        import oss2
+
+        try:
+            self._call("GetBucketInfo", self.get_bucket(bucket_name).get_bucket_info)
+        except AlibabaCloudTerminalError as e:
+            if e.code == "NoSuchBucket":
+                return False
+            raise
+        return True
+
+    def create_bucket(self, bucket_name: str, acl: str = "private") -> None:
+        """PutBucket; an existing bucket we own is fine (idempotent)."""
+        import oss2
+
+        if acl not in (oss2.BUCKET_ACL_PRIVATE, oss2.BUCKET_ACL_PUBLIC_READ, oss2.BUCKET_ACL_PUBLIC_READ_WRITE):
+            raise ValueError(f"bucket acl {acl!r} is not one of private, public-read, public-read-write")
+        try:
+            self._call("PutBucket", self.get_bucket(bucket_name).create_bucket, acl)
+        except AlibabaCloudTerminalError as e:
+            if e.code != "BucketAlreadyExists" or not self.bucket_exists(bucket_name):
+                raise
+
+    # -- objects --------------------------------------------------------------------------------------------
+    def head_object(self, bucket_name: str, key: str) -> RemoteObject | None:
+        """HEAD the object: size, CRC64 and ETag, or None when it does not exist."""
+        try:
+            r = self._call("HeadObject", self.get_bucket(bucket_name).head_object, key)
+        except AlibabaCloudTerminalError as e:
+            if e.status_code == 404 and e.code in ("NoSuchKey", ""):
+                return None
+            raise
+        return RemoteObject(key=key, size=int(r.content_length or 0), crc64=r.server_crc, etag=r.etag)
+
+    def list_objects(self, bucket_name: str, prefix: str = "", max_objects: int = 100_000) -> Iterator[RemoteObject]:
+        """Objects under ``prefix`` (ListObjectsV2, paged; bounded by ``max_objects``)."""
+        bucket = self.get_bucket(bucket_name)
+        token = ""
+        seen = 0
+        while True:
+            result = self._call("ListObjectsV2", bucket.list_objects_v2, prefix=prefix,
+                                continuation_token=token, max_keys=1000)
+            for obj in result.object_list:
+                yield RemoteObject(key=obj.key, size=obj.size, crc64=None, etag=obj.etag)
+                seen += 1
+                if seen >= max_objects:
+                    return
+            if not result.is_truncated:
+                return
+            token = result.next_continuation_token
+
+    def put_object(self, bucket_name: str, key: str, data: bytes | str) -> Any:
+        return self._call("PutObject", self.get_bucket(bucket_name).put_object, key, data)
+
+    def get_object(self, bucket_name: str, key: str) -> bytes:
+        return self._call("GetObject", lambda: self.get_bucket(bucket_name).get_object(key).read())
+
+    def delete_object(self, bucket_name: str, key: str) -> None:
+        self._call("DeleteObject", self.get_bucket(bucket_name).delete_object, key)
+
+    def checkpoint_store(self, checkpoint_dir: str | os.PathLike[str]) -> Any:
+        import oss2
+
+        root = Path(checkpoint_dir).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return oss2.ResumableStore(root=str(root), dir="oss-upload")
+
+    def pending_multipart_bytes(self, bucket_name: str, key: str, filename: str | os.PathLike[str],
+                                checkpoint_dir: str | os.PathLike[str]) -> int:
+        """Bytes of ``filename`` already on the server as parts of an interrupted resumable upload (0 if none)."""
+        store = self.checkpoint_store(checkpoint_dir)
+        record = store.get(store.make_store_key(bucket_name, key, os.path.abspath(filename)))
+        if not record or not record.get("upload_id"):
+            return 0
+        bucket = self.get_bucket(bucket_name)
+        try:
+            total, marker = 0, 0
+            for _ in range(10_000):  # 10 000 parts is OSS's maximum per upload
+                r = self._call("ListParts", bucket.list_parts, key, record["upload_id"], marker=marker)
+                total += sum(p.size for p in r.parts)
+                if not r.is_truncated:
+                    break
+                marker = r.next_marker
+            return total
+        except AlibabaCloudTerminalError as e:
+            if e.code == "NoSuchUpload":
+                return 0  # oss2 will discard the stale record and start over
+            raise
+
+    def upload_file(
+        self,
+        bucket_name: str,
+        key: str,
+        filename: str | os.PathLike[str],
+        *,
+        checkpoint_dir: str | os.PathLike[str],
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        part_size: int = DEFAULT_PART_SIZE,
+        progress_callback: Callable[[int, int | None], None] | None = None,
+        num_threads: int = 1,
+    ) -> UploadResult:
+        """Resumable upload: a plain PUT below ``multipart_threshold``, multipart above it with a checkpoint
+        under ``checkpoint_dir``, so an interrupted upload sends only the missing parts next time.
+
+        The object's CRC64 is checked by oss2 against the server's ``x-oss-hash-crc64ecma``.
+        """
+        import oss2
+
+        filename = os.path.abspath(filename)
+        size = os.path.getsize(filename)
+        multipart = size >= multipart_threshold
+        resumed = self.pending_multipart_bytes(bucket_name, key, filename, checkpoint_dir) if multipart else 0
+        result = self._call(
+            "ResumableUpload",
+            oss2.resumable_upload,
+            self.get_bucket(bucket_name),
+            key,
+            filename,
+            store=self.checkpoint_store(checkpoint_dir),
+            multipart_threshold=multipart_threshold,
+            part_size=part_size,
+            progress_callback=progress_callback,
+            num_threads=num_threads,
+        )
+        return UploadResult(key=key, size=size, bytes_sent=size - resumed, resumed_bytes=resumed,
+                            multipart=multipart, crc64=getattr(result, "crc", None))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """ListBuckets, signed with the connection's credentials."""
+        try:
+            result = self._call("ListBuckets", self.get_conn().list_buckets, max_keys=10)
+        except Exception as e:
+            return False, str(e)
+        return True, f"Connected to {self.endpoint}: {len(result.buckets)} bucket(s) visible"
