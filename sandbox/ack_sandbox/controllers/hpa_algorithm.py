@@ -404,15 +404,16 @@ class Decision:
 
 def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
            metric_outcomes: list[MetricResult | MetricError], memory: HpaMemory, now: float,
-           tolerance: float = TOLERANCE) -> Decision:
+           stamp: str | None = None) -> Decision:
     """reconcileAutoscaler after the scale was read: which size to set, the status and conditions to write.
 
     ``metric_outcomes`` holds, per entry of ``spec.metrics``, the computed result or the error fetching it.
+    ``now`` (cloud seconds) drives the windows; ``stamp`` is the wall-clock RFC 3339 time written into
+    conditions (kubectl compares it with its own clock), defaulting to ``now`` rendered.
     """
-    del tolerance  # the outcomes were already computed with it; kept for a uniform signature
     spec = hpa.get("spec") or {}
     status = hpa.get("status") or {}
-    now_iso = iso(now)
+    now_iso = stamp or iso(now)
     conditions = [dict(c) for c in status.get("conditions") or []]
     events: list[tuple[str, str, str]] = []
     set_condition(conditions, "AbleToScale", "True", "SucceededGetScale",
