@@ -391,4 +391,14 @@ def spec_from_params(params: Mapping[str, Any]) -> NodePoolSpec:
     unknown = sorted(set(params) - known)
     if unknown:
         raise NodePoolSpecError(f"unknown node pool parameter(s) {unknown}; known: {sorted(known)}")
-    return NodePoolSpec(**dict(params))
+    values = dict(params)
+    # Rendered templates give strings ("10"); the wire wants integers.
+    for key in _INT_FIELDS:
+        value = values.get(key)
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            values[key] = int(value)
+    return NodePoolSpec(**values)
+
+
+_INT_FIELDS = ("min_instances", "max_instances", "on_demand_base_capacity",
+               "on_demand_percentage_above_base_capacity", "system_disk_size", "spot_instance_pools")

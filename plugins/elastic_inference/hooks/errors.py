@@ -41,6 +41,7 @@ CREDENTIAL_CODES = (
     "SignatureDoesNotMatch",
     "IncompleteSignature",
     "InvalidSecurityToken",
+    "MissingSecurityToken",
     "SecurityTokenExpired",
     "InvalidCredentials",
     "NoCredentials",

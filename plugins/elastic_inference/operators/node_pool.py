@@ -1,0 +1,169 @@
+"""Ensure an ACK node pool by name: create it, or bring the existing one to the requested spec. Never a second pool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowException
+
+from elastic_inference.exceptions import AlibabaCloudTerminalError, NodePoolFailedError
+from elastic_inference.node_pool_spec import NodePoolSpec, spec_from_params
+from elastic_inference.sensors.node_pool import raise_for_event
+from elastic_inference.triggers.node_pool import (
+    ACTIVE_STATES,
+    FAILED_STATES,
+    FAILED_TASK_STATES,
+    NodePoolStateTrigger,
+    failure_cause,
+    pool_state,
+)
+
+SPEC_FIELDS = tuple(NodePoolSpec.__dataclass_fields__)
+
+
+class AckNodePoolOperator(BaseOperator):
+    """Create or update the node pool called ``name`` in an ACK cluster (idempotent).
+
+    Takes every :class:`~elastic_inference.node_pool_spec.NodePoolSpec` field as a keyword (``name``,
+    ``instance_types``, ``vswitch_ids``, ``min_instances``, ``max_instances``, ``spot_strategy``,
+    ``spot_price_limit``, ``labels``, ``taints``, ``multi_az_policy``, ``on_demand_base_capacity``,
+    ``on_demand_percentage_above_base_capacity``, ``compensate_with_on_demand``, ...), or all of them as
+    ``node_pool={...}``. They are templated and validated in ``execute`` before any cloud call.
+
+    The pool is looked up by name; when it exists, only the fields that differ are modified (no call when
+    nothing differs). XCom: ``nodepool_id``, ``task_id`` (the CS task, or None), ``created``, ``modified``,
+    and the return value ``{"nodepool_id", "task_id", "created", "modified", "changes", "state"}``.
+
+    :param cluster_id: the ACK cluster (templated); default: the connection's ``extra.cluster_id``.
+    :param wait_for_active: wait until the pool is ``active`` (fails fast with ACK's cause on failure).
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param poll_interval: seconds between state checks while waiting.
+    :param wait_timeout: seconds to wait for ``active``.
+    """
+
+    template_fields: Sequence[str] = ("cluster_id", "node_pool")
+    template_fields_renderers = {"node_pool": "json"}
+    ui_color = "#ff6a00"
+
+    def __init__(
+        self,
+        *,
+        node_pool: dict[str, Any] | None = None,
+        cluster_id: str | None = None,
+        alibaba_cloud_conn_id: str = "alibaba_ack_default",
+        wait_for_active: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 15.0,
+        wait_timeout: float = 30 * 60,
+        **kwargs: Any,
+    ) -> None:
+        spec_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_FIELDS}
+        super().__init__(**kwargs)
+        self.node_pool = {**(node_pool or {}), **spec_kwargs}
+        self.cluster_id = cluster_id
+        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self.wait_for_active = wait_for_active
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def _hook(self) -> Any:
+        from elastic_inference.hooks.ack import AckHook
+
+        return AckHook(self.alibaba_cloud_conn_id, cluster_id=self.cluster_id)
+
+    def ensure(self, hook: Any, spec: NodePoolSpec) -> dict[str, Any]:
+        """Find-or-create, then modify-if-different. Returns the result dict (no waiting)."""
+        current = hook.find_node_pool(spec.name)
+        created = modified = False
+        changes: list[str] = []
+        task_id = None
+        if current is None:
+            self.log.info("node pool %r not found: creating it", spec.name)
+            try:
+                response = hook.create_node_pool(spec.to_create_body())
+            except AlibabaCloudTerminalError:
+                # A retried create whose first attempt reached the server, or a concurrent run: the pool may
+                # now exist. Never create a second one: adopt it if it is there, otherwise re-raise.
+                current = hook.find_node_pool(spec.name)
+                if current is None:
+                    raise
+                self.log.warning("create failed but pool %r exists now: adopting it", spec.name)
+            else:
+                created = True
+                nodepool_id, task_id = response.get("nodepool_id"), response.get("task_id")
+                if not nodepool_id:
+                    raise AirflowException(f"CreateClusterNodePool returned no nodepool_id: {response}")
+                self.log.info("created node pool %s (task %s)", nodepool_id, task_id)
+        if current is not None:
+            nodepool_id = (current.get("nodepool_info") or {}).get("nodepool_id")
+            state = pool_state(current)
+            self.log.info("found node pool %r: %s, state %r", spec.name, nodepool_id, state)
+            if state == "deleting":
+                raise NodePoolFailedError(f"node pool {spec.name!r} ({nodepool_id}) is being deleted; wait for the "
+                                          "deletion to finish and re-run to create it again")
+            diff = spec.diff(hook.describe_node_pool(nodepool_id))
+            if diff.empty:
+                self.log.info("node pool %s already matches the requested spec: nothing to modify", nodepool_id)
+            else:
+                changes = diff.changes
+                for line in changes:
+                    self.log.info("will change %s", line)
+                response = hook.modify_node_pool(nodepool_id, diff.body)
+                modified = True
+                task_id = response.get("task_id")
+        return {"nodepool_id": nodepool_id, "task_id": task_id, "created": created, "modified": modified,
+                "changes": changes}
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        spec = spec_from_params(self.node_pool).validate()  # templated fields validate after rendering
+        hook = self._hook()
+        result = self.ensure(hook, spec)
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            for key in ("nodepool_id", "task_id", "created", "modified"):
+                ti.xcom_push(key=key, value=result[key])
+        if not self.wait_for_active:
+            return result
+        if self.deferrable:
+            self.defer(
+                trigger=NodePoolStateTrigger(
+                    nodepool_id=result["nodepool_id"],
+                    cluster_id=self.cluster_id,
+                    alibaba_cloud_conn_id=self.alibaba_cloud_conn_id,
+                    poll_interval=self.poll_interval,
+                    task_id=result["task_id"],
+                    end_time=time.time() + self.wait_timeout,
+                ),
+                method_name="execute_complete",
+                kwargs={"result": result},
+                timeout=timedelta(seconds=self.wait_timeout + 60),
+            )
+        return {**result, "state": self._wait_sync(hook, result)}
+
+    def _wait_sync(self, hook: Any, result: dict[str, Any]) -> str:
+        deadline = time.monotonic() + self.wait_timeout
+        state = ""
+        for _ in range(100_000):
+            pool = hook.describe_node_pool(result["nodepool_id"])
+            state = pool_state(pool)
+            task = hook.describe_task(result["task_id"]) if result["task_id"] else None
+            if state in ACTIVE_STATES:
+                return state
+            if state in FAILED_STATES or str((task or {}).get("state") or "").lower() in FAILED_TASK_STATES:
+                raise NodePoolFailedError(f"node pool {result['nodepool_id']} is {state!r}: {failure_cause(pool, task)}")
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+        raise AirflowException(f"node pool {result['nodepool_id']} not active after {self.wait_timeout}s "
+                               f"(last state {state!r})")
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None,
+                         result: dict[str, Any] | None = None) -> dict[str, Any]:
+        done = raise_for_event(event)
+        self.log.info("%s", done.get("message"))
+        return {**(result or {}), "state": done.get("state")}
