@@ -1,0 +1,180 @@
+"""Locust load test for an inference endpoint: real images, real predictions, a staged shape.
+
+Run by ``elastic_inference.operators.load_test.LocustLoadTestOperator`` as a subprocess (locust
+monkey-patches the process with gevent on import, so it never runs inside an Airflow worker). It reads:
+
+* ``EI_PAYLOAD_FILE`` - JSON ``{"protocol": "seldon"|"tfserving", "path": "/api/v1.0/predictions",
+  "signature_name": ..., "samples": [{"x": [784 floats], "label": 3}, ...]}`` written by the operator;
+* ``EI_LOAD_PLAN`` - JSON from ``elastic_inference.load_shape.LoadPlan.to_json()`` (stages, rps_per_user);
+* ``EI_REQUEST_HEADERS`` - optional JSON object of extra request headers (e.g. ``Host`` for an ingress);
+* ``EI_CHECK_STATS`` - where the master (or the single local process) writes ``{"checked": n,
+  "mismatches": m}`` when it quits.
+
+Requests: Seldon protocol posts ``{"data": {"ndarray": [[...]]}}`` and reads ``data.ndarray`` /
+``data.tensor`` (seldon-core ``TfServingProxy``/``seldon_core.utils`` response shapes); TF Serving posts
+``{"instances": [[...]], "signature_name": ...}`` to ``/v1/models/<name>:predict`` and reads
+``predictions`` (tensorflow/serving ``g3doc/api_rest.md``). HTTP errors and unparseable bodies are
+locust failures; a well-formed prediction of the wrong class is only counted as a mismatch, because a
+model's accuracy is not an availability problem.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from typing import Any
+
+from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
+
+PROTOCOL_PATHS = {"seldon": "/api/v1.0/predictions", "tfserving": "/v1/models/{model_name}:predict"}
+
+
+def _load_json(env: str) -> dict[str, Any]:
+    path = os.environ.get(env)
+    if not path:
+        raise RuntimeError(f"{env} is not set; the load-test operator sets it to a JSON file it writes")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+PAYLOAD = _load_json("EI_PAYLOAD_FILE")
+PLAN = _load_json("EI_LOAD_PLAN")
+HEADERS: dict[str, str] = json.loads(os.environ.get("EI_REQUEST_HEADERS") or "{}")
+PROTOCOL: str = PAYLOAD["protocol"]
+PATH: str = PAYLOAD["path"]
+SAMPLES: list[dict[str, Any]] = PAYLOAD["samples"]
+if not SAMPLES:
+    raise RuntimeError(f"{os.environ['EI_PAYLOAD_FILE']} holds no samples")
+
+
+def _body(sample: dict[str, Any]) -> dict[str, Any]:
+    if PROTOCOL == "seldon":
+        return {"data": {"ndarray": [sample["x"]]}}
+    body: dict[str, Any] = {"instances": [sample["x"]]}
+    if PAYLOAD.get("signature_name"):
+        body["signature_name"] = PAYLOAD["signature_name"]
+    return body
+
+
+# Pre-encode once: the load generator should spend its CPU on sending, not on json.dumps.
+BODIES = [(json.dumps(_body(s)).encode(), s.get("label")) for s in SAMPLES]
+
+
+def _argmax(row: Any) -> int:
+    if isinstance(row, (int, float)) and not isinstance(row, bool):
+        return int(row)  # the model already returns a class id
+    if isinstance(row, dict):  # multi-output TF model: the first output
+        row = next(iter(row.values()))
+    while isinstance(row, list) and len(row) == 1 and isinstance(row[0], list):
+        row = row[0]
+    if not isinstance(row, list) or not row:
+        raise ValueError(f"expected a list of class scores, got {str(row)[:80]}")
+    return max(range(len(row)), key=lambda i: float(row[i]))
+
+
+def predicted_class(body: dict[str, Any]) -> int:
+    """The predicted class of the first (only) row of a Seldon or TF Serving response."""
+    if PROTOCOL == "seldon":
+        data = body["data"]
+        if "ndarray" in data:
+            return _argmax(data["ndarray"][0])
+        tensor = data["tensor"]
+        shape, values = tensor["shape"], tensor["values"]
+        width = shape[-1] if len(shape) > 1 else len(values)
+        return _argmax(values[:width])
+    return _argmax(body["predictions"][0])
+
+
+class _CheckStats:
+    """Label checks: counted here, summed on the master in distributed mode."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.mismatches = 0
+        self.lock = threading.Lock()
+
+    def add(self, mismatch: bool) -> None:
+        with self.lock:
+            self.checked += 1
+            self.mismatches += int(mismatch)
+
+    def take(self) -> tuple[int, int]:
+        with self.lock:
+            out = (self.checked, self.mismatches)
+            self.checked = self.mismatches = 0
+            return out
+
+
+CHECKS = _CheckStats()
+TOTALS = {"checked": 0, "mismatches": 0}
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    checked, mismatches = CHECKS.take()
+    data["ei_checked"] = checked
+    data["ei_mismatches"] = mismatches
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    TOTALS["checked"] += int(data.get("ei_checked", 0))
+    TOTALS["mismatches"] += int(data.get("ei_mismatches", 0))
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Any, **_: Any) -> None:
+    from locust.runners import WorkerRunner
+
+    out = os.environ.get("EI_CHECK_STATS")
+    if not out or isinstance(environment.runner, WorkerRunner):
+        return
+    checked, mismatches = CHECKS.take()  # local mode: everything is still here
+    result = {"checked": TOTALS["checked"] + checked, "mismatches": TOTALS["mismatches"] + mismatches}
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+
+
+class PredictionUser(FastHttpUser):
+    """Posts one real image per request at a fixed rate per user."""
+
+    wait_time = constant_throughput(float(PLAN["rps_per_user"]))
+
+    def on_start(self) -> None:
+        # Users start at different samples so concurrent requests carry different images.
+        start = hash(id(self)) % len(BODIES)
+        self._bodies = itertools.islice(itertools.cycle(BODIES), start, None)
+
+    @task
+    def predict(self) -> None:
+        payload, label = next(self._bodies)
+        headers = {"Content-Type": "application/json", **HEADERS}
+        with self.client.post(PATH, data=payload, headers=headers, name=f"{PROTOCOL} predict",
+                              catch_response=True) as resp:
+            if resp.status_code != 200:
+                text = (resp.text or "").strip().replace("\n", " ")[:160] if resp.content else ""
+                resp.failure(f"HTTP {resp.status_code}: {text}" if text else f"HTTP {resp.status_code}")
+                return
+            try:
+                predicted = predicted_class(resp.json())
+            except Exception as exc:  # noqa: BLE001 - any malformed body is a failed request
+                resp.failure(f"bad response body: {type(exc).__name__}: {str(exc)[:120]}")
+                return
+            resp.success()
+            if label is not None:
+                CHECKS.add(predicted != int(label))
+
+
+class StagedShape(LoadTestShape):
+    """Ramp, hold, stop: the stages sized by ``elastic_inference.load_shape.plan_load``."""
+
+    stages = PLAN["stages"]
+
+    def tick(self) -> tuple[int, float] | None:
+        now = self.get_run_time()
+        for stage in self.stages:
+            if now < stage["end"]:
+                return int(stage["users"]), float(stage["spawn_rate"])
+        return None
