@@ -28,6 +28,8 @@ log = logging.getLogger("ack_sandbox")
 
 # endpoints.json key -> module providing create_app(ctx). Order is start order.
 SERVICES: dict[str, str] = {
+    "cs": "ack_sandbox.cs.service",
+    "oss": "ack_sandbox.oss.service",
 }
 
 READY_FILE = "ready.json"
