@@ -1,0 +1,106 @@
+"""The OSS hook through the real oss2 SDK over HTTP against the sandbox's OSS stand-in."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from elastic_inference.exceptions import AlibabaCloudCredentialsError, AlibabaCloudRetryableError
+from elastic_inference.hooks.oss import OssHook, local_crc64
+from tests.integration.test_ack_hook import FAST_RETRY, admin, connection, sandbox_conn
+
+pytestmark = pytest.mark.integration
+
+
+def oss_admin(sandbox: dict, method: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(
+        sandbox["oss"] + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {sandbox['access_key_id']}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        raw = r.read()
+    return json.loads(raw) if raw else {}
+
+
+@pytest.fixture
+def oss_conn(sandbox) -> Iterator[str]:
+    conn = sandbox_conn(sandbox)
+    conn["extra"] = {**conn["extra"], **FAST_RETRY}
+    with connection("alibaba_oss_fast", conn) as conn_id:
+        yield conn_id
+    oss_admin(sandbox, "DELETE", "/_sandbox/faults")
+
+
+@pytest.fixture
+def bucket(oss_conn) -> str:
+    name = "models-" + secrets.token_hex(4)
+    OssHook(oss_conn).create_bucket(name)
+    return name
+
+
+@pytest.mark.parametrize("signature_version", ["v4", "v1"])
+def test_put_head_crc_and_list(oss_conn, bucket, signature_version, tmp_path: Path):
+    hook = OssHook(oss_conn, signature_version=signature_version)
+    assert hook.bucket_exists(bucket)
+    assert not hook.bucket_exists("no-such-bucket-" + secrets.token_hex(3))
+    data = b"123456789"
+    hook.put_object(bucket, "m/1/saved_model.pb", data)
+    remote = hook.head_object(bucket, "m/1/saved_model.pb")
+    assert remote is not None and remote.size == 9
+    assert remote.crc64 == 0x995DC9BBDF1939FA  # CRC-64/XZ check value of "123456789"
+    (tmp_path / "f").write_bytes(data)
+    assert local_crc64(tmp_path / "f") == remote.crc64
+    assert hook.head_object(bucket, "m/1/missing") is None
+    assert [o.key for o in hook.list_objects(bucket, prefix="m/")] == ["m/1/saved_model.pb"]
+    assert hook.get_object(bucket, "m/1/saved_model.pb") == data
+
+
+def test_create_bucket_is_idempotent(oss_conn, bucket):
+    OssHook(oss_conn).create_bucket(bucket)
+    assert OssHook(oss_conn).bucket_exists(bucket)
+
+
+def test_bad_credentials_are_terminal(sandbox, bucket):
+    conn = sandbox_conn(sandbox)
+    conn["password"] = "wrong-secret-000000000000"
+    with connection("alibaba_oss_bad", conn) as conn_id:
+        with pytest.raises(AlibabaCloudCredentialsError) as err:
+            OssHook(conn_id).put_object(bucket, "k", b"x")
+    assert err.value.code == "SignatureDoesNotMatch" and err.value.status_code == 403
+    assert err.value.request_id
+
+
+def test_sts_credentials_sign_oss_requests(sandbox, bucket):
+    cred = admin(sandbox, "POST", "/_sandbox/sts", {"duration_seconds": 900})["Credentials"]
+    conn = sandbox_conn(sandbox)
+    conn.update(login=cred["AccessKeyId"], password=cred["AccessKeySecret"])
+    conn["extra"] = {**conn["extra"], "security_token": cred["SecurityToken"]}
+    with connection("alibaba_oss_sts", conn) as conn_id:
+        hook = OssHook(conn_id)
+        hook.put_object(bucket, "sts/key", b"hello")
+        assert hook.head_object(bucket, "sts/key").size == 5
+
+
+def test_server_errors_are_retried(sandbox, oss_conn, bucket):
+    attempts = FAST_RETRY["retry_max_attempts"]
+    # As many 503s as attempts: the hook gives up with a retryable error (so the faults really fire) ...
+    oss_admin(sandbox, "POST", "/_sandbox/faults",
+              {"server_error": {"count": attempts, "action": "PutObject", "status": 503}})
+    with pytest.raises(AlibabaCloudRetryableError) as err:
+        OssHook(oss_conn).put_object(bucket, "retried", b"ok")
+    assert err.value.code == "ServiceUnavailable"
+    assert OssHook(oss_conn).head_object(bucket, "retried") is None
+    # ... one fewer, and the last attempt succeeds.
+    oss_admin(sandbox, "POST", "/_sandbox/faults",
+              {"server_error": {"count": attempts - 1, "action": "PutObject", "status": 503}})
+    OssHook(oss_conn).put_object(bucket, "retried", b"ok")
+    assert OssHook(oss_conn).head_object(bucket, "retried").size == 2
+
+
+def test_test_connection(oss_conn):
+    ok, message = OssHook(oss_conn).test_connection()
+    assert ok, message
