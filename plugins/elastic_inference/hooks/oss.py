@@ -191,7 +191,7 @@ class OssHook(AlibabaCloudBaseHook):
             return 0
         bucket = self.get_bucket(bucket_name)
         try:
-            total, marker = 0, 0
+            total, marker = 0, ""
             for _ in range(10_000):  # 10 000 parts is OSS's maximum per upload
                 r = self._call("ListParts", bucket.list_parts, key, record["upload_id"], marker=marker)
                 total += sum(p.size for p in r.parts)

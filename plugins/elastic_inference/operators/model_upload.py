@@ -1,0 +1,198 @@
+"""Upload a trained SavedModel to ``oss://bucket/prefix/<model>/<version>/`` in TF Serving's layout.
+
+Validates the layout before any upload, skips files whose remote CRC64 already matches (a re-run moves
+0 bytes), uploads large files as resumable multipart with a checkpoint under a stable directory (an
+interrupted upload resumes with the missing parts only), and logs progress.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from elastic_inference.exceptions import ModelLayoutError
+from elastic_inference.model_layout import ModelLayout, extract_archive, is_archive, resolve_layout
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_checkpoint_dir() -> Path:
+    """Stable across task re-runs on a worker: ``$AIRFLOW_HOME/.elastic_inference/oss``."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return Path(home) / ".elastic_inference" / "oss"
+
+
+class _Progress:
+    """Thread-safe byte counter that logs every ``step`` percent of the bytes to send."""
+
+    def __init__(self, log: Any, total: int, step: int = 10) -> None:
+        self.log, self.total, self.step = log, max(total, 1), step
+        self.done = 0
+        self._next = step
+        self._lock = threading.Lock()
+
+    def file_callback(self, base: int) -> Any:
+        def cb(consumed: int, _total: int | None) -> None:
+            with self._lock:
+                now = base + consumed
+                if now > self.done:
+                    self.done = now
+                pct = 100 * self.done // self.total
+                if pct >= self._next:
+                    self.log.info("upload progress: %d%% (%d / %d bytes)", pct, self.done, self.total)
+                    self._next = (pct // self.step + 1) * self.step
+
+        return cb
+
+
+class ModelUploadOperator(BaseOperator):
+    """Upload a model to OSS for TF Serving.
+
+    :param source: a SavedModel directory (``saved_model.pb`` + ``variables/``), a directory of numeric
+        version directories, or a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive of either (templated).
+    :param bucket: the OSS bucket (templated).
+    :param prefix: key prefix inside the bucket (templated), e.g. ``models``.
+    :param model_name: the model's directory under ``prefix`` (templated).
+    :param version: the version number for a single SavedModel (default 1), or the one version to upload
+        from a versioned directory (default: all) (templated).
+    :param create_bucket: create the bucket when it does not exist (otherwise a missing bucket is an error).
+    :param multipart_threshold: files at least this large go as resumable multipart uploads.
+    :param part_size: multipart part size (OSS minimum 100 KiB).
+    :param checkpoint_dir: where multipart checkpoints and extracted archives live (stable across re-runs).
+
+    Returns (XCom): ``{"model_uri", "version_uri", "versions", "objects", "bytes_uploaded", "bytes_skipped",
+    "files_uploaded", "files_skipped"}``.
+    """
+
+    template_fields: Sequence[str] = ("source", "bucket", "prefix", "model_name", "version")
+    ui_color = "#ff6a00"
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        bucket: str,
+        model_name: str,
+        prefix: str = "",
+        version: int | str | None = None,
+        alibaba_cloud_conn_id: str = "alibaba_ack_default",
+        create_bucket: bool = False,
+        multipart_threshold: int = 10 * 1024 * 1024,
+        part_size: int = 10 * 1024 * 1024,
+        num_threads: int = 1,
+        checkpoint_dir: str | None = None,
+        signature_version: str = "v4",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.bucket = bucket
+        self.prefix = prefix
+        self.model_name = model_name
+        self.version = version
+        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self.create_bucket = create_bucket
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.num_threads = num_threads
+        self.checkpoint_dir = checkpoint_dir
+        self.signature_version = signature_version
+
+    # -- validation (before any network call) ---------------------------------------------------------------
+    def _version(self) -> int | None:
+        if self.version in (None, ""):
+            return None
+        if isinstance(self.version, int) or (isinstance(self.version, str) and self.version.strip().isdigit()):
+            return int(self.version)
+        raise ModelLayoutError(f"version={self.version!r}: TF Serving versions are non-negative integers")
+
+    def _validate_names(self) -> str:
+        if not isinstance(self.bucket, str) or not _BUCKET.match(self.bucket):
+            raise ModelLayoutError(f"bucket={self.bucket!r}: OSS bucket names are 3-63 lowercase letters, digits "
+                                   "and '-', starting and ending with a letter or digit")
+        if not isinstance(self.model_name, str) or not _MODEL_NAME.match(self.model_name):
+            raise ModelLayoutError(f"model_name={self.model_name!r}: use letters, digits, '.', '_' or '-'")
+        prefix = (self.prefix or "").strip("/")
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise ModelLayoutError(f"prefix={self.prefix!r}: no empty, '.' or '..' path segments")
+        return f"{prefix}/{self.model_name}/" if prefix else f"{self.model_name}/"
+
+    def layout(self, work_dir: Path) -> ModelLayout:
+        source = Path(os.path.expanduser(str(self.source)))
+        if is_archive(source):
+            self.log.info("extracting archive %s", source)
+            source = extract_archive(source, work_dir / "extracted")
+        return resolve_layout(source, self._version())
+
+    # -- run ------------------------------------------------------------------------------------------------
+    def execute(self, context: Any) -> dict[str, Any]:
+        from elastic_inference.hooks.oss import OssHook, local_crc64
+
+        base = self._validate_names()
+        work_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else default_checkpoint_dir()
+        layout = self.layout(work_dir)
+        self.log.info("model %s: versions %s, %d files, %d bytes", self.model_name, list(layout.versions),
+                      len(layout.files), layout.total_bytes)
+
+        hook = OssHook(self.alibaba_cloud_conn_id, signature_version=self.signature_version)
+        if not hook.bucket_exists(self.bucket):
+            if not self.create_bucket:
+                raise ModelLayoutError(f"bucket {self.bucket!r} does not exist at {hook.endpoint}: create it, or pass "
+                                       "create_bucket=True")
+            self.log.info("creating bucket %s", self.bucket)
+            hook.create_bucket(self.bucket)
+
+        to_send = []
+        skipped: list[str] = []
+        bytes_skipped = 0
+        for f in layout.files:
+            key = base + f.relative_key
+            remote = hook.head_object(self.bucket, key)
+            if remote is not None and remote.size == f.size and remote.crc64 is not None \
+                    and remote.crc64 == local_crc64(f.local_path):
+                skipped.append(key)
+                bytes_skipped += f.size
+            else:
+                to_send.append((f, key))
+        self.log.info("%d file(s) already in OSS with the same CRC64 (%d bytes skipped); %d to upload",
+                      len(skipped), bytes_skipped, len(to_send))
+
+        progress = _Progress(self.log, sum(f.size for f, _ in to_send))
+        bytes_uploaded = 0
+        sent_base = 0
+        for f, key in to_send:
+            result = hook.upload_file(
+                self.bucket, key, f.local_path,
+                checkpoint_dir=work_dir,
+                multipart_threshold=self.multipart_threshold,
+                part_size=self.part_size,
+                num_threads=self.num_threads,
+                progress_callback=progress.file_callback(sent_base),
+            )
+            sent_base += f.size
+            bytes_uploaded += result.bytes_sent
+            self.log.info("uploaded oss://%s/%s (%d bytes%s%s)", self.bucket, key, f.size,
+                          ", multipart" if result.multipart else "",
+                          f", resumed after {result.resumed_bytes} bytes" if result.resumed_bytes else "")
+
+        model_uri = f"oss://{self.bucket}/{base}"
+        newest = max(layout.versions)
+        out = {
+            "model_uri": model_uri,
+            "version_uri": f"{model_uri}{newest}/",
+            "versions": list(layout.versions),
+            "objects": [f"oss://{self.bucket}/{base}{f.relative_key}" for f in layout.files],
+            "bytes_uploaded": bytes_uploaded,
+            "bytes_skipped": bytes_skipped,
+            "files_uploaded": len(to_send),
+            "files_skipped": len(skipped),
+        }
+        self.log.info("model at %s: %d bytes uploaded, %d bytes skipped", model_uri, bytes_uploaded, bytes_skipped)
+        return out
