@@ -1,0 +1,168 @@
+"""What the volume, Seldon and ingress operators share: Kubernetes access parameters, create-or-patch of a
+manifest, and the wait (deferred to a watch trigger, or the same watch run in-process)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+from elastic_inference import manifests
+from elastic_inference.hooks.kubernetes import (
+    ApplyResult,
+    KubeAccess,
+    KubeHook,
+    KubernetesApiError,
+    ResourceFailedError,
+    ResourceWaitTimeout,
+)
+from elastic_inference.k8s_objects import Json, describe
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from elastic_inference.triggers.kubernetes_watch import InlineWaiter, KubernetesWatchTrigger, Snapshot, WatchSpec
+
+# Slack between the trigger's own deadline and Airflow's deferral timeout, so the trigger reports first.
+DEFER_TIMEOUT_SLACK_SECONDS = 60
+
+
+def default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def list_snapshot(hook: KubeHook, specs: Sequence[WatchSpec]) -> Snapshot:
+    """One synchronous list per watch spec, in the shape :class:`WatchLoop` keeps (for poke-mode sensors)."""
+    snapshot: Snapshot = {}
+    for spec in specs:
+        query = {"labelSelector": spec.label_selector, "fieldSelector": spec.field_selector}
+        try:
+            lst = hook.request("GET", spec.path, query=query, operation=f"list {spec.key}")
+        except KubernetesApiError as e:
+            if not (e.status == 400 and spec.field_selector_optional and spec.field_selector):
+                raise
+            lst = hook.request("GET", spec.path, query={"labelSelector": spec.label_selector})
+        items = {}
+        for item in lst.get("items") or []:
+            item.setdefault("kind", spec.kind)
+            meta = item.get("metadata") or {}
+            items[f"{meta.get('namespace', '')}/{meta.get('name', '')}"] = item
+        snapshot[spec.key] = items
+    return snapshot
+
+
+def raise_for_event(event: Json, what: str) -> Json:
+    """Turn a trigger event into the task outcome: success → the event; error → fail (no retry); timeout."""
+    status = (event or {}).get("status")
+    if status == "success":
+        return event
+    message = (event or {}).get("message") or "no message"
+    if status == "timeout":
+        raise ResourceWaitTimeout(f"{what}: timed out: {message}")
+    raise ResourceFailedError(f"{what}: {message}")
+
+
+class KubernetesApplyOperator(BaseOperator):
+    """Base: apply manifests idempotently, then wait for a terminal state with a watch trigger.
+
+    :param namespace: namespace of the objects. (templated)
+    :param manifest: YAML (or a ``.yaml``/``.yml``/``.j2`` file on the DAG's template search path, rendered with
+        the task context) replacing the default rendered manifest. (templated)
+    :param template_dir: a directory searched before the packaged ``include/manifests`` templates.
+    :param kubernetes_conn_id: cncf-kubernetes connection (used unless ``ack_conn_id`` is given). (templated)
+    :param ack_conn_id: ``alibaba_ack`` connection: fetch the cluster's user kubeconfig from ACK instead. (templated)
+    :param cluster_id: ACK cluster id for ``ack_conn_id`` (default: the connection's ``extra.cluster_id``). (templated)
+    :param cluster_context: kubeconfig context to use.
+    :param wait_for_completion: wait for the objects to be ready (else return right after applying).
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param timeout: seconds the wait may take before the task fails with a timeout.
+    :param watch_timeout_seconds: server-side timeout of each watch request (it is resumed after).
+    """
+
+    template_fields: Sequence[str] = ("namespace", "manifest", "kubernetes_conn_id", "ack_conn_id", "cluster_id")
+    template_ext: Sequence[str] = (".yaml", ".yml", ".j2")
+    template_fields_renderers = {"manifest": "yaml"}
+    ui_color = "#ff6a00"
+
+    def __init__(self, *, namespace: str = "default", manifest: str | None = None,
+                 template_dir: str | None = None, kubernetes_conn_id: str | None = "kubernetes_default",
+                 ack_conn_id: str | None = None, cluster_id: str | None = None, cluster_context: str | None = None,
+                 wait_for_completion: bool = True, deferrable: bool | None = None, timeout: float = 600,
+                 watch_timeout_seconds: int = 60, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.namespace = namespace
+        self.manifest = manifest
+        self.template_dir = template_dir
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.ack_conn_id = ack_conn_id
+        self.cluster_id = cluster_id
+        self.cluster_context = cluster_context
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        if timeout <= 0:
+            raise ValueError(f"{type(self).__name__}: timeout must be > 0 seconds, got {timeout}")
+        self.timeout = float(timeout)
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self._waiter: InlineWaiter | None = None
+
+    # -- access -------------------------------------------------------------------------------------------
+    @property
+    def access(self) -> KubeAccess:
+        return KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id,
+                          cluster_id=self.cluster_id, cluster_context=self.cluster_context)
+
+    def get_hook(self) -> KubeHook:
+        return KubeHook(self.access)
+
+    # -- manifests ----------------------------------------------------------------------------------------
+    def manifest_objects(self, default: list[Json]) -> list[Json]:
+        """The user's ``manifest`` (already rendered by Airflow) when given, else ``default``."""
+        if not self.manifest:
+            return default
+        objs = manifests.parse_objects(self.manifest, source=f"{self.task_id}.manifest")
+        for obj in objs:
+            meta = obj.setdefault("metadata", {})
+            if obj["kind"] not in ("PersistentVolume",):
+                meta.setdefault("namespace", self.namespace)
+        return objs
+
+    def apply_all(self, hook: KubeHook, objs: list[Json]) -> list[ApplyResult]:
+        results = []
+        for obj in objs:
+            result = hook.apply(obj)
+            self.log.info("%s: %s", describe(obj), result.action)
+            results.append(result)
+        return results
+
+    # -- waiting ------------------------------------------------------------------------------------------
+    def deadline(self) -> float:
+        return time.time() + self.timeout
+
+    def wait_or_defer(self, context: Context, trigger: KubernetesWatchTrigger, carry: dict[str, Any]) -> Any:
+        """Defer to ``trigger`` (resuming in :meth:`execute_complete` with ``carry``), or run its watch here."""
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs={"carry": carry},
+                       timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_SLACK_SECONDS))
+        from elastic_inference.triggers.kubernetes_watch import InlineWaiter
+
+        self._waiter = InlineWaiter()
+        try:
+            event = self._waiter.wait(trigger)
+        finally:
+            self._waiter = None
+        return self.execute_complete(context, event, carry=carry)
+
+    def execute_complete(self, context: Context, event: Json, carry: dict[str, Any] | None = None) -> Any:
+        done = raise_for_event(event, self.task_id)
+        return self.result(context, done, carry or {})
+
+    def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
+        """The XCom return value once the wait succeeded (subclasses add their own fields)."""
+        return {**carry, "ready_at": datetime.now(timezone.utc).isoformat()}
+
+    def on_kill(self) -> None:
+        if self._waiter is not None:
+            self._waiter.cancel()

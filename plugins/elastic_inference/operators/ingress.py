@@ -1,0 +1,89 @@
+"""Seed steps 5–6: an Ingress to the Seldon predictor Service; waits for its address, hands the predict URL on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from elastic_inference import manifests
+from elastic_inference.k8s_objects import SELDON_PREDICT_PATH, Json, predict_url
+from elastic_inference.operators._kubernetes import KubernetesApplyOperator
+from elastic_inference.triggers.ingress import IngressAddressTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def ingress_rule(ing: Json) -> tuple[str, str]:
+    """(host, path) of the first rule's first path: what a client must send to reach the backend."""
+    rules = (ing.get("spec") or {}).get("rules") or [{}]
+    paths = ((rules[0].get("http") or {}).get("paths") or [{}])
+    return rules[0].get("host") or "", paths[0].get("path") or "/"
+
+
+class CreateIngressOperator(KubernetesApplyOperator):
+    """Create or patch the Ingress, wait for ``status.loadBalancer.ingress[0]``, return the predict URL.
+
+    XCom: ``{"name", "namespace", "uid", "action", "address", "port", "predict_url", "host_header"}``;
+    ``predict_url`` is ``http://<address>[:port][<path>]/api/v1.0/predictions`` (Seldon protocol). With a
+    host rule, send ``Host: <host_header>``.
+
+    :param name: Ingress name. (templated)
+    :param service_name: backend Service, e.g. the DeploySeldonOperator's ``service`` XCom. (templated)
+    :param service_port: backend port (Seldon's http port 8000).
+    :param host: host rule (empty: any host). (templated)
+    :param path: path prefix routed to the service. (templated)
+    :param ingress_class: ``spec.ingressClassName`` (None: the cluster's default class).
+    :param api_path: path appended for the predict URL.
+    """
+
+    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "service_name", "host",
+                                      "path", "ingress_class")
+
+    def __init__(self, *, name: str, service_name: str, service_port: int = 8000, host: str | None = None,
+                 path: str = "/", ingress_class: str | None = None, scheme: str = "http",
+                 api_path: str = SELDON_PREDICT_PATH, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.service_name = service_name
+        self.service_port = service_port
+        self.host = host
+        self.path = path
+        self.ingress_class = ingress_class
+        self.scheme = scheme
+        self.api_path = api_path
+
+    def execute(self, context: Context) -> Any:
+        if self.manifest:
+            objs = self.manifest_objects([])
+        else:
+            if not self.service_name:
+                raise AirflowFailException(f"{self.task_id}: service_name is empty; pass the predictor Service name")
+            objs = manifests.render("ingress.yaml.j2", dict(
+                name=self.name, namespace=self.namespace, ingress_class=self.ingress_class or "",
+                host=self.host or "", path=self.path or "/", service_name=self.service_name,
+                service_port=int(self.service_port)), self.template_dir)
+        ingresses = [o for o in objs if o["kind"] == "Ingress"]
+        if len(ingresses) != 1:
+            raise AirflowFailException(f"{self.task_id}: the manifest must hold exactly one Ingress, found"
+                                       f" {len(ingresses)}")
+        hook = self.get_hook()
+        results = self.apply_all(hook, objs)
+        ing = next(r for o, r in zip(objs, results) if o["kind"] == "Ingress")
+        host, path = ingress_rule(ing.object)
+        carry = {"name": ing.object["metadata"]["name"], "namespace": ing.object["metadata"].get("namespace"),
+                 "uid": ing.uid, "action": ing.action, "resource_version": ing.resource_version,
+                 "host_header": host, "path": path}
+        if not self.wait_for_completion:
+            return carry
+        trigger = IngressAddressTrigger(access=self.access.to_dict(), namespace=carry["namespace"],
+                                        name=carry["name"], deadline=self.deadline(),
+                                        watch_timeout_seconds=self.watch_timeout_seconds)
+        return self.wait_or_defer(context, trigger, carry)
+
+    def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
+        url = predict_url(event["address"], event.get("port"), carry.get("path") or "/", self.scheme, self.api_path)
+        self.log.info("Predict URL: %s%s", url, f" (Host: {carry['host_header']})" if carry.get("host_header") else "")
+        return {**carry, "address": event["address"], "port": event.get("port"), "predict_url": url}

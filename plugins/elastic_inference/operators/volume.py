@@ -1,0 +1,135 @@
+"""Seed step 3: an OSS-backed volume — a Secret with the OSS credentials, a static PV of the OSS CSI driver that
+references it (``nodePublishSecretRef``, never inline ``akId``/``akSecret``), and a PVC bound to that PV."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from elastic_inference import manifests
+from elastic_inference.k8s_objects import Json, secret_manifest
+from elastic_inference.operators._kubernetes import KubernetesApplyOperator
+from elastic_inference.triggers.volume import PvcBoundTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from elastic_inference.hooks.base import AlibabaCloudSettings
+
+DEFAULT_OTHER_OPTS = "-o max_stat_cache_size=0 -o allow_other"
+
+
+def oss_secret_data(settings: AlibabaCloudSettings) -> dict[str, str]:
+    """Secret keys as the OSS CSI plugin reads them (ref. §3): ``akId``/``akSecret``, or for temporary STS
+    credentials the standard ``AccessKeyId``/``AccessKeySecret``/``SecurityToken``."""
+    if settings.credential_type == "access_key":
+        return {"akId": settings.access_key_id, "akSecret": settings.access_key_secret}
+    cred = settings.credential_client().get_credential()
+    if not cred.access_key_id or not cred.access_key_secret:
+        raise AirflowFailException("the Alibaba Cloud credential chain returned no AccessKey pair for the OSS Secret")
+    if cred.security_token:
+        return {"AccessKeyId": cred.access_key_id, "AccessKeySecret": cred.access_key_secret,
+                "SecurityToken": cred.security_token}
+    return {"akId": cred.access_key_id, "akSecret": cred.access_key_secret}
+
+
+def default_oss_url(settings: AlibabaCloudSettings) -> str:
+    """The connection's OSS endpoint override (the sandbox's OSS), else the region's VPC-internal endpoint."""
+    if settings.oss_endpoint is not None:
+        return settings.oss_endpoint.url
+    return f"oss-{settings.region_id}-internal.aliyuncs.com"
+
+
+class CreateOssVolumeOperator(KubernetesApplyOperator):
+    """Create or update the OSS Secret, PV and PVC, then wait until the claim is Bound.
+
+    Fails fast when the claim is Lost, the PV is Failed/Released/claimed by another claim, or the PV
+    controller rejects the pairing (VolumeMismatch). Returns names, uids and what was done to each object;
+    the credentials never leave the Secret (not in logs, XCom or rendered templates).
+
+    :param bucket: OSS bucket holding the models. (templated)
+    :param path: directory inside the bucket the volume exposes, e.g. ``/models``. (templated)
+    :param pv_name: PersistentVolume name (also the CSI ``volumeHandle``). (templated)
+    :param pvc_name: PersistentVolumeClaim name. (templated)
+    :param secret_name: Secret name (default ``<pv_name>-oss``). (templated)
+    :param storage: capacity of PV and PVC. :param access_mode: ``ReadOnlyMany`` (serving only reads).
+    :param oss_url: endpoint the nodes mount from (default: the connection's ``oss_endpoint`` or
+        ``oss-<region>-internal.aliyuncs.com``). (templated)
+    :param other_opts: ossfs mount options.
+    :param alibaba_cloud_conn_id: ``alibaba_ack`` connection whose credentials go into the Secret.
+    """
+
+    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "bucket", "path", "pv_name",
+                                      "pvc_name", "secret_name", "oss_url", "storage")
+
+    def __init__(self, *, bucket: str, pv_name: str, pvc_name: str, path: str = "/models",
+                 secret_name: str | None = None, storage: str = "5Gi", access_mode: str = "ReadOnlyMany",
+                 oss_url: str | None = None, other_opts: str = DEFAULT_OTHER_OPTS,
+                 alibaba_cloud_conn_id: str = "alibaba_ack_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bucket = bucket
+        self.path = path
+        self.pv_name = pv_name
+        self.pvc_name = pvc_name
+        self.secret_name = secret_name
+        self.storage = storage
+        self.access_mode = access_mode
+        self.oss_url = oss_url
+        self.other_opts = other_opts
+        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+
+    def _settings(self) -> AlibabaCloudSettings:
+        from elastic_inference.hooks.base import AlibabaCloudBaseHook
+
+        return AlibabaCloudBaseHook(self.alibaba_cloud_conn_id).settings
+
+    def default_objects(self, settings: AlibabaCloudSettings, secret_name: str) -> list[Json]:
+        variables = dict(pv_name=self.pv_name, pvc_name=self.pvc_name, namespace=self.namespace,
+                         storage=self.storage, access_mode=self.access_mode, secret_name=secret_name,
+                         bucket=self.bucket, path=self.path, oss_url=self.oss_url or default_oss_url(settings),
+                         other_opts=self.other_opts)
+        return (manifests.render("pv.yaml.j2", variables, self.template_dir)
+                + manifests.render("pvc.yaml.j2", variables, self.template_dir))
+
+    def execute(self, context: Context) -> Any:
+        for field in ("bucket", "pv_name", "pvc_name"):
+            if not getattr(self, field):
+                raise AirflowFailException(f"{self.task_id}: {field} is empty; pass the {field} to the operator")
+        settings = self._settings()
+        secret_name = self.secret_name or f"{self.pv_name}-oss"
+        objs = self.manifest_objects(self.default_objects(settings, secret_name))
+        kinds = {o["kind"] for o in objs}
+        if not {"PersistentVolume", "PersistentVolumeClaim"} <= kinds:
+            raise AirflowFailException(f"{self.task_id}: the manifest must contain a PersistentVolume and a"
+                                       f" PersistentVolumeClaim (found {sorted(kinds)})")
+        for obj in objs:
+            if obj["kind"] == "PersistentVolume":
+                attrs = ((obj.get("spec") or {}).get("csi") or {}).get("volumeAttributes") or {}
+                if {"akid", "aksecret"} & {k.lower() for k in attrs}:
+                    raise AirflowFailException(f"{self.task_id}: the PV manifest carries inline akId/akSecret; remove"
+                                               " them - credentials go in the Secret named by nodePublishSecretRef")
+        hook = self.get_hook()
+        secret = hook.apply(secret_manifest(secret_name, self.namespace, oss_secret_data(settings)))
+        self.log.info("Secret %s/%s: %s", self.namespace, secret_name, secret.action)
+        results = self.apply_all(hook, objs)
+        pv = next(r for o, r in zip(objs, results) if o["kind"] == "PersistentVolume")
+        pvc = next(r for o, r in zip(objs, results) if o["kind"] == "PersistentVolumeClaim")
+        carry = {
+            "namespace": self.namespace,
+            "secret": secret_name, "pv": pv.object["metadata"]["name"], "pvc": pvc.object["metadata"]["name"],
+            "uids": {"secret": secret.uid, "pv": pv.uid, "pvc": pvc.uid},
+            "actions": {"secret": secret.action, "pv": pv.action, "pvc": pvc.action},
+            "resource_versions": {"secret": secret.resource_version, "pv": pv.resource_version,
+                                  "pvc": pvc.resource_version},
+        }
+        if not self.wait_for_completion:
+            return carry
+        trigger = PvcBoundTrigger(access=self.access.to_dict(), namespace=self.namespace, name=carry["pvc"],
+                                  pv_name=carry["pv"], deadline=self.deadline(),
+                                  watch_timeout_seconds=self.watch_timeout_seconds)
+        return self.wait_or_defer(context, trigger, carry)
+
+    def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
+        return {**carry, "phase": event.get("phase")}

@@ -1,0 +1,275 @@
+"""One watch-based wait for Kubernetes objects, used by every deploy-side trigger.
+
+A trigger names the collections it needs (:class:`WatchSpec`: a path plus label/field selectors) and a pure
+``evaluate(snapshot, now) -> Verdict``. :class:`WatchLoop` keeps an in-memory copy of each collection — list
+once, then ``kubernetes_asyncio.watch.Watch().stream(...)`` from that ``resourceVersion`` with a bounded
+``timeoutSeconds``, re-list on 410 Gone, back off on transient errors — and re-evaluates on every change, so
+a terminal state is seen within one event's latency rather than a poll interval. The deadline lives inside
+the loop: the trigger always yields exactly one event, ``success``, ``error`` or ``timeout``.
+
+The same loop runs in-process for non-deferred waits (:func:`wait_inline`), so both paths share the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from elastic_inference.hooks.kubernetes import AsyncKubeHook, KubeAccess, is_transient
+from elastic_inference.k8s_objects import Json, Verdict
+
+MAX_WATCH_ROUNDS = 10_000  # re-watches per collection per wait; the deadline normally ends it long before
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """One collection to mirror: ``key`` in the snapshot, REST collection ``path``, selectors, item kind."""
+
+    key: str
+    path: str
+    kind: str
+    label_selector: str | None = None
+    field_selector: str | None = None
+    # When the server rejects the field selector (400), list without it; evaluate() filters anyway.
+    field_selector_optional: bool = False
+
+
+Snapshot = dict[str, dict[str, Json]]
+Evaluate = Callable[[Snapshot, datetime], Verdict]
+
+
+def _key(obj: Json) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class WatchLoop:
+    """Mirror the collections in ``specs`` until ``evaluate`` gives a terminal verdict or ``deadline`` passes."""
+
+    def __init__(self, api: Any, hook: AsyncKubeHook, specs: list[WatchSpec], evaluate: Evaluate, *,
+                 deadline: float, watch_timeout_seconds: int = 60, recheck_seconds: float = 5.0,
+                 log: Any = None) -> None:
+        self.api = api
+        self.hook = hook
+        self.specs = specs
+        self.evaluate = evaluate
+        self.deadline = deadline
+        self.watch_timeout_seconds = max(1, int(watch_timeout_seconds))
+        self.recheck_seconds = recheck_seconds
+        self.log = log
+        self.snapshot: Snapshot = {s.key: {} for s in specs}
+        self.changed = asyncio.Event()
+        self.listed = {s.key: asyncio.Event() for s in specs}
+        self.events_seen = 0
+
+    def _remaining(self) -> float:
+        return self.deadline - time.time()
+
+    async def _list(self, spec: WatchSpec) -> tuple[str, str | None]:
+        from elastic_inference.hooks.kubernetes import KubernetesApiError
+
+        field = spec.field_selector
+        try:
+            lst = await self.hook.request(self.api, "GET", spec.path, operation=f"list {spec.key}",
+                                          query={"labelSelector": spec.label_selector, "fieldSelector": field})
+        except KubernetesApiError as e:
+            if not (e.status == 400 and spec.field_selector_optional and field):
+                raise
+            field = None
+            lst = await self.hook.request(self.api, "GET", spec.path, operation=f"list {spec.key}",
+                                          query={"labelSelector": spec.label_selector})
+        store = self.snapshot[spec.key]
+        store.clear()
+        for item in lst.get("items") or []:
+            item.setdefault("kind", spec.kind)
+            store[_key(item)] = item
+        self.listed[spec.key].set()
+        self.changed.set()
+        return str((lst.get("metadata") or {}).get("resourceVersion") or ""), field
+
+    async def _follow(self, spec: WatchSpec) -> None:
+        from kubernetes_asyncio import watch
+
+        fn = self.hook.watch_function(self.api, spec.path)
+        store = self.snapshot[spec.key]
+        rv: str | None = None
+        field = spec.field_selector
+        backoff = 0.2
+        for _ in range(MAX_WATCH_ROUNDS):
+            remaining = self._remaining()
+            if remaining <= 0:
+                return
+            try:
+                if rv is None:
+                    rv, field = await self._list(spec)
+                async with watch.Watch() as w:
+                    stream = w.stream(fn, resource_version=rv or None, label_selector=spec.label_selector,
+                                      field_selector=field, allow_watch_bookmarks=True,
+                                      timeout_seconds=max(1, min(self.watch_timeout_seconds, int(remaining) + 1)))
+                    async for ev in stream:
+                        obj = ev.get("raw_object") or {}
+                        if ev["type"] in ("ADDED", "MODIFIED"):
+                            obj.setdefault("kind", spec.kind)
+                            store[_key(obj)] = obj
+                        elif ev["type"] == "DELETED":
+                            store.pop(_key(obj), None)
+                        rv = w.resource_version or rv
+                        self.events_seen += 1
+                        self.changed.set()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified below
+                status = getattr(exc, "status", None)
+                if status == 410:  # resourceVersion too old: list again, then watch from the new version
+                    rv = None
+                    continue
+                if not is_transient(exc):
+                    raise
+                if self.log:
+                    self.log.warning("watch %s interrupted (%s); resuming in %.1fs", spec.key, exc, backoff)
+                await asyncio.sleep(min(backoff, max(0.0, self._remaining())))
+                backoff = min(backoff * 2, 5.0)
+
+    async def run(self) -> Json:
+        tasks = [asyncio.create_task(self._follow(s), name=f"watch-{s.key}") for s in self.specs]
+        last: Verdict | None = None
+        try:
+            while True:
+                for t in tasks:
+                    if t.done() and not t.cancelled() and t.exception() is not None:
+                        exc = t.exception()
+                        return {"status": "error", "message": f"watching the cluster failed: {exc}",
+                                "error_type": type(exc).__name__}
+                if all(e.is_set() for e in self.listed.values()):
+                    self.changed.clear()
+                    last = self.evaluate(self.snapshot, datetime.now(timezone.utc))
+                    if last.done:
+                        return last.event()
+                remaining = self._remaining()
+                if remaining <= 0:
+                    msg = last.message if last else "the objects could not be listed"
+                    return {"status": "timeout", "message": f"deadline reached; last seen: {msg}",
+                            **(last.details if last else {})}
+                waiter = asyncio.create_task(self.changed.wait())
+                await asyncio.wait([waiter, *(t for t in tasks if not t.done())], timeout=min(remaining, self.recheck_seconds),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class KubernetesWatchTrigger(BaseTrigger):
+    """Base of the deploy triggers. Subclasses define :meth:`watches` and :meth:`evaluate`.
+
+    :param access: :meth:`KubeAccess.to_dict` — connection ids only, never a kubeconfig.
+    :param namespace: namespace of the watched object.
+    :param name: name of the watched object.
+    :param deadline: absolute UNIX time after which the trigger yields ``timeout`` (survives triggerer restarts).
+    :param watch_timeout_seconds: server-side timeout of each watch request before it is resumed.
+    """
+
+    def __init__(self, *, access: dict[str, Any] | None, namespace: str, name: str, deadline: float,
+                 watch_timeout_seconds: int = 60) -> None:
+        super().__init__()
+        self.access = dict(access or {})
+        self.namespace = namespace
+        self.name = name
+        self.deadline = float(deadline)
+        self.watch_timeout_seconds = int(watch_timeout_seconds)
+        self._loop_task: asyncio.Task | None = None
+
+    # -- subclass API -------------------------------------------------------------------------------------
+    def watches(self) -> list[WatchSpec]:
+        raise NotImplementedError
+
+    def evaluate(self, snapshot: Snapshot, now: datetime) -> Verdict:
+        raise NotImplementedError
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    recheck_seconds: float = 5.0
+
+    # -- trigger contract ---------------------------------------------------------------------------------
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {
+            "access": self.access, "namespace": self.namespace, "name": self.name, "deadline": self.deadline,
+            "watch_timeout_seconds": self.watch_timeout_seconds, **self.extra_kwargs()})
+
+    async def wait(self) -> Json:
+        """Watch until done; returns the event payload (also used in-process by :func:`wait_inline`)."""
+        hook = AsyncKubeHook(KubeAccess.from_dict(self.access))
+        try:
+            async with hook.client() as api:
+                loop = WatchLoop(api, hook, self.watches(), self.evaluate, deadline=self.deadline,
+                                 watch_timeout_seconds=self.watch_timeout_seconds,
+                                 recheck_seconds=self.recheck_seconds, log=self.log)
+                return await loop.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as the one error event, with the cause
+            return {"status": "error", "message": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self._loop_task = asyncio.current_task()
+        event = await self.wait()
+        self.log.info("%s %s/%s: %s", type(self).__name__, self.namespace, self.name, event.get("message"))
+        yield TriggerEvent(event)
+
+    async def cleanup(self) -> None:
+        # The API client and the watch tasks are scoped to wait(); they are closed when run() ends or is
+        # cancelled. Nothing in the cluster belongs to this wait, so there is nothing to undo here.
+        self._loop_task = None
+
+
+class InlineWaiter:
+    """Runs a trigger's :meth:`KubernetesWatchTrigger.wait` on a private event loop in the worker (non-deferred).
+
+    :meth:`cancel` may be called from another thread or a signal handler (``on_kill``).
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._cancelled = threading.Event()
+
+    def wait(self, trigger: KubernetesWatchTrigger) -> Json:
+        async def main() -> Json:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            if self._cancelled.is_set():
+                raise asyncio.CancelledError
+            return await trigger.wait()
+
+        def run() -> Json:
+            try:
+                return asyncio.run(main())
+            except asyncio.CancelledError:
+                return {"status": "error", "message": "the wait was cancelled (task killed)"}
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # called from async code
+            return pool.submit(run).result()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+def wait_inline(trigger: KubernetesWatchTrigger) -> Json:
+    return InlineWaiter().wait(trigger)
