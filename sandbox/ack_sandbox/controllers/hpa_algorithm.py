@@ -445,8 +445,7 @@ def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
                 metric_statuses.append(outcome.status)
                 if best is None or outcome.replicas > best.replicas:
                     best = outcome
-            else:
-                metric_statuses.append({"type": ""})
+            else:  # upstream leaves a zero MetricStatus here; the sandbox omits it (an empty type is invalid)
                 events.append(("Warning", outcome.reason, str(outcome)))
         if best is None:
             first = errors[0] if errors else MetricError("InvalidMetricSourceType", "no metrics specified")

@@ -172,3 +172,14 @@ def routes(ctx: Any) -> list[web.AbstractRouteDef]:
         return await handle(ctx, request)
 
     return [web.route("*", f"/apis/{GROUP}", _h), web.route("*", f"/apis/{GROUP}/{{tail:.*}}", _h)]
+
+
+def aggregated_group(ctx: Any) -> Any:
+    """This API as a ``k8s.discovery.AggregatedGroup`` (the Kubernetes API's APIService-like hook):
+    discovery lists it under /apis and requests under /apis/external.metrics.k8s.io are handed here."""
+    from ack_sandbox.k8s.discovery import AggregatedGroup
+
+    async def _handler(request: web.Request, _parts: Any = None) -> web.Response:
+        return await handle(ctx, request)
+
+    return AggregatedGroup(group=GROUP, version=VERSION, resources=api_resource_list()["resources"], handler=_handler)
