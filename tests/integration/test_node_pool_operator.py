@@ -188,3 +188,14 @@ async def test_trigger_times_out_with_one_event(conn_id, vswitches):
     # Just created: the pool is still "initial" (pool setup takes 60 cloud seconds), so the deadline wins.
     assert (events[0].payload["status"], events[0].payload["state"]) == ("timeout", "initial")
     assert events[0].payload["nodepool_id"] == created["nodepool_id"]
+
+
+def test_vswitches_default_to_the_clusters_own(conn_id, vswitches):
+    name = "fm-" + secrets.token_hex(3)
+    spec = seed_pool(name, vswitches)
+    del spec["vswitch_ids"]
+    op = AckNodePoolOperator(task_id="node_pool", alibaba_cloud_conn_id=conn_id, wait_for_active=False,
+                             node_pool=spec)
+    result = op.execute({"ti": FakeTI()})
+    pool = AckHook(conn_id).describe_node_pool(result["nodepool_id"])
+    assert pool["scaling_group"]["vswitch_ids"] == AckHook(conn_id).describe_cluster()["vswitch_ids"]

@@ -120,8 +120,13 @@ class AckNodePoolOperator(BaseOperator):
                 "changes": changes}
 
     def execute(self, context: Any) -> dict[str, Any]:
-        spec = spec_from_params(self.node_pool).validate()  # templated fields validate after rendering
         hook = self._hook()
+        params = dict(self.node_pool)
+        if not params.get("vswitch_ids"):
+            # Like the console: no vSwitches chosen means the cluster's own (one per zone it spans).
+            params["vswitch_ids"] = list(hook.describe_cluster().get("vswitch_ids") or [])
+            self.log.info("vswitch_ids not given: using the cluster's vSwitches %s", params["vswitch_ids"])
+        spec = spec_from_params(params).validate()  # templated fields validate after rendering
         result = self.ensure(hook, spec)
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None:
