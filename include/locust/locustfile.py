@@ -7,8 +7,10 @@ monkey-patches the process with gevent on import, so it never runs inside an Air
   "signature_name": ..., "samples": [{"x": [784 floats], "label": 3}, ...]}`` written by the operator;
 * ``EI_LOAD_PLAN`` - JSON from ``elastic_inference.load_shape.LoadPlan.to_json()`` (stages, rps_per_user);
 * ``EI_REQUEST_HEADERS`` - optional JSON object of extra request headers (e.g. ``Host`` for an ingress);
-* ``EI_CHECK_STATS`` - where the master (or the single local process) writes ``{"checked": n,
-  "mismatches": m}`` when it quits.
+* ``EI_SUMMARY`` - where the master (or the single local process) writes the final numbers when it has
+  quit: ``{"checked", "mismatches", "stats": {requests, failures, rps, percentiles...}, "errors": [...]}``.
+  Written on ``events.quit``, after the last requests and the workers' final reports are counted; the CSV
+  files are rewritten only once a second and can miss the last in-flight requests.
 
 Requests: Seldon protocol posts ``{"data": {"ndarray": [[...]]}}`` and reads ``data.ndarray`` /
 ``data.tensor`` (seldon-core ``TfServingProxy``/``seldon_core.utils`` response shapes); TF Serving posts
@@ -124,15 +126,47 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     TOTALS["mismatches"] += int(data.get("ei_mismatches", 0))
 
 
-@events.quitting.add_listener
-def _on_quitting(environment: Any, **_: Any) -> None:
+ENV: dict[str, Any] = {}
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    ENV["environment"] = environment
+
+
+def _final_stats(environment: Any) -> dict[str, Any]:
+    from locust.stats import StatsError
+
+    total = environment.stats.total
+    pct = total.get_response_time_percentile
+    stats = {
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "rps": total.total_rps,
+        "failures_per_s": total.total_fail_per_sec,
+        "avg_ms": total.avg_response_time,
+        "min_ms": total.min_response_time,
+        "max_ms": total.max_response_time,
+        "p50_ms": pct(0.5) if total.num_requests else None,
+        "p95_ms": pct(0.95) if total.num_requests else None,
+        "p99_ms": pct(0.99) if total.num_requests else None,
+    }
+    errors = [{"method": e.method, "name": e.name, "error": StatsError.parse_error(e.error),
+               "occurrences": e.occurrences} for e in environment.stats.errors.values()]
+    return {"stats": stats, "errors": sorted(errors, key=lambda e: -e["occurrences"])}
+
+
+@events.quit.add_listener
+def _on_quit(exit_code: int, **_: Any) -> None:
     from locust.runners import WorkerRunner
 
-    out = os.environ.get("EI_CHECK_STATS")
-    if not out or isinstance(environment.runner, WorkerRunner):
+    out = os.environ.get("EI_SUMMARY")
+    environment = ENV.get("environment")
+    if not out or environment is None or isinstance(environment.runner, WorkerRunner):
         return
     checked, mismatches = CHECKS.take()  # local mode: everything is still here
-    result = {"checked": TOTALS["checked"] + checked, "mismatches": TOTALS["mismatches"] + mismatches}
+    result = {"checked": TOTALS["checked"] + checked, "mismatches": TOTALS["mismatches"] + mismatches,
+              "exit_code": exit_code, **_final_stats(environment)}
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(result, fh)
 

@@ -178,17 +178,30 @@ def parse_failures(prefix: str | Path) -> list[dict[str, Any]]:
     ``HTTP 503: ...``."""
     out = []
     for r in _rows(Path(f"{prefix}_failures.csv")):
-        error = r.get("Error", "")
-        m = _WRAPPED.match(error.strip())
         out.append({"method": r.get("Method", ""), "name": r.get("Name", ""),
-                    "error": m.group("msg") if m else error, "occurrences": int(_num(r.get("Occurrences")) or 0)})
+                    "error": _clean_error(r.get("Error", "")), "occurrences": int(_num(r.get("Occurrences")) or 0)})
     return sorted(out, key=lambda f: -f["occurrences"])
 
 
-def read_checks(path: Path) -> dict[str, int]:
-    """``{"checked": n, "mismatches": m}`` the locustfile writes on quit (zeros when it wrote nothing)."""
+def _clean_error(error: str) -> str:
+    m = _WRAPPED.match(error.strip())
+    return m.group("msg") if m else error
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """The final numbers the locustfile writes on quit (``EI_SUMMARY``), or None when it wrote nothing.
+
+    ``stats`` has the keys of :func:`parse_stats`; ``errors`` those of :func:`parse_failures`."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {"checked": int(data.get("checked", 0)), "mismatches": int(data.get("mismatches", 0))}
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
-        return {"checked": 0, "mismatches": 0}
+        return None
+    stats = dict(data.get("stats") or {})
+    if stats:
+        stats["requests"] = int(stats.get("requests") or 0)
+        stats["failures"] = int(stats.get("failures") or 0)
+        stats["error_rate"] = stats["failures"] / stats["requests"] if stats["requests"] else 0.0
+    errors = [{**e, "error": _clean_error(str(e.get("error", "")))} for e in data.get("errors") or []]
+    return {"checked": int(data.get("checked", 0)), "mismatches": int(data.get("mismatches", 0)),
+            "exit_code": data.get("exit_code"), "stats": stats or None,
+            "errors": sorted(errors, key=lambda e: -int(e.get("occurrences") or 0))}

@@ -1,0 +1,471 @@
+"""Load test the endpoint with locust and record what the cluster does meanwhile, in one task.
+
+One task, because ``airflow dags test`` runs tasks one at a time: locust runs as a subprocess (it
+monkey-patches the process with gevent on import, so it never runs in the worker itself) while this task
+polls the Kubernetes API into a timeline, and keeps recording after the load stops until the Deployment is
+back at ``minReplicas`` (bounded by ``scale_in_timeout``). The verify operator reads the timeline file.
+
+Outputs (XCom): ``return_value`` = ``{"stats", "checks", "plan", "endpoint", "run_dir", "timeline_path",
+"locust_html", "slo"}`` (small), ``timeline_path`` = the JSON file path (for
+``ScaleVerificationOperator``), ``locust_report_url`` (the extra link). Fails (``AirflowFailException``)
+when the error rate or the p95 latency breaks the SLO, after the timeline is written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from elastic_inference.links import LOCUST_URL_KEY, LocustReportLink, report_url, run_dir
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from elastic_inference.load_shape import LoadPlan
+    from elastic_inference.timeline import TimelineRecorder
+
+_PKG = Path(__file__).resolve().parents[1]
+_LOCUSTFILE_CANDIDATES = (_PKG / "locust" / "locustfile.py",                      # wheel (force-include)
+                          _PKG.parents[1] / "include" / "locust" / "locustfile.py")  # source checkout
+SELDON_ID_LABEL = "seldon-deployment-id"
+
+
+def default_locustfile() -> Path:
+    for candidate in _LOCUSTFILE_CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    raise AirflowFailException(f"locustfile not found in {', '.join(map(str, _LOCUSTFILE_CANDIDATES))}; "
+                               f"pass locustfile=")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slo_breaches(stats: dict[str, Any], *, slo_error_rate: float | None, slo_p95_ms: float | None) -> list[str]:
+    """Human sentences for each SLO the run broke (empty when it met them)."""
+    out = []
+    if stats["requests"] == 0:
+        return ["locust sent no request at all (check the host URL and the locust log)"]
+    if slo_error_rate is not None and stats["error_rate"] > slo_error_rate:
+        out.append(f"error rate {stats['error_rate']:.2%} ({stats['failures']} of {stats['requests']} requests "
+                   f"failed) exceeds the SLO of {slo_error_rate:.2%} (slo_error_rate)")
+    p95 = stats.get("p95_ms")
+    if slo_p95_ms is not None and p95 is not None and p95 > slo_p95_ms:
+        out.append(f"p95 latency {p95:.0f} ms exceeds the SLO of {slo_p95_ms:.0f} ms (slo_p95_ms) "
+                   f"over {stats['requests']} requests")
+    return out
+
+
+class LocustLoadTestOperator(BaseOperator):
+    """Run a staged locust load against a prediction endpoint and record the cluster's response.
+
+    :param host: base URL of the endpoint, e.g. the ingress ``http://<address>`` (templated).
+    :param protocol: ``seldon`` (POST ``/api/v1.0/predictions`` with ``{"data": {"ndarray": ...}}``) or
+        ``tfserving`` (POST ``/v1/models/<model_name>:predict`` with ``{"instances": ...}``).
+    :param model_name: TF Serving model name (``tfserving`` only).
+    :param request_path: overrides the predict path.
+    :param request_headers: extra headers, e.g. ``{"Host": "<ingress host>"}``. Not for secrets.
+    :param samples_path: ``.npz``/``.json`` of real test images and labels (templated); predictions are
+        checked against the labels (mismatches are counted, not failed).
+    :param max_samples: how many images to cycle through.
+    :param qps_target: the HPA's ``targetAverageValue`` for ``sls_ingress_qps``.
+    :param max_replicas: the HPA's ``maxReplicas``; with ``qps_target`` and ``fill_factor`` it sizes the load
+        (``qps_target x max_replicas x fill_factor`` RPS) unless ``target_rps`` is given.
+    :param ramp_seconds, hold_seconds, ramp_steps, rps_per_user: the shape (see ``load_shape.plan_load``).
+    :param slo_error_rate: fail when more than this fraction of requests failed (None: no check).
+    :param slo_p95_ms: fail when locust's overall p95 exceeds this (None: no check).
+    :param workers: 0 runs one locust process; N >= 1 runs a master and N worker processes on 127.0.0.1.
+    :param record_cluster: poll the cluster into the timeline (False: load only).
+    :param kubernetes_conn_id / ack_conn_id / cluster_id: where the cluster is (see ``hooks.kubernetes``).
+    :param namespace: namespace of the SeldonDeployment / Deployment.
+    :param seldon_deployment: find the Deployment by label ``seldon-deployment-id=<name>`` ...
+    :param deployment_name: ... or name it directly.
+    :param node_pool_id: the elastic pool's id (node label ``alibabacloud.com/nodepool-id``); default: the pods'
+        nodeSelector decides which nodes belong to the pool.
+    :param pool_node_selector: labels that mark the pool's nodes (instead of ``node_pool_id``).
+    :param metric_name / metric_selector: the external metric to record; default: the HPA's own.
+    :param record_interval: seconds between timeline samples.
+    :param scale_in_timeout: after the load, record up to this many seconds until replicas are back at
+        ``minReplicas`` (0: stop recording with the load).
+    :param reports_dir: root of the reports (default ``$ELASTIC_INFERENCE_REPORTS_DIR`` or
+        ``$AIRFLOW_HOME/reports``); this run writes ``<reports_dir>/<dag_id>/<run_id>/``.
+    :param locust_command: the command that starts locust (default ``[sys.executable, "-m", "locust"]``).
+    :param startup_grace: seconds allowed beyond the shape's run time before locust is stopped.
+    """
+
+    template_fields: Sequence[str] = (
+        "host", "model_name", "request_path", "samples_path", "namespace", "seldon_deployment", "deployment_name",
+        "node_pool_id", "reports_dir", "cluster_id",
+    )
+    operator_extra_links = (LocustReportLink(),)
+    ui_color = "#e8f4e8"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        protocol: str = "seldon",
+        model_name: str | None = None,
+        request_path: str | None = None,
+        request_headers: dict[str, str] | None = None,
+        samples_path: str | None = None,
+        max_samples: int = 200,
+        qps_target: float = 10.0,
+        max_replicas: int = 10,
+        fill_factor: float = 0.5,
+        target_rps: float | None = None,
+        ramp_seconds: float = 30.0,
+        hold_seconds: float = 60.0,
+        ramp_steps: int = 3,
+        rps_per_user: float = 2.0,
+        slo_error_rate: float | None = 0.01,
+        slo_p95_ms: float | None = 1000.0,
+        workers: int = 0,
+        record_cluster: bool = True,
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        ack_conn_id: str | None = None,
+        cluster_id: str | None = None,
+        namespace: str = "default",
+        seldon_deployment: str | None = None,
+        deployment_name: str | None = None,
+        node_pool_id: str | None = None,
+        pool_node_selector: dict[str, str] | None = None,
+        metric_name: str | None = None,
+        metric_selector: dict[str, str] | None = None,
+        record_interval: float = 5.0,
+        scale_in_timeout: float = 0.0,
+        progress_interval: float = 5.0,
+        reports_dir: str | None = None,
+        locust_command: Sequence[str] | None = None,
+        locustfile: str | None = None,
+        startup_grace: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if protocol not in ("seldon", "tfserving"):
+            raise ValueError(f"protocol must be 'seldon' or 'tfserving', got {protocol!r}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if record_interval <= 0 or progress_interval <= 0:
+            raise ValueError("record_interval and progress_interval must be > 0 seconds")
+        self.host = host
+        self.protocol = protocol
+        self.model_name = model_name
+        self.request_path = request_path
+        self.request_headers = dict(request_headers or {})
+        self.samples_path = samples_path
+        self.max_samples = max_samples
+        self.qps_target = qps_target
+        self.max_replicas = max_replicas
+        self.fill_factor = fill_factor
+        self.target_rps = target_rps
+        self.ramp_seconds = ramp_seconds
+        self.hold_seconds = hold_seconds
+        self.ramp_steps = ramp_steps
+        self.rps_per_user = rps_per_user
+        self.slo_error_rate = slo_error_rate
+        self.slo_p95_ms = slo_p95_ms
+        self.workers = workers
+        self.record_cluster = record_cluster
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.ack_conn_id = ack_conn_id
+        self.cluster_id = cluster_id
+        self.namespace = namespace
+        self.seldon_deployment = seldon_deployment
+        self.deployment_name = deployment_name
+        self.node_pool_id = node_pool_id
+        self.pool_node_selector = pool_node_selector
+        self.metric_name = metric_name
+        self.metric_selector = metric_selector
+        self.record_interval = record_interval
+        self.scale_in_timeout = scale_in_timeout
+        self.progress_interval = progress_interval
+        self.reports_dir = reports_dir
+        self.locust_command = list(locust_command) if locust_command else None
+        self.locustfile = locustfile
+        self.startup_grace = startup_grace
+
+    # -- preparation ----------------------------------------------------------------------------------
+    def _plan(self) -> LoadPlan:
+        from elastic_inference.load_shape import plan_load
+
+        try:
+            return plan_load(qps_target=self.qps_target, max_replicas=int(self.max_replicas),
+                             fill_factor=self.fill_factor, ramp_seconds=self.ramp_seconds,
+                             hold_seconds=self.hold_seconds, ramp_steps=self.ramp_steps,
+                             rps_per_user=self.rps_per_user, target_rps=self.target_rps)
+        except ValueError as e:
+            raise AirflowFailException(f"load shape: {e}") from e
+
+    def _samples(self) -> list[dict[str, Any]]:
+        from elastic_inference.locust_io import load_samples
+
+        if not self.samples_path:
+            raise AirflowFailException("samples_path is required: the .npz/.json of real test images and labels "
+                                       "the training step writes (keys x/y)")
+        try:
+            return load_samples(self.samples_path, limit=self.max_samples)
+        except (OSError, ValueError) as e:
+            raise AirflowFailException(f"samples_path: {e}") from e
+
+    def _locust_base(self) -> list[str]:
+        if self.locust_command:
+            return list(self.locust_command)
+        if importlib.util.find_spec("locust") is None:
+            raise AirflowFailException("locust is not installed in this Python environment; install the provider's "
+                                       "'load' extra (pip install 'airflow-provider-elastic-inference[load]') or "
+                                       "pass locust_command=")
+        return [sys.executable, "-m", "locust"]
+
+    def _kube(self) -> Any:
+        from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook
+
+        return KubeHook(KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id,
+                                   cluster_id=self.cluster_id))
+
+    def _recorder(self, hook: Any) -> TimelineRecorder:
+        from elastic_inference.timeline import TimelineRecorder
+
+        ns = self.namespace
+
+        def fetch(path: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
+            return hook.request("GET", path, query=query, operation=f"GET {path}")
+
+        if self.deployment_name:
+            dep = hook.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment_name}",
+                               operation=f"get deployment {ns}/{self.deployment_name}")
+            deployments = [dep]
+        elif self.seldon_deployment:
+            deployments = fetch(f"/apis/apps/v1/namespaces/{ns}/deployments",
+                                {"labelSelector": f"{SELDON_ID_LABEL}={self.seldon_deployment}"}).get("items") or []
+            if not deployments:
+                raise AirflowFailException(
+                    f"no Deployment labelled {SELDON_ID_LABEL}={self.seldon_deployment} in namespace {ns}; is the "
+                    f"SeldonDeployment deployed and reconciled (state Available)?")
+        else:
+            raise AirflowFailException("record_cluster needs seldon_deployment or deployment_name to know what to "
+                                       "record (or set record_cluster=False)")
+        hpas = fetch(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers").get("items") or []
+        by_target = {(h.get("spec", {}).get("scaleTargetRef") or {}).get("name"): h for h in hpas}
+        deployment = next((d for d in deployments if d["metadata"]["name"] in by_target), deployments[0])
+        hpa = by_target.get(deployment["metadata"]["name"])
+        if hpa is None:
+            self.log.warning("No HPA targets deployment %s/%s; replicas are recorded but cannot scale",
+                             ns, deployment["metadata"]["name"])
+        return TimelineRecorder(fetch, namespace=ns, deployment=deployment, hpa=hpa, pool_id=self.node_pool_id,
+                                pool_selector=self.pool_node_selector, metric_name=self.metric_name,
+                                metric_selector=self.metric_selector)
+
+    # -- locust processes -----------------------------------------------------------------------------
+    def _start_locust(self, out: Path, env: dict[str, str], locustfile: Path, run_time: float
+                      ) -> tuple[subprocess.Popen[bytes], list[subprocess.Popen[bytes]], Any]:
+        base = self._locust_base()
+        common = ["-f", str(locustfile), "--loglevel", "INFO"]
+        master_args = [*common, "--headless", "--host", self.host, "--csv", str(out / "locust"), "--csv-full-history",
+                       "--only-summary", "--html", str(out / "locust.html"),
+                       # Shapes ignore --run-time (locust warns); StagedShape stops at its last stage anyway.
+                       "--run-time", f"{int(run_time) + 1}s", "--stop-timeout", "5"]
+        log_fh = (out / "locust.log").open("ab")
+        workers: list[subprocess.Popen[bytes]] = []
+        if self.workers:
+            port = _free_port()
+            master_args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                            "--expect-workers", str(self.workers), "--expect-workers-max-wait", "60"]
+            master = subprocess.Popen([*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env,
+                                      cwd=out, start_new_session=True)
+            for _ in range(self.workers):
+                workers.append(subprocess.Popen(
+                    [*base, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                    stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True))
+        else:
+            master = subprocess.Popen([*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env,
+                                      cwd=out, start_new_session=True)
+        return master, workers, log_fh
+
+    @staticmethod
+    def _stop(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+        """SIGTERM (locust then writes its stats), then SIGKILL what is still there after ``grace``."""
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+
+    def _progress(self, out: Path, recorder: TimelineRecorder | None) -> None:
+        from elastic_inference.locust_io import parse_history
+        from elastic_inference.timeline import replicas_of
+
+        history = parse_history(out / "locust")
+        last = history[-1] if history else None
+        replicas = replicas_of(recorder.samples[-1]) if recorder and recorder.samples else None
+        qps = recorder.samples[-1].get("qps") if recorder and recorder.samples else None
+        if last:
+            self.log.info("load: %d users, %.1f RPS, %d requests, %d failures, p95 %s ms | replicas %s, metric %s",
+                          last["users"], last["rps"], last["total_requests"], last["total_failures"],
+                          last["p95_ms"], replicas, qps)
+        else:
+            self.log.info("load: starting | replicas %s, metric %s", replicas, qps)
+
+    # -- the task -------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        from elastic_inference.locust_io import parse_failures, parse_history, parse_stats, read_summary, write_payload
+        from elastic_inference.timeline import replicas_of, write_timeline
+
+        plan = self._plan()
+        samples = self._samples()
+        out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"])
+        out.mkdir(parents=True, exist_ok=True)
+        payload = write_payload(out / "payload.json", protocol=self.protocol, samples=samples,
+                                model_name=self.model_name, request_path_override=self.request_path)
+        (out / "plan.json").write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")
+        for stale in out.glob("locust_*.csv"):
+            stale.unlink()  # a retry must not parse the previous try's numbers
+        locustfile = Path(self.locustfile) if self.locustfile else default_locustfile()
+        base_cmd = self._locust_base()
+        self.log.info("Load plan: %.1f RPS from %d users (%.2f RPS each), ramp %.0f s, hold %.0f s, sized from "
+                      "qps_target=%s x max_replicas=%s x fill_factor=%s; %s",
+                      plan.target_rps, plan.users, plan.rps_per_user, plan.hold_start,
+                      plan.run_time - plan.hold_start, self.qps_target, self.max_replicas, self.fill_factor,
+                      f"{self.workers} locust workers" if self.workers else "one locust process")
+
+        hook = self._kube() if self.record_cluster else None
+        recorder = self._recorder(hook) if hook is not None else None
+        if recorder:
+            recorder.sample()  # the baseline, before any load
+            self.log.info("Recording %s/%s (HPA %s, metric %s) every %.1f s", recorder.namespace,
+                          recorder.deployment_name, (recorder.hpa or {}).get("name"), recorder.metric_name,
+                          self.record_interval)
+
+        env = {**os.environ, "EI_PAYLOAD_FILE": str(payload), "EI_LOAD_PLAN": str(out / "plan.json"),
+               "EI_SUMMARY": str(out / "summary.json"), "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+        (out / "summary.json").unlink(missing_ok=True)
+
+        load: dict[str, Any] = {"endpoint": self.host, "protocol": self.protocol, "plan": plan.to_json(),
+                                "workers": self.workers, "command": base_cmd[-1]}
+        master, workers, log_fh = self._start_locust(out, env, locustfile, plan.run_time)
+        load["start"] = time.time()
+        load["hold_start"] = load["start"] + plan.hold_start
+        deadline = time.monotonic() + plan.run_time + self.startup_grace
+        timed_out = False
+        next_sample = next_log = time.monotonic()
+        try:
+            while master.poll() is None:
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = True
+                    self.log.error("locust still running %.0f s after the shape's end; stopping it",
+                                   self.startup_grace)
+                    break
+                if recorder and now >= next_sample:
+                    recorder.sample()
+                    next_sample = now + self.record_interval
+                if now >= next_log:
+                    self._progress(out, recorder)
+                    next_log = now + self.progress_interval
+                time.sleep(min(0.5, max(0.05, min(next_sample, next_log, deadline) - time.monotonic())))
+        finally:
+            self._stop([master, *workers])
+            log_fh.close()
+        load["stop"] = time.time()
+        rc = master.returncode
+
+        scale_in: dict[str, Any] = {"timeout": self.scale_in_timeout, "reached_at": None}
+        if recorder and self.scale_in_timeout > 0:
+            min_replicas = int((recorder.hpa or {}).get("min_replicas") or 1)
+            self.log.info("Load stopped; recording until replicas are back at %d (at most %.0f s)",
+                          min_replicas, self.scale_in_timeout)
+            end = time.monotonic() + self.scale_in_timeout
+            while True:
+                s = recorder.sample()
+                if replicas_of(s) == min_replicas and (s.get("deployment") or {}).get("replicas", 0) <= min_replicas:
+                    scale_in["reached_at"] = s["t"]
+                    self.log.info("Scaled back in to %d replicas %.0f s after the load", min_replicas,
+                                  s["t"] - load["stop"])
+                    break
+                if time.monotonic() + self.record_interval > end:
+                    self.log.warning("Replicas still %s after %.0f s", replicas_of(s), self.scale_in_timeout)
+                    break
+                time.sleep(self.record_interval)
+        elif recorder:
+            recorder.sample()
+
+        log_tail = (out / "locust.log").read_text(errors="replace")[-2000:]
+        if rc not in (0, 1) and not timed_out:  # 1 = "some requests failed", locust's default exit code
+            raise AirflowException(f"locust exited with code {rc}; last log lines:\n{log_tail}")
+        # The final summary (written on quit) counts every request; the CSVs are the fallback when locust was
+        # stopped before it could write it.
+        summary = read_summary(out / "summary.json")
+        try:
+            stats = summary["stats"] if summary and summary["stats"] else parse_stats(out / "locust")
+        except FileNotFoundError as e:
+            raise AirflowException(f"locust exited with code {rc} and wrote no stats ({e}); last log lines:\n"
+                                   f"{log_tail}") from e
+        failures = summary["errors"] if summary else parse_failures(out / "locust")
+        checks = {"checked": summary["checked"] if summary else 0,
+                  "mismatches": summary["mismatches"] if summary else 0}
+        stats["mismatches"] = checks["mismatches"]
+        stats["checked"] = checks["checked"]
+        history = parse_history(out / "locust")
+        if history and stats["requests"] > history[-1]["total_requests"]:
+            # The CSV is rewritten once a second: close the series with the final totals at the stop time.
+            history.append({**history[-1], "t": float(int(load["stop"]) + 1), "users": 0, "rps": 0.0,
+                            "failures_per_s": 0.0, "total_requests": stats["requests"],
+                            "total_failures": stats["failures"], "final": True})
+
+        timeline_path = out / "timeline.json"
+        write_timeline(timeline_path, {
+            "meta": recorder.meta() if recorder else {"namespace": self.namespace},
+            "load": load,
+            "samples": recorder.samples if recorder else [],
+            "locust": {"stats": stats, "history": history, "failures": failures, "checks": checks,
+                       "csv_prefix": str(out / "locust")},
+            "scale_in": scale_in,
+            "recorder_errors": recorder.errors if recorder else 0,
+        })
+        ti = context["ti"]
+        ti.xcom_push(key="timeline_path", value=str(timeline_path))
+        html = out / "locust.html"
+        if html.is_file():
+            ti.xcom_push(key=LOCUST_URL_KEY, value=report_url(html, reports_dir=self.reports_dir))
+
+        self.log.info("Load test done: %d requests, %d failed (%.2f%%), %.1f RPS, p50 %s / p95 %s / p99 %s ms, "
+                      "%d of %d predictions disagreed with the label", stats["requests"], stats["failures"],
+                      100 * stats["error_rate"], stats["rps"], stats["p50_ms"], stats["p95_ms"], stats["p99_ms"],
+                      checks["mismatches"], checks["checked"])
+        breaches = slo_breaches(stats, slo_error_rate=self.slo_error_rate, slo_p95_ms=self.slo_p95_ms)
+        if timed_out:
+            breaches.insert(0, f"locust did not finish within the shape's {plan.run_time:.0f} s + "
+                               f"{self.startup_grace:.0f} s grace and was stopped")
+        result = {"endpoint": self.host, "stats": stats, "checks": checks, "plan": plan.to_json(),
+                  "run_dir": str(out), "timeline_path": str(timeline_path),
+                  "locust_html": str(html) if html.is_file() else None,
+                  "slo": {"error_rate": self.slo_error_rate, "p95_ms": self.slo_p95_ms, "breaches": breaches},
+                  "top_failures": failures[:5]}
+        if breaches:
+            ti.xcom_push(key="load_test_result", value=result)
+            top = "; ".join(f"{f['error']} ({f['occurrences']}x)" for f in failures[:3])
+            raise AirflowFailException("Load test broke its SLO: " + "; ".join(breaches)
+                                       + (f". Most frequent errors: {top}" if top else ""))
+        return result
