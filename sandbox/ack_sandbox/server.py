@@ -30,6 +30,7 @@ log = logging.getLogger("ack_sandbox")
 SERVICES: dict[str, str] = {
     "cs": "ack_sandbox.cs.service",
     "oss": "ack_sandbox.oss.service",
+    "controllers": "ack_sandbox.controllers.service",
 }
 
 READY_FILE = "ready.json"

@@ -119,11 +119,16 @@ class Api:
     HTTP code (404, 409, 422 ...), exactly what an HTTP client would see.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, field_manager: str = "sandbox-controller") -> None:
         self.store = store
+        self.field_manager = field_manager
+
+    @staticmethod
+    def _what(kind: Kind) -> tuple[str, str]:
+        return (kind.group, kind.resource)
 
     async def get(self, kind: Kind, namespace: str, name: str) -> Obj:
-        return await self.store.get(kind.group, kind.resource, namespace or None, name)
+        return await self.store.get(self._what(kind), name, namespace=namespace or None)
 
     async def get_or_none(self, kind: Kind, namespace: str, name: str) -> Obj | None:
         try:
@@ -140,44 +145,68 @@ class Api:
 
     async def list_with_rv(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
                            field_selector: str | None = None) -> tuple[list[Obj], str]:
-        result = await self.store.list(kind.group, kind.resource, namespace or None,
-                                       label_selector=label_selector, field_selector=field_selector)
-        return list(result["items"]), str(result["metadata"]["resourceVersion"])
+        items, rv = await self.store.list(self._what(kind), namespace=namespace or None,
+                                          label_selector=label_selector, field_selector=field_selector)
+        return list(items), str(rv)
 
     async def create(self, kind: Kind, obj: Obj) -> Obj:
         obj.setdefault("apiVersion", kind.api_version)
         obj.setdefault("kind", kind.kind)
         ns = obj.get("metadata", {}).get("namespace") if kind.namespaced else None
-        return await self.store.create(kind.group, kind.resource, ns, obj)
+        return await self.store.create(obj, namespace=ns, field_manager=self.field_manager, what=self._what(kind))
 
     async def update(self, kind: Kind, obj: Obj) -> Obj:
-        ns, name = key_of(obj)
-        return await self.store.update(kind.group, kind.resource, ns or None, name, obj)
+        return await self.store.update(obj, field_manager=self.field_manager, what=self._what(kind))
 
     async def update_status(self, kind: Kind, obj: Obj) -> Obj:
-        ns, name = key_of(obj)
-        return await self.store.update_status(kind.group, kind.resource, ns or None, name, obj)
+        return await self.store.update(obj, subresource="status", field_manager=self.field_manager,
+                                       what=self._what(kind))
 
     async def patch(self, kind: Kind, namespace: str, name: str, patch: Obj, subresource: str | None = None) -> Obj:
         """A JSON merge patch (RFC 7386) of the object or its ``status`` subresource."""
-        return await self.store.patch(kind.group, kind.resource, namespace or None, name, patch,
-                                      patch_type="merge", subresource=subresource)
+        return await self.store.patch(self._what(kind), name, patch, namespace=namespace or None,
+                                      patch_type="merge", subresource=subresource, field_manager=self.field_manager)
 
     async def delete(self, kind: Kind, namespace: str, name: str, grace_period_seconds: int | None = None,
                      propagation_policy: str | None = None, uid: str | None = None) -> Obj | None:
         try:
-            return await self.store.delete(kind.group, kind.resource, namespace or None, name,
+            return await self.store.delete(self._what(kind), name, namespace=namespace or None,
                                            grace_period_seconds=grace_period_seconds,
-                                           propagation_policy=propagation_policy, uid=uid)
+                                           propagation_policy=propagation_policy,
+                                           preconditions={"uid": uid} if uid else None)
         except ApiError as exc:
-            if exc.code == 404:
+            if exc.code in (404, 409):
                 return None
             raise
 
-    def watch(self, kind: Kind, namespace: str | None = None, resource_version: str | None = None
-              ) -> AsyncIterator[tuple[str, Obj]]:
-        """``(type, obj)`` with type ADDED / MODIFIED / DELETED (BOOKMARKs are not passed on)."""
-        return self.store.watch(kind.group, kind.resource, namespace or None, resource_version=resource_version)
+    async def bind(self, namespace: str, name: str, node_name: str, uid: str | None = None) -> Obj:
+        """Bind a pod to a node as ``POST pods/{name}/binding`` does: spec.nodeName + PodScheduled=True."""
+        binder = getattr(self.store, "bind_pod", None)
+        if binder is not None:
+            return await binder(namespace, name, node_name, uid=uid)
+        pod = await self.get(PODS, namespace, name)
+        if uid and pod["metadata"].get("uid") != uid:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": '
+                                            f"the pod's UID changed")
+        if pod.get("spec", {}).get("nodeName"):
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": '
+                                            f"pod {name} is already assigned to node "
+                                            f'"{pod["spec"]["nodeName"]}"')
+        pod["spec"]["nodeName"] = node_name
+        pod = await self.update(PODS, pod)
+        conds = pod.setdefault("status", {}).setdefault("conditions", [])
+        set_condition(conds, "PodScheduled", "True", None, None, probe_time=True)
+        return await self.update_status(PODS, pod)
+
+    async def watch(self, kind: Kind, namespace: str | None = None, resource_version: str | None = None
+                    ) -> AsyncIterator[tuple[str, Obj]]:
+        """``(type, obj)`` with type ADDED / MODIFIED / DELETED, from after ``resource_version``."""
+        w = self.store.watch(self._what(kind), namespace=namespace or None, since_rv=resource_version)
+        try:
+            async for etype, obj in w:
+                yield etype, obj
+        finally:
+            w.close()
 
 
 def set_condition(conditions: list[dict[str, Any]], ctype: str, status: str, reason: str | None = None,
@@ -354,7 +383,7 @@ class Controller:
 
     def __init__(self, ctx: SandboxContext, api: Api | None = None) -> None:
         self.ctx = ctx
-        self.api = api or Api(ctx.services["kubernetes"])
+        self.api = api or Api(ctx.services["kubernetes"], self.name)
         self.events = EventRecorder(self.api, self.name)
         self.queue = WorkQueue()
         self._failures: dict[Key, int] = {}
