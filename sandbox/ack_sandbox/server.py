@@ -28,6 +28,7 @@ log = logging.getLogger("ack_sandbox")
 
 # endpoints.json key -> module providing create_app(ctx). Order is start order.
 SERVICES: dict[str, str] = {
+    "kubernetes": "ack_sandbox.k8s.service",
     "cs": "ack_sandbox.cs.service",
     "oss": "ack_sandbox.oss.service",
     "controllers": "ack_sandbox.controllers.service",

@@ -1,0 +1,82 @@
+"""A minimal OpenAPI v3 surface: what kubectl 1.32 needs to validate and apply.
+
+``kubectl apply/create/replace`` (``--validate=strict``, the default) first asks whether the server validates
+fields itself: cli-runtime's ``queryParamVerifierV3`` fetches ``/openapi/v3`` and the group-version document,
+finds the PATCH operation tagged with ``x-kubernetes-group-version-kind`` and looks for the ``fieldValidation``
+path parameter. With it, kubectl sends ``fieldValidation=Strict`` and skips client-side schema validation;
+without any OpenAPI it fails with "failed to download openapi". Schemas are left out (``components`` empty):
+kubectl then computes strategic merge patches from its compiled-in types, as it does for built-in kinds
+anyway, and uses JSON merge patches for custom resources. ``/openapi/v2`` answers 404 (kubectl only falls
+back to it when v3 is missing). ``kubectl explain`` therefore has nothing to show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ack_sandbox.k8s.registry import Registry
+
+_COMMON = ["pretty", "dryRun", "fieldManager", "fieldValidation"]
+
+
+def _param(name: str, where: str = "query") -> dict[str, Any]:
+    return {"name": name, "in": where, "schema": {"type": "string", "uniqueItems": True},
+            **({"required": True} if where == "path" else {})}
+
+
+def _gv_key(group: str, version: str) -> str:
+    return f"api/{version}" if not group else f"apis/{group}/{version}"
+
+
+def gv_document(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+    rts = [rt for rt in registry.all() if rt.group == group and rt.version == version]
+    if not rts:
+        return None
+    paths: dict[str, Any] = {}
+    prefix = "/" + _gv_key(group, version)
+    for rt in rts:
+        gvk = {"group": group, "version": version, "kind": rt.kind}
+        ext = {"x-kubernetes-group-version-kind": gvk}
+        base = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
+        ns_params = [_param("namespace", "path")] if rt.namespaced else []
+        ok = {"responses": {"200": {"description": "OK"}}}
+        paths[base] = {
+            "get": {**ok, "x-kubernetes-action": "list", **ext, "operationId": f"list{rt.kind}"},
+            "post": {**ok, "x-kubernetes-action": "post", **ext, "operationId": f"create{rt.kind}",
+                     "parameters": [_param(p) for p in _COMMON]},
+            "parameters": ns_params,
+        }
+        item_params = [_param("name", "path")] + ns_params
+        # kubectl reads the PATCH operation's own parameters (cli-runtime supportsQueryParamV3).
+        paths[f"{base}/{{name}}"] = {
+            "get": {**ok, "x-kubernetes-action": "get", **ext, "operationId": f"read{rt.kind}"},
+            "put": {**ok, "x-kubernetes-action": "put", **ext, "operationId": f"replace{rt.kind}",
+                    "parameters": [_param(p) for p in _COMMON]},
+            "patch": {**ok, "x-kubernetes-action": "patch", **ext, "operationId": f"patch{rt.kind}",
+                      "parameters": [_param(p) for p in _COMMON + ["force"]]},
+            "delete": {**ok, "x-kubernetes-action": "delete", **ext, "operationId": f"delete{rt.kind}"},
+            "parameters": item_params,
+        }
+        for sub in rt.subresources:
+            if sub in ("status", "scale"):
+                paths[f"{base}/{{name}}/{sub}"] = {
+                    "get": {**ok, "x-kubernetes-action": "get", **ext},
+                    "patch": {**ok, "x-kubernetes-action": "patch", **ext,
+                              "parameters": [_param(p) for p in _COMMON + ["force"]]},
+                    "put": {**ok, "x-kubernetes-action": "put", **ext, "parameters": [_param(p) for p in _COMMON]},
+                    "parameters": item_params,
+                }
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.1-aliyun.1"},
+            "paths": paths, "components": {"schemas": {}}}
+
+
+def root(registry: Registry) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group, versions, _ in registry.groups():
+        for v in versions:
+            doc = gv_document(registry, group, v)
+            digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
+            out[_gv_key(group, v)] = {"serverRelativeURL": f"/openapi/v3/{_gv_key(group, v)}?hash={digest}"}
+    return {"paths": out}
