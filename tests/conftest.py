@@ -21,7 +21,12 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES", "kube_config,kubeconfig")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Airflow appends the dags folder to sys.path in its processes (shared DAG modules like dags/_assets.py rely on it).
+sys.path.append(str(REPO / "dags"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
-from elastic_inference.exceptions import AlibabaCloudTerminalError, NodePoolFailedError
+from elastic_inference.exceptions import AlibabaCloudTerminalError, NodePoolFailedError, NodePoolSpecError
 from elastic_inference.node_pool_spec import NodePoolSpec, spec_from_params
 from elastic_inference.sensors.node_pool import raise_for_event
 from elastic_inference.triggers.node_pool import (
@@ -23,6 +23,21 @@ from elastic_inference.triggers.node_pool import (
 )
 
 SPEC_FIELDS = tuple(NodePoolSpec.__dataclass_fields__)
+
+
+def _as_mapping(value: Any) -> dict[str, Any]:
+    """The rendered ``node_pool``: a dict (native rendering) or its JSON/Python-literal text."""
+    if isinstance(value, str):
+        import ast
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = ast.literal_eval(value)
+    if not isinstance(value, dict):
+        raise NodePoolSpecError(f"node_pool must be a mapping of node pool fields, got {type(value).__name__}")
+    return dict(value)
 
 
 class AckNodePoolOperator(BaseOperator):
@@ -52,7 +67,7 @@ class AckNodePoolOperator(BaseOperator):
     def __init__(
         self,
         *,
-        node_pool: dict[str, Any] | None = None,
+        node_pool: dict[str, Any] | str | None = None,
         cluster_id: str | None = None,
         alibaba_cloud_conn_id: str = "alibaba_ack_default",
         wait_for_active: bool = True,
@@ -63,7 +78,8 @@ class AckNodePoolOperator(BaseOperator):
     ) -> None:
         spec_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_FIELDS}
         super().__init__(**kwargs)
-        self.node_pool = {**(node_pool or {}), **spec_kwargs}
+        # A string is a template (e.g. "{{ params.node_pool }}") rendered before execute.
+        self.node_pool = node_pool if isinstance(node_pool, str) else {**(node_pool or {}), **spec_kwargs}
         self.cluster_id = cluster_id
         self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
         self.wait_for_active = wait_for_active
@@ -121,7 +137,7 @@ class AckNodePoolOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         hook = self._hook()
-        params = dict(self.node_pool)
+        params = _as_mapping(self.node_pool)
         if not params.get("vswitch_ids"):
             # Like the console: no vSwitches chosen means the cluster's own (one per zone it spans).
             params["vswitch_ids"] = list(hook.describe_cluster().get("vswitch_ids") or [])
