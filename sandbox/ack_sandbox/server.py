@@ -32,6 +32,7 @@ SERVICES: dict[str, str] = {
     "cs": "ack_sandbox.cs.service",
     "oss": "ack_sandbox.oss.service",
     "controllers": "ack_sandbox.controllers.service",
+    "ingress": "ack_sandbox.controllers.ingress",
 }
 
 READY_FILE = "ready.json"

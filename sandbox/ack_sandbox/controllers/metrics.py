@@ -183,3 +183,25 @@ def aggregated_group(ctx: Any) -> Any:
         return await handle(ctx, request)
 
     return AggregatedGroup(group=GROUP, version=VERSION, resources=api_resource_list()["resources"], handler=_handler)
+
+
+class ExternalMetricsApi:
+    """Registers this API with the Kubernetes API service (the APIService of the metrics adapter).
+
+    Listed in ``controllers.service.CONTROLLERS`` like a controller (``start``/``stop``), so it is
+    served from the Kubernetes API URL: ``kubectl get --raw /apis/external.metrics.k8s.io/v1beta1``.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    async def start(self) -> None:
+        from ack_sandbox.k8s.service import register_api_group
+
+        async def _handler(request: web.Request, _parts: list[str]) -> web.StreamResponse:
+            return await handle(self.ctx, request)
+
+        register_api_group(self.ctx, GROUP, VERSION, api_resource_list()["resources"], _handler)
+
+    async def stop(self) -> None:
+        """Nothing runs in the background; requests simply stop when the daemon does."""
