@@ -46,6 +46,9 @@ CONTROLLERS: list[str] = [
     "ack_sandbox.controllers.deployment:DeploymentController",
     "ack_sandbox.controllers.node_autoscaler:NodeAutoscaler",
     "ack_sandbox.controllers.kubelet:Kubelet",
+    "ack_sandbox.controllers.metrics:ExternalMetricsApi",
+    "ack_sandbox.controllers.seldon:SeldonController",
+    "ack_sandbox.controllers.hpa:HpaController",
 ]
 
 
