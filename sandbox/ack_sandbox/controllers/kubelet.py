@@ -592,6 +592,51 @@ class Kubelet(Controller):
         if reaped:
             log.warning("kubelet: killed %d container process groups left by a previous daemon", reaped)
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        try:
+            from ack_sandbox.k8s.service import set_log_source
+        except ImportError:
+            return
+        set_log_source(self.ctx, self.log_source)
+
+    async def log_source(self, pod: Obj, container: str, query: dict[str, str]) -> Any:
+        """``GET pods/{name}/log``: the container's real output (``previous``, ``tailLines``, ``limitBytes``,
+        ``follow``), or the apiserver's 400 when there is none yet."""
+        from ack_sandbox.k8s.errors import bad_request
+
+        meta = pod["metadata"]
+        ns, name, uid = meta.get("namespace", "default"), meta["name"], meta.get("uid")
+        previous = query.get("previous", "").lower() == "true"
+        tail = int(query["tailLines"]) if query.get("tailLines", "").lstrip("-").isdigit() else None
+        limit = int(query["limitBytes"]) if query.get("limitBytes", "").isdigit() else None
+        data = logs.read_container_log(self.ctx, ns, name, uid, container, previous=previous, tail_lines=tail,
+                                       limit_bytes=limit)
+        if data is None:
+            if previous:
+                raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+            statuses = {c.get("name"): c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+            reason = (((statuses.get(container) or {}).get("state") or {}).get("waiting") or {}).get(
+                "reason", "ContainerCreating")
+            raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        if query.get("follow", "").lower() != "true" or previous:
+            return data
+        return self._follow(ns, name, uid or "", container, data)
+
+    async def _follow(self, ns: str, name: str, uid: str, container: str, first: bytes) -> Any:
+        yield first
+        path = logs.find_log(self.ctx, ns, name, uid, container)
+        offset = path.stat().st_size if path is not None and path.exists() else 0
+        for _ in range(36000):          # at most ~2 h of following
+            worker = self.pods.get(uid)
+            runner = next((r for r in worker.runners if r.name == container), None) if worker else None
+            if path is not None and path.exists() and path.stat().st_size > offset:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                offset += len(chunk)
+                yield chunk
+            elif runner is None or runner.proc is None or not runner.proc.running():
+                return
+            await asyncio.sleep(0.2)
 
     async def on_stop(self) -> None:
         workers = list(self.pods.values())
