@@ -1,0 +1,128 @@
+"""Verify that the endpoint scaled as it should under the load test, and write the HTML report.
+
+Reads the timeline the load-test task wrote (path from its XCom ``timeline_path`` or ``timeline_path=``),
+runs the pure checks of ``elastic_inference.verification``, writes
+``<reports_dir>/<dag_id>/<run_id>/report.html`` and links it from the task (extra link "Scale report").
+
+Outputs (XCom): ``return_value`` = the summary of DESIGN §5 (endpoint, replicas_reached,
+nodes_by_charge_type, p95_latency_ms, error_rate, rps, verdict, failed_checks, report_path) plus ``checks``;
+``report_url``. On a failed check it raises ``AirflowFailException`` with one line per failed check, after
+the report is written (so the link works on failed runs too).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class ScaleVerificationOperator(BaseOperator):
+    """Check replicas vs the HPA formula, pod placement, spot/pay-as-you-go mix, failures during scale-out
+    and scale-in; write the report.
+
+    :param timeline_path: the timeline JSON (templated); default: XCom ``timeline_path`` of
+        ``load_test_task_id``.
+    :param load_test_task_id: the ``LocustLoadTestOperator`` task.
+    :param pool_policy: the pool's charge policy, e.g. the node pool spec or its ``scaling_group``:
+        ``{"spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
+        "on_demand_percentage_above_base_capacity": 30}``; None leaves the spot-mix check out.
+    :param replica_tolerance: allowed distance between peak replicas and the HPA formula (default 1).
+    :param mix_tolerance: allowed distance, in nodes, from the policy's pay-as-you-go count (default 1).
+    :param failure_budget: requests allowed to fail during scale-out (default 0).
+    :param check_scale_in: also require replicas back at ``minReplicas`` after the load.
+    :param scale_in_timeout: seconds allowed for that (default: what the load test waited).
+    :param metric_lag: seconds the QPS metric trails the load (the metric window plus delay, time-scaled).
+    :param price_table: ``{instance_type: (payg_usd_per_hour, spot_usd_per_hour)}`` for the cost estimate.
+    :param reports_dir: as for the load test; ``report_base_url``: serve links from here instead of file://.
+    :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
+    """
+
+    template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url")
+    template_fields_renderers = {"pool_policy": "json"}
+    operator_extra_links = (ScaleReportLink(),)
+    ui_color = "#f4e8e8"
+
+    def __init__(
+        self,
+        *,
+        timeline_path: str | None = None,
+        load_test_task_id: str = "load_test",
+        pool_policy: dict[str, Any] | None = None,
+        replica_tolerance: int = 1,
+        mix_tolerance: int = 1,
+        failure_budget: int = 0,
+        check_scale_in: bool = True,
+        scale_in_timeout: float | None = None,
+        metric_lag: float = 0.0,
+        price_table: Mapping[str, Sequence[float]] | None = None,
+        reports_dir: str | None = None,
+        report_base_url: str | None = None,
+        fail_on_breach: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.timeline_path = timeline_path
+        self.load_test_task_id = load_test_task_id
+        self.pool_policy = pool_policy
+        self.replica_tolerance = replica_tolerance
+        self.mix_tolerance = mix_tolerance
+        self.failure_budget = failure_budget
+        self.check_scale_in = check_scale_in
+        self.scale_in_timeout = scale_in_timeout
+        self.metric_lag = metric_lag
+        self.price_table = {k: (float(v[0]), float(v[1])) for k, v in (price_table or {}).items()}
+        self.reports_dir = reports_dir
+        self.report_base_url = report_base_url
+        self.fail_on_breach = fail_on_breach
+
+    def _timeline_path(self, context: Context) -> str:
+        if self.timeline_path:
+            return str(self.timeline_path)
+        path = context["ti"].xcom_pull(task_ids=self.load_test_task_id, key="timeline_path")
+        if not path:
+            raise AirflowFailException(
+                f"no timeline: task {self.load_test_task_id!r} pushed no 'timeline_path' XCom (did it run in this "
+                f"DAG run?); set load_test_task_id or timeline_path")
+        return str(path)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from elastic_inference.report import render_report
+        from elastic_inference.timeline import read_timeline
+        from elastic_inference.verification import PoolPolicy, VerifyOptions, summary, verify
+
+        try:
+            timeline = read_timeline(self._timeline_path(context))
+        except (OSError, ValueError) as e:
+            raise AirflowFailException(str(e)) from e
+        policy = self.pool_policy
+        if isinstance(policy, str):  # rendered from a template
+            policy = json.loads(policy)
+        opts = VerifyOptions(replica_tolerance=self.replica_tolerance, mix_tolerance=self.mix_tolerance,
+                             failure_budget=self.failure_budget, check_scale_in=self.check_scale_in,
+                             scale_in_timeout=self.scale_in_timeout, metric_lag=self.metric_lag,
+                             pool_policy=PoolPolicy.from_dict(policy))
+        result = verify(timeline, opts)
+        out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"]) / "report.html"
+        info = summary(timeline, result, report_path=str(out))
+        render_report(timeline, result, info, out, price_table=self.price_table)
+        url = report_url(out, reports_dir=self.reports_dir, base_url=self.report_base_url)
+        ti = context["ti"]
+        ti.xcom_push(key=REPORT_URL_KEY, value=url)
+        for c in result.checks:
+            (self.log.info if c.passed else self.log.error)("%s %s: %s", "PASS" if c.passed else "FAIL", c.name,
+                                                             c.message)
+        self.log.info("Report: %s", url)
+        self.log.info("Summary: %s", json.dumps(info))
+        if not result.passed and self.fail_on_breach:
+            ti.xcom_push(key="summary", value=info)
+            raise AirflowFailException(f"{result.failure_message()}\nReport: {out}")
+        return {**info, "checks": [c.to_dict() for c in result.checks]}

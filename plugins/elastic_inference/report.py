@@ -1,0 +1,334 @@
+"""One self-contained HTML report per run: plots (base64 PNG, matplotlib Agg), the checks and a cost estimate.
+
+Plots: offered RPS and the QPS metric against HPA desired/current replicas, ready pods and pool nodes
+over time; latency percentiles and failures over time; the pool's nodes by charge type over time; the node
+mix at the pool's peak by zone and charge type. The cost is an estimate from a price table (instance type
+-> pay-as-you-go and spot USD/hour).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from elastic_inference.timeline import CHARGE_PAYG, CHARGE_SPOT, CHARGE_SUBSCRIPTION, replicas_of
+from elastic_inference.verification import Verification, pool_peak
+
+# Instance type -> (pay-as-you-go, spot) USD per hour. Illustrative list prices of the order of cn-beijing,
+# the same numbers as the sandbox's ECS catalogue (ack_sandbox/cs/catalogue.py), so a sandbox run's estimate
+# matches what its node pool "bought". Not a quote: pass ``price_table`` with your region's prices (ECS
+# pricing page / DescribePrice / DescribeSpotPriceHistory) for a real estimate.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "ecs.gn6i-c4g1.xlarge": (1.05, 0.2625),
+    "ecs.gn6i-c8g1.2xlarge": (1.28, 0.32),
+    "ecs.gn6v-c8g1.2xlarge": (2.31, 0.693),
+    "ecs.gn7i-c8g1.2xlarge": (1.72, 0.516),
+    "ecs.g7.large": (0.10, 0.02),
+    "ecs.g7.xlarge": (0.20, 0.04),
+    "ecs.g7.2xlarge": (0.40, 0.08),
+    "ecs.c7.xlarge": (0.16, 0.032),
+    "ecs.r7.xlarge": (0.26, 0.052),
+}
+
+COLORS = {CHARGE_PAYG: "#1f77b4", CHARGE_SPOT: "#ff7f0e", CHARGE_SUBSCRIPTION: "#2ca02c", "unknown": "#7f7f7f"}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _t0(timeline: dict[str, Any]) -> float:
+    load = timeline.get("load") or {}
+    if load.get("start") is not None:
+        return float(load["start"])
+    samples = timeline.get("samples") or []
+    return float(samples[0]["t"]) if samples else 0.0
+
+
+def _xlim(ax: Any, timeline: dict[str, Any]) -> None:
+    """Every time plot spans the same range: the whole recording (or the load when nothing was recorded)."""
+    t0 = _t0(timeline)
+    times = [s["t"] for s in timeline.get("samples") or []]
+    times += [h["t"] for h in (timeline.get("locust") or {}).get("history") or [] if h.get("t") is not None]
+    load = timeline.get("load") or {}
+    times += [float(load[k]) for k in ("start", "stop") if load.get(k) is not None]
+    if times and max(times) > min(times):
+        ax.set_xlim(min(times) - t0, max(times) - t0 + 1)
+
+
+def _legend(ax: Any, ax2: Any | None = None, ncol: int = 4) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if ax2 is not None:
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, fontsize=8,
+                  frameon=False)
+
+
+def _phases(ax: Any, timeline: dict[str, Any]) -> None:
+    load = timeline.get("load") or {}
+    t0 = _t0(timeline)
+    if load.get("start") is None or load.get("stop") is None:
+        return
+    hold = float(load.get("hold_start", load["start"]))
+    ax.axvspan(0, hold - t0, color="#2ca02c", alpha=0.06, lw=0)
+    ax.axvspan(hold - t0, float(load["stop"]) - t0, color="#2ca02c", alpha=0.14, lw=0)
+    ax.axvline(float(load["stop"]) - t0, color="#555", ls=":", lw=1)
+    ax.text(float(load["stop"]) - t0, 1.0, " load stops", transform=ax.get_xaxis_transform(), va="top",
+            fontsize=8, color="#555")
+
+
+def plot_scaling(timeline: dict[str, Any]) -> str:
+    """QPS (offered RPS and the metric) vs replicas (desired, current, ready) vs pool nodes over time."""
+    plt = _plt()
+    t0 = _t0(timeline)
+    samples = timeline.get("samples") or []
+    history = (timeline.get("locust") or {}).get("history") or []
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    _phases(ax, timeline)
+    if history:
+        ax.plot([h["t"] - t0 for h in history], [h["rps"] for h in history], color="#2ca02c", lw=1.5,
+                label="offered RPS (locust)")
+    metric = [(s["t"] - t0, s["qps"]) for s in samples if s.get("qps") is not None]
+    metric_name = ((timeline.get("meta") or {}).get("metric") or {}).get("name") or "metric"
+    if metric:
+        ax.plot(*zip(*metric), color="#17becf", lw=1.5, marker=".", label=f"{metric_name} (HPA input)")
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("requests / s")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    xs = [s["t"] - t0 for s in samples]
+    series = [("HPA desired", [(s.get("hpa") or {}).get("desired") for s in samples], "#d62728", "--"),
+              ("replicas", [replicas_of(s) for s in samples], "#9467bd", "-"),
+              ("ready pods", [(s.get("deployment") or {}).get("ready") for s in samples], "#8c564b", "-."),
+              ("pool nodes", [sum(1 for n in s.get("nodes") or [] if n.get("in_pool")) for s in samples],
+               "#7f7f7f", ":")]
+    top = 1
+    for label, ys, color, ls in series:
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        if pts:
+            ax2.step(*zip(*pts), where="post", color=color, ls=ls, lw=2, label=label)
+            top = max(top, max(y for _, y in pts))
+    hpa = (timeline.get("meta") or {}).get("hpa") or {}
+    if hpa.get("max_replicas"):
+        ax2.axhline(hpa["max_replicas"], color="#d62728", lw=0.8, alpha=0.5)
+        ax2.text(0, hpa["max_replicas"], " maxReplicas", color="#d62728", fontsize=8, va="bottom", alpha=0.8)
+        top = max(top, hpa["max_replicas"])
+    ax2.set_ylim(0, top + 1)
+    ax2.set_ylabel("replicas / nodes")
+    _xlim(ax, timeline)
+    _legend(ax, ax2, ncol=3)
+    ax.set_title("Load vs replicas vs nodes")
+    return _png(fig)
+
+
+def plot_latency(timeline: dict[str, Any]) -> str:
+    plt = _plt()
+    t0 = _t0(timeline)
+    history = [h for h in (timeline.get("locust") or {}).get("history") or [] if not h.get("final")]
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    _phases(ax, timeline)
+    for key, label, color in (("p50_ms", "p50", "#2ca02c"), ("p95_ms", "p95", "#ff7f0e"), ("p99_ms", "p99", "#d62728")):
+        pts = [(h["t"] - t0, h[key]) for h in history if h.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=label, color=color, lw=1.5)
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("latency (ms)")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    fails = [(h["t"] - t0, h["failures_per_s"]) for h in history]
+    if fails and any(f for _, f in fails):
+        ax2.bar([x for x, _ in fails], [f for _, f in fails], width=1.0, color="#d62728", alpha=0.35,
+                label="failures / s")
+        ax2.set_ylabel("failures / s")
+    else:
+        ax2.set_yticks([])
+    _xlim(ax, timeline)
+    _legend(ax, ax2)
+    ax.set_title("Latency percentiles (locust, sliding window)")
+    return _png(fig)
+
+
+def plot_nodes_over_time(timeline: dict[str, Any]) -> str:
+    plt = _plt()
+    t0 = _t0(timeline)
+    samples = timeline.get("samples") or []
+    charges = sorted({n["charge"] for s in samples for n in s.get("nodes") or [] if n.get("in_pool")}) or [CHARGE_PAYG]
+    xs = [s["t"] - t0 for s in samples]
+    ys = [[sum(1 for n in s.get("nodes") or [] if n.get("in_pool") and n["charge"] == c) for s in samples]
+          for c in charges]
+    fig, ax = plt.subplots(figsize=(10, 2.8))
+    _phases(ax, timeline)
+    if xs:
+        ax.stackplot(xs, *ys, labels=charges, colors=[COLORS.get(c, "#7f7f7f") for c in charges], step="post",
+                     alpha=0.85)
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("pool nodes")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    _xlim(ax, timeline)
+    _legend(ax)
+    ax.set_title("Elastic pool nodes by charge type")
+    return _png(fig)
+
+
+def plot_node_mix(peak: dict[str, Any] | None) -> str:
+    """Pool nodes at the pool's peak: one bar per zone, stacked by charge type."""
+    plt = _plt()
+    nodes = (peak or {}).get("nodes") or []
+    zones = sorted({n.get("zone") or "unknown" for n in nodes}) or ["(none)"]
+    charges = sorted({n["charge"] for n in nodes}) or [CHARGE_PAYG]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bottom = [0] * len(zones)
+    for c in charges:
+        counts = [sum(1 for n in nodes if (n.get("zone") or "unknown") == z and n["charge"] == c) for z in zones]
+        ax.bar(zones, counts, bottom=bottom, label=c, color=COLORS.get(c, "#7f7f7f"))
+        bottom = [b + k for b, k in zip(bottom, counts)]
+    ax.set_ylabel("nodes")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8)
+    ax.set_title("Node mix at the pool's peak, by zone")
+    return _png(fig)
+
+
+def estimate_cost(timeline: dict[str, Any], price_table: Mapping[str, tuple[float, float]] | None = None
+                  ) -> dict[str, Any]:
+    """Hourly cost of the pool at its peak, and what the run itself used (node-seconds x price)."""
+    prices = dict(DEFAULT_PRICES)
+    prices.update({k: (float(v[0]), float(v[1])) for k, v in (price_table or {}).items()})
+    peak = pool_peak(timeline)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    unpriced: set[str] = set()
+
+    def price(node: dict[str, Any]) -> float | None:
+        p = prices.get(node.get("instance_type") or "")
+        if p is None:
+            unpriced.add(node.get("instance_type") or "(no instance-type label)")
+            return None
+        return p[1] if node["charge"] == CHARGE_SPOT else p[0]
+
+    for n in (peak or {}).get("nodes") or []:
+        key = (n.get("instance_type") or "(unknown)", n["charge"])
+        row = rows.setdefault(key, {"instance_type": key[0], "charge": key[1], "nodes": 0, "unit_price": price(n),
+                                    "hourly": 0.0})
+        row["nodes"] += 1
+        if row["unit_price"] is not None:
+            row["hourly"] = round(row["unit_price"] * row["nodes"], 4)
+    samples = timeline.get("samples") or []
+    used = 0.0
+    for a, b in zip(samples, samples[1:]):
+        dt = b["t"] - a["t"]
+        used += sum((price(n) or 0.0) * dt / 3600 for n in a.get("nodes") or [] if n.get("in_pool"))
+    hourly = round(sum(r["hourly"] for r in rows.values()), 4)
+    all_payg = 0.0
+    for n in (peak or {}).get("nodes") or []:
+        p = prices.get(n.get("instance_type") or "")
+        all_payg += p[0] if p else 0.0
+    return {"rows": sorted(rows.values(), key=lambda r: (r["instance_type"], r["charge"])), "hourly_at_peak": hourly,
+            "hourly_if_all_payg": round(all_payg, 4), "run_cost": round(used, 4), "unpriced": sorted(unpriced),
+            "currency": "USD"}
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.verdict{display:inline-block;padding:.2em .8em;border-radius:4px;color:#fff;font-weight:600}
+.passed{background:#2ca02c} .failed{background:#d62728}
+table{border-collapse:collapse;width:100%;font-size:.9em} td,th{border:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;font-weight:700}
+.kv td:first-child{width:14em;color:#555} img{max-width:100%} code{font-size:.85em} .muted{color:#777;font-size:.85em}
+</style></head><body>
+<h1>{{ title }}</h1>
+<p><span class="verdict {{ verdict }}">verification {{ verdict }}</span>
+ <span class="muted">generated {{ generated }}</span></p>
+<table class="kv">
+<tr><td>endpoint</td><td><code>{{ summary.endpoint }}</code></td></tr>
+<tr><td>requests</td><td>{{ stats.requests }} ({{ stats.failures }} failed, error rate {{ "%.2f"|format(100 * (stats.error_rate or 0)) }} %)</td></tr>
+<tr><td>throughput</td><td>{{ "%.1f"|format(stats.rps or 0) }} RPS (offered {{ plan.target_rps }} RPS by {{ plan.users }} users)</td></tr>
+<tr><td>latency</td><td>p50 {{ stats.p50_ms }} ms · p95 {{ stats.p95_ms }} ms · p99 {{ stats.p99_ms }} ms</td></tr>
+<tr><td>label checks</td><td>{{ stats.mismatches or 0 }} of {{ stats.checked or 0 }} predictions disagreed with the label</td></tr>
+<tr><td>replicas reached</td><td>{{ summary.replicas_reached }}{% if hpa %} (HPA {{ hpa.name }}: min {{ hpa.min_replicas }}, max {{ hpa.max_replicas }}, target {{ hpa.target }} {{ hpa.metric }}){% endif %}</td></tr>
+<tr><td>pool nodes at peak</td><td>{% for k, v in summary.nodes_by_charge_type.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% else %}none{% endfor %}</td></tr>
+<tr><td>estimated cost</td><td>{{ "%.2f"|format(cost.hourly_at_peak) }} {{ cost.currency }}/h at peak (all pay-as-you-go would be {{ "%.2f"|format(cost.hourly_if_all_payg) }}); this run used ≈ {{ "%.4f"|format(cost.run_cost) }} {{ cost.currency }}</td></tr>
+</table>
+
+<h2>Checks</h2>
+<table><tr><th></th><th>check</th><th>expected</th><th>observed</th><th>message</th></tr>
+{% for c in checks %}<tr><td class="{{ 'ok' if c.passed else 'bad' }}">{{ '✓' if c.passed else '✗' }}</td><td>{{ c.name }}</td>
+<td><code>{{ c.expected }}</code></td><td><code>{{ c.observed }}</code></td><td>{{ c.message }}</td></tr>
+{% endfor %}</table>
+
+<h2>Load, replicas and nodes</h2>
+<img alt="QPS vs replicas vs nodes over time" src="data:image/png;base64,{{ plots.scaling }}">
+<h2>Latency</h2>
+<img alt="latency percentiles over time" src="data:image/png;base64,{{ plots.latency }}">
+<h2>Nodes</h2>
+<img alt="pool nodes by charge type over time" src="data:image/png;base64,{{ plots.nodes }}">
+<img alt="node mix by charge type and zone" src="data:image/png;base64,{{ plots.mix }}">
+
+<h2>Estimated cost</h2>
+<table><tr><th>instance type</th><th>charge type</th><th>nodes at peak</th><th>{{ cost.currency }}/h each</th><th>{{ cost.currency }}/h</th></tr>
+{% for r in cost.rows %}<tr><td>{{ r.instance_type }}</td><td>{{ r.charge }}</td><td>{{ r.nodes }}</td>
+<td>{{ r.unit_price if r.unit_price is not none else "no price" }}</td><td>{{ r.hourly }}</td></tr>
+{% else %}<tr><td colspan="5">the pool had no nodes</td></tr>{% endfor %}</table>
+<p class="muted">Prices from the report's price table (illustrative list prices unless the DAG passes its own).
+{% if cost.unpriced %}No price for: {{ cost.unpriced|join(", ") }}.{% endif %}</p>
+
+{% if failures %}<h2>Most frequent errors</h2>
+<table><tr><th>occurrences</th><th>request</th><th>error</th></tr>
+{% for f in failures %}<tr><td>{{ f.occurrences }}</td><td>{{ f.method }} {{ f.name }}</td><td>{{ f.error }}</td></tr>{% endfor %}
+</table>{% endif %}
+<p class="muted">Timeline: {{ samples }} samples of {{ meta.namespace }}/{{ meta.deployment }}{% if recorder_errors %}, {{ recorder_errors }} failed reads{% endif %}.</p>
+</body></html>
+"""
+
+
+def render_report(timeline: dict[str, Any], result: Verification, summary: dict[str, Any], out_path: Path, *,
+                  price_table: Mapping[str, tuple[float, float]] | None = None, title: str | None = None) -> Path:
+    """Write the self-contained HTML report to ``out_path`` and return it."""
+    import jinja2
+
+    locust = timeline.get("locust") or {}
+    peak = pool_peak(timeline)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    html = env.from_string(_TEMPLATE).render(
+        title=title or f"Elastic inference scale report — {(timeline.get('meta') or {}).get('deployment') or ''}",
+        verdict=summary["verdict"],
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        summary=summary,
+        stats=locust.get("stats") or {},
+        plan=(timeline.get("load") or {}).get("plan") or {},
+        hpa=(timeline.get("meta") or {}).get("hpa"),
+        meta=timeline.get("meta") or {},
+        checks=[c.to_dict() for c in result.checks],
+        failures=(locust.get("failures") or [])[:10],
+        cost=estimate_cost(timeline, price_table),
+        plots={"scaling": plot_scaling(timeline), "latency": plot_latency(timeline),
+               "nodes": plot_nodes_over_time(timeline), "mix": plot_node_mix(peak)},
+        samples=len(timeline.get("samples") or []),
+        recorder_errors=timeline.get("recorder_errors") or 0,
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(html, encoding="utf-8")
+    return out_path
+
+
+__all__ = ["DEFAULT_PRICES", "estimate_cost", "render_report"]

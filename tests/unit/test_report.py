@@ -1,0 +1,127 @@
+"""The HTML report (plots, checks, cost) and the verify operator that writes it, on synthetic timelines."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from elastic_inference.links import REPORT_URL_KEY, report_url, run_dir
+from elastic_inference.operators.verify import ScaleVerificationOperator
+from elastic_inference.report import estimate_cost, render_report
+from elastic_inference.timeline import write_timeline
+from elastic_inference.verification import summary, verify
+from tests.unit.test_verification import OPTS, make_timeline
+
+SEED_POLICY = {"spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
+               "on_demand_percentage_above_base_capacity": 30}
+
+
+def images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_report_holds_plots_checks_and_cost(tmp_path):
+    tl = make_timeline(max_r=2)
+    result = verify(tl, OPTS)
+    info = summary(tl, result, report_path=str(tmp_path / "report.html"))
+    path = render_report(tl, result, info, tmp_path / "report.html")
+    html = path.read_text()
+    pngs = images(html)
+    assert len(pngs) == 4 and all(p.startswith(b"\x89PNG\r\n\x1a\n") and len(p) > 5000 for p in pngs)
+    assert "verification failed" in html
+    for name in ("replicas", "placement", "spot_mix", "failures_during_scale_out", "scale_in"):
+        assert f"<td>{name}</td>" in html
+    assert "maxReplicas=2 caps it; raise maxReplicas to at least 5" in html
+    # 2 pool nodes at peak: 1 pay-as-you-go gn6i at 1.05 + 1 spot at 0.2625 USD/h.
+    assert "1.31 USD/h at peak" in html and "all pay-as-you-go would be 2.10" in html
+
+
+def test_cost_estimate_uses_the_price_table_and_names_unpriced_types():
+    tl = make_timeline()
+    cost = estimate_cost(tl, {"ecs.gn6i-c4g1.xlarge": (2.0, 0.5)})
+    assert cost["hourly_at_peak"] == 2.0 + 4 * 0.5
+    assert cost["hourly_if_all_payg"] == 10.0
+    assert cost["run_cost"] > 0
+    for sample in tl["samples"]:
+        for n in sample["nodes"]:
+            n["instance_type"] = "ecs.unknown"
+    assert estimate_cost(tl)["unpriced"] == ["ecs.unknown"]
+
+
+def test_html_escapes_what_comes_from_the_cluster(tmp_path):
+    tl = make_timeline()
+    tl["locust"]["failures"] = [{"method": "POST", "name": "p", "error": "<script>alert(1)</script>",
+                                 "occurrences": 1}]
+    result = verify(tl, OPTS)
+    html = render_report(tl, result, summary(tl, result), tmp_path / "r.html").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+class FakeTI:
+    def __init__(self, pulled: dict[str, Any] | None = None) -> None:
+        self.xcom: dict[str, Any] = {}
+        self.pulled = pulled or {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str) -> Any:
+        return self.pulled.get((task_ids, key))
+
+
+class FakeDag:
+    dag_id = "elastic_inference"
+
+
+def context(ti: FakeTI, run_id: str = "manual__1") -> dict[str, Any]:
+    return {"ti": ti, "dag": FakeDag(), "run_id": run_id}
+
+
+def test_verify_operator_passes_and_links_the_report(tmp_path):
+    path = write_timeline(tmp_path / "tl" / "timeline.json", make_timeline())
+    ti = FakeTI({("load_test", "timeline_path"): str(path)})
+    op = ScaleVerificationOperator(task_id="verify", pool_policy=SEED_POLICY, reports_dir=str(tmp_path))
+    out = op.execute(context(ti))
+    report = run_dir(str(tmp_path), "elastic_inference", "manual__1") / "report.html"
+    assert out["verdict"] == "passed" and out["report_path"] == str(report) and report.is_file()
+    assert out["replicas_reached"] == 5 and out["nodes_by_charge_type"] == {"PayAsYouGo": 1, "Spot": 4}
+    assert [c["name"] for c in out["checks"]][-1] == "scale_in"
+    assert ti.xcom[REPORT_URL_KEY] == report.resolve().as_uri()
+
+
+def test_verify_operator_fails_with_a_human_message_and_still_writes_the_report(tmp_path):
+    path = write_timeline(tmp_path / "timeline.json", make_timeline(max_r=2, fail_at=(1016, 1020, 1022)))
+    ti = FakeTI()
+    op = ScaleVerificationOperator(task_id="verify", timeline_path=str(path), pool_policy=SEED_POLICY,
+                                   reports_dir=str(tmp_path), report_base_url="http://reports.local/r")
+    with pytest.raises(AirflowFailException) as excinfo:
+        op.execute(context(ti, "manual__2026-11-25T12:00:00+00:00"))
+    msg = str(excinfo.value)
+    assert msg.startswith("Scale verification failed (2 of 5 checks):")
+    assert ("- replicas: replicas reached 2 but the HPA formula predicts 5 for 48 QPS at target 10 — maxReplicas=2 "
+            "caps it") in msg
+    assert "- failures_during_scale_out: 3 of " in msg and "HTTP 503: no endpoints (3x)" in msg
+    assert ti.xcom["summary"]["verdict"] == "failed"
+    assert ti.xcom[REPORT_URL_KEY] == ("http://reports.local/r/elastic_inference/"
+                                       "manual__2026-11-25T12_00_00_00_00/report.html")
+    assert Path(ti.xcom["summary"]["report_path"]).is_file()
+
+
+def test_verify_operator_without_a_timeline_says_where_it_looked(tmp_path):
+    op = ScaleVerificationOperator(task_id="verify", reports_dir=str(tmp_path))
+    with pytest.raises(AirflowFailException, match="task 'load_test' pushed no 'timeline_path' XCom"):
+        op.execute(context(FakeTI()))
+    op = ScaleVerificationOperator(task_id="verify", timeline_path=str(tmp_path / "missing.json"))
+    with pytest.raises(AirflowFailException, match="missing.json' does not exist; the load-test task writes it"):
+        op.execute(context(FakeTI()))
+
+
+def test_report_url_is_file_uri_outside_the_base(tmp_path):
+    assert report_url(tmp_path / "x.html") == (tmp_path / "x.html").resolve().as_uri()
+    assert report_url(Path("/elsewhere/x.html"), reports_dir=str(tmp_path), base_url="http://h/") == \
+        "file:///elsewhere/x.html"
