@@ -99,7 +99,7 @@ class Api:
             if doc is None:
                 raise errors.page_not_found()
             return _json(doc)
-        req = self._parse(group, version, rest, request.query.get("watch") in ("true", "1"))
+        req = self._parse(group, version, rest, _bool(request.query.get("watch")))
         return await self._serve(request, user, req)
 
     def _openapi(self, parts: list[str]) -> web.Response:
@@ -194,7 +194,7 @@ class Api:
             existed = ptype != "apply" or _exists(store, r)
             obj = store.patch_raw(r.rt, r.name or "", r.namespace, body, ptype, subresource=r.sub,
                                   field_manager=q.get("fieldManager") or (None if ptype == "apply" else manager),
-                                  force=q.get("force") in ("true", "1"), dry_run=dry)
+                                  force=_bool(q.get("force")), dry_run=dry)
             return self._object(request, r.rt, obj, status=200 if existed else 201)
         if verb == "delete":
             opts = await _delete_options(request)
@@ -284,8 +284,8 @@ class Api:
         if r.name:  # watch on a single object: a field selector on its name
             field_selector = ",".join(x for x in (field_selector, f"metadata.name={r.name}") if x)
         timeout = _int(q.get("timeoutSeconds"), "timeoutSeconds") or WATCH_DEFAULT_TIMEOUT
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        initial = q.get("sendInitialEvents") in ("true", "1")
+        bookmarks = _bool(q.get("allowWatchBookmarks"))
+        initial = _bool(q.get("sendInitialEvents"))
         table = _wants_table(request)
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
         resp.enable_chunked_encoding()
@@ -435,6 +435,11 @@ def _status(exc: ApiError) -> web.Response:
     return _json(exc.status(), exc.code)
 
 
+def _bool(v: str | None) -> bool:
+    """Go's strconv.ParseBool, as the apiserver decodes boolean query parameters (the Python client sends "True")."""
+    return v in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
@@ -487,7 +492,7 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
         opts["propagationPolicy"] = q["propagationPolicy"]
     if q.get("gracePeriodSeconds"):
         opts["gracePeriodSeconds"] = _int(q["gracePeriodSeconds"], "gracePeriodSeconds")
-    if opts.get("orphanDependents") is True or q.get("orphanDependents") == "true":
+    if opts.get("orphanDependents") is True or _bool(q.get("orphanDependents")):
         opts.setdefault("propagationPolicy", "Orphan")
     return opts
 
