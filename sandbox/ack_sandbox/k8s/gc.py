@@ -124,6 +124,14 @@ class Collector:
         else:
             self._maybe_release_owner(uid)
 
+    def _namespace_content(self, name: str) -> list[tuple[GR, Key, ResourceType]]:
+        out = []
+        for gr, objs in list(self.store._objs.items()):
+            rt = self.store.registry.storage_type(gr)
+            if rt is not None and rt.namespaced:
+                out += [(gr, key, rt) for key in objs if key[0] == name]
+        return out
+
     async def finalize_namespace(self, name: str) -> None:
         """Delete everything in a terminating namespace, then the namespace itself."""
         await asyncio.sleep(0)
@@ -131,21 +139,14 @@ class Collector:
         deadline = time.monotonic() + NAMESPACE_DEADLINE
         requested: set[tuple[GR, Key]] = set()
         while time.monotonic() < deadline:
-            remaining = 0
-            for gr, objs in list(store._objs.items()):
-                rt = store.registry.storage_type(gr)
-                if rt is None or not rt.namespaced:
-                    continue
-                for key in [k for k in objs if k[0] == name]:
-                    remaining += 1
-                    if (gr, key) in requested:
-                        continue
+            for gr, key, rt in self._namespace_content(name):
+                if (gr, key) not in requested:
                     requested.add((gr, key))
                     try:
                         store.delete_raw(rt, key[1], name, grace_period_seconds=0, propagation_policy="Background")
                     except ApiError:
                         pass
-            if remaining == 0:
+            if not self._namespace_content(name):
                 break
             await self._wait_removal(1.0)
         ns = store._objs.get(("", "namespaces"), {}).get(("", name))
