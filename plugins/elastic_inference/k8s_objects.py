@@ -183,15 +183,67 @@ def _event_time(e: Json) -> datetime:
 PVC_REJECT_REASONS = frozenset({"VolumeMismatch", "ProvisioningFailed"})
 
 
-def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | None = None) -> Verdict:
-    """Bound → success; Lost, PV Failed/Released/claimed by someone else, or a mismatch warning → error."""
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes resource.Quantity (``5Gi``, ``500m``, ``1e3``, ``2``) as a number; ValueError if malformed."""
+    text = str(value).strip()
+    for suffix, factor in _BINARY.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    if text and text[-1] in _DECIMAL and not text[-1].isdigit():
+        return float(text[:-1]) * _DECIMAL[text[-1]]
+    return float(text)
+
+
+def pv_mismatch(pv: Json, pvc: Json) -> str | None:
+    """Why ``pv`` can never satisfy ``pvc`` (the PV controller's checkVolumeSatisfyClaim and claimRef rules)."""
+    pspec, cspec = pv.get("spec") or {}, pvc.get("spec") or {}
+    meta = pvc["metadata"]
+    claim = pspec.get("claimRef") or {}
+    if claim.get("name") and ((claim.get("namespace"), claim.get("name")) != (meta.get("namespace"), meta["name"])
+                              or claim.get("uid") not in (None, "", meta.get("uid"))):
+        return (f"it is bound to another claim {claim.get('namespace')}/{claim.get('name')}"
+                f"{' (uid ' + claim['uid'] + ')' if claim.get('uid') and claim.get('name') == meta['name'] else ''}")
+    if (pspec.get("storageClassName") or "") != (cspec.get("storageClassName") or ""):
+        return (f"storageClassName {pspec.get('storageClassName') or '(none)'!r} differs from the claim's"
+                f" {cspec.get('storageClassName') or '(none)'!r}")
+    missing = set(cspec.get("accessModes") or []) - set(pspec.get("accessModes") or [])
+    if missing:
+        return f"accessModes {pspec.get('accessModes')} lack the claim's {sorted(missing)}"
+    want = ((cspec.get("resources") or {}).get("requests") or {}).get("storage")
+    have = (pspec.get("capacity") or {}).get("storage")
+    try:
+        if want is not None and have is not None and parse_quantity(have) < parse_quantity(want):
+            return f"capacity {have} is less than the claim's request {want}"
+    except ValueError:
+        pass
+    if (cspec.get("volumeMode") or "Filesystem") != (pspec.get("volumeMode") or "Filesystem"):
+        return f"volumeMode {pspec.get('volumeMode')} differs from the claim's {cspec.get('volumeMode')}"
+    labels = (pv.get("metadata") or {}).get("labels") or {}
+    wanted = ((cspec.get("selector") or {}).get("matchLabels")) or {}
+    if any(labels.get(k) != v for k, v in wanted.items()):
+        return f"its labels {labels} do not match the claim's selector {wanted}"
+    return None
+
+
+def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | None = None, *,
+                pv_name: str | None = None) -> Verdict:
+    """Bound → success. Fails fast when the claim is Lost, or its PV is Failed, Released, missing (``pv_name``
+    given and no such PV: the operator just created it), or can never satisfy the claim (bound elsewhere,
+    class / access modes / capacity / selector mismatch), or the PV controller reports a mismatch."""
     if pvc is None:
         return Verdict("pending", "PersistentVolumeClaim not found yet")
     what = describe(pvc)
     phase = (pvc.get("status") or {}).get("phase") or "Pending"
-    volume = (pvc.get("spec") or {}).get("volumeName") or ((pv or {}).get("metadata") or {}).get("name") or ""
+    volume = (pvc.get("spec") or {}).get("volumeName") or pv_name or ((pv or {}).get("metadata") or {}).get("name") or ""
     details = {"phase": phase, "pvc": pvc["metadata"]["name"], "pv": volume,
                "pvc_uid": pvc["metadata"].get("uid", "")}
+    if phase == "Bound" and pv is None and pv_name:
+        phase = "Lost"  # what the PV controller will write: a bound claim whose PV is gone is Lost
+        details["phase"] = phase
     if phase == "Bound":
         if pv is not None:
             details["pv_uid"] = pv["metadata"].get("uid", "")
@@ -199,26 +251,27 @@ def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | N
     if phase == "Lost":
         return Verdict("error", f"{what} is Lost: its PersistentVolume {volume or '(unknown)'} no longer exists or"
                                 " was deleted. Recreate the PV (re-run the volume task) and the claim.", details)
+    if pv is None and pv_name:
+        return Verdict("error", f"{what} can never bind: PersistentVolume {pv_name} does not exist (deleted?)."
+                                " Re-run the volume task to recreate it.", details)
     if pv is not None:
         pv_status = pv.get("status") or {}
         pv_phase = pv_status.get("phase") or ""
-        pv_name = pv["metadata"]["name"]
+        pv_name_ = pv["metadata"]["name"]
+        details["pv_phase"] = pv_phase
         cause = pv_status.get("message") or pv_status.get("reason") or ""
         if pv_phase == "Failed":
-            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name} is Failed"
+            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name_} is Failed"
                                     f"{': ' + cause if cause else ''}. Fix the PV spec (driver, volumeHandle,"
-                                    " secret) and recreate it.", {**details, "pv_phase": pv_phase})
-        claim = (pv.get("spec") or {}).get("claimRef") or {}
-        mine = (claim.get("namespace"), claim.get("name")) == (pvc["metadata"].get("namespace"), pvc["metadata"]["name"])
-        if pv_phase == "Released" and not (mine and claim.get("uid") in (None, pvc["metadata"].get("uid"))):
-            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name} is Released (still reserved for"
-                                    f" a deleted claim {claim.get('namespace')}/{claim.get('name')}); with the Retain"
-                                    " policy it never binds again. Delete and recreate the PV.",
-                           {**details, "pv_phase": pv_phase})
-        if claim.get("name") and not mine:
-            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name} is bound to another claim"
-                                    f" {claim.get('namespace')}/{claim.get('name')}. Use a PV name of its own.",
-                           {**details, "pv_phase": pv_phase})
+                                    " secret) and recreate it.", details)
+        if (why := pv_mismatch(pv, pvc)) is not None:
+            hint = (" With the Retain policy a Released PV never binds again: delete and recreate it."
+                    if pv_phase == "Released" else " Use a PV of its own, or fix the claim or the PV.")
+            return Verdict("error", f"{what} can never bind to PersistentVolume {pv_name_} ({pv_phase or 'no phase'}):"
+                                    f" {why}.{hint}", details)
+        if pv_phase == "Released":
+            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name_} is Released; with the Retain"
+                                    " policy it never binds again. Delete and recreate the PV.", details)
     for e in reversed(_events_for(events or [], "PersistentVolumeClaim", pvc["metadata"]["name"])):
         if e.get("type") == "Warning" and e.get("reason") in PVC_REJECT_REASONS:
             return Verdict("error", f"{what} was rejected: {e['reason']}: {e.get('message', '')}", details)

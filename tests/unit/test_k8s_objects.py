@@ -201,3 +201,38 @@ def test_ingress_address_and_predict_url() -> None:
     ing["status"] = {"loadBalancer": {"ingress": [{"hostname": "x.alicontainer.com"}]}}
     assert k.ingress_verdict(ing).details == {"address": "x.alicontainer.com", "port": None, "ingress": "i",
                                               "ingress_uid": "i1"}
+
+
+def test_pv_that_can_never_satisfy_the_claim_fails_with_the_field() -> None:
+    claim = pvc("Pending")
+    claim["spec"].update(accessModes=["ReadOnlyMany"], storageClassName="", resources={"requests": {"storage": "10Gi"}},
+                         selector={"matchLabels": {"alicloud-pvname": "pv1"}})
+    small = pv("Available")
+    small["spec"].update(accessModes=["ReadOnlyMany"], capacity={"storage": "5Gi"})
+    small["metadata"]["labels"] = {"alicloud-pvname": "pv1"}
+    v = k.pvc_verdict(claim, small)
+    assert v.state == "error" and "capacity 5Gi is less than the claim's request 10Gi" in v.message
+    small["spec"]["capacity"] = {"storage": "10240Mi"}
+    assert k.pvc_verdict(claim, small).state == "pending"
+    small["spec"]["accessModes"] = ["ReadWriteOnce"]
+    assert "lack the claim's ['ReadOnlyMany']" in k.pvc_verdict(claim, small).message
+    small["spec"]["accessModes"] = ["ReadOnlyMany"]
+    small["spec"]["storageClassName"] = "alicloud-disk"
+    assert "storageClassName 'alicloud-disk'" in k.pvc_verdict(claim, small).message
+
+
+def test_missing_pv_means_the_claim_never_binds() -> None:
+    v = k.pvc_verdict(pvc("Pending"), None, pv_name="pv1")
+    assert v.state == "error" and "pv1 does not exist" in v.message
+    assert k.pvc_verdict(pvc("Pending"), None).state == "pending"  # no PV named: nothing to judge
+
+
+@pytest.mark.parametrize(("text", "value"), [("5Gi", 5 * 2**30), ("500m", 0.5), ("1k", 1000.0), ("2", 2.0),
+                                             ("1e3", 1000.0), ("1.5Mi", 1.5 * 2**20)])
+def test_parse_quantity(text: str, value: float) -> None:
+    assert k.parse_quantity(text) == value
+
+
+def test_bound_claim_whose_named_pv_is_gone_is_lost() -> None:
+    v = k.pvc_verdict(pvc("Bound"), None, pv_name="pv1")
+    assert v.state == "error" and "is Lost" in v.message and v.details["phase"] == "Lost"

@@ -40,4 +40,4 @@ class PvcBoundTrigger(KubernetesWatchTrigger):
     def evaluate(self, snapshot: Snapshot, now: datetime) -> Verdict:
         pvc = snapshot["pvc"].get(f"{self.namespace}/{self.name}")
         pv = snapshot.get("pv", {}).get(f"/{self.pv_name}") if self.pv_name else None
-        return pvc_verdict(pvc, pv, list(snapshot["events"].values()))
+        return pvc_verdict(pvc, pv, list(snapshot["events"].values()), pv_name=self.pv_name)
