@@ -1,0 +1,1 @@
+"""Performance measurements (not timed tests): each module has ``main(argv) -> int`` and prints medians."""
