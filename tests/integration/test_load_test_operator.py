@@ -219,3 +219,69 @@ def test_json_samples_are_accepted(server, tmp_path):
                                 reports_dir=str(tmp_path), **short(hold_seconds=1))
     result, _ = run(op, "json")
     assert result["stats"]["mismatches"] == 0 and result["stats"]["checked"] > 0
+
+
+# -- the timeline recorder against the sandbox's Kubernetes API -------------------------------------------------
+def _sandbox_kube_conn(sandbox: dict) -> str:
+    import shlex
+
+    for line in (Path(sandbox["state_dir"]) / "airflow.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "AIRFLOW_CONN_KUBERNETES_DEFAULT":
+            return shlex.split(value)[0]
+    pytest.fail("the sandbox wrote no AIRFLOW_CONN_KUBERNETES_DEFAULT")
+
+
+def test_recorder_samples_the_sandbox_cluster(sandbox, monkeypatch, tmp_path):
+    """HPA spec/status, Deployment, pods, nodes and the external metric, read through the provider's hook."""
+    import secrets
+    import time
+
+    from kubernetes import client, config
+
+    monkeypatch.setenv("AIRFLOW_CONN_EI_RECORDER_K8S", _sandbox_kube_conn(sandbox))
+    kube = config.new_client_from_config(config_file=str(Path(sandbox["state_dir"]) / "kubeconfig"))
+    ns = f"rec-{secrets.token_hex(3)}"
+    core, apps, autoscaling = client.CoreV1Api(kube), client.AppsV1Api(kube), client.AutoscalingV2Api(kube)
+    core.create_namespace({"metadata": {"name": ns}})
+    route = f"{ns}-web-8000"
+    labels = {"sls.project": f"k8s-log-{sandbox['cluster_id']}", "sls.logstore": "nginx-ingress", "sls.ingress.route": route}
+    try:
+        apps.create_namespaced_deployment(ns, {
+            "metadata": {"name": "web", "labels": {"seldon-deployment-id": "fm"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"nodeSelector": {"seldon": "no-such-pool"},
+                                           "containers": [{"name": "c", "image": "nginx"}]}}}})
+        autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, {
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 2, "maxReplicas": 4,
+                     "metrics": [{"type": "External", "external": {
+                         "metric": {"name": "sls_ingress_qps", "selector": {"matchLabels": labels}},
+                         "target": {"type": "AverageValue", "averageValue": "10"}}}]}})
+        op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", namespace=ns,
+                                    seldon_deployment="fm", kubernetes_conn_id="ei_recorder_k8s")
+        recorder = op._recorder(op._kube())
+        assert recorder.deployment_name == "web" and recorder.pod_selector == "app=web"
+        assert recorder.hpa == {"name": "web", "min_replicas": 2, "max_replicas": 4, "metric": "sls_ingress_qps",
+                                "selector": labels, "target": 10.0, "target_type": "AverageValue",
+                                "scale_target": "web"}
+        assert recorder.pool_selector == {"seldon": "no-such-pool"}  # from the pods' nodeSelector
+        deadline = time.monotonic() + 30
+        sample = recorder.sample()
+        while (len(sample["pods"]) < 2 or sample["hpa"]["current"] is None) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            sample = recorder.sample()
+        assert sample["errors"] == []
+        assert sample["qps"] == 0  # no traffic on the route
+        assert sample["hpa"]["current"] == 2 and sample["deployment"]["spec_replicas"] == 2
+        assert sorted(p["name"] for p in sample["pods"]) == sorted(
+            p.metadata.name for p in core.list_namespaced_pod(ns, label_selector="app=web").items)
+        nodes = core.list_node().items
+        assert sorted(n["name"] for n in sample["nodes"]) == sorted(n.metadata.name for n in nodes)
+        assert all(n["charge"] in {"PayAsYouGo", "Spot", "Subscription", "unknown"} for n in sample["nodes"])
+        assert not any(n["in_pool"] for n in sample["nodes"])  # nothing carries seldon=no-such-pool
+    finally:
+        core.delete_namespace(ns)
+        kube.close()

@@ -235,8 +235,9 @@ class LocustLoadTestOperator(BaseOperator):
     def _kube(self) -> Any:
         from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook
 
+        # Few retries: a sample that stalls for long distorts the timeline more than one missing read.
         return KubeHook(KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id,
-                                   cluster_id=self.cluster_id))
+                                   cluster_id=self.cluster_id), retry_attempts=2)
 
     def _recorder(self, hook: Any) -> TimelineRecorder:
         from elastic_inference.timeline import TimelineRecorder
