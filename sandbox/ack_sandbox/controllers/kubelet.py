@@ -23,7 +23,6 @@ after a node reboot) and process groups a crashed daemon left behind are reaped.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -474,8 +473,8 @@ class PodWorker:
             raise LookupError(f'{what} "{ref.get("name")}" not found')
         data = dict(obj.get("data") or {})
         if kind == SECRETS:
-            data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
-            data.update(obj.get("stringData") or {})
+            from ack_sandbox.controllers.volumes import secret_bytes
+            data = {k: v.decode(errors="replace") for k, v in secret_bytes(obj).items()}
         if key is None:
             return data
         if key not in data:

@@ -207,6 +207,13 @@ class VolumePhases(Controller):
 
 # --- mounting ----------------------------------------------------------------------------------------------
 
+def secret_bytes(secret: Obj) -> dict[str, bytes]:
+    """A Secret's data; ``stringData`` overlays ``data`` as the apiserver merges it on write."""
+    out = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    out.update({k: str(v).encode() for k, v in (secret.get("stringData") or {}).items()})
+    return out
+
+
 def _ci(mapping: dict[str, Any], key: str) -> Any:
     """Case-insensitive lookup, as the CSI plugin reads attributes and secret keys."""
     for k, v in mapping.items():
@@ -275,7 +282,7 @@ async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target:
                              f"mounter.SetUpAt failed to get CSI client: fetching NodePublishSecretRef "
                              f'{ref.get("namespace") or pod_ns}/{ref.get("name")} failed: secrets '
                              f'"{ref.get("name")}" not found')
-        secret_data = {k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.get("data") or {}).items()}
+        secret_data = {k: v.decode(errors="replace") for k, v in secret_bytes(secret).items()}
     creds = oss_credentials(secret_data, attrs)
     if creds is None:
         raise MountError(prefix_msg + "InvalidArgument desc = missing access key in node publish secret or "
@@ -309,8 +316,7 @@ async def _write_projection(api: Api, kind: Kind, ns: str, source: dict[str, Any
             target.mkdir(parents=True, exist_ok=True)
             return
         raise MountError(f'MountVolume.SetUp failed for volume "{source.get("_volume")}" : {what} "{name}" not found')
-    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()} if kind == SECRETS else \
-        {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+    data = secret_bytes(obj) if kind == SECRETS else {k: v.encode() for k, v in (obj.get("data") or {}).items()}
     items = source.get("items")
     target.mkdir(parents=True, exist_ok=True)
     for k, v in data.items():
