@@ -4,7 +4,7 @@ their own loopback IPs, driven through the official kubernetes client (and the C
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import time
 import urllib.error
 import urllib.request
@@ -207,3 +207,44 @@ def test_crashing_container_goes_into_crash_loop_back_off(core: client.CoreV1Api
     resp = core.read_namespaced_pod_log("crasher", NS, container="c", previous=True, _preload_content=False)
     assert resp.data == b"boom\n"
     core.delete_namespaced_pod("crasher", NS)
+
+
+def test_delete_sends_sigterm_then_removes_the_pod(sandbox: dict, core: client.CoreV1Api, tmp_path: Any) -> None:
+    # The container records the signal in a hostPath volume, which outlives the pod's own directory.
+    script = "trap 'echo got TERM > /data/term.txt; exit 0' TERM; echo started > /data/start.txt; " \
+             "while true; do sleep 0.05; done"
+    core.create_namespaced_pod(NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"},
+                                    "spec": {"terminationGracePeriodSeconds": 60,
+                                             "volumes": [{"name": "d", "hostPath": {"path": str(tmp_path)}}],
+                                             "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", script],
+                                                             "volumeMounts": [{"name": "d", "mountPath": "/data"}]}]}})
+    pod = wait_for("running", lambda: (lambda p: p if p.status.phase == "Running" else None)(
+        core.read_namespaced_pod("graceful", NS)))
+    uid = pod.metadata.uid
+    wait_for("container started", lambda: (tmp_path / "start.txt").exists())
+    pids = json.loads((sandbox["state_dir"] / "kubelet" / "pids.json").read_text())
+    pid = next(int(p) for p, owner in pids.items() if owner == f"{NS}/graceful")
+    core.delete_namespaced_pod("graceful", NS)
+    wait_for("pod removed by the kubelet", lambda: not [p for p in core.list_namespaced_pod(NS).items
+                                                        if p.metadata.uid == uid])
+    assert (tmp_path / "term.txt").read_text() == "got TERM\n"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert any(e.reason == "Killing" and e.message == "Stopping container c" for e in events_for(core, "graceful"))
+
+
+def test_kubectl_sees_pod_ips_and_logs(sandbox: dict, core: client.CoreV1Api) -> None:
+    import subprocess
+
+    core.create_namespaced_pod(NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
+                                    "spec": {"restartPolicy": "Never", "containers": [
+                                        {"name": "c", "image": "busybox", "command": ["echo", "hello from the sandbox"]}]}})
+    wait_for("succeeded", lambda: core.read_namespaced_pod("hello", NS).status.phase == "Succeeded")
+    kubectl = ["kubectl", "--kubeconfig", str(sandbox["state_dir"] / "kubeconfig")]
+    out = subprocess.run([*kubectl, "logs", "hello"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == "hello from the sandbox\n", out.stderr
+    st = core.read_namespaced_pod("hello", NS).status
+    assert st.container_statuses[0].state.terminated.reason == "Completed"
+    assert st.container_statuses[0].state.terminated.exit_code == 0
+    assert {c.type: c.reason for c in st.conditions}["Ready"] == "PodCompleted"
+    core.delete_namespaced_pod("hello", NS)
