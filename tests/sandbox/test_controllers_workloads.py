@@ -248,3 +248,27 @@ def test_kubectl_sees_pod_ips_and_logs(sandbox: dict, core: client.CoreV1Api) ->
     assert st.container_statuses[0].state.terminated.exit_code == 0
     assert {c.type: c.reason for c in st.conditions}["Ready"] == "PodCompleted"
     core.delete_namespaced_pod("hello", NS)
+
+
+def test_runtime_registry_images_run_and_a_wrong_command_is_a_start_error(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod(NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echo"}, "spec": {
+        "containers": [{"name": "echo", "image": "hashicorp/http-echo", "args": ["-listen=:5678", "-text=hi there"],
+                        "readinessProbe": {"tcpSocket": {"port": 5678}, "periodSeconds": 3}}]}})
+    pod = wait_for("echo ready", lambda: (lambda p: p if p.status.container_statuses
+                                          and p.status.container_statuses[0].ready else None)(
+        core.read_namespaced_pod("echo", NS)))
+    status, body = get(f"http://{pod.status.pod_ip}:5678/")
+    assert status == 200 and body.strip() == b"hi there"
+
+    core.create_namespaced_pod(NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "badcmd"}, "spec": {
+        "containers": [{"name": "tf", "image": "tensorflow/serving:2.3.0-gpu", "command": ["bash"]}]}})
+
+    def start_error() -> client.V1ContainerStatus | None:
+        st = core.read_namespaced_pod("badcmd", NS).status.container_statuses
+        term = st[0].last_state.terminated if st and st[0].last_state else None
+        return st[0] if term and term.reason == "StartError" and term.exit_code == 128 else None
+
+    st = wait_for("StartError then back-off", start_error)
+    assert "bash" in st.last_state.terminated.message
+    core.delete_namespaced_pod("echo", NS)
+    core.delete_namespaced_pod("badcmd", NS)

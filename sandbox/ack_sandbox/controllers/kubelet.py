@@ -93,14 +93,25 @@ def _builtin_resolve(image: str, command: list[str] | None, args: list[str] | No
     return None
 
 
+class StartError(Exception):
+    """The image runs, but not this command (the runtime's ``StartError``, exit code 128)."""
+
+
 def resolve_runtime(image: str, command: list[str] | None, args: list[str] | None,
                     env: dict[str, str]) -> RunSpec | None:
+    """The process for a container: the runtimes registry first, then the kubelet's built-ins.
+
+    None: the image cannot be pulled (ImagePullBackOff). ``StartError``: the image is known but cannot
+    run the given command (registry ``UnsupportedCommand``)."""
     try:
-        from ack_sandbox.runtimes.registry import resolve  # owned by the runtimes engineer
+        from ack_sandbox.runtimes.registry import UnsupportedCommand, resolve  # owned by the runtimes engineer
     except ImportError:
         resolve = None
     if resolve is not None:
-        spec = resolve(image, command, args, env)
+        try:
+            spec = resolve(image, command, args, env)
+        except UnsupportedCommand as exc:
+            raise StartError(str(exc)) from exc
         if spec is not None:
             argv = getattr(spec, "argv", None) or getattr(spec, "command", None)
             extra = getattr(spec, "env", None) or {}
@@ -170,12 +181,17 @@ class ContainerRunner:
             args = [translate_paths(expand_vars(x, env), mounts) for x in self.spec.get("args") or []] or None
             env = {k: translate_paths(v, mounts) for k, v in env.items()}
             image = self.spec.get("image", "")
-            runspec = resolve_runtime(image, command, args, env) if image else None
-            if runspec is None:
-                await self._image_pull_backoff(image)
-                continue
-            self.pull_failures = 0
-            code = await self._run_once(image, runspec, env, mounts)
+            try:
+                runspec = resolve_runtime(image, command, args, env) if image else None
+            except StartError as exc:
+                runspec = None
+                code = await self._start_error(str(exc))
+            else:
+                if runspec is None:
+                    await self._image_pull_backoff(image)
+                    continue
+                self.pull_failures = 0
+                code = await self._run_once(image, runspec, env, mounts)
             if self.w.stopping:
                 return
             restart = policy == "Always" or (policy == "OnFailure" and code != 0)
@@ -199,6 +215,18 @@ class ContainerRunner:
                 if self.w.stopping:
                     return
             self.rec.restart_count += 1
+
+    async def _start_error(self, why: str) -> int:
+        """containerd could not start the process: terminated with StartError / exit 128, then back-off."""
+        now = time.time()
+        self.rec.container_id = "containerd://" + secrets.token_hex(32)
+        self.rec.state, self.rec.reason, self.rec.exit_code = "terminated", "StartError", 128
+        self.rec.message = f"failed to create containerd task: failed to create shim task: {why}"
+        self.rec.started_at = self.rec.finished_at = now
+        self.rec.ready = False
+        await self.w.push()
+        await self.w.event("Warning", "Failed", f"Error: {self.rec.message}", self.field_path)
+        return 128
 
     async def _image_pull_backoff(self, image: str) -> None:
         self.pull_failures += 1
@@ -225,6 +253,8 @@ class ContainerRunner:
         if self.rec.restart_count == 0 and not self.rec.container_id:
             await w.event("Normal", "Pulled", f'Container image "{image}" already present on machine', self.field_path)
         full_env = {**w.base_env(), **env, **runspec.env,
+                    # The runtimes' contract (ack_sandbox.runtimes.common): the pod IP and container path -> local dir.
+                    "ACK_SANDBOX_POD_IP": w.ip, "ACK_SANDBOX_MOUNTS": json.dumps(mounts),
                     "SANDBOX_VOLUME_MOUNTS": json.dumps(mounts), "SANDBOX_CONTAINER_NAME": self.name}
         log_path = logs.container_log_path(w.ctx, w.ns, w.name, w.uid, self.name, self.rec.restart_count)
         cwd = log_path.parent / "rootfs"

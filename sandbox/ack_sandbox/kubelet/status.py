@@ -80,9 +80,12 @@ class ContainerRecord:
         return status
 
     def terminated_snapshot(self) -> dict[str, Any]:
-        return {"terminated": {"exitCode": self.exit_code if self.exit_code is not None else 0,
-                               "reason": self.reason, "startedAt": now_iso(self.started_at),
-                               "finishedAt": now_iso(self.finished_at), "containerID": self.container_id}}
+        term: dict[str, Any] = {"exitCode": self.exit_code if self.exit_code is not None else 0,
+                                "reason": self.reason, "startedAt": now_iso(self.started_at),
+                                "finishedAt": now_iso(self.finished_at), "containerID": self.container_id}
+        if self.message:
+            term["message"] = self.message
+        return {"terminated": term}
 
 
 def pod_phase(restart_policy: str, records: list[ContainerRecord], initialized: bool) -> str:
