@@ -27,8 +27,8 @@ PARAM_SPECS: dict[str, tuple[Any, dict[str, Any], str]] = {
         "name": "fashion-mnist-elastic",
         "instance_types": ["ecs.gn6i-c4g1.xlarge"],
         "vswitch_ids": [],
-        "min_size": 0,
-        "max_size": 10,
+        "min_instances": 0,
+        "max_instances": 10,
         "spot_strategy": "SpotAsPriceGo",
         "on_demand_base_capacity": 0,
         "on_demand_percentage_above_base_capacity": 30,
@@ -44,8 +44,8 @@ PARAM_SPECS: dict[str, tuple[Any, dict[str, Any], str]] = {
             "instance_types": {"type": "array", "items": {"type": "string", "pattern": r"^ecs\."},
                                "minItems": 1, "maxItems": 10},
             "vswitch_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
-            "min_size": {"type": "integer", "minimum": 0},
-            "max_size": {"type": "integer", "minimum": 1, "maximum": 2000},
+            "min_instances": {"type": "integer", "minimum": 0},
+            "max_instances": {"type": "integer", "minimum": 1, "maximum": 2000},
             "spot_strategy": {"enum": ["NoSpot", "SpotAsPriceGo", "SpotWithPriceLimit"]},
             "on_demand_base_capacity": {"type": "integer", "minimum": 0, "maximum": 1000},
             "on_demand_percentage_above_base_capacity": {"type": "integer", "minimum": 0, "maximum": 100},
@@ -80,9 +80,9 @@ def check_run_config(params: dict[str, Any]) -> list[str]:
         problems.append(f"min_replicas ({params['min_replicas']}) is greater than max_replicas "
                         f"({params['max_replicas']}): lower min_replicas or raise max_replicas")
     pool = params["node_pool"]
-    if pool.get("min_size", 0) > pool.get("max_size", 0):
-        problems.append(f"node_pool.min_size ({pool.get('min_size')}) is greater than node_pool.max_size "
-                        f"({pool.get('max_size')})")
+    if pool.get("min_instances", 0) > pool.get("max_instances", 10):
+        problems.append(f"node_pool.min_instances ({pool.get('min_instances')}) is greater than "
+                        f"node_pool.max_instances ({pool.get('max_instances')})")
     if params["gpu_count"] > 0 and not pool.get("instance_types"):
         problems.append("gpu_count > 0 needs node_pool.instance_types with GPU instance types")
     for field in ("model_name", "namespace", "deployment_name"):

@@ -42,8 +42,8 @@ def test_missing_model_is_rejected(tmp_path) -> None:
 
 def test_pool_min_above_max(tmp_path) -> None:
     params = _defaults(tmp_path)
-    params["node_pool"] |= {"min_size": 4, "max_size": 2}
-    assert any("node_pool.min_size" in p for p in check_run_config(params))
+    params["node_pool"] |= {"min_instances": 4, "max_instances": 2}
+    assert any("node_pool.min_instances" in p for p in check_run_config(params))
 
 
 def test_schema_rejects_bad_pool_and_format() -> None:
