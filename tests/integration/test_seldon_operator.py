@@ -1,0 +1,158 @@
+"""SeldonDeployment operator and its fail-fast wait against the sandbox: the real API server, Seldon
+reconciler, scheduler, node autoscaler and kubelet produce the failures (state Failed for a spec Seldon
+cannot build, NotTriggerScaleUp for a pool that cannot grow, ImagePullBackOff for an image nobody can
+pull), and each test checks the task fails naming the pod and the reason - an error event, not a timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import yaml
+
+from elastic_inference.hooks.kubernetes import ResourceFailedError
+from elastic_inference.operators.seldon import DeploySeldonOperator
+from elastic_inference.sensors.kubernetes import SeldonDeploymentSensor
+from tests.integration.test_volume_operator import (  # noqa: F401  (fixtures)
+    k8s_env,
+    kube,
+    namespace,
+    pvs,
+    run_deferred,
+    uid,
+    volume_op,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
+
+
+def seldon_op(namespace: str, name: str, **kw: Any) -> DeploySeldonOperator:
+    kw.setdefault("node_selector", {"seldon": "fashion-mnist"})
+    kw.setdefault("pvc_name", "oss-pvc")
+    return DeploySeldonOperator(task_id="seldon", name=name, namespace=namespace, model_name="fashion-mnist",
+                                timeout=kw.pop("timeout", 60), **kw)
+
+
+def stored_sdep(kube: Any, namespace: str, name: str) -> dict:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+@pytest.fixture
+def model_volume(k8s_env, namespace, pvs) -> str:
+    """A bound OSS volume (the bucket exists in the OSS stand-in) for pods to mount; returns the claim name."""
+    from elastic_inference.hooks.oss import OssHook
+
+    oss = OssHook()
+    if not oss.bucket_exists("models"):
+        oss.create_bucket("models")
+    name = f"vol{uid()}"
+    pvs.append(f"{name}-pv")
+    return volume_op(namespace, name).execute({})["pvc"]
+
+
+# ------------------------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("fmt", ["v2beta1", "v2"])
+def test_create_unchanged_patched_never_a_second_object(kube, namespace, fmt) -> None:
+    from kubernetes import client
+
+    name = f"s{uid()}"
+    kw = dict(hpa_metric_format=fmt, sls_project="k8s-log-c1", wait_for_completion=False)
+    first = seldon_op(namespace, name, **kw).execute({})
+    assert first["action"] == "created"
+    assert first["service"] == f"{name}-predictor"
+    assert first["deployment"] == first["hpa"] == f"{name}-predictor-0-tfserving-proxy-fashion-mnist"
+    assert first["route"] == f"{namespace}-{name}-predictor-8000"
+    hpa = stored_sdep(kube, namespace, name)["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
+    if fmt == "v2":
+        assert hpa["metricsv2"][0]["external"]["target"]["averageValue"] == "10"
+    else:
+        assert hpa["metrics"][0]["external"]["targetAverageValue"] == "10"
+
+    second = seldon_op(namespace, name, **kw).execute({})
+    assert second["action"] == "unchanged" and second["uid"] == first["uid"]
+    assert second["resource_version"] == stored_sdep(kube, namespace, name)["metadata"]["resourceVersion"]
+
+    third = seldon_op(namespace, name, **kw, model_version=2, max_replicas=6).execute({})
+    assert third["action"] == "patched" and third["uid"] == first["uid"]
+    assert stored_sdep(kube, namespace, name)["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"][
+        "maxReplicas"] == 6
+    listed = client.CustomObjectsApi(kube).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    assert [o["metadata"]["name"] for o in listed["items"]] == [name]
+
+
+def test_spec_seldon_cannot_build_fails_with_state_failed(namespace) -> None:
+    """A user manifest whose graph names no container: Seldon answers state Failed with the reason."""
+    name = f"s{uid()}"
+    op = seldon_op(namespace, name, deferrable=True, sls_project="p")
+    (sdep,) = __import__("elastic_inference.manifests", fromlist=["render"]).render(
+        "seldon_deployment.yaml.j2", op.template_variables())
+    sdep["spec"]["predictors"][0]["graph"]["name"] = "no-such-container"
+    op.manifest = yaml.safe_dump(sdep)
+    with pytest.raises(ResourceFailedError) as err:
+        run_deferred(op)
+    assert f"SeldonDeployment {namespace}/{name} state Failed:" in str(err.value)
+    assert "timed out" not in str(err.value)
+
+
+def test_pool_that_cannot_grow_fails_fast_naming_the_pod(namespace) -> None:
+    """nodeSelector onto a pool nobody can scale up: the autoscaler's NotTriggerScaleUp ends the wait."""
+    name = f"s{uid()}"
+    op = seldon_op(namespace, name, deferrable=True, sls_project="p", node_selector={"seldon": f"no-pool-{uid()}"})
+    with pytest.raises(ResourceFailedError) as err:
+        run_deferred(op)
+    text = str(err.value)
+    assert f"pod {name}-predictor-0-tfserving-proxy-fashion-mnist-" in text
+    assert "Unschedulable" in text and "didn't trigger scale-up" in text
+
+
+def test_sensor_on_a_pool_that_cannot_grow(namespace) -> None:
+    name = f"s{uid()}"
+    seldon_op(namespace, name, sls_project="p", wait_for_completion=False,
+              node_selector={"seldon": f"no-pool-{uid()}"}).execute({})
+    sensor = SeldonDeploymentSensor(task_id="sdep", name=name, namespace=namespace, timeout=60, deferrable=True)
+    with pytest.raises(ResourceFailedError, match="didn't trigger scale-up"):
+        run_deferred(sensor)
+
+
+def test_bad_image_fails_fast_naming_pod_container_and_reason(namespace, model_volume) -> None:
+    name = f"s{uid()}"
+    image = "registry.example.com/no-such/image:9"
+    op = seldon_op(namespace, name, deferrable=True, sls_project="p", gpu_count=0, node_selector=None,
+                   pvc_name=model_volume, serving_image=image)
+    with pytest.raises(ResourceFailedError) as err:
+        run_deferred(op)
+    text = str(err.value)
+    assert f"pod {name}-predictor-0-tfserving-proxy-fashion-mnist-" in text
+    assert "container fashion-mnist: " in text and ("ImagePullBackOff" in text or "ErrImagePull" in text)
+    assert image in text
+
+
+def test_crashing_model_server_fails_fast_with_exit_code(namespace, model_volume) -> None:
+    """A model version TF Serving cannot load aborts the server (exit 134): CrashLoopBackOff ends the wait."""
+    import os
+
+    from elastic_inference.hooks.oss import OssHook
+
+    model = f"crash{uid()}"
+    OssHook().put_object("models", f"models/{model}/1/saved_model.pb", os.urandom(256))
+    name = f"s{uid()}"
+    op = seldon_op(namespace, name, deferrable=True, sls_project="p", gpu_count=0, node_selector=None,
+                   pvc_name=model_volume, timeout=120)
+    op.model_name = model
+    with pytest.raises(ResourceFailedError) as err:
+        run_deferred(op)
+    text = str(err.value)
+    assert f"pod {name}-predictor-0-tfserving-proxy-{model}-" in text
+    # The model server aborts on the unloadable version. (Pod IPs are loopback addresses; when another sandbox
+    # on the machine holds this pod's IP, the proxy is the one that crash-loops - still this pod, still fatal.)
+    assert f"container {model}: CrashLoopBackOff" in text or "container tfserving-proxy: CrashLoopBackOff" in text
+    assert "last exit code" in text
