@@ -1,0 +1,103 @@
+"""Ingress operator: create-or-patch, wait for an address, predict URL to XCom; plus Kubernetes access through
+the ACK user kubeconfig (DescribeClusterUserKubeconfig on the sandbox CS) instead of the cncf connection."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook, ResourceFailedError, ResourceWaitTimeout
+from elastic_inference.k8s_objects import ResourceRef
+from elastic_inference.operators.ingress import CreateIngressOperator
+from elastic_inference.sensors.kubernetes import IngressAddressSensor
+from tests.integration.test_volume_operator import (  # noqa: F401  (fixtures)
+    k8s_env,
+    kube,
+    namespace,
+    run_deferred,
+    uid,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def lb_port(kube: Any, namespace: str, name: str) -> int:
+    """The port the sandbox's ingress controller published in the Ingress status."""
+    from kubernetes import client
+
+    ing = client.NetworkingV1Api(kube).read_namespaced_ingress(name, namespace)
+    return ing.status.load_balancer.ingress[0].ports[0].port
+
+
+def ingress_op(namespace: str, name: str, **kw: Any) -> CreateIngressOperator:
+    return CreateIngressOperator(task_id="ingress", name=name, namespace=namespace,
+                                 service_name=f"{name}-predictor", timeout=kw.pop("timeout", 60), **kw)
+
+
+def test_ingress_address_to_predict_url_and_rerun_unchanged(kube, namespace) -> None:
+    """The sandbox's ingress controller (nginx class, the default) fills status.loadBalancer."""
+    from kubernetes import client
+
+    name = f"i{uid()}"
+    first = run_deferred(ingress_op(namespace, name, deferrable=True))
+    assert first["action"] == "created"
+    port = lb_port(kube, namespace, name)
+    assert (first["address"], first["port"]) == ("127.0.0.1", port)
+    assert first["predict_url"] == f"http://127.0.0.1:{port}/api/v1.0/predictions"
+    stored = client.NetworkingV1Api(kube).read_namespaced_ingress(name, namespace)
+    backend = stored.spec.rules[0].http.paths[0].backend.service
+    assert (backend.name, backend.port.number) == (f"{name}-predictor", 8000)
+
+    second = ingress_op(namespace, name, deferrable=False).execute({})
+    assert second["action"] == "unchanged" and second["uid"] == first["uid"]
+    assert second["resource_version"] == stored.metadata.resource_version
+    assert second["predict_url"] == first["predict_url"]
+
+    with_host = run_deferred(ingress_op(namespace, name, deferrable=True, host="fashion.example.com"))
+    assert with_host["action"] == "patched" and with_host["uid"] == first["uid"]
+    assert with_host["host_header"] == "fashion.example.com"
+
+
+def test_unserved_ingress_ends_in_a_timeout_from_the_trigger(namespace) -> None:
+    """No controller serves this class: the deadline inside the wait ends it with the last state seen."""
+    name = f"i{uid()}"
+    with pytest.raises(ResourceWaitTimeout, match="has no address yet"):
+        ingress_op(namespace, name, deferrable=False, timeout=1.5, ingress_class="no-such-class").execute({})
+
+
+def test_on_kill_ends_an_in_process_wait(namespace) -> None:
+    name = f"i{uid()}"
+    op = ingress_op(namespace, name, deferrable=False, timeout=300, ingress_class="no-such-class")
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            op.execute({})
+        except Exception as e:  # noqa: BLE001
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    wait_for(lambda: (op._waiter is not None and op._waiter._task is not None) or None, "the in-process wait",
+             attempts=200)
+    op.on_kill()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert isinstance(outcome.get("error"), ResourceFailedError) and "cancelled" in str(outcome["error"])
+
+
+def test_access_through_the_ack_user_kubeconfig(k8s_env, kube, namespace) -> None:
+    """Only an alibaba_ack connection and a cluster id: the kubeconfig comes from DescribeClusterUserKubeconfig."""
+    name = f"i{uid()}"
+    access = dict(kubernetes_conn_id=None, ack_conn_id="alibaba_ack_default", cluster_id=k8s_env["cluster_id"])
+    hook = KubeHook(KubeAccess(**access))
+    assert hook.get(ResourceRef("v1", "Namespace"), None, namespace)["metadata"]["name"] == namespace
+
+    result = run_deferred(ingress_op(namespace, name, deferrable=True, **access))
+    assert result["predict_url"] == f"http://127.0.0.1:{lb_port(kube, namespace, name)}/api/v1.0/predictions"
+    sensor = IngressAddressSensor(task_id="addr", name=name, namespace=namespace, timeout=10, deferrable=False,
+                                  **access)
+    assert sensor.poke({}).xcom_value["address"] == "127.0.0.1"
