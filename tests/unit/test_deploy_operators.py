@@ -74,13 +74,19 @@ def test_seldon_names_honour_component_name_and_service_annotation() -> None:
                                   "route": "n-custom-8000"}
 
 
-def test_seldon_operator_validates_its_parameters() -> None:
-    with pytest.raises(ValueError, match="hpa_metric_format"):
-        seldon_op(hpa_metric_format="v3")
-    with pytest.raises(ValueError, match="min_replicas"):
-        seldon_op(min_replicas=5, max_replicas=2)
-    with pytest.raises(ValueError, match="qps_target"):
-        seldon_op(qps_target=0)
+def test_seldon_operator_validates_its_parameters_after_rendering() -> None:
+    # Validation runs in execute (after templates render), before anything touches the cluster.
+    with pytest.raises(AirflowFailException, match="hpa_metric_format"):
+        seldon_op(hpa_metric_format="v3").validate()
+    with pytest.raises(AirflowFailException, match="min_replicas"):
+        seldon_op(min_replicas=5, max_replicas=2).validate()
+    with pytest.raises(AirflowFailException, match="qps_target"):
+        seldon_op(qps_target=0).validate()
+    with pytest.raises(AirflowFailException, match="must be numbers"):
+        seldon_op(max_replicas="{{ params.max_replicas }}").validate()
+    op = seldon_op(min_replicas="2", max_replicas="4", qps_target="10", gpu_count="1")
+    op.validate()
+    assert (op.min_replicas, op.max_replicas, op.qps_target, op.gpu_count) == (2, 4, 10.0, 1)
 
 
 def test_seldon_operator_needs_a_cluster_id_for_the_sls_project() -> None:

@@ -68,7 +68,8 @@ class DeploySeldonOperator(KubernetesApplyOperator):
 
     template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "model_name", "pvc_name",
                                       "model_subpath", "model_version", "proxy_image", "serving_image",
-                                      "sls_project", "sls_route", "predictor")
+                                      "sls_project", "sls_route", "predictor", "gpu_count", "node_selector",
+                                      "min_replicas", "max_replicas", "qps_target", "hpa_metric_format")
 
     def __init__(self, *, name: str, model_name: str, pvc_name: str, predictor: str = "predictor",
                  model_subpath: str | None = None, model_version: str | int = 1,
@@ -83,14 +84,6 @@ class DeploySeldonOperator(KubernetesApplyOperator):
                  termination_grace_seconds: int = 1, signature_name: str = "serving_default",
                  unschedulable_grace_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if hpa_metric_format not in HPA_METRIC_FORMATS:
-            raise ValueError(f"hpa_metric_format must be one of {HPA_METRIC_FORMATS}, not {hpa_metric_format!r}")
-        if not 0 < min_replicas <= max_replicas:
-            raise ValueError(f"need 0 < min_replicas <= max_replicas, got {min_replicas}..{max_replicas}")
-        if qps_target <= 0:
-            raise ValueError(f"qps_target must be > 0, got {qps_target}")
-        if gpu_count < 0:
-            raise ValueError(f"gpu_count must be >= 0, got {gpu_count}")
         self.name = name
         self.model_name = model_name
         self.pvc_name = pvc_name
@@ -163,7 +156,30 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             signature_name=self.signature_name,
         )
 
+    def validate(self) -> None:
+        """Checks after rendering (these fields may be templates such as ``{{ params.max_replicas }}``)."""
+        problems = []
+        if self.hpa_metric_format not in HPA_METRIC_FORMATS:
+            problems.append(f"hpa_metric_format must be one of {HPA_METRIC_FORMATS}, not {self.hpa_metric_format!r}")
+        try:
+            self.min_replicas, self.max_replicas = int(self.min_replicas), int(self.max_replicas)
+            self.gpu_count, self.qps_target = int(self.gpu_count), float(self.qps_target)
+        except (TypeError, ValueError) as exc:
+            raise AirflowFailException(f"{self.task_id}: min_replicas, max_replicas, gpu_count and qps_target must"
+                                       f" be numbers: {exc}") from exc
+        if not 0 < self.min_replicas <= self.max_replicas:
+            problems.append(f"need 0 < min_replicas <= max_replicas, got {self.min_replicas}..{self.max_replicas}")
+        if self.qps_target <= 0:
+            problems.append(f"qps_target must be > 0, got {self.qps_target}")
+        if self.gpu_count < 0:
+            problems.append(f"gpu_count must be >= 0, got {self.gpu_count}")
+        if self.node_selector is not None and not isinstance(self.node_selector, dict):
+            problems.append(f"node_selector must be a mapping of node labels, got {self.node_selector!r}")
+        if problems:
+            raise AirflowFailException(f"{self.task_id}: " + "; ".join(problems))
+
     def execute(self, context: Context) -> Any:
+        self.validate()
         if self.manifest:
             objs = self.manifest_objects([])
         else:

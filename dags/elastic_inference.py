@@ -1,0 +1,131 @@
+"""``elastic_inference``: a trained model to a verified, autoscaling inference endpoint on ACK.
+
+One task group per step of the manual procedure (``seed/elastic-inference-procedure.md``):
+node pool → model to OSS → OSS volume → Seldon deployment + HPA → ingress → smoke test, then load test and
+scale verification. Runs on the model Asset the training DAG produces (redeploy after training), from the UI
+(Params with JSON schemas) or over REST. Targets real ACK or the local sandbox; only connections differ:
+``alibaba_ack_default`` (CS/OSS) and ``kubernetes_default``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
+
+from _assets import MODEL_ASSET
+from elastic_inference.operators.ingress import CreateIngressOperator
+from elastic_inference.operators.model_upload import ModelUploadOperator
+from elastic_inference.operators.node_pool import AckNodePoolOperator
+from elastic_inference.operators.seldon import DeploySeldonOperator
+from elastic_inference.operators.smoke_test import PredictionSmokeTestOperator
+from elastic_inference.operators.teardown import DeleteKubernetesObjectsOperator
+from elastic_inference.operators.volume import CreateOssVolumeOperator
+from elastic_inference.params import PARAM_SPECS
+
+PLAN = "plan"
+
+
+def _plan(key: str) -> str:
+    """Template reading one resolved input from the ``plan`` task (native types: the DAG renders natively)."""
+    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (PLAN, key)
+
+
+with DAG(
+    dag_id="elastic_inference",
+    description="Trained model → verified elastic inference endpoint on ACK (node pool, OSS, Seldon, HPA, ingress)",
+    schedule=[MODEL_ASSET],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
+    params={name: Param(default, description=doc, **schema) for name, (default, schema, doc) in PARAM_SPECS.items()},
+    tags=["ack", "seldon", "inference"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(task_id=PLAN, retries=0)
+    def plan(triggering_asset_events: Any = None) -> dict[str, Any]:
+        """Resolve inputs (params, or the model Asset event that triggered the run) and reject bad ones
+        before anything is created."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from elastic_inference.params import check_run_config
+
+        params = dict(get_current_context()["params"])
+        samples = params.pop("samples_path", "") or ""
+        if triggering_asset_events and not params.get("model_source"):
+            event = triggering_asset_events[MODEL_ASSET][-1]
+            params["model_source"] = event.extra.get("path", "")
+            params["model_version"] = int(event.extra.get("version", params["model_version"]))
+            samples = samples or event.extra.get("samples", "")
+        problems = check_run_config(params)
+        if problems:
+            raise AirflowFailException("invalid run parameters:\n- " + "\n- ".join(problems))
+        name, ns = params["deployment_name"], params["namespace"]
+        params.update(
+            samples_path=samples or str(Path(params["model_source"]).parent / "samples.json"),
+            pv_name=f"{ns}-{name}-model",
+            pvc_name=f"{name}-model",
+            secret_name=f"{name}-oss",
+            predictor_service=f"{name}-predictor",
+        )
+        return params
+
+    planned = plan()
+
+    with TaskGroup("node_pool", tooltip="Seed step 1: elastic node pool") as node_pool:
+        AckNodePoolOperator(task_id="ensure_node_pool", node_pool="{{ params.node_pool }}",
+                            wait_for_active=True, deferrable=True, poll_interval=5.0)
+
+    with TaskGroup("model", tooltip="Seed step 2: model to OSS") as model:
+        ModelUploadOperator(task_id="upload_model", source=_plan("model_source"), bucket="{{ params.bucket }}",
+                            prefix="{{ params.prefix }}", model_name="{{ params.model_name }}",
+                            version=_plan("model_version"), create_bucket=True)
+
+    with TaskGroup("volume", tooltip="Seed step 3: OSS-backed PV/PVC") as volume:
+        CreateOssVolumeOperator(task_id="oss_volume", namespace="{{ params.namespace }}",
+                                bucket="{{ params.bucket }}", path="/{{ params.prefix }}",
+                                pv_name=_plan("pv_name"), pvc_name=_plan("pvc_name"),
+                                secret_name=_plan("secret_name"), deferrable=True, timeout=300)
+
+    with TaskGroup("serving", tooltip="Seed step 4: SeldonDeployment + HPA") as serving:
+        DeploySeldonOperator(
+            task_id="seldon_deployment", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
+            model_name="{{ params.model_name }}", model_version=_plan("model_version"),
+            pvc_name=_plan("pvc_name"), gpu_count="{{ params.gpu_count }}",
+            node_selector="{{ params.node_pool['labels'] }}", min_replicas="{{ params.min_replicas }}",
+            max_replicas="{{ params.max_replicas }}", qps_target="{{ params.qps_target }}",
+            hpa_metric_format="{{ params.hpa_metric_format }}", deferrable=True, timeout=900)
+
+    with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
+        create_ingress = CreateIngressOperator(
+            task_id="ingress", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
+            service_name=_plan("predictor_service"), service_port=8000, deferrable=True, timeout=300)
+
+    with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint") as verify:
+        PredictionSmokeTestOperator(
+            task_id="smoke_test", predict_url="{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}",
+            samples_path=_plan("samples_path"), protocol="seldon", min_accuracy=0.8)
+
+    teardown = DeleteKubernetesObjectsOperator(
+        task_id="teardown",
+        enabled="{{ params.teardown }}",
+        objects=[
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": "{{ params.namespace }}",
+             "name": "{{ params.deployment_name }}"},
+            {"apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
+             "namespace": "{{ params.namespace }}", "name": "{{ params.deployment_name }}"},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "{{ params.namespace }}",
+             "name": _plan("pvc_name")},
+            {"apiVersion": "v1", "kind": "PersistentVolume", "name": _plan("pv_name")},
+            {"apiVersion": "v1", "kind": "Secret", "namespace": "{{ params.namespace }}",
+             "name": _plan("secret_name")},
+        ],
+    ).as_teardown(setups=[planned])
+
+    chain(planned, [node_pool, model], volume, serving, ingress, verify, teardown)
