@@ -129,6 +129,17 @@ def pod_ip() -> str:
 
 
 @pytest.fixture(scope="module")
+def zygote(tmp_path_factory: pytest.TempPathFactory):
+    """One pre-imported TensorFlow for the tests that need extra TF Serving processes."""
+    from ack_sandbox.runtimes import tf_zygote
+
+    work = tmp_path_factory.mktemp("zygote")
+    z = tf_zygote.start(work / "z.sock", work / "zygote.log")
+    yield z
+    assert z.stop() == 0
+
+
+@pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str):
     """TF Serving started on an empty volume, then the model trained into it; proxy + executor alongside."""
     root = tmp_path_factory.mktemp("pod")
@@ -311,6 +322,60 @@ def test_new_version_is_loaded_then_the_old_one_unloaded(pod):
     assert body["model_spec"]["version"] == "2"
 
 
+def test_missing_model_base_path_flag_prints_usage_and_exits_255(tmp_path, pod_ip):
+    spec = registry.resolve("tensorflow/serving:2.3.0", ["/usr/bin/tensorflow_model_server"], ["--port=7001"], {})
+    c = Container(spec, pod_ip, {}, tmp_path / "log")
+    assert c.proc.wait(timeout=60) == 255
+    c.stop()
+    assert "usage: tensorflow_model_server" in c.logs()
+
+
+def test_unloadable_model_aborts_like_tf_check_failure(tmp_path, pod_ip, zygote):
+    bad = tmp_path / "models" / "broken" / "1"
+    bad.mkdir(parents=True)
+    (bad / "saved_model.pb").write_bytes(b"\x08\x01garbage-not-a-saved-model")
+    # MODEL_NAME feeds the image entrypoint's --model_name and --model_base_path=$MODEL_BASE_PATH/$MODEL_NAME.
+    spec = registry.resolve("tensorflow/serving:2.3.0", None, ["--rest_api_port=8503"],
+                            {"MODEL_NAME": "broken", **zygote.env()})
+    c = Container(spec, pod_ip, {"/models": str(tmp_path / "models")}, tmp_path / "log")
+    assert c.proc.wait(timeout=START_DEADLINE) == 134
+    c.stop()
+    logs = c.logs()
+    assert "Loading servable: {name: broken version: 1} failed:" in logs
+    assert "Some servables were not available" in logs
+
+
+def test_zygote_forked_container_serves_and_dies_with_its_launcher(pod, zygote, tmp_path):
+    """The start-time optimisation: the container process is a launcher; TF Serving runs in a zygote fork."""
+    spec = registry.resolve(TF_IMAGE, None, [*SEED_TF_ARGS, "--rest_api_port=8502"], zygote.env())
+    mounts = {"/mnt": str(pod["volume"])}
+    first = Container(spec, pod["ip"], mounts, tmp_path / "c1.log")
+    url = f"http://{pod['ip']}:8502/v1/models/fashion-mnist"
+    _, body = wait_http(url, first)
+    assert any(v["state"] == "AVAILABLE" for v in body["model_version_status"])
+    images, _ = _sample(2)
+    status, reply = http("POST", f"{url}:predict", {"instances": images})
+    assert status == 200 and len(reply["predictions"]) == 2
+    assert "Successfully loaded servable version" in first.logs()  # the fork writes to the container log
+    assert first.stop() == 0  # SIGTERM forwarded, child drained and exited 0
+
+    # A launcher killed outright (grace period over) takes its forked server with it.
+    second = Container(spec, pod["ip"], mounts, tmp_path / "c2.log")
+    wait_http(url, second)
+    second.proc.kill()
+    second.proc.wait(timeout=10)
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        try:
+            http("GET", url)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the forked TF Serving outlived its killed launcher")
+    second.stop()
+
+
 def test_sigterm_stops_each_container_gracefully_and_executor_reports_the_missing_unit(pod):
     proxy, executor, tfs = pod["proxy"], pod["executor"], pod["tfs"]
     assert proxy.stop() == 0
@@ -322,25 +387,3 @@ def test_sigterm_stops_each_container_gracefully_and_executor_reports_the_missin
     assert executor.stop() == 0
     assert tfs.stop() == 0
     assert "tensorflow_model_server stopped" in tfs.logs()
-
-
-def test_missing_model_base_path_flag_prints_usage_and_exits_255(tmp_path, pod_ip):
-    spec = registry.resolve("tensorflow/serving:2.3.0", ["/usr/bin/tensorflow_model_server"], ["--port=7001"], {})
-    c = Container(spec, pod_ip, {}, tmp_path / "log")
-    assert c.proc.wait(timeout=60) == 255
-    c.stop()
-    assert "usage: tensorflow_model_server" in c.logs()
-
-
-def test_unloadable_model_aborts_like_tf_check_failure(tmp_path, pod_ip):
-    bad = tmp_path / "models" / "broken" / "1"
-    bad.mkdir(parents=True)
-    (bad / "saved_model.pb").write_bytes(b"\x08\x01garbage-not-a-saved-model")
-    # MODEL_NAME feeds the image entrypoint's --model_name and --model_base_path=$MODEL_BASE_PATH/$MODEL_NAME.
-    spec = registry.resolve("tensorflow/serving:2.3.0", None, ["--rest_api_port=8502"], {"MODEL_NAME": "broken"})
-    c = Container(spec, pod_ip, {"/models": str(tmp_path / "models")}, tmp_path / "log")
-    assert c.proc.wait(timeout=START_DEADLINE) == 134
-    c.stop()
-    logs = c.logs()
-    assert "Loading servable: {name: broken version: 1} failed:" in logs
-    assert "Some servables were not available" in logs
