@@ -387,3 +387,14 @@ def test_sigterm_stops_each_container_gracefully_and_executor_reports_the_missin
     assert executor.stop() == 0
     assert tfs.stop() == 0
     assert "tensorflow_model_server stopped" in tfs.logs()
+
+
+def test_http_echo_container(tmp_path, pod_ip):
+    spec = registry.resolve("hashicorp/http-echo:1.0", None, ["-listen=:5678", "-text=hello from the pod"], {})
+    c = Container(spec, pod_ip, {}, tmp_path / "log")
+    try:
+        _, health = wait_http(f"http://{pod_ip}:5678/health", c)
+        assert health == {"status": "ok"}
+        assert http("GET", f"http://{pod_ip}:5678/any/path") == (200, "hello from the pod\n")
+    finally:
+        assert c.stop() == 0
