@@ -108,3 +108,19 @@ def test_claim_without_a_matching_volume_stays_pending(core: client.CoreV1Api) -
                                                  if e.reason == "FailedBinding"), None))
     assert ev.message == "no persistent volumes available for this claim and no storage class is set"
     assert core.read_namespaced_persistent_volume_claim(f"lonely-{tag}", NS).status.phase == "Pending"
+
+
+def test_pod_with_a_missing_claim_is_unschedulable(core: client.CoreV1Api) -> None:
+    tag = secrets.token_hex(3)
+    core.create_namespaced_pod(NS, lister_pod(f"noclaim-{tag}", f"missing-{tag}"))
+
+    def cond() -> client.V1PodCondition | None:
+        for c in core.read_namespaced_pod(f"noclaim-{tag}", NS).status.conditions or []:
+            if c.type == "PodScheduled" and c.reason == "Unschedulable":
+                return c
+        return None
+
+    c = wait_for("Unschedulable", cond)
+    assert c.message.startswith("0/") and f'persistentvolumeclaim "missing-{tag}" not found' in c.message
+    assert not core.read_namespaced_pod(f"noclaim-{tag}", NS).spec.node_name
+    core.delete_namespaced_pod(f"noclaim-{tag}", NS)

@@ -120,6 +120,13 @@ def nodes_needed(pods: list[Obj], tpl: Template) -> int:
     return len(bins)
 
 
+def _scheduled_message(pod: Obj) -> str:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled":
+            return cond.get("message") or ""
+    return ""
+
+
 class NodeAutoscaler:
     name = "cluster-autoscaler"
 
@@ -201,7 +208,9 @@ class NodeAutoscaler:
         return [p for p in self.cs.pools() if p.autoscaling_enabled and p.state in ("active", "scaling", "removing")]
 
     async def scale_up(self, pods: list[Obj]) -> None:
-        pending = [p for p in pods if needs_scheduling(p) and is_unschedulable(p)]
+        # Pods blocked on their volumes (unbound/missing PVCs) would not fit a new node either.
+        pending = [p for p in pods if needs_scheduling(p) and is_unschedulable(p)
+                   and "persistentvolumeclaim" not in _scheduled_message(p).lower()]
         if not pending:
             return
         now = self.ctx.clock.now()

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from ack_sandbox.controllers.base import NODES, PODS, Controller, Key, Kind, Obj, key_of, now_iso, set_condition
+from ack_sandbox.controllers.base import NODES, PODS, PVCS, Controller, Key, Kind, Obj, key_of, now_iso, set_condition
 
 log = logging.getLogger("ack_sandbox.controllers.scheduler")
 
@@ -268,10 +268,26 @@ def is_unschedulable(pod: Obj) -> bool:
     return False
 
 
+def volume_binding_error(pod: Obj, claims: dict[str, Obj]) -> str | None:
+    """The VolumeBinding filter's pre-check: every PVC the pod uses must exist and be bound."""
+    for vol in pod.get("spec", {}).get("volumes") or []:
+        ref = vol.get("persistentVolumeClaim")
+        if not ref:
+            continue
+        claim = claims.get(ref.get("claimName", ""))
+        if claim is None:
+            return f'persistentvolumeclaim "{ref.get("claimName")}" not found'
+        if claim.get("metadata", {}).get("deletionTimestamp"):
+            return f'persistentvolumeclaim "{ref.get("claimName")}" is being deleted'
+        if claim.get("status", {}).get("phase") != "Bound":
+            return "pod has unbound immediate PersistentVolumeClaims"
+    return None
+
+
 class Scheduler(Controller):
     name = SCHEDULER_NAME
     primary = PODS
-    watches = (NODES,)
+    watches = (NODES, PVCS)
     resync = 60.0
     retry_unschedulable = 60.0         # cloud seconds; node changes retry sooner (they re-queue pending pods)
 
@@ -298,10 +314,22 @@ class Scheduler(Controller):
             self._pending.discard(key)
             return None
         nodes = await self.api.list(NODES)
-        pods = [p for p in await self.api.list(PODS) if p.get("spec", {}).get("nodeName")]
-        node, reasons = choose_node(pod, nodes, pods)
+        volume_error = None
+        if any("persistentVolumeClaim" in v for v in pod.get("spec", {}).get("volumes") or []):
+            claims = {c["metadata"]["name"]: c for c in await self.api.list(PVCS, key[0])}
+            volume_error = volume_binding_error(pod, claims)
+        if volume_error is not None:
+            node, reasons = None, {n["metadata"]["name"]: [] for n in nodes}
+        else:
+            pods = [p for p in await self.api.list(PODS) if p.get("spec", {}).get("nodeName")]
+            node, reasons = choose_node(pod, nodes, pods)
         if node is None:
-            message = fit_error_message(len(nodes), reasons)
+            if volume_error is not None:
+                # PreFilter failures name no node: "0/N nodes are available: <why>. preemption: ..."
+                message = (f"0/{len(nodes)} nodes are available: {volume_error}. preemption: 0/{len(nodes)} nodes "
+                           f"are available: {len(nodes)} Preemption is not helpful for scheduling.")
+            else:
+                message = fit_error_message(len(nodes), reasons)
             conds = pod.setdefault("status", {}).setdefault("conditions", [])
             changed = set_condition(conds, "PodScheduled", "False", "Unschedulable", message, probe_time=True)
             pod["status"].setdefault("phase", "Pending")
