@@ -36,7 +36,7 @@ SEED_TF_ARGS = [
 def test_seed_tensorflow_serving_image_gets_the_docker_entrypoint_flags_first():
     spec = registry.resolve("tensorflow/serving:2.3.0-gpu", None, SEED_TF_ARGS, {})
     assert spec is not None and spec.family == "tensorflow-serving"
-    assert spec.argv[:3] == [sys.executable, "-m", "ack_sandbox.runtimes.tfserving"]
+    assert spec.argv[:3] == [sys.executable, "-m", "ack_sandbox.runtimes.tensorflow_model_server"]
     flags, leftovers = parse_flags(spec.argv[3:])
     # Later flags win: gRPC on the seed's 7001, REST stays on the entrypoint's 8501.
     assert (flags.port, flags.rest_api_port) == (7001, 8501)

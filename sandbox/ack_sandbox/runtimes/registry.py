@@ -152,7 +152,7 @@ def _tensorflow_serving(image: str, command: list[str], args: list[str], env: di
     return RuntimeSpec(
         family="tensorflow-serving",
         image=image,
-        argv=_module_argv("tfserving", flags),
+        argv=_module_argv("tensorflow_model_server", flags),
         env=full_env,
         ports=ports,
         ready_path=(f"/v1/models/{parsed.model_name}" if parsed is not None and ports else None),

@@ -6,7 +6,7 @@ paying it makes scale-out slow and memory-bound on a 2-core machine. A zygote im
 SavedModel and serves. Measured (benchmarks/runtimes.py): spawn -> AVAILABLE ~0.5 s instead of ~5 s, and
 the children share the imported pages copy-on-write.
 
-Protocol (Unix socket): the launcher (``python -m ack_sandbox.runtimes.tfserving ...`` with
+Protocol (Unix socket): the launcher (``python -m ack_sandbox.runtimes.tensorflow_model_server ...`` with
 ``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in its env) sends one JSON line ``{"argv": [...], "env": {...},
 "cwd": "..."}`` with its stdout/stderr descriptors (SCM_RIGHTS); the zygote forks, replies
 ``{"pid": N}`` and later ``{"exit": code}``. The launcher forwards SIGTERM/SIGINT to the child and
@@ -132,6 +132,7 @@ def serve(socket_path: str, idle_exit_seconds: float = 0) -> None:
     common.setup_logging()
     started = time.perf_counter()
     import_tensorflow()
+    import ack_sandbox.runtimes.tfserving  # noqa: F401 - the server code too, so forks start serving at once
     log.info("TensorFlow imported in %.2f s", time.perf_counter() - started)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)

@@ -1,6 +1,7 @@
 """``tensorflow_model_server`` stand-in: TF Serving's REST API over the real SavedModel.
 
-Run as ``python -m ack_sandbox.runtimes.tfserving <model server flags>``; the flags are the binary's own
+Run as ``python -m ack_sandbox.runtimes.tensorflow_model_server <model server flags>`` (the entry point,
+which may hand the work to a zygote fork) or ``python -m ack_sandbox.runtimes.tfserving <flags>``; the flags are the binary's own
 (``tensorflow_serving/model_servers/main.cc``): ``--port`` (gRPC, default 8500), ``--rest_api_port``
 (default 0 = REST disabled), ``--model_name`` (default "default"), ``--model_base_path`` (required),
 ``--file_system_poll_wait_seconds`` (default 1). Only ``--name=value`` is accepted, as TF's flag parser
@@ -16,7 +17,7 @@ path or version directory is logged and polled for; a version that fails to load
 (TF_CHECK_OK -> SIGABRT, exit code 134). The gRPC API is not served (the REST path is what Seldon's
 tfserving-proxy uses here); that is logged at start.
 
-Start-time optimisation: with ``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in the env this process becomes a thin
+Start-time optimisation: with ``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in the env the entry point becomes a thin
 launcher and the container runs as a fork of a pre-imported TensorFlow process (``tf_zygote.py``).
 
 Routes (``http_rest_api_handler.cc``): ``GET /v1/models/NAME[/versions/N]``, ``GET
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ack_sandbox.runtimes import common, tf_zygote
+from ack_sandbox.runtimes import common
 from ack_sandbox.runtimes.tfserving_json import error_body, parse_body, request_tensors, response_json, signature_name
 from ack_sandbox.runtimes.tfserving_model import HTTP_STATUS, ModelManager, ServingError, import_tensorflow
 
@@ -284,11 +284,6 @@ async def _run(flags: Flags, manager: ModelManager) -> int:
 def main(argv: list[str] | None = None) -> int:
     common.setup_logging()
     argv = sys.argv[1:] if argv is None else argv
-    zygote_socket = os.environ.get(tf_zygote.ZYGOTE_ENV)
-    if zygote_socket:
-        rc = tf_zygote.launch(zygote_socket, argv)
-        if rc is not None:
-            return rc
     flags, leftovers = parse_flags(argv)
     if flags is not None and flags.version:
         print("TensorFlow ModelServer: 2.x (ack-sandbox REST stand-in)", flush=True)
