@@ -156,3 +156,62 @@ def test_crashing_model_server_fails_fast_with_exit_code(namespace, model_volume
     # on the machine holds this pod's IP, the proxy is the one that crash-loops - still this pod, still fatal.)
     assert f"container {model}: CrashLoopBackOff" in text or "container tfserving-proxy: CrashLoopBackOff" in text
     assert "last exit code" in text
+
+
+ECHO_SDEP = """\
+apiVersion: machinelearning.seldon.io/v1
+kind: SeldonDeployment
+metadata:
+  name: {{ params.sdep }}
+spec:
+  predictors:
+  - name: default
+    replicas: 1
+    componentSpecs:
+    - spec:
+        containers:
+        - name: echo
+          image: hashicorp/http-echo
+          args: ["-listen=:9000", '-text={"data":{"names":["t:0"],"ndarray":[[0.9]]}}']
+          resources: {requests: {cpu: 50m}}
+    graph: {name: echo, type: MODEL, endpoint: {type: REST}, children: []}
+"""
+
+
+def test_user_manifest_becomes_available_and_serves_through_the_ingress(namespace) -> None:
+    """A user's templated manifest (rendered by Airflow with the task context) replaces the default one; the
+    real reconciler, scheduler and kubelet make it Available; the ingress operator's predict URL answers."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    from elastic_inference.operators.ingress import CreateIngressOperator
+
+    name = f"e{uid()}"
+    op = DeploySeldonOperator(task_id="seldon", name="ignored", model_name="unused", pvc_name="unused",
+                              namespace=namespace, manifest=ECHO_SDEP, deferrable=True, sls_project="p", timeout=120)
+    op.render_template_fields({"params": {"sdep": name}})
+    deployed = run_deferred(op)
+    assert (deployed["name"], deployed["state"], deployed["action"]) == (name, "Available", "created")
+    assert deployed["service"] == f"{name}-default" and deployed["deployment"] == f"{name}-default-0-echo"
+    assert deployed["address"].endswith("/api/v1.0/predictions")
+
+    ingress = run_deferred(CreateIngressOperator(task_id="ingress", name=name, service_name=deployed["service"],
+                                                 namespace=namespace, deferrable=True, timeout=60))
+    body = json.dumps({"data": {"ndarray": [[1.0, 2.0]]}}).encode()
+    answer, last_error = None, ""
+    for _ in range(40):  # the proxy may answer 503 until it has the new Service's endpoints, as nginx does
+        req = urllib.request.Request(ingress["predict_url"], data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                answer = json.loads(resp.read())
+                break
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                raise
+            last_error = f"{e.code} {e.read()[:500]!r}"
+            time.sleep(0.25)
+    assert answer is not None, f"the predict URL kept answering {last_error}"
+    assert answer["data"]["ndarray"] == [[0.9]]
