@@ -11,7 +11,7 @@ from ack_sandbox.controllers.node_autoscaler import Template, nodes_needed, temp
 from ack_sandbox.controllers.scheduler import (fit_error_message, fit_reasons, parse_quantity, pod_requests,
                                                tolerates)
 from ack_sandbox.controllers.volumes import best_pv, oss_credentials
-from ack_sandbox.kubelet.ips import IpPool
+from ack_sandbox.kubelet.ips import IpPool, listening_ips
 from ack_sandbox.kubelet.status import ContainerRecord, image_ref, pod_phase
 
 
@@ -113,11 +113,12 @@ def test_kubelet_helpers() -> None:
 
 
 def test_ip_pool_skips_the_host_range_and_reuses_nothing() -> None:
-    pool = IpPool()
+    pool = IpPool(block=251)
     ips = [pool.allocate(f"uid-{i}") for i in range(300)]
-    assert ips[0] == "127.0.1.1" and len(set(ips)) == 300
+    assert all(ip.startswith("127.251.") for ip in ips) and len(set(ips)) == 300
     assert all(not ip.endswith((".0", ".255")) for ip in ips)
     assert pool.allocate("uid-3") == ips[3]
+    assert IpPool(block=7).allocate("x") == "127.7.0.1"
     pool.release("uid-3")
     assert pool.owner(ips[3]) is None
     assert not pool.reserve(ips[4], "someone-else") and pool.reserve(ips[3], "new")
@@ -143,3 +144,13 @@ def test_autoscaler_template_fit_and_bin_packing() -> None:
     assert nodes_needed([gpu, gpu, gpu], tpl) == 3             # one GPU per node
     cpu = _pod(requests={"cpu": "1"}, nodeSelector={"seldon": "fashion-mnist"})
     assert nodes_needed([cpu] * 5, tpl) == 2                   # 3 x 1 cpu fit in 3.9
+
+
+def test_addresses_with_a_listener_are_skipped() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.9.0.1", 0))
+        s.listen()
+        assert "127.9.0.1" in listening_ips()
+        assert IpPool(block=9).allocate("x") == "127.9.0.2"

@@ -280,3 +280,22 @@ def test_runtime_registry_images_run_and_a_wrong_command_is_a_start_error(core: 
     assert "bash" in st.last_state.terminated.message
     core.delete_namespaced_pod("echo", NS)
     core.delete_namespaced_pod("badcmd", NS)
+
+
+def test_failing_liveness_probe_restarts_the_container(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod(NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unlively"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                        "livenessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 3, "failureThreshold": 2}}]}})
+
+    def restarted() -> client.V1ContainerStatus | None:
+        st = core.read_namespaced_pod("unlively", NS).status.container_statuses
+        return st[0] if st and st[0].restart_count >= 1 else None
+
+    st = wait_for("a liveness restart", restarted)
+    assert st.last_state.terminated is not None
+    evs = events_for(core, "unlively")
+    assert any(e.reason == "Unhealthy" and e.message.startswith("Liveness probe failed:") for e in evs)
+    assert any(e.reason == "Killing" and e.message == "Container c failed liveness probe, will be restarted"
+               for e in evs)
+    core.delete_namespaced_pod("unlively", NS)

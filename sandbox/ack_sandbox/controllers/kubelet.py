@@ -40,7 +40,7 @@ import aiohttp
 from ack_sandbox.controllers.base import (CONFIGMAPS, NODES, PODS, SECRETS, Controller, Key, Kind, Obj, is_not_found,
                                          key_of)
 from ack_sandbox.kubelet import logs
-from ack_sandbox.kubelet.ips import IpPool
+from ack_sandbox.kubelet.ips import IpPool, block_for
 from ack_sandbox.kubelet.probes import ProbeSpec, run_probe
 from ack_sandbox.kubelet.process import ContainerProcess, PidFile
 from ack_sandbox.kubelet.status import ContainerRecord, build_status
@@ -610,7 +610,7 @@ class Kubelet(Controller):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.ips = IpPool()
+        self.ips = IpPool(block_for(self.ctx.state_dir))
         self.pods: dict[str, PodWorker] = {}          # uid -> worker
         self.pids = PidFile(self.ctx.service_dir("kubelet") / "pids.json")
         self.session: aiohttp.ClientSession | None = None  # type: ignore[assignment]

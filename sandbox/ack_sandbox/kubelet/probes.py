@@ -1,8 +1,8 @@
 """Container probes as the kubelet runs them (pkg/kubelet/prober): httpGet, tcpSocket, grpc, exec.
 
-httpGet succeeds on 200 <= status < 400 (``probe/http``), tcpSocket when a connection opens. An ``exec``
-probe would run inside the container image, which the sandbox does not have; it runs the command with
-``/bin/sh``-free ``exec`` semantics only for absolute paths that exist locally and otherwise counts as a
+httpGet succeeds on 200 <= status < 400 (``probe/http``), tcpSocket and grpc when a connection opens (the
+grpc health protocol itself is not spoken). An ``exec`` probe would run inside the container image, which
+the sandbox does not have: an absolute command that exists on this machine is run; any other counts as a
 success (documented limitation). Periods and delays are cloud seconds (compressed); the per-attempt
 timeout stays in real seconds (at least 1 s) so a noisy machine does not fail probes.
 """
