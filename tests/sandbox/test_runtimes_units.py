@@ -241,3 +241,12 @@ def test_executor_graph_defaults_and_flags():
     with pytest.raises(SystemExit) as info:
         parse_args(["--port", "8000"])
     assert info.value.code == 2
+
+
+def test_registry_passes_the_daemons_zygote_to_tf_serving_only(monkeypatch):
+    from ack_sandbox.runtimes.tf_zygote import ZYGOTE_ENV
+
+    monkeypatch.setenv(ZYGOTE_ENV, "/tmp/x.sock")
+    assert registry.resolve("tensorflow/serving:2.3.0", None, None, {}).env[ZYGOTE_ENV] == "/tmp/x.sock"
+    proxy = registry.resolve("seldonio/tfserving-proxy_rest:1.3.0", None, None, {})
+    assert ZYGOTE_ENV not in proxy.env

@@ -21,15 +21,21 @@ seldon-executor             ``seldonio/seldon-core-executor:1.x`` (ENTRYPOINT ``
 http-echo                   ``hashicorp/http-echo`` (``-listen=:5678 -text=...``): a tiny test server
 ==========================  ==========================================================================
 
+TF Serving specs carry ``ACK_SANDBOX_TF_ZYGOTE`` when the resolving process has it (``runtimes.service``
+runs the zygote in the daemon): the container then runs as a fork of pre-imported TensorFlow.
+
 The kubelet must add to ``spec.env``: ``ACK_SANDBOX_POD_IP`` (the pod's 127.x.y.z) and
 ``ACK_SANDBOX_MOUNTS`` (JSON ``{mountPath: localDir}``), see ``common.py``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
+
+from ack_sandbox.runtimes.tf_zygote import ZYGOTE_ENV
 
 TF_ENTRYPOINT = "/usr/bin/tf_serving_entrypoint.sh"
 TF_BINARY_NAMES = {"tensorflow_model_server", "/usr/bin/tensorflow_model_server"}
@@ -125,6 +131,9 @@ def _tensorflow_serving(image: str, command: list[str], args: list[str], env: di
     from ack_sandbox.runtimes.tfserving import parse_flags
 
     full_env = {"MODEL_NAME": "model", "MODEL_BASE_PATH": "/models", **env}
+    # A zygote run by this process (runtimes.service in the daemon) serves the container as a fork.
+    if os.environ.get(ZYGOTE_ENV) and ZYGOTE_ENV not in full_env:
+        full_env[ZYGOTE_ENV] = os.environ[ZYGOTE_ENV]
     if not command or command == [TF_ENTRYPOINT]:
         flags = [
             "--port=8500",

@@ -130,6 +130,8 @@ def serve(socket_path: str, idle_exit_seconds: float = 0) -> None:
     from ack_sandbox.runtimes.tfserving_model import import_tensorflow
 
     common.setup_logging()
+    with contextlib.suppress(Exception):  # stop (and so stop the forks) when whoever started us dies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     started = time.perf_counter()
     import_tensorflow()
     import ack_sandbox.runtimes.tfserving  # noqa: F401 - the server code too, so forks start serving at once
