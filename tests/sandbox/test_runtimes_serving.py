@@ -378,6 +378,11 @@ def test_zygote_forked_container_serves_and_dies_with_its_launcher(pod, zygote, 
 
 def test_sigterm_stops_each_container_gracefully_and_executor_reports_the_missing_unit(pod):
     proxy, executor, tfs = pod["proxy"], pod["executor"], pod["tfs"]
+    # preStop's /pause takes the executor out of readiness first.
+    assert http("GET", f"http://{pod['ip']}:8000/pause")[0] == 200
+    assert http("GET", f"http://{pod['ip']}:8000/ready")[0] == 503
+    assert http("GET", f"http://{pod['ip']}:8000/unpause")[0] == 200
+    assert http("GET", f"http://{pod['ip']}:8000/ready")[0] == 200
     assert proxy.stop() == 0
     assert "seldon-tfserving-proxy stopped" in proxy.logs()
     status, _ = http("GET", f"http://{pod['ip']}:8000/ready")

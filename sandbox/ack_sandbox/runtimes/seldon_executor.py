@@ -18,7 +18,7 @@ Mirrors ``executor/main.go``, ``executor/api/rest/{server,client,errors}.go`` an
   ``/api/v1.0/feedback`` forwards to ``/send-feedback``.
 - Tensorflow protocol: ``POST /v1/models/NAME:predict`` -> the unit's ``/v1/models/<unit>:predict``.
 - ``/ready``: 200 when every unit's host:port accepts a TCP connection, else 503 (``ready_checker.go``);
-  ``/live``: 200.
+  ``/live``: 200. ``/pause`` (called by the operator's preStop hook) makes ``/ready`` fail until ``/unpause``.
 
 ``localhost`` means this pod's own address (``ACK_SANDBOX_POD_IP``), as a shared network namespace would.
 """
@@ -257,7 +257,21 @@ def create_app(executor: Executor, prometheus_path: str = "/prometheus") -> web.
     async def metadata(request: web.Request) -> web.Response:
         return await unit_get(request, "metadata")
 
+    paused = {"on": False}
+
+    async def pause(_: web.Request) -> web.Response:
+        # The operator's preStop hook calls /pause so the pod leaves the Service before SIGTERM.
+        paused["on"] = True
+        log.info("paused: /ready now fails")
+        return web.Response(status=200)
+
+    async def unpause(_: web.Request) -> web.Response:
+        paused["on"] = False
+        return web.Response(status=200)
+
     async def ready(_: web.Request) -> web.Response:
+        if paused["on"]:
+            return web.Response(status=503, text="paused")
         problem = await executor.ready()
         if problem:
             log.error("Ready check failed: %s", problem)
@@ -272,6 +286,9 @@ def create_app(executor: Executor, prometheus_path: str = "/prometheus") -> web.
 
     app.router.add_get("/ready", ready)
     app.router.add_get("/live", live)
+    for path, handler in (("/pause", pause), ("/unpause", unpause)):
+        app.router.add_get(path, handler)
+        app.router.add_post(path, handler)
     app.router.add_get(prometheus_path, metrics)
     if executor.protocol == "seldon":
         for version in ("v0.1", "v1.0"):
