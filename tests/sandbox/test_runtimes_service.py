@@ -50,3 +50,14 @@ def test_long_state_dirs_get_a_short_socket_path(tmp_path):
     deep = tmp_path / ("d" * 120)
     path = service.socket_path_for(deep)
     assert len(path.encode()) <= 100 and path.endswith(".sock")
+
+
+async def test_daemon_stop_during_the_zygote_import_does_not_wait_for_it(tmp_path):
+    client = TestClient(TestServer(service.create_app(SandboxContext(state_dir=tmp_path))))
+    await client.start_server()
+    state = client.server.app[service.STATE_KEY]
+    assert state["zygote"] == "starting"
+    await client.close()
+    assert state["zygote"] == "stopped"
+    assert state["handle"].process.poll() is not None  # terminated, not left importing TensorFlow
+    assert tf_zygote.ZYGOTE_ENV not in os.environ

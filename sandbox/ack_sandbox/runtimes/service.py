@@ -29,6 +29,7 @@ from ack_sandbox.runtimes import tf_zygote
 log = logging.getLogger("ack_sandbox.runtimes.service")
 DISABLE_ENV = "ACK_SANDBOX_TF_ZYGOTE_DISABLE"
 STATE_KEY = web.AppKey("runtimes_state", dict)
+READY_TIMEOUT = 180.0  # seconds for the zygote to import TensorFlow
 
 
 def socket_path_for(state_dir: Path) -> str:
@@ -51,28 +52,41 @@ def create_app(ctx: SandboxContext) -> web.Application:
         path = socket_path_for(ctx.state_dir)
         state.update(zygote="starting", socket=path)
 
-        async def run() -> None:
+        try:
+            handle = tf_zygote.spawn(path, ctx.service_dir("runtimes") / "tf-zygote.log")
+        except (OSError, ValueError) as exc:
+            state.update(zygote="failed", error=str(exc))
+            return
+        state["handle"] = handle
+
+        async def wait_ready() -> None:
+            end = asyncio.get_running_loop().time() + READY_TIMEOUT
             try:
-                handle = await asyncio.to_thread(tf_zygote.start, path, ctx.service_dir("runtimes") / "tf-zygote.log")
-            except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+                while not handle.ready():
+                    if asyncio.get_running_loop().time() > end:
+                        raise TimeoutError(f"not ready after {READY_TIMEOUT}s")
+                    await asyncio.sleep(0.2)
+            except (RuntimeError, TimeoutError) as exc:
                 state.update(zygote="failed", error=str(exc))
                 log.warning("TF zygote unavailable, TF Serving containers will import TensorFlow themselves: %s", exc)
+                await asyncio.to_thread(handle.stop)
                 return
-            state.update(zygote="ready", handle=handle)
+            state["zygote"] = "ready"
             os.environ[tf_zygote.ZYGOTE_ENV] = path
             log.info("TF zygote ready at %s", path)
 
-        state["task"] = asyncio.create_task(run())
+        state["task"] = asyncio.create_task(wait_ready())
 
     async def stop_zygote(_: web.Application) -> None:
         os.environ.pop(tf_zygote.ZYGOTE_ENV, None)
         task = state.get("task")
         if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=130)
+            task.cancel()
         handle = state.get("handle")
         if handle is not None:
             await asyncio.to_thread(handle.stop)
-            state.update(zygote="stopped", handle=None)
+            if state["zygote"] in ("ready", "starting"):
+                state["zygote"] = "stopped"
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response({k: state[k] for k in ("zygote", "socket", "error")})

@@ -246,6 +246,19 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
 class Zygote:
     socket_path: str
     process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def ready(self) -> bool:
+        """True once it accepts launchers; raises RuntimeError if the process died."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"TF zygote exited rc={self.process.returncode}: {self.log_tail()}")
+        return READY_LINE in self.log_tail()
 
     def env(self) -> dict[str, str]:
         """What to add to a TF Serving container's env so its launcher uses this zygote."""
@@ -261,8 +274,8 @@ class Zygote:
             return self.process.wait()
 
 
-def start(socket_path: str | Path, log_path: str | Path, ready_timeout: float = 120) -> Zygote:
-    """Start a zygote and return once it accepts launchers (TensorFlow imported)."""
+def spawn(socket_path: str | Path, log_path: str | Path) -> Zygote:
+    """Start a zygote process (returns at once; see :meth:`Zygote.ready`)."""
     socket_path, log_path = str(socket_path), Path(log_path)
     if len(socket_path.encode()) > 100:
         raise ValueError(f"Unix socket path too long ({len(socket_path)} > 100 bytes): {socket_path}")
@@ -271,15 +284,19 @@ def start(socket_path: str | Path, log_path: str | Path, ready_timeout: float = 
             [sys.executable, "-m", "ack_sandbox.runtimes.tf_zygote", socket_path],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
+    return Zygote(socket_path, proc, log_path)
+
+
+def start(socket_path: str | Path, log_path: str | Path, ready_timeout: float = 120) -> Zygote:
+    """Start a zygote and return once it accepts launchers (TensorFlow imported)."""
+    zygote = spawn(socket_path, log_path)
     end = time.monotonic() + ready_timeout
     while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"TF zygote exited rc={proc.returncode}: {log_path.read_text()[-2000:]}")
-        if READY_LINE in log_path.read_text(errors="replace"):
-            return Zygote(socket_path, proc)
+        if zygote.ready():
+            return zygote
         time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError(f"TF zygote not ready after {ready_timeout}s: {log_path.read_text()[-2000:]}")
+    zygote.process.kill()
+    raise TimeoutError(f"TF zygote not ready after {ready_timeout}s: {zygote.log_tail()}")
 
 
 if __name__ == "__main__":
