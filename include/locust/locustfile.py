@@ -188,7 +188,7 @@ class PredictionUser(FastHttpUser):
         with self.client.post(PATH, data=payload, headers=headers, name=f"{PROTOCOL} predict",
                               catch_response=True) as resp:
             if resp.status_code != 200:
-                text = (resp.text or "").strip().replace("\n", " ")[:160] if resp.content else ""
+                text = " ".join((resp.text or "").split())[:160] if resp.content else ""
                 resp.failure(f"HTTP {resp.status_code}: {text}" if text else f"HTTP {resp.status_code}")
                 return
             try:

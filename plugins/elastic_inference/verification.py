@@ -132,14 +132,17 @@ def baseline_sample(timeline: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def qps_plateau(timeline: dict[str, Any], metric_lag: float = 0.0) -> tuple[float | None, str]:
-    """The load the HPA saw on the plateau: the median external metric during the hold phase (shifted by
-    ``metric_lag``); the median locust RPS of the hold phase when the metric was never read."""
+    """The load the HPA saw on the plateau: the mean external metric during the hold phase (shifted by
+    ``metric_lag``); the median locust RPS of the hold phase when the metric was never read.
+
+    The mean, not the median: the metric is a short-window request count truncated to an integer, so a
+    steady rate reads as two alternating values (e.g. 28 and 42 for 35 RPS) whose median is either one."""
     start, hold, stop = _load_times(timeline)
     lo, hi = hold + metric_lag, stop + metric_lag
     values = [s["qps"] for s in timeline.get("samples") or [] if s.get("qps") is not None and lo <= s["t"] <= hi]
     metric = ((timeline.get("meta") or {}).get("metric") or {}).get("name") or "external metric"
     if values:
-        return float(statistics.median(values)), f"median {metric} over the hold phase ({len(values)} samples)"
+        return float(statistics.fmean(values)), f"mean {metric} over the hold phase ({len(values)} samples)"
     history = ((timeline.get("locust") or {}).get("history")) or []
     rps = [h["rps"] for h in history if h.get("t") is not None and hold <= h["t"] <= stop]
     if rps:

@@ -61,7 +61,7 @@ def make_timeline(*, qps=48.0, target=10, min_r=1, max_r=10, peak=None, charges=
         nodes = [node(f"n{i}", charges[i] if i < len(charges) else "Spot", zone=("a", "b")[i % 2])
                  for i in range(n_pool)]
         nodes.append(node("n-default", "PayAsYouGo", in_pool=False))
-        qps_now = 0.0 if t < 1005 else (qps if 1015 <= t <= 1065 else (qps / 2 if t < 1015 else 0.0))
+        qps_now = 0.0 if t < 1005 else (qps if 1010 <= t <= 1065 else (qps / 2 if t < 1010 else 0.0))
         samples.append({"t": t, "qps": qps_now if metric else None,
                         "hpa": {"desired": desired, "current": current,
                                 "conditions": [{"type": "ScalingLimited", "status": "True" if current == max_r
@@ -150,6 +150,17 @@ def test_tolerance_absorbs_the_hpa_tolerance_band():
     # 50 QPS / 10 = 5.0 -> 5; an HPA sitting at 4 or 6 is within ±1.
     assert check_replicas(make_timeline(qps=50, peak=4), OPTS).passed
     assert not check_replicas(make_timeline(qps=50, peak=4), VerifyOptions(replica_tolerance=0)).passed
+
+
+def test_plateau_is_the_mean_of_an_aliased_metric():
+    # A truncated short-window count of a steady 35 RPS reads 28, 42, 28, 42...: the median would be either.
+    tl = make_timeline(qps=35)
+    hold = [s for s in tl["samples"] if HOLD <= s["t"] <= STOP]
+    for i, s in enumerate(hold):
+        s["qps"] = 28.0 if i % 2 else 42.0
+    value, source = qps_plateau(tl)
+    assert value == pytest.approx(sum(s["qps"] for s in hold) / len(hold)) and "mean sls_ingress_qps" in source
+    assert check_replicas(tl, OPTS).expected["replicas"] == 4
 
 
 def test_plateau_falls_back_to_locust_rps_when_the_metric_was_never_read():

@@ -366,7 +366,7 @@ class LocustLoadTestOperator(BaseOperator):
         load: dict[str, Any] = {"endpoint": self.host, "protocol": self.protocol, "plan": plan.to_json(),
                                 "workers": self.workers, "command": base_cmd[-1]}
         master, workers, log_fh = self._start_locust(out, env, locustfile, plan.run_time)
-        load["start"] = time.time()
+        load["process_start"] = load["start"] = time.time()
         load["hold_start"] = load["start"] + plan.hold_start
         deadline = time.monotonic() + plan.run_time + self.startup_grace
         timed_out = False
@@ -429,6 +429,11 @@ class LocustLoadTestOperator(BaseOperator):
         stats["mismatches"] = checks["mismatches"]
         stats["checked"] = checks["checked"]
         history = parse_history(out / "locust")
+        if history and history[0]["t"] is not None:
+            # locust needs a few seconds to start (imports, workers connecting): the load really began when its
+            # stats history did (whole seconds), not when the process was spawned.
+            load["start"] = max(load["process_start"], float(history[0]["t"]))
+            load["hold_start"] = load["start"] + plan.hold_start
         if history and stats["requests"] > history[-1]["total_requests"]:
             # The CSV is rewritten once a second: close the series with the final totals at the stop time.
             history.append({**history[-1], "t": float(int(load["stop"]) + 1), "users": 0, "rps": 0.0,
