@@ -298,6 +298,27 @@ def test_seldon_error_paths(pod):
     assert (status, body) == (200, "pong")
 
 
+def test_executor_tensorflow_protocol_fronts_tf_serving_directly(pod, tmp_path):
+    graph = {"name": "fashion-mnist", "type": "MODEL",
+             "endpoint": {"type": "REST", "service_host": "localhost", "service_port": 8501}}
+    predictor = base64.b64encode(json.dumps({"name": "p", "graph": graph}).encode()).decode()
+    args = ["--sdep", "tf", "--namespace", "default", "--predictor", "p", "--http_port", "8001", "--protocol", "tensorflow"]
+    c = Container(registry.resolve(EXECUTOR_IMAGE, None, args, {"ENGINE_PREDICTOR": predictor}), pod["ip"], {},
+                  tmp_path / "log")
+    try:
+        wait_http(f"http://{pod['ip']}:8001/ready", c)
+        images, _ = _sample(3)
+        _, direct = http("POST", f"http://{pod['ip']}:8501/v1/models/fashion-mnist:predict", {"instances": images})
+        status, body = http("POST", f"http://{pod['ip']}:8001/v1/models/fashion-mnist:predict", {"instances": images})
+        assert status == 200 and body == direct
+        status, body = http("GET", f"http://{pod['ip']}:8001/v1/models/fashion-mnist")
+        assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+        status, body = http("POST", f"http://{pod['ip']}:8001/v1/models/nope:predict", {"instances": images})
+        assert status == 500 and "Failed to find model nope" in body["status"]["info"]
+    finally:
+        assert c.stop() == 0
+
+
 def test_new_version_is_loaded_then_the_old_one_unloaded(pod):
     base_path = pod["volume"] / "arena" / "models" / "fashion-mnist"
     staging = base_path / ".2.copy"
