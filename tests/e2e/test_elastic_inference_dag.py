@@ -1,0 +1,90 @@
+"""``airflow dags test elastic_inference`` against the sandbox reaches a ready endpoint that predicts right,
+and a second run with the same inputs changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "e2e"
+KINDS = "seldondeployment,deployment,service,horizontalpodautoscaler,ingress,persistentvolumeclaim,secret"
+
+
+def kubectl(sandbox: dict, *args: str) -> str:
+    return subprocess.run(["kubectl", "--kubeconfig", str(sandbox["state_dir"] / "kubeconfig"), *args],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def run_conf(model_dir) -> dict:
+    return {
+        "model_source": str(model_dir), "namespace": NAMESPACE, "deployment_name": "fm-e2e",
+        "model_name": "fashion-mnist", "bucket": "e2e-models", "max_replicas": 3,
+        "node_pool": {"name": "fm-e2e-pool", "instance_types": ["ecs.gn6i-c4g1.xlarge"], "min_instances": 0,
+                      "max_instances": 4, "spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
+                      "on_demand_percentage_above_base_capacity": 30, "compensate_with_on_demand": True,
+                      "multi_az_policy": "COST_OPTIMIZED", "labels": {"seldon": "fm-e2e"}, "taints": []},
+    }
+
+
+def identities(sandbox: dict) -> dict[str, str]:
+    objs = json.loads(kubectl(sandbox, "get", KINDS, "-n", NAMESPACE, "-o", "json"))["items"]
+    pv = json.loads(kubectl(sandbox, "get", "pv", f"{NAMESPACE}-fm-e2e-model", "-o", "json"))
+    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["uid"] for o in [*objs, pv]}
+
+
+def test_deploy_dag_reaches_a_predicting_endpoint_and_reruns_unchanged(sandbox, airflow_cli, trained_model):
+    namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    subprocess.run(["kubectl", "--kubeconfig", str(sandbox["state_dir"] / "kubeconfig"), "apply", "-f", "-"],
+                   input=namespace, capture_output=True, text=True, check=True, timeout=60)
+    conf = json.dumps(run_conf(trained_model))
+
+    first = airflow_cli.run("dags", "test", "elastic_inference", "-c", conf, timeout=900)
+    log = first.stdout + first.stderr
+    assert first.returncode == 0, log[-6000:]
+    correct = re.search(r"smoke test: (\d+)/(\d+) correct", log)
+    assert correct and int(correct[1]) >= 0.8 * int(correct[2]), log[-3000:]
+    uids = identities(sandbox)
+    assert {"SeldonDeployment/fm-e2e", "Ingress/fm-e2e", "PersistentVolumeClaim/fm-e2e-model",
+            "PersistentVolume/e2e-fm-e2e-model", "Secret/fm-e2e-oss"} <= set(uids)
+    sdep = json.loads(kubectl(sandbox, "get", "sdep", "fm-e2e", "-n", NAMESPACE, "-o", "json"))
+    assert sdep["status"]["state"] == "Available"
+    pods = json.loads(kubectl(sandbox, "get", "pods", "-n", NAMESPACE, "-l", "seldon-deployment-id=fm-e2e",
+                              "-o", "json"))["items"]
+    nodes = {n["metadata"]["name"]: n for n in json.loads(kubectl(sandbox, "get", "nodes", "-o", "json"))["items"]}
+    assert pods and all(nodes[p["spec"]["nodeName"]]["metadata"]["labels"].get("seldon") == "fm-e2e" for p in pods)
+
+    second = airflow_cli.run("dags", "test", "elastic_inference", "-c", conf, timeout=900)
+    log2 = second.stdout + second.stderr
+    assert second.returncode == 0, log2[-6000:]
+    assert "0 bytes uploaded" in log2
+    assert "nothing to modify" in log2
+    assert identities(sandbox) == uids
+    for kind in ("Secret", "PersistentVolume", "PersistentVolumeClaim", "SeldonDeployment", "Ingress"):
+        assert f"{kind} " in log2 and "unchanged" in log2
+
+
+def test_invalid_params_are_rejected_before_anything_is_created(sandbox, airflow_cli, trained_model):
+    conf = run_conf(trained_model) | {"min_replicas": 5, "max_replicas": 2, "deployment_name": "never-made",
+                                      "node_pool": run_conf(trained_model)["node_pool"] | {"name": "never-made"}}
+    result = airflow_cli.run("dags", "test", "elastic_inference", "-c", json.dumps(conf), timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "min_replicas (5) is greater than max_replicas (2)" in log
+    assert "never-made" not in kubectl(sandbox, "get", "sdep,ingress", "-A")
+    assert "never-made" not in json.dumps(cs_node_pools(sandbox))
+
+
+def cs_node_pools(sandbox: dict) -> list[dict]:
+    from alibabacloud_cs20151215 import models as cs
+    from alibabacloud_cs20151215.client import Client
+    from alibabacloud_tea_openapi.utils_models import Config
+
+    client = Client(Config(access_key_id=sandbox["access_key_id"], access_key_secret=sandbox["access_key_secret"],
+                           endpoint=sandbox["cs"].removeprefix("http://"), protocol="http"))
+    body = client.describe_cluster_node_pools(sandbox["cluster_id"], cs.DescribeClusterNodePoolsRequest()).body
+    return body.to_map()["nodepools"]
