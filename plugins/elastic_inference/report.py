@@ -105,7 +105,7 @@ def plot_scaling(timeline: dict[str, Any]) -> str:
     _phases(ax, timeline)
     if history:
         ax.plot([h["t"] - t0 for h in history], [h["rps"] for h in history], color="#2ca02c", lw=1.5,
-                label="offered RPS (locust)")
+                label="RPS sent (locust, sliding avg)")
     metric = [(s["t"] - t0, s["qps"]) for s in samples if s.get("qps") is not None]
     metric_name = ((timeline.get("meta") or {}).get("metric") or {}).get("name") or "metric"
     if metric:
@@ -245,6 +245,17 @@ def estimate_cost(timeline: dict[str, Any], price_table: Mapping[str, tuple[floa
             "currency": "USD"}
 
 
+def fmt_value(value: Any) -> str:
+    """Check values for people: ``replicas=4, tolerance=1`` rather than a Python dict."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.2f}"
+    return "n/a" if value is None else str(value)
+
+
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
@@ -273,7 +284,7 @@ th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;fon
 <h2>Checks</h2>
 <table><tr><th></th><th>check</th><th>expected</th><th>observed</th><th>message</th></tr>
 {% for c in checks %}<tr><td class="{{ 'ok' if c.passed else 'bad' }}">{{ '✓' if c.passed else '✗' }}</td><td>{{ c.name }}</td>
-<td><code>{{ c.expected }}</code></td><td><code>{{ c.observed }}</code></td><td>{{ c.message }}</td></tr>
+<td>{{ c.expected|fmt }}</td><td>{{ c.observed|fmt }}</td><td>{{ c.message }}</td></tr>
 {% endfor %}</table>
 
 <h2>Load, replicas and nodes</h2>
@@ -309,6 +320,7 @@ def render_report(timeline: dict[str, Any], result: Verification, summary: dict[
     locust = timeline.get("locust") or {}
     peak = pool_peak(timeline)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    env.filters["fmt"] = fmt_value
     html = env.from_string(_TEMPLATE).render(
         title=title or f"Elastic inference scale report — {(timeline.get('meta') or {}).get('deployment') or ''}",
         verdict=summary["verdict"],

@@ -357,7 +357,7 @@ def check_failures_during_scale_out(timeline: dict[str, Any], opts: VerifyOption
     requests, failures = req1 - req0, fail1 - fail0
     window = f"{_rel(t0, start)}–{_rel(t1, start)}"
     where = f"during scale-out ({window})" if scaled else f"during the load ({window}; no scale-out happened)"
-    observed = {"requests": requests, "failures": failures, "window": [t0, t1], "scaled": scaled}
+    observed = {"requests": requests, "failures": failures, "window": window, "scaled": scaled}
     if not history:
         return Check("failures_during_scale_out", False, {"max_failures": opts.failure_budget}, observed,
                      "locust wrote no per-second history; cannot tell whether requests failed during scale-out")

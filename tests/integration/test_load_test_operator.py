@@ -212,6 +212,22 @@ def test_missing_samples_fail_fast_with_the_fix(tmp_path):
         run(op, "x")
 
 
+def test_templated_numbers_are_coerced_and_bad_ones_named(server, samples, tmp_path):
+    from elastic_inference.operators.load_test import _INTS, _NUMERIC, _POSITIVE, coerce_numbers
+
+    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), samples_path=str(samples),
+                                reports_dir=str(tmp_path), **short(target_rps="20", hold_seconds="2",
+                                                                  rps_per_user="5", slo_p95_ms="None"))
+    result, _ = run(op, "templated")
+    assert result["plan"]["users"] == 4 and result["slo"]["p95_ms"] is None
+    op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", max_replicas="2.5")
+    with pytest.raises(AirflowFailException, match=r"max_replicas must be an integer, got '2.5'"):
+        coerce_numbers(op, _NUMERIC, _INTS, _POSITIVE)
+    op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", record_interval="0")
+    with pytest.raises(AirflowFailException, match=r"record_interval must be > 0, got '0'"):
+        coerce_numbers(op, _NUMERIC, _INTS, _POSITIVE)
+
+
 def test_json_samples_are_accepted(server, tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps([{"x": [float(i)] + [0.0] * 783, "label": i} for i in range(10)]))

@@ -37,6 +37,7 @@ def test_report_holds_plots_checks_and_cost(tmp_path):
     for name in ("replicas", "placement", "spot_mix", "failures_during_scale_out", "scale_in"):
         assert f"<td>{name}</td>" in html
     assert "maxReplicas=2 caps it; raise maxReplicas to at least 5" in html
+    assert "replicas=2, uncapped=5, min=1, max=2, target=10, tolerance=1" in html  # readable, not a dict repr
     # 2 pool nodes at peak: 1 pay-as-you-go gn6i at 1.05 + 1 spot at 0.2625 USD/h.
     assert "1.31 USD/h at peak" in html and "all pay-as-you-go would be 2.10" in html
 

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,35 @@ def slo_breaches(stats: dict[str, Any], *, slo_error_rate: float | None, slo_p95
     return out
 
 
+# Numeric arguments (templated: rendered values arrive as strings and are coerced in execute).
+_NUMERIC: tuple[str, ...] = ("qps_target", "max_replicas", "fill_factor", "target_rps", "ramp_seconds", "hold_seconds",
+                             "ramp_steps", "rps_per_user", "slo_error_rate", "slo_p95_ms", "workers", "record_interval",
+                             "scale_in_timeout", "progress_interval", "max_samples")
+_INTS = {"max_replicas", "ramp_steps", "workers", "max_samples"}
+_POSITIVE = {"record_interval", "progress_interval"}
+
+
+def coerce_numbers(op: Any, fields: Sequence[str], ints: Collection[str], positive: Collection[str] = ()) -> None:
+    """Turn rendered template strings ("10") back into numbers, naming the field when one is not."""
+    for name in fields:
+        value = getattr(op, name)
+        if value is None or value == "" or (isinstance(value, str) and value.strip() in ("None", "null")):
+            setattr(op, name, None)
+            continue
+        try:
+            number = float(value)
+            if name in ints:
+                if not number.is_integer():
+                    raise ValueError
+                number = int(number)
+        except (TypeError, ValueError):
+            kind = "an integer" if name in ints else "a number"
+            raise AirflowFailException(f"{name} must be {kind}, got {value!r}") from None
+        if number < 0 or (name in positive and number <= 0):
+            raise AirflowFailException(f"{name} must be {'> 0' if name in positive else '>= 0'}, got {value!r}")
+        setattr(op, name, number)
+
+
 class LocustLoadTestOperator(BaseOperator):
     """Run a staged locust load against a prediction endpoint and record the cluster's response.
 
@@ -109,8 +138,10 @@ class LocustLoadTestOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "host", "model_name", "request_path", "samples_path", "namespace", "seldon_deployment", "deployment_name",
-        "node_pool_id", "reports_dir", "cluster_id",
+        "host", "model_name", "request_path", "request_headers", "samples_path", "namespace", "seldon_deployment",
+        "deployment_name", "node_pool_id", "pool_node_selector", "reports_dir", "cluster_id",
+        # numbers may come from DAG params ("{{ params.max_replicas }}"); they are coerced in execute
+        *_NUMERIC,
     )
     operator_extra_links = (LocustReportLink(),)
     ui_color = "#e8f4e8"
@@ -159,10 +190,6 @@ class LocustLoadTestOperator(BaseOperator):
         super().__init__(**kwargs)
         if protocol not in ("seldon", "tfserving"):
             raise ValueError(f"protocol must be 'seldon' or 'tfserving', got {protocol!r}")
-        if workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
-        if record_interval <= 0 or progress_interval <= 0:
-            raise ValueError("record_interval and progress_interval must be > 0 seconds")
         self.host = host
         self.protocol = protocol
         self.model_name = model_name
@@ -332,6 +359,14 @@ class LocustLoadTestOperator(BaseOperator):
         from elastic_inference.locust_io import parse_failures, parse_history, parse_stats, read_summary, write_payload
         from elastic_inference.timeline import replicas_of, write_timeline
 
+        coerce_numbers(self, _NUMERIC, _INTS, _POSITIVE)
+        for name in ("qps_target", "max_replicas", "ramp_seconds", "hold_seconds", "rps_per_user", "fill_factor",
+                     "ramp_steps", "workers", "record_interval", "scale_in_timeout", "progress_interval",
+                     "max_samples"):
+            if getattr(self, name) is None:
+                raise AirflowFailException(f"{name} must be set")
+        if isinstance(self.request_headers, str):
+            self.request_headers = json.loads(self.request_headers or "{}")
         plan = self._plan()
         samples = self._samples()
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"])

@@ -46,7 +46,9 @@ class ScaleVerificationOperator(BaseOperator):
     :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
     """
 
-    template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url")
+    template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url",
+                                      "replica_tolerance", "mix_tolerance", "failure_budget", "scale_in_timeout",
+                                      "metric_lag")
     template_fields_renderers = {"pool_policy": "json"}
     operator_extra_links = (ScaleReportLink(),)
     ui_color = "#f4e8e8"
@@ -99,6 +101,10 @@ class ScaleVerificationOperator(BaseOperator):
         from elastic_inference.timeline import read_timeline
         from elastic_inference.verification import PoolPolicy, VerifyOptions, summary, verify
 
+        from elastic_inference.operators.load_test import coerce_numbers
+
+        coerce_numbers(self, ("replica_tolerance", "mix_tolerance", "failure_budget", "scale_in_timeout", "metric_lag"),
+                       {"replica_tolerance", "mix_tolerance", "failure_budget"})
         try:
             timeline = read_timeline(self._timeline_path(context))
         except (OSError, ValueError) as e:
@@ -106,9 +112,9 @@ class ScaleVerificationOperator(BaseOperator):
         policy = self.pool_policy
         if isinstance(policy, str):  # rendered from a template
             policy = json.loads(policy)
-        opts = VerifyOptions(replica_tolerance=self.replica_tolerance, mix_tolerance=self.mix_tolerance,
-                             failure_budget=self.failure_budget, check_scale_in=self.check_scale_in,
-                             scale_in_timeout=self.scale_in_timeout, metric_lag=self.metric_lag,
+        opts = VerifyOptions(replica_tolerance=self.replica_tolerance or 0, mix_tolerance=self.mix_tolerance or 0,
+                             failure_budget=self.failure_budget or 0, check_scale_in=self.check_scale_in,
+                             scale_in_timeout=self.scale_in_timeout, metric_lag=self.metric_lag or 0.0,
                              pool_policy=PoolPolicy.from_dict(policy))
         result = verify(timeline, opts)
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"]) / "report.html"
