@@ -424,3 +424,61 @@ def test_http_echo_container(tmp_path, pod_ip):
         assert http("GET", f"http://{pod_ip}:5678/any/path") == (200, "hello from the pod\n")
     finally:
         assert c.stop() == 0
+
+
+def test_sigterm_lets_an_in_flight_request_finish(tmp_path, pod_ip):
+    """The executor stops accepting on SIGTERM but completes the request it is serving (exit 0)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = threading.Event()
+    release = threading.Event()
+
+    class SlowUnit(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.set()
+            release.wait(timeout=30)
+            body = b'{"data": {"names": ["t:0"], "ndarray": [[1.0]]}, "meta": {}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_):
+            pass
+
+    unit = ThreadingHTTPServer((pod_ip, 0), SlowUnit)
+    threading.Thread(target=unit.serve_forever, daemon=True).start()
+    graph = {"name": "slow", "type": "MODEL", "endpoint": {"service_host": pod_ip, "service_port": unit.server_port}}
+    predictor = base64.b64encode(json.dumps({"name": "p", "graph": graph}).encode()).decode()
+    args = ["--sdep", "s", "--namespace", "default", "--predictor", "p", "--http_port", "8002"]
+    c = Container(registry.resolve(EXECUTOR_IMAGE, None, args, {"ENGINE_PREDICTOR": predictor}), pod_ip, {}, tmp_path / "log")
+    try:
+        wait_http(f"http://{pod_ip}:8002/live", c)
+        result: dict[str, Any] = {}
+        client = threading.Thread(target=lambda: result.update(
+            reply=http("POST", f"http://{pod_ip}:8002/api/v1.0/predictions", {"data": {"ndarray": [[0]]}})))
+        client.start()
+        assert received.wait(timeout=30)
+        c.proc.send_signal(signal.SIGTERM)
+        c.wait_for_log("draining in-flight requests", deadline=30)
+        end = time.monotonic() + 20  # the listener closes right after that log line
+        while time.monotonic() < end:
+            try:
+                http("GET", f"http://{pod_ip}:8002/live")
+            except (urllib.error.URLError, ConnectionError, OSError):
+                break  # no longer accepting new connections
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the executor kept accepting connections after SIGTERM")
+        assert client.is_alive() and c.proc.poll() is None  # ... while the in-flight request is still open
+        release.set()
+        client.join(timeout=30)
+        assert result["reply"] == (200, {"data": {"names": ["t:0"], "ndarray": [[1.0]]}, "meta": {}})
+        assert c.proc.wait(timeout=30) == 0
+    finally:
+        release.set()
+        c.stop()
+        unit.shutdown()
