@@ -187,6 +187,10 @@ class PredictionUser(FastHttpUser):
         headers = {"Content-Type": "application/json", **HEADERS}
         with self.client.post(PATH, data=payload, headers=headers, name=f"{PROTOCOL} predict",
                               catch_response=True) as resp:
+            if resp.status_code == 0:  # no HTTP response at all: refused, reset, timed out
+                error = getattr(resp, "error", None)
+                resp.failure(f"connection error: {type(error).__name__}: {error}" if error else "connection error")
+                return
             if resp.status_code != 200:
                 text = " ".join((resp.text or "").split())[:160] if resp.content else ""
                 resp.failure(f"HTTP {resp.status_code}: {text}" if text else f"HTTP {resp.status_code}")

@@ -186,6 +186,18 @@ def test_broken_model_fails_the_run_with_the_numbers(server, samples, tmp_path):
     assert read_timeline(ti.xcom["timeline_path"])["locust"]["stats"]["failures"] == n
 
 
+def test_unreachable_endpoint_names_the_connection_error(samples, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    op = LocustLoadTestOperator(task_id="load_test", host=f"http://127.0.0.1:{port}", samples_path=str(samples),
+                                reports_dir=str(tmp_path), **short(hold_seconds=1))
+    with pytest.raises(AirflowFailException, match=r"error rate 100\.00% .*connection error: \w*(Refused|Error)"):
+        run(op, "unreachable")
+
+
 def test_slow_endpoint_breaks_the_p95_slo(server, samples, tmp_path):
     op = LocustLoadTestOperator(task_id="load_test", host=server.url("slow"), samples_path=str(samples),
                                 reports_dir=str(tmp_path), slo_p95_ms=50, slo_error_rate=None, **short())
