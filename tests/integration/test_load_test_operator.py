@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -415,7 +416,7 @@ def elastic_echo(sandbox, monkeypatch) -> Iterator[dict[str, Any]]:
         apps = client.AppsV1Api(kube)
         _until(lambda: all((d.status.ready_replicas or 0) >= 1 for d in apps.list_namespaced_deployment(
             ns, label_selector="seldon-deployment-id=echo").items), "the first replica ready", 60)
-        yield {"namespace": ns, "pool_id": pool_id, "host": sandbox["ingress"], "host_header": f"{ns}.example",
+        yield {"namespace": ns, "pool_id": pool_id, "kubeconfig": str(Path(sandbox["state_dir"]) / "kubeconfig"), "host": sandbox["ingress"], "host_header": f"{ns}.example",
                "policy": {"spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
                           "on_demand_percentage_above_base_capacity": 30}}
     finally:
@@ -459,3 +460,33 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     assert failures["passed"] == (failures["observed"]["failures"] == 0)
     assert out["verdict"] == ("passed" if failures["passed"] else "failed")
     assert Path(out["report_path"]).is_file() and verify_ti.xcom["report_url"].endswith("/report.html")
+
+    # The same load against a deliberately too-low maxReplicas: verification fails and says why.
+    from kubernetes import client, config
+    from airflow.sdk.exceptions import AirflowFailException as Fail
+
+    kube = config.new_client_from_config(config_file=elastic_echo["kubeconfig"])
+    try:
+        sdep = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+            "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo")
+        sdep["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]["maxReplicas"] = 2
+        client.CustomObjectsApi(kube).replace_namespaced_custom_object(
+            "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo", sdep)
+        autoscaling = client.AutoscalingV2Api(kube)
+        _until(lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(
+            "echo-default-0-echo", ns).spec.max_replicas == 2, "the HPA's maxReplicas at 2", 30)
+    finally:
+        kube.close()
+    capped_ti = FakeTI()
+    LocustLoadTestOperator(
+        task_id="load_test", host=elastic_echo["host"], request_headers={"Host": elastic_echo["host_header"]},
+        samples_path=str(samples), reports_dir=str(tmp_path), target_rps=35, rps_per_user=5, ramp_seconds=1,
+        ramp_steps=1, hold_seconds=8, record_interval=0.5, progress_interval=2, namespace=ns,
+        seldon_deployment="echo", node_pool_id=elastic_echo["pool_id"], kubernetes_conn_id="ei_load_k8s",
+        slo_error_rate=None, slo_p95_ms=None).execute({"ti": capped_ti, "dag": FakeDag(), "run_id": "capped"})
+    with pytest.raises(Fail) as excinfo:
+        ScaleVerificationOperator(task_id="verify", timeline_path=capped_ti.xcom["timeline_path"],
+                                  pool_policy=elastic_echo["policy"], reports_dir=str(tmp_path), metric_lag=1.0,
+                                  check_scale_in=False).execute({"ti": FakeTI(), "dag": FakeDag(), "run_id": "capped"})
+    assert re.search(r"- replicas: replicas reached 2 but the HPA formula predicts 4 for 3\d(\.\d)? QPS at target "
+                     r"10 — maxReplicas=2 caps it; raise maxReplicas to at least 4", str(excinfo.value)), excinfo.value
