@@ -145,6 +145,43 @@ def read_or_none(fn: Callable[[], Any]) -> Any:
         raise
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.getMessage()}")
+
+
+@pytest.fixture
+def everything_logged(capfd) -> Iterator[Callable[[], str]]:
+    """All log records at DEBUG (root handler; the kubernetes client logs bodies there) plus stdout/stderr
+    (Airflow's task logger prints there). Returns a function giving the text so far."""
+    # On the named loggers, not the root: Airflow reconfigures the root's handlers when a task first
+    # reads a connection.
+    handler = _Collect()
+    loggers = [logging.getLogger(n) for n in ("urllib3", "kubernetes", "kubernetes_asyncio", "elastic_inference",
+                                               "airflow")]
+    old_levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+
+    def text() -> str:
+        out, err = capfd.readouterr()
+        new = "\n".join([*handler.lines, out, err])
+        handler.lines.clear()
+        return new
+
+    try:
+        yield text
+    finally:
+        for lg, level in zip(loggers, old_levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
 # ---------------------------------------------------------------------------------------------- cluster side
 
 
@@ -168,14 +205,14 @@ def pvs(kube) -> Iterator[list[str]]:
 # ------------------------------------------------------------------------------------------------- tests
 
 
-def test_volume_created_bound_and_unchanged_on_rerun(k8s_env, kube, namespace, pvs, caplog) -> None:
+def test_volume_created_bound_and_unchanged_on_rerun(k8s_env, kube, namespace, pvs, everything_logged) -> None:
     """The sandbox's PV controller binds the claim; a re-run finds all three objects as they are."""
     from kubernetes import client
 
-    caplog.set_level(logging.INFO)
     name = f"v{uid()}"
     pvs.append(f"{name}-pv")
     first = volume_op(namespace, name, deferrable=False).execute({})
+    logged = everything_logged()  # what the task logged (the test's own reads below are not the task's)
     assert first["phase"] == "Bound"
     assert first["actions"] == {"secret": "created", "pv": "created", "pvc": "created"}
     assert all(first["uids"].values())
@@ -193,8 +230,9 @@ def test_volume_created_bound_and_unchanged_on_rerun(k8s_env, kube, namespace, p
     assert pv.spec.csi.volume_attributes["url"] == k8s_env["oss"]  # the OSS stand-in, from the connection
     assert pv.spec.claim_ref.name == first["pvc"]  # bound by the sandbox's PV controller
 
-    second = volume_op(namespace, name, deferrable=True)
-    second = run_deferred(second)
+    everything_logged()  # drop the test's own reads
+    second = run_deferred(volume_op(namespace, name, deferrable=True))
+    logged += everything_logged()
     assert second["actions"] == {"secret": "unchanged", "pv": "unchanged", "pvc": "unchanged"}
     assert second["uids"] == first["uids"]
     assert second["resource_versions"] == {
@@ -203,7 +241,8 @@ def test_volume_created_bound_and_unchanged_on_rerun(k8s_env, kube, namespace, p
         "pvc": core.read_namespaced_persistent_volume_claim(first["pvc"], namespace).metadata.resource_version,
     }
     secret_b64 = base64.b64encode(k8s_env["access_key_secret"].encode()).decode()
-    for text in (caplog.text, json.dumps(first), json.dumps(second)):
+    assert "Connection Retrieved 'alibaba_ack_default'" in logged  # the capture did see the task's logging
+    for text in (logged, json.dumps(first), json.dumps(second)):
         assert k8s_env["access_key_secret"] not in text and secret_b64 not in text
 
 
@@ -262,3 +301,24 @@ def test_pvc_sensor_poke_mode(namespace, pvs) -> None:
                             timeout=30, deferrable=False)
     with pytest.raises(ResourceFailedError, match=rf"bound to another claim {namespace}/{name}-pvc"):
         second.poke({})
+
+
+def test_secret_stays_out_of_debug_logs(k8s_env, namespace, everything_logged) -> None:
+    """With the kubernetes client's loggers at DEBUG (it then logs every response body it parses) the hook's
+    Secret writes and reads still never log the credentials. (Its ``Configuration.debug`` wire dump is a
+    different, explicit switch: it prints raw HTTP, as any client's would.)"""
+    from elastic_inference.hooks.kubernetes import KubeHook
+    from elastic_inference.k8s_objects import ResourceRef, secret_manifest
+
+    hook = KubeHook()
+    hook.api_client  # noqa: B018 - building it resets the client's loggers to WARNING; raise them after
+    for name in ("kubernetes.client", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    for _ in range(2):  # create, then the unchanged re-run (get + compare)
+        hook.apply(secret_manifest("oss-debug", namespace, {"akId": k8s_env["access_key_id"],
+                                                            "akSecret": k8s_env["access_key_secret"]}))
+    assert hook.get(ResourceRef("v1", "Secret"), namespace, "oss-debug")["data"]["akSecret"]
+    logged = everything_logged()
+    assert f"/api/v1/namespaces/{namespace}/secrets" in logged  # the DEBUG request lines were captured
+    secret_b64 = base64.b64encode(k8s_env["access_key_secret"].encode()).decode()
+    assert k8s_env["access_key_secret"] not in logged and secret_b64 not in logged

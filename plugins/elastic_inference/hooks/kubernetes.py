@@ -226,10 +226,14 @@ class KubeHook(BaseHook):
         try:
             for attempt in tenacity.Retrying(**_retrying(self.retry_attempts)):
                 with attempt:
-                    return self.api_client.call_api(
+                    # Raw response, parsed here: the client's own parsing logs every body at DEBUG, which
+                    # would put a Secret's data into the task log.
+                    resp = self.api_client.call_api(
                         path, method, query_params=params, header_params=headers, body=body,
-                        response_types_map={200: "object", 201: "object", 202: "object"},
-                        auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=60)
+                        auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
+                        _request_timeout=60)
+                    data = resp.data
+                    return json.loads(data) if data else {}
         except Exception as exc:
             if getattr(exc, "status", None) is None and not is_transient(exc):
                 raise
