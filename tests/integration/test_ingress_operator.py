@@ -101,3 +101,37 @@ def test_access_through_the_ack_user_kubeconfig(k8s_env, kube, namespace) -> Non
     sensor = IngressAddressSensor(task_id="addr", name=name, namespace=namespace, timeout=10, deferrable=False,
                                   **access)
     assert sensor.poke({}).xcom_value["address"] == "127.0.0.1"
+
+
+@pytest.fixture
+def bad_token_conn(k8s_env) -> Any:
+    """A kubernetes connection with the kubeconfig inline (``kube_config`` extra) and a token the API rejects."""
+    import json
+    import os
+
+    import yaml
+
+    cfg = yaml.safe_load((k8s_env["state_dir"] / "kubeconfig").read_text())
+    for user in cfg["users"]:
+        user["user"]["token"] = "not-a-valid-token"
+    var = "AIRFLOW_CONN_K8S_BAD_TOKEN"
+    os.environ[var] = json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": yaml.safe_dump(cfg)}})
+    yield "k8s_bad_token"
+    os.environ.pop(var, None)
+
+
+def test_rejected_credentials_fail_at_once(namespace, bad_token_conn) -> None:
+    """401 is terminal: the apply fails on its first attempt, and a trigger reports an error, not a timeout."""
+    import asyncio
+
+    from elastic_inference.hooks.kubernetes import KubernetesTerminalError
+    from elastic_inference.triggers.ingress import IngressAddressTrigger
+
+    with pytest.raises(KubernetesTerminalError, match="HTTP 401") as err:
+        ingress_op(namespace, f"i{uid()}", kubernetes_conn_id=bad_token_conn).execute({})
+    assert "not-a-valid-token" not in str(err.value)
+
+    trigger = IngressAddressTrigger(access={"kubernetes_conn_id": bad_token_conn}, namespace=namespace, name="x",
+                                    deadline=__import__("time").time() + 60)
+    event = asyncio.run(trigger.wait())
+    assert event["status"] == "error" and "401" in event["message"]

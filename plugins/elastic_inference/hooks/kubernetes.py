@@ -77,8 +77,18 @@ def _status_parts(exc: Exception) -> tuple[int | None, str, str]:
     return status, reason, message or str(exc)
 
 
+_HINTS = {
+    401: " - the cluster rejected the credentials: check the kubeconfig (connection extra kube_config_path /"
+         " kube_config, or the ACK connection that fetches it); tokens may have expired",
+    403: " - the identity lacks RBAC permission for this request: grant it (Role/ClusterRole) or use another"
+         " kubeconfig context",
+    422: " - the API server rejected the object: fix the named field (immutable fields need a new object name)",
+}
+
+
 def to_api_error(exc: Exception, operation: str) -> KubernetesApiError:
     status, reason, message = _status_parts(exc)
+    message += _HINTS.get(status or 0, "")
     if status is not None and 400 <= status < 500 and status not in TRANSIENT_STATUS:
         return KubernetesTerminalError(message, status=status, reason=reason, operation=operation)
     return KubernetesApiError(message, status=status, reason=reason, operation=operation)
