@@ -86,7 +86,11 @@ def test_seldon_operator_validates_its_parameters_after_rendering() -> None:
         seldon_op(max_replicas="{{ params.max_replicas }}").validate()
     op = seldon_op(min_replicas="2", max_replicas="4", qps_target="10", gpu_count="1")
     op.validate()
-    assert (op.min_replicas, op.max_replicas, op.qps_target, op.gpu_count) == (2, 4, 10.0, 1)
+    assert (op.min_replicas, op.max_replicas, op.qps_target, op.gpu_count) == (2, 4, 10, 1)
+    assert isinstance(op.qps_target, int)  # renders as "10" in the HPA, like the seed's targetAverageValue
+    op = seldon_op(qps_target="2.5")
+    op.validate()
+    assert op.qps_target == 2.5
 
 
 def test_seldon_operator_needs_a_cluster_id_for_the_sls_project() -> None:

@@ -163,7 +163,8 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             problems.append(f"hpa_metric_format must be one of {HPA_METRIC_FORMATS}, not {self.hpa_metric_format!r}")
         try:
             self.min_replicas, self.max_replicas = int(self.min_replicas), int(self.max_replicas)
-            self.gpu_count, self.qps_target = int(self.gpu_count), float(self.qps_target)
+            qps = float(self.qps_target)
+            self.gpu_count, self.qps_target = int(self.gpu_count), int(qps) if qps.is_integer() else qps
         except (TypeError, ValueError) as exc:
             raise AirflowFailException(f"{self.task_id}: min_replicas, max_replicas, gpu_count and qps_target must"
                                        f" be numbers: {exc}") from exc
