@@ -487,9 +487,16 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
         ramp_steps=1, hold_seconds=8, record_interval=0.45, progress_interval=2, namespace=ns,
         seldon_deployment="echo", node_pool_id=elastic_echo["pool_id"], kubernetes_conn_id="ei_load_k8s",
         slo_error_rate=None, slo_p95_ms=None).execute({"ti": capped_ti, "dag": FakeDag(), "run_id": "capped"})
+    capped_verify = FakeTI()
     with pytest.raises(Fail) as excinfo:
+        # The pool's policy read from ACK this time (DescribeClusterNodePoolDetail), not passed in.
         ScaleVerificationOperator(task_id="verify", timeline_path=capped_ti.xcom["timeline_path"],
-                                  pool_policy=elastic_echo["policy"], reports_dir=str(tmp_path), metric_lag=1.0,
-                                  check_scale_in=False).execute({"ti": FakeTI(), "dag": FakeDag(), "run_id": "capped"})
+                                  ack_conn_id="ei_load_ack", reports_dir=str(tmp_path), metric_lag=1.0,
+                                  check_scale_in=False).execute({"ti": capped_verify, "dag": FakeDag(),
+                                                                 "run_id": "capped"})
     assert re.search(r"- replicas: replicas reached 2 but the HPA formula predicts 4 for \d+(\.\d+)? QPS at target "
                      r"10 — maxReplicas=2 caps it; raise maxReplicas to at least 4", str(excinfo.value)), excinfo.value
+    summary = capped_verify.xcom["summary"]
+    assert "replicas" in summary["failed_checks"]
+    assert not {"placement", "spot_mix"} & set(summary["failed_checks"])
+    assert "<td>spot_mix</td>" in Path(summary["report_path"]).read_text()  # the policy came from ACK

@@ -34,7 +34,11 @@ class ScaleVerificationOperator(BaseOperator):
     :param load_test_task_id: the ``LocustLoadTestOperator`` task.
     :param pool_policy: the pool's charge policy, e.g. the node pool spec or its ``scaling_group``:
         ``{"spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
-        "on_demand_percentage_above_base_capacity": 30}``; None leaves the spot-mix check out.
+        "on_demand_percentage_above_base_capacity": 30}``. When None and ``ack_conn_id`` is set, it is read from
+        the pool itself (DescribeClusterNodePoolDetail of the timeline's ``node_pool_id``); otherwise the
+        spot-mix check is left out.
+    :param ack_conn_id: ``alibaba_ack`` connection to read the pool's policy with; ``cluster_id`` overrides its
+        extra.
     :param replica_tolerance: allowed distance between peak replicas and the HPA formula (default 1).
     :param mix_tolerance: allowed distance, in nodes, from the policy's pay-as-you-go count (default 1).
     :param failure_budget: requests allowed to fail during scale-out (default 0).
@@ -46,7 +50,7 @@ class ScaleVerificationOperator(BaseOperator):
     :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
     """
 
-    template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url",
+    template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url", "cluster_id",
                                       "replica_tolerance", "mix_tolerance", "failure_budget", "scale_in_timeout",
                                       "metric_lag")
     template_fields_renderers = {"pool_policy": "json"}
@@ -59,6 +63,8 @@ class ScaleVerificationOperator(BaseOperator):
         timeline_path: str | None = None,
         load_test_task_id: str = "load_test",
         pool_policy: dict[str, Any] | None = None,
+        ack_conn_id: str | None = None,
+        cluster_id: str | None = None,
         replica_tolerance: int = 1,
         mix_tolerance: int = 1,
         failure_budget: int = 0,
@@ -75,6 +81,8 @@ class ScaleVerificationOperator(BaseOperator):
         self.timeline_path = timeline_path
         self.load_test_task_id = load_test_task_id
         self.pool_policy = pool_policy
+        self.ack_conn_id = ack_conn_id
+        self.cluster_id = cluster_id
         self.replica_tolerance = replica_tolerance
         self.mix_tolerance = mix_tolerance
         self.failure_budget = failure_budget
@@ -96,6 +104,19 @@ class ScaleVerificationOperator(BaseOperator):
                 f"DAG run?); set load_test_task_id or timeline_path")
         return str(path)
 
+    def _pool_policy_from_ack(self, timeline: dict[str, Any]) -> dict[str, Any]:
+        from elastic_inference.hooks.ack import AckHook
+
+        pool_id = (timeline.get("meta") or {}).get("pool_id")
+        if not pool_id:
+            raise AirflowFailException("ack_conn_id is set but the load test recorded no node_pool_id; pass "
+                                       "node_pool_id to the load test or pool_policy here")
+        pool = AckHook(self.ack_conn_id, cluster_id=self.cluster_id).describe_node_pool(pool_id, self.cluster_id)
+        self.log.info("Pool %s policy from ACK: %s", pool_id,
+                      {k: (pool.get("scaling_group") or {}).get(k) for k in
+                       ("spot_strategy", "on_demand_base_capacity", "on_demand_percentage_above_base_capacity")})
+        return pool
+
     def execute(self, context: Context) -> dict[str, Any]:
         from elastic_inference.report import render_report
         from elastic_inference.timeline import read_timeline
@@ -112,6 +133,8 @@ class ScaleVerificationOperator(BaseOperator):
         policy = self.pool_policy
         if isinstance(policy, str):  # rendered from a template
             policy = json.loads(policy)
+        if policy is None and self.ack_conn_id:
+            policy = self._pool_policy_from_ack(timeline)
         opts = VerifyOptions(replica_tolerance=self.replica_tolerance or 0, mix_tolerance=self.mix_tolerance or 0,
                              failure_budget=self.failure_budget or 0, check_scale_in=self.check_scale_in,
                              scale_in_timeout=self.scale_in_timeout, metric_lag=self.metric_lag or 0.0,
