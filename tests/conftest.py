@@ -49,3 +49,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
         yield {**endpoints, "state_dir": state_dir}
     finally:
         cli.down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real SavedModel of the demo classifier (``<dir>/fashion-mnist/1/saved_model.pb``), trained once in a
+    subprocess so this process never imports TensorFlow. Returns ``<dir>``."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("savedmodel")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-m", "training.train", str(out), "--epochs", "8"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    assert (out / "fashion-mnist" / "1" / "saved_model.pb").is_file()
+    return out
