@@ -241,6 +241,30 @@ def test_templated_numbers_are_coerced_and_bad_ones_named(server, samples, tmp_p
         coerce_numbers(op, _NUMERIC, _INTS, _POSITIVE)
 
 
+@pytest.mark.parametrize(("url", "path", "expected"), [
+    ("http://127.0.0.1:80/api/v1.0/predictions", None, ("http://127.0.0.1:80", "/api/v1.0/predictions")),
+    ("http://h/seldon/ns/m/api/v1.0/predictions", None, ("http://h/seldon/ns/m", "/api/v1.0/predictions")),
+    ("http://h:8501/v1/models/fm:predict", None, ("http://h:8501", "/v1/models/fm:predict")),
+    ("http://h:8080/", None, ("http://h:8080", None)),
+    ("http://h/prefix", None, ("http://h/prefix", None)),
+    ("http://h/api/v1.0/predictions", "/custom", ("http://h/api/v1.0/predictions", "/custom")),
+])
+def test_predict_urls_are_split_into_host_and_path(url, path, expected):
+    from elastic_inference.operators.load_test import split_predict_url
+
+    assert split_predict_url(url, path) == expected
+
+
+def test_ingress_style_predict_url_and_empty_host_header(server, tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"images": [[float(i)] + [0.0] * 783 for i in range(10)], "labels": list(range(10))}))
+    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok") + "/api/v1.0/predictions",
+                                request_headers={"Host": ""}, samples_path=str(path), reports_dir=str(tmp_path),
+                                **short(hold_seconds=1))
+    result, _ = run(op, "ingress-url")
+    assert result["stats"]["failures"] == 0 and result["stats"]["mismatches"] == 0 and result["stats"]["checked"] > 0
+
+
 def test_json_samples_are_accepted(server, tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps([{"x": [float(i)] + [0.0] * 783, "label": i} for i in range(10)]))

@@ -56,6 +56,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def split_predict_url(url: str, request_path: str | None) -> tuple[str, str | None]:
+    """``http://h:80/x/api/v1.0/predictions`` -> (``http://h:80/x``, ``/api/v1.0/predictions``); a base URL or an
+    explicit ``request_path`` leaves the URL alone."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if request_path or not parts.path:
+        return url.rstrip("/") if not request_path else url, request_path
+    for marker in ("/api/v1.0/predictions", "/v1/models/"):
+        i = parts.path.find(marker)
+        if i >= 0 and (marker != "/v1/models/" or parts.path.endswith(":predict")):
+            base = urlunsplit((parts.scheme, parts.netloc, parts.path[:i], "", ""))
+            return base, parts.path[i:] + (f"?{parts.query}" if parts.query else "")
+    return url.rstrip("/"), request_path
+
+
 def slo_breaches(stats: dict[str, Any], *, slo_error_rate: float | None, slo_p95_ms: float | None) -> list[str]:
     """Human sentences for each SLO the run broke (empty when it met them)."""
     out = []
@@ -103,12 +119,15 @@ def coerce_numbers(op: Any, fields: Sequence[str], ints: Collection[str], positi
 class LocustLoadTestOperator(BaseOperator):
     """Run a staged locust load against a prediction endpoint and record the cluster's response.
 
-    :param host: base URL of the endpoint, e.g. the ingress ``http://<address>`` (templated).
+    :param host: base URL of the endpoint, e.g. the ingress ``http://<address>`` (templated). A full predict URL
+        (ending in ``/api/v1.0/predictions`` or ``:predict``, like the ingress operator's ``predict_url``) is
+        split into the base URL and the request path.
     :param protocol: ``seldon`` (POST ``/api/v1.0/predictions`` with ``{"data": {"ndarray": ...}}``) or
         ``tfserving`` (POST ``/v1/models/<model_name>:predict`` with ``{"instances": ...}``).
     :param model_name: TF Serving model name (``tfserving`` only).
     :param request_path: overrides the predict path.
-    :param request_headers: extra headers, e.g. ``{"Host": "<ingress host>"}``. Not for secrets.
+    :param request_headers: extra headers, e.g. ``{"Host": "<ingress host>"}`` (templated; headers rendered empty
+        are dropped). Not for secrets.
     :param samples_path: ``.npz``/``.json`` of real test images and labels (templated); predictions are
         checked against the labels (mismatches are counted, not failed).
     :param max_samples: how many images to cycle through.
@@ -367,6 +386,9 @@ class LocustLoadTestOperator(BaseOperator):
                 raise AirflowFailException(f"{name} must be set")
         if isinstance(self.request_headers, str):
             self.request_headers = json.loads(self.request_headers or "{}")
+        self.request_headers = {str(k): str(v) for k, v in (self.request_headers or {}).items()
+                                if v not in (None, "", "None")}
+        self.host, self.request_path = split_predict_url(str(self.host), self.request_path or None)
         plan = self._plan()
         samples = self._samples()
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"])
