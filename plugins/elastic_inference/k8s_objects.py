@@ -337,6 +337,20 @@ def pod_unschedulable(pod: Json, events: list[Json], now: datetime | None, grace
     return None
 
 
+def pod_diagnosis(pod: Json) -> str | None:
+    """Why a pod is not ready, for messages: a fatal container state, Unschedulable, or a waiting reason."""
+    if (failure := pod_failure(pod)) is not None:
+        return failure
+    cond = _condition(pod, "PodScheduled")
+    if cond and cond.get("status") == "False":
+        return f"{cond.get('reason') or 'not scheduled'}: {cond.get('message', '')}".rstrip(": ")
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return f"container {c.get('name')}: {waiting['reason']}"
+    return None
+
+
 def seldon_verdict(sdep: Json | None, pods: list[Json], events: list[Json] | None = None, *,
                    now: datetime | None = None, unschedulable_grace_seconds: float | None = None) -> Verdict:
     """Available → success. Fails on ``state: Failed`` and on any live pod of the deployment that is crash-looping,
@@ -351,9 +365,12 @@ def seldon_verdict(sdep: Json | None, pods: list[Json], events: list[Json] | Non
     status = sdep.get("status") or {}
     state = status.get("state") or "Creating"
     details = {"state": state, "sdep": sdep["metadata"]["name"], "sdep_uid": sdep["metadata"].get("uid", "")}
-    if state == "Failed":
-        return Verdict("error", f"{what} state Failed: {status.get('description') or 'no description'}", details)
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    if state == "Failed":
+        why = [f"pod {p['metadata']['name']} {d}" for p in sorted(live, key=lambda p: p["metadata"]["name"])
+               if (d := pod_diagnosis(p))]
+        return Verdict("error", f"{what} state Failed: {status.get('description') or 'no description'}"
+                                f"{' (' + '; '.join(why[:3]) + ')' if why else ''}", details)
     for pod in sorted(live, key=lambda p: p["metadata"]["name"]):
         name = pod["metadata"]["name"]
         if (failure := pod_failure(pod)) is not None:

@@ -312,12 +312,18 @@ def test_secret_stays_out_of_debug_logs(k8s_env, namespace, everything_logged) -
 
     hook = KubeHook()
     hook.api_client  # noqa: B018 - building it resets the client's loggers to WARNING; raise them after
-    for name in ("kubernetes.client", "urllib3"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    for _ in range(2):  # create, then the unchanged re-run (get + compare)
-        hook.apply(secret_manifest("oss-debug", namespace, {"akId": k8s_env["access_key_id"],
-                                                            "akSecret": k8s_env["access_key_secret"]}))
-    assert hook.get(ResourceRef("v1", "Secret"), namespace, "oss-debug")["data"]["akSecret"]
+    raised = [logging.getLogger(name) for name in ("kubernetes.client", "urllib3")]
+    levels = [lg.level for lg in raised]
+    try:
+        for lg in raised:
+            lg.setLevel(logging.DEBUG)
+        for _ in range(2):  # create, then the unchanged re-run (get + compare)
+            hook.apply(secret_manifest("oss-debug", namespace, {"akId": k8s_env["access_key_id"],
+                                                                "akSecret": k8s_env["access_key_secret"]}))
+        assert hook.get(ResourceRef("v1", "Secret"), namespace, "oss-debug")["data"]["akSecret"]
+    finally:
+        for lg, level in zip(raised, levels):
+            lg.setLevel(level)
     logged = everything_logged()
     assert f"/api/v1/namespaces/{namespace}/secrets" in logged  # the DEBUG request lines were captured
     secret_b64 = base64.b64encode(k8s_env["access_key_secret"].encode()).decode()

@@ -236,3 +236,11 @@ def test_parse_quantity(text: str, value: float) -> None:
 def test_bound_claim_whose_named_pv_is_gone_is_lost() -> None:
     v = k.pvc_verdict(pvc("Bound"), None, pv_name="pv1")
     assert v.state == "error" and "is Lost" in v.message and v.details["phase"] == "Lost"
+
+
+def test_failed_state_names_the_pods_that_kept_it_from_becoming_available() -> None:
+    v = k.seldon_verdict(sdep("Failed", "Deployment is no longer progressing and not available."),
+                         [pod(scheduled=UNSCHED)], [], now=NOW)
+    assert v.state == "error"
+    assert "no longer progressing" in v.message
+    assert "pod m-p-0-abc Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in v.message
