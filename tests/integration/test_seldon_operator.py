@@ -103,11 +103,12 @@ def test_spec_seldon_cannot_build_fails_with_state_failed(namespace) -> None:
     assert "timed out" not in str(err.value)
 
 
-def test_pool_that_cannot_grow_fails_naming_the_pod(namespace) -> None:
+def test_pool_that_cannot_grow_fails_naming_the_pod(namespace, model_volume) -> None:
     """nodeSelector onto a pool nobody can scale up. The autoscaler's NotTriggerScaleUp ends the wait; should
     it stay silent, Seldon's progress deadline (state Failed) does, and the message still names the pod."""
     name = f"s{uid()}"
-    op = seldon_op(namespace, name, deferrable=True, sls_project="p", node_selector={"seldon": f"no-pool-{uid()}"})
+    op = seldon_op(namespace, name, deferrable=True, sls_project="p", node_selector={"seldon": f"no-pool-{uid()}"},
+                   pvc_name=model_volume)
     with pytest.raises(ResourceFailedError) as err:
         run_deferred(op)
     text = str(err.value)
@@ -115,11 +116,11 @@ def test_pool_that_cannot_grow_fails_naming_the_pod(namespace) -> None:
     assert "didn't trigger scale-up" in text or "state Failed" in text
 
 
-def test_sensor_with_an_unschedulable_grace_period(namespace) -> None:
+def test_sensor_with_an_unschedulable_grace_period(namespace, model_volume) -> None:
     """With unschedulable_grace_seconds the wait ends that long after the pod became Unschedulable, whatever
     the autoscaler says (or earlier, if it says it will not scale up)."""
     name = f"s{uid()}"
-    seldon_op(namespace, name, sls_project="p", wait_for_completion=False,
+    seldon_op(namespace, name, sls_project="p", wait_for_completion=False, pvc_name=model_volume,
               node_selector={"seldon": f"no-pool-{uid()}"}).execute({})
     sensor = SeldonDeploymentSensor(task_id="sdep", name=name, namespace=namespace, timeout=60, deferrable=True,
                                     unschedulable_grace_seconds=2)
@@ -219,3 +220,33 @@ def test_user_manifest_becomes_available_and_serves_through_the_ingress(namespac
             time.sleep(0.25)
     assert answer is not None, f"the predict URL kept answering {last_error}"
     assert answer["data"]["ndarray"] == [[0.9]]
+
+
+def test_pool_out_of_stock_fails_fast(k8s_env, namespace, model_volume) -> None:
+    """An elastic GPU pool whose instance type is out of stock: the autoscaler's scale-up fails, the pool is
+    backed off, and the wait ends on its NotTriggerScaleUp naming the pod - not on the timeout."""
+    from elastic_inference.hooks.ack import AckHook
+    from elastic_inference.operators.node_pool import AckNodePoolOperator
+    from tests.integration.test_ack_hook import admin
+    from tests.integration.test_node_pool_operator import seed_pool
+
+    label = f"pool-{uid()}"
+    instance_type = "ecs.gn6i-c8g1.2xlarge"
+    hook = AckHook()
+    vswitches = hook.describe_cluster()["vswitch_ids"][:2]
+    pool = AckNodePoolOperator(task_id="np", deferrable=False, poll_interval=0.2, wait_timeout=60, node_pool=seed_pool(
+        label, vswitches, min_instances=0, max_instances=3, instance_types=[instance_type],
+        labels={"seldon": label})).execute({})
+    admin(k8s_env, "POST", "/_sandbox/faults", {"no_stock": [instance_type]})
+    try:
+        name = f"s{uid()}"
+        op = seldon_op(namespace, name, deferrable=True, sls_project="p", node_selector={"seldon": label},
+                       pvc_name=model_volume, timeout=120)
+        with pytest.raises(ResourceFailedError) as err:
+            run_deferred(op)
+    finally:
+        admin(k8s_env, "DELETE", "/_sandbox/faults")
+        hook.delete_node_pool(pool["nodepool_id"], force=True)
+    text = str(err.value)
+    assert f"pod {name}-predictor-0-tfserving-proxy-fashion-mnist-" in text and "Unschedulable" in text
+    assert "didn't trigger scale-up" in text and "backoff" in text
