@@ -135,3 +135,12 @@ def test_rejected_credentials_fail_at_once(namespace, bad_token_conn) -> None:
                                     deadline=__import__("time").time() + 60)
     event = asyncio.run(trigger.wait())
     assert event["status"] == "error" and "401" in event["message"]
+
+
+def test_kind_the_cluster_does_not_serve_fails_with_a_hint(namespace) -> None:
+    from elastic_inference.hooks.kubernetes import KubernetesTerminalError
+
+    op = ingress_op(namespace, f"i{uid()}", manifest=(
+        "apiVersion: networking.k8s.io/v9\nkind: Ingress\nmetadata:\n  name: x\nspec: {}\n"))
+    with pytest.raises(KubernetesTerminalError, match="networking.k8s.io/v9 Ingress is not served by this cluster"):
+        op.execute({})

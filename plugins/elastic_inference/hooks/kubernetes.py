@@ -213,14 +213,6 @@ class KubeHook(BaseHook):
         self._cncf_hook = hook
         return hook.get_conn()
 
-    def default_namespace(self) -> str:
-        """The connection's ``namespace`` extra, else ``default``."""
-        if self.access.uses_ack:
-            return "default"
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
-        return KubernetesHook(conn_id=self.access.kubernetes_conn_id).get_namespace() or "default"
-
     def close(self) -> None:
         if "api_client" in self.__dict__:
             self.api_client.close()
@@ -285,6 +277,11 @@ class KubeHook(BaseHook):
                 self.log.info("Created %s (uid %s)", what, created["metadata"].get("uid"))
                 return ApplyResult("created", created)
             except KubernetesApiError as e:
+                if e.status == 404:
+                    raise KubernetesTerminalError(
+                        f"{ref.api_version} {ref.kind} is not served by this cluster ({e}); is the API installed"
+                        f" (for SeldonDeployment: Seldon Core v1 and its CRD), and does namespace {ns!r} exist?",
+                        status=404, reason="NotFound", operation=f"create {what}") from e
                 if e.status != 409:
                     raise
                 current = self.get(ref, ns, name)
