@@ -69,6 +69,8 @@ class WatchLoop:
         self.changed = asyncio.Event()
         self.listed = {s.key: asyncio.Event() for s in specs}
         self.events_seen = 0
+        self.lists = 0          # initial lists plus re-lists after 410 Gone
+        self.interruptions = 0  # watches that broke on a transient error and were resumed
 
     def _remaining(self) -> float:
         return self.deadline - time.time()
@@ -86,6 +88,7 @@ class WatchLoop:
             field = None
             lst = await self.hook.request(self.api, "GET", spec.path, operation=f"list {spec.key}",
                                           query={"labelSelector": spec.label_selector})
+        self.lists += 1
         store = self.snapshot[spec.key]
         store.clear()
         for item in lst.get("items") or []:
@@ -130,10 +133,13 @@ class WatchLoop:
             except Exception as exc:  # noqa: BLE001 - classified below
                 status = getattr(exc, "status", None)
                 if status == 410:  # resourceVersion too old: list again, then watch from the new version
+                    if self.log:
+                        self.log.info("watch %s: resourceVersion %s expired (410); listing again", spec.key, rv)
                     rv = None
                     continue
                 if not is_transient(exc):
                     raise
+                self.interruptions += 1
                 if self.log:
                     self.log.warning("watch %s interrupted (%s); resuming in %.1fs", spec.key, exc, backoff)
                 await asyncio.sleep(min(backoff, max(0.0, self._remaining())))
