@@ -155,3 +155,19 @@ def test_sensors_build_their_triggers() -> None:
     assert isinstance(t, PvcBoundTrigger) and t.pv_name == "pv" and t.deadline == 5.0
     g = SeldonDeploymentSensor(task_id="g", name="m", unschedulable_grace_seconds=12).make_trigger(1.0)
     assert g.unschedulable_grace_seconds == 12
+
+
+def test_manifest_file_on_the_template_search_path_is_rendered_with_the_context(tmp_path) -> None:
+    """``manifest="seldon.yaml.j2"`` is looked up on the DAG's template_searchpath and rendered by Airflow."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    (tmp_path / "seldon.yaml.j2").write_text(
+        "apiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\n"
+        "metadata:\n  name: {{ params.name }}-{{ params.version }}\nspec:\n  predictors: []\n")
+    with DAG("manifest_override", schedule=None, start_date=pendulum.datetime(2026, 1, 1),
+             template_searchpath=[str(tmp_path)], params={"name": "fashion", "version": 3}):
+        op = seldon_op(manifest="seldon.yaml.j2")
+    op.render_template_fields({"params": {"name": "fashion", "version": 3}})
+    (obj,) = op.manifest_objects([])
+    assert obj["metadata"] == {"name": "fashion-3", "namespace": "default"}

@@ -53,15 +53,19 @@ class DeploySeldonOperator(KubernetesApplyOperator):
     :param model_subpath: model directory below the mount (default: ``model_name``); it must hold numeric
         version directories. (templated)
     :param model_version: recorded as an annotation so a new version changes the object. (templated)
-    :param proxy_image: / :param serving_image: container images. (templated)
+    :param proxy_image: the tfserving-proxy (Seldon model unit) image. (templated)
+    :param serving_image: the TensorFlow Serving image. (templated)
     :param gpu_count: ``nvidia.com/gpu`` per pod (0: a CPU request of ``serving_cpu`` instead).
     :param node_selector: e.g. ``{"seldon": "fashion-mnist"}`` to land on the elastic pool.
-    :param min_replicas: / :param max_replicas: HPA bounds. :param qps_target: QPS per replica.
+    :param min_replicas: HPA lower bound (also the initial replicas).
+    :param max_replicas: HPA upper bound.
+    :param qps_target: the ``sls_ingress_qps`` average value per replica that triggers scale-out.
     :param hpa_metric_format: ``v2beta1`` (``metrics``/``targetAverageValue``, Seldon ≤1.15 and the seed) or
         ``v2`` (``metricsv2``/``target.averageValue``, Seldon ≥1.16).
     :param metric_labels: the external metric's selector; default ``sls.project=k8s-log-<cluster id>``,
         ``sls.logstore=nginx-ingress``, ``sls.ingress.route=<ns>-<service>-8000``.
-    :param sls_project: override of the ``sls.project`` label. :param sls_route: override of the route label.
+    :param sls_project: override of the ``sls.project`` label. (templated)
+    :param sls_route: override of the ``sls.ingress.route`` label. (templated)
     :param unschedulable_grace_seconds: fail when a pod stays Unschedulable this long (None: only when the
         autoscaler says it will not scale up).
     """

@@ -54,7 +54,8 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
     :param pv_name: PersistentVolume name (also the CSI ``volumeHandle``). (templated)
     :param pvc_name: PersistentVolumeClaim name. (templated)
     :param secret_name: Secret name (default ``<pv_name>-oss``). (templated)
-    :param storage: capacity of PV and PVC. :param access_mode: ``ReadOnlyMany`` (serving only reads).
+    :param storage: capacity of PV and PVC. (templated)
+    :param access_mode: ``ReadOnlyMany`` by default (serving only reads).
     :param oss_url: endpoint the nodes mount from (default: the connection's ``oss_endpoint`` or
         ``oss-<region>-internal.aliyuncs.com``). (templated)
     :param other_opts: ossfs mount options.

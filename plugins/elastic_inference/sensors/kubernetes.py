@@ -33,7 +33,15 @@ if TYPE_CHECKING:
 
 
 class _KubernetesWatchSensor(BaseSensorOperator):
-    """:param name: object name. :param namespace: its namespace. Access parameters as the operators'."""
+    """Base of the deploy sensors.
+
+    :param name: object name. (templated)
+    :param namespace: its namespace. (templated)
+    :param kubernetes_conn_id: / ``ack_conn_id`` / ``cluster_id`` / ``cluster_context``: cluster access, as for
+        the operators (:class:`~elastic_inference.operators._kubernetes.KubernetesApplyOperator`).
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param watch_timeout_seconds: server-side timeout of each watch request (it is resumed after).
+    """
 
     template_fields: Sequence[str] = ("name", "namespace", "kubernetes_conn_id", "ack_conn_id", "cluster_id")
     trigger_class: type[KubernetesWatchTrigger]
