@@ -25,6 +25,9 @@ setup: $(VENV)/.synced
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+demo: setup
+	$(VENV)/bin/python -m demo
+
 bench: setup
 	$(VENV)/bin/python -m benchmarks
 

@@ -18,11 +18,13 @@ from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
 from _assets import MODEL_ASSET
 from elastic_inference.operators.ingress import CreateIngressOperator
+from elastic_inference.operators.load_test import LocustLoadTestOperator
 from elastic_inference.operators.model_upload import ModelUploadOperator
 from elastic_inference.operators.node_pool import AckNodePoolOperator
 from elastic_inference.operators.seldon import DeploySeldonOperator
 from elastic_inference.operators.smoke_test import PredictionSmokeTestOperator
 from elastic_inference.operators.teardown import DeleteKubernetesObjectsOperator
+from elastic_inference.operators.verify import ScaleVerificationOperator
 from elastic_inference.operators.volume import CreateOssVolumeOperator
 from elastic_inference.params import PARAM_SPECS
 
@@ -107,10 +109,28 @@ with DAG(
             task_id="ingress", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
             service_name=_plan("predictor_service"), service_port=8000, deferrable=True, timeout=300)
 
-    with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint") as verify:
-        PredictionSmokeTestOperator(
-            task_id="smoke_test", predict_url="{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}",
-            samples_path=_plan("samples_path"), protocol="seldon", min_accuracy=0.8)
+    predict_url = "{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}"
+    with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint, load it, verify it scaled") as verify:
+        smoke = PredictionSmokeTestOperator(task_id="smoke_test", predict_url=predict_url,
+                                            samples_path=_plan("samples_path"), protocol="seldon", min_accuracy=0.8)
+        load = LocustLoadTestOperator(
+            task_id="load_test", host=predict_url, protocol="seldon", samples_path=_plan("samples_path"),
+            qps_target="{{ params.qps_target }}", max_replicas="{{ params.max_replicas }}",
+            fill_factor="{{ params.load_test['fill_factor'] }}",
+            ramp_seconds="{{ params.load_test['ramp_seconds'] }}",
+            hold_seconds="{{ params.load_test['hold_seconds'] }}",
+            rps_per_user="{{ params.load_test['rps_per_user'] }}", workers="{{ params.load_test['workers'] }}",
+            record_interval="{{ params.load_test['record_interval'] }}",
+            scale_in_timeout="{{ params.load_test['scale_in_timeout'] }}",
+            slo_error_rate="{{ params.slo_max_error_rate }}", slo_p95_ms="{{ params.slo_p95_ms }}",
+            namespace="{{ params.namespace }}", seldon_deployment="{{ params.deployment_name }}",
+            node_pool_id="{{ ti.xcom_pull(task_ids='node_pool.ensure_node_pool', key='nodepool_id') }}",
+            retries=0)
+        scale_check = ScaleVerificationOperator(
+            task_id="scale_verification", load_test_task_id="verify.load_test",
+            ack_conn_id="alibaba_ack_default", metric_lag="{{ params.load_test['metric_lag_seconds'] }}",
+            scale_in_timeout="{{ params.load_test['scale_in_timeout'] }}", retries=0)
+        smoke >> load >> scale_check
 
     teardown = DeleteKubernetesObjectsOperator(
         task_id="teardown",

@@ -51,11 +51,12 @@ def _pairs_from_arrays(x: Any, y: Any, source: str) -> tuple[Any, Any]:
     return xs, ys
 
 
-def load_samples(samples_path: str | Path, *, limit: int = 200, flatten: bool = True) -> list[dict[str, Any]]:
+def load_samples(samples_path: str | Path, *, limit: int = 200, flatten: bool = False) -> list[dict[str, Any]]:
     """Read real test images and labels: ``.npz`` (keys x/y, x_test/y_test, images/labels) or ``.json``
     (``{"x": [...], "y": [...]}`` or ``[{"x": ..., "label": ...}]``). One-hot labels are turned into ids.
 
-    Pixels are sent as stored: the samples must already be preprocessed the way the model expects."""
+    Pixels are sent as stored (shape kept; ``flatten`` makes each image one row): the samples must already be
+    preprocessed the way the model expects."""
     import numpy as np
 
     path = Path(samples_path)

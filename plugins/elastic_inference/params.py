@@ -63,6 +63,30 @@ PARAM_SPECS: dict[str, tuple[Any, dict[str, Any], str]] = {
                           "v2beta1: hpaSpec.metrics/targetAverageValue (Seldon <= 1.15, the seed); v2: metricsv2."),
     "slo_p95_ms": (500, {"type": "number", "exclusiveMinimum": 0}, "Load test fails above this p95 latency."),
     "slo_max_error_rate": (0.01, {"type": "number", "minimum": 0, "maximum": 1}, "Load test error-rate budget."),
+    "load_test": ({
+        "ramp_seconds": 60,
+        "hold_seconds": 180,
+        "fill_factor": 0.5,
+        "rps_per_user": 2,
+        "workers": 0,
+        "record_interval": 5,
+        "scale_in_timeout": 600,
+        "metric_lag_seconds": 25,
+    }, {
+        "type": "object",
+        "properties": {
+            "ramp_seconds": {"type": "number", "minimum": 0},
+            "hold_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "fill_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "rps_per_user": {"type": "number", "exclusiveMinimum": 0},
+            "workers": {"type": "integer", "minimum": 0, "maximum": 32},
+            "record_interval": {"type": "number", "exclusiveMinimum": 0},
+            "scale_in_timeout": {"type": "number", "minimum": 0},
+            "metric_lag_seconds": {"type": "number", "minimum": 0},
+        },
+    }, "Load test shape (ramp, hold; offered RPS = qps_target × max_replicas × fill_factor) and how long to "
+       "watch scale-in afterwards. metric_lag_seconds: how far the QPS metric trails the load (SLS window + "
+       "delay, 25 s on ACK)."),
     "teardown": (False, {"type": "boolean"},
                  "Remove what this run created (Seldon deployment, ingress, volume) at the end. The node pool "
                  "and the uploaded model are shared and always kept."),
