@@ -131,6 +131,8 @@ class LocustLoadTestOperator(BaseOperator):
     :param samples_path: ``.npz``/``.json`` of real test images and labels (templated); predictions are
         checked against the labels (mismatches are counted, not failed).
     :param max_samples: how many images to cycle through.
+    :param flatten_images: send each image as one flat row (784 floats for 28x28) instead of in its stored
+        shape; choose what the served model's signature takes.
     :param qps_target: the HPA's ``targetAverageValue`` for ``sls_ingress_qps``.
     :param max_replicas: the HPA's ``maxReplicas``; with ``qps_target`` and ``fill_factor`` it sizes the load
         (``qps_target x max_replicas x fill_factor`` RPS) unless ``target_rps`` is given.
@@ -175,6 +177,7 @@ class LocustLoadTestOperator(BaseOperator):
         request_headers: dict[str, str] | None = None,
         samples_path: str | None = None,
         max_samples: int = 200,
+        flatten_images: bool = False,
         qps_target: float = 10.0,
         max_replicas: int = 10,
         fill_factor: float = 0.5,
@@ -216,6 +219,7 @@ class LocustLoadTestOperator(BaseOperator):
         self.request_headers = dict(request_headers or {})
         self.samples_path = samples_path
         self.max_samples = max_samples
+        self.flatten_images = flatten_images
         self.qps_target = qps_target
         self.max_replicas = max_replicas
         self.fill_factor = fill_factor
@@ -265,7 +269,7 @@ class LocustLoadTestOperator(BaseOperator):
             raise AirflowFailException("samples_path is required: the .npz/.json of real test images and labels "
                                        "the training step writes (keys x/y)")
         try:
-            return load_samples(self.samples_path, limit=self.max_samples)
+            return load_samples(self.samples_path, limit=self.max_samples, flatten=bool(self.flatten_images))
         except (OSError, ValueError) as e:
             raise AirflowFailException(f"samples_path: {e}") from e
 
