@@ -4,7 +4,7 @@ Run by ``elastic_inference.operators.load_test.LocustLoadTestOperator`` as a sub
 monkey-patches the process with gevent on import, so it never runs inside an Airflow worker). It reads:
 
 * ``EI_PAYLOAD_FILE`` - JSON ``{"protocol": "seldon"|"tfserving", "path": "/api/v1.0/predictions",
-  "signature_name": ..., "samples": [{"x": [784 floats], "label": 3}, ...]}`` written by the operator;
+  "signature_name": ..., "samples": [{"x": <one image: 28x28 or 784 floats>, "label": 3}, ...]}`` written by the operator;
 * ``EI_LOAD_PLAN`` - JSON from ``elastic_inference.load_shape.LoadPlan.to_json()`` (stages, rps_per_user);
 * ``EI_REQUEST_HEADERS`` - optional JSON object of extra request headers (e.g. ``Host`` for an ingress);
 * ``EI_SUMMARY`` - where the master (or the single local process) writes the final numbers when it has
