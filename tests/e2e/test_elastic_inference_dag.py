@@ -23,7 +23,10 @@ def kubectl(sandbox: dict, *args: str) -> str:
 def run_conf(model_dir) -> dict:
     return {
         "model_source": str(model_dir), "namespace": NAMESPACE, "deployment_name": "fm-e2e",
-        "model_name": "fashion-mnist", "bucket": "e2e-models", "max_replicas": 3,
+        "model_name": "fashion-mnist", "bucket": "e2e-models", "max_replicas": 3, "qps_target": 10,
+        # a short load (the sandbox runs at x30): 0.8 x 10 x 3 = 24 req/s → the HPA formula wants 3 replicas
+        "load_test": {"ramp_seconds": 2, "hold_seconds": 10, "fill_factor": 0.8, "rps_per_user": 2, "workers": 0,
+                      "record_interval": 0.5, "scale_in_timeout": 40, "metric_lag_seconds": 1},
         "node_pool": {"name": "fm-e2e-pool", "instance_types": ["ecs.gn6i-c4g1.xlarge"], "min_instances": 0,
                       "max_instances": 4, "spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
                       "on_demand_percentage_above_base_capacity": 30, "compensate_with_on_demand": True,
@@ -48,6 +51,9 @@ def test_deploy_dag_reaches_a_predicting_endpoint_and_reruns_unchanged(sandbox, 
     assert first.returncode == 0, log[-6000:]
     correct = re.search(r"smoke test: (\d+)/(\d+) correct", log)
     assert correct and int(correct[1]) >= 0.8 * int(correct[2]), log[-3000:]
+    summary = json.JSONDecoder().raw_decode(log[log.rindex("Summary: {") + len("Summary: "):])[0]
+    assert summary["verdict"] == "passed", summary
+    assert summary["replicas_reached"] >= 2 and summary["error_rate"] == 0, summary
     uids = identities(sandbox)
     assert {"SeldonDeployment/fm-e2e", "Ingress/fm-e2e", "PersistentVolumeClaim/fm-e2e-model",
             "PersistentVolume/e2e-fm-e2e-model", "Secret/fm-e2e-oss"} <= set(uids)
