@@ -107,14 +107,18 @@ with DAG(
     with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
         create_ingress = CreateIngressOperator(
             task_id="ingress", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
-            service_name=_plan("predictor_service"), service_port=8000, deferrable=True, timeout=300)
+            service_name=_plan("predictor_service"), service_port=8000, host="{{ params.ingress_host }}",
+            deferrable=True, timeout=300)
 
     predict_url = "{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}"
+    host_header = "{{ ti.xcom_pull(task_ids='ingress.ingress')['host_header'] }}"
     with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint, load it, verify it scaled") as verify:
         smoke = PredictionSmokeTestOperator(task_id="smoke_test", predict_url=predict_url,
-                                            samples_path=_plan("samples_path"), protocol="seldon", min_accuracy=0.8)
+                                            samples_path=_plan("samples_path"), protocol="seldon", min_accuracy=0.8,
+                                            host_header=host_header)
         load = LocustLoadTestOperator(
             task_id="load_test", host=predict_url, protocol="seldon", samples_path=_plan("samples_path"),
+            request_headers={"Host": host_header},
             qps_target="{{ params.qps_target }}", max_replicas="{{ params.max_replicas }}",
             fill_factor="{{ params.load_test['fill_factor'] }}",
             ramp_seconds="{{ params.load_test['ramp_seconds'] }}",

@@ -23,6 +23,8 @@ PARAM_SPECS: dict[str, tuple[Any, dict[str, Any], str]] = {
     "namespace": ("default", {"type": "string", "pattern": DNS_LABEL}, "Kubernetes namespace."),
     "deployment_name": ("fashion-mnist-ecs", {"type": "string", "pattern": DNS_LABEL},
                         "SeldonDeployment (and Ingress) name."),
+    "ingress_host": ("", {"type": "string", "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"},
+                     "Host rule of the Ingress (empty: any host). Clients send it as the Host header."),
     "node_pool": ({
         "name": "fashion-mnist-elastic",
         "instance_types": ["ecs.gn6i-c4g1.xlarge"],

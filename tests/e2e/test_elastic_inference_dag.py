@@ -23,6 +23,7 @@ def kubectl(sandbox: dict, *args: str) -> str:
 def run_conf(model_dir) -> dict:
     return {
         "model_source": str(model_dir), "namespace": NAMESPACE, "deployment_name": "fm-e2e",
+        "ingress_host": "fm-e2e.e2e.local",  # other tests' ingresses in the shared sandbox route "/" too
         "model_name": "fashion-mnist", "bucket": "e2e-models", "max_replicas": 3, "qps_target": 10,
         # a short load (the sandbox runs at x30): 0.8 x 10 x 3 = 24 req/s → the HPA formula wants 3 replicas
         "load_test": {"ramp_seconds": 2, "hold_seconds": 10, "fill_factor": 0.8, "rps_per_user": 2, "workers": 0,

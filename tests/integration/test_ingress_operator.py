@@ -144,3 +144,28 @@ def test_kind_the_cluster_does_not_serve_fails_with_a_hint(namespace) -> None:
         "apiVersion: networking.k8s.io/v9\nkind: Ingress\nmetadata:\n  name: x\nspec: {}\n"))
     with pytest.raises(KubernetesTerminalError, match="networking.k8s.io/v9 Ingress is not served by this cluster"):
         op.execute({})
+
+
+def test_resume_with_the_event_alone_keeps_the_applied_details(namespace) -> None:
+    """`airflow dags test` resumes a deferred task with only the trigger event (no defer() kwargs): the
+    operator's carry travels inside the event, so the XCom still has the host header, uid and action."""
+    import asyncio
+    import importlib
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    name = f"i{uid()}"
+    op = ingress_op(namespace, name, deferrable=True, host=f"{name}.example.com")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    classpath, kwargs = deferred.value.trigger.serialize()
+    module, _, cls = classpath.rpartition(".")
+    trigger = getattr(importlib.import_module(module), cls)(**kwargs)
+
+    async def first_event() -> dict:
+        return (await trigger.run().__anext__()).payload
+
+    result = op.execute_complete({}, event=asyncio.run(first_event()))  # no carry= kwarg, as in dags test
+    assert result["host_header"] == f"{name}.example.com"
+    assert result["action"] == "created" and result["uid"]
+    assert result["predict_url"].endswith("/api/v1.0/predictions")

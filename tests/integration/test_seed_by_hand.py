@@ -36,6 +36,8 @@ GPU_TYPE = "ecs.gn6i-c4g1.xlarge"
 PAYG_PERCENT = 30
 SDEP = "fashion-mnist-ecs"
 DEPLOYMENT = f"{SDEP}-predictor-0-tfserving-proxy-fashion-mnist"
+# The Ingress routes this host only: other tests' ingresses in the shared sandbox also route "/".
+HOST = "fashion-mnist-ecs.seed.local"
 
 
 def kubectl(sandbox: dict, *args: str, stdin: str | None = None) -> str:
@@ -118,7 +120,7 @@ def seed_manifests(sandbox: dict, bucket: str) -> list[dict]:
     selector["sls.ingress.route"] = f"{NS}-{SDEP}-predictor-8000"
     comp["spec"]["nodeSelector"] = {"seldon": LABEL}
     ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": SDEP, "namespace": NS},
-               "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+               "spec": {"rules": [{"host": HOST, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
                    "service": {"name": f"{SDEP}-predictor", "port": {"number": 8000}}}}]}}]}}
     return [secret, pv, pvc, sdep, ingress]
 
@@ -140,7 +142,7 @@ def predict_url(sandbox: dict) -> str:
 
 def post(url: str, images: list) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=json.dumps({"data": {"ndarray": images}}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers={"Content-Type": "application/json", "Host": HOST}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())

@@ -202,13 +202,16 @@ def test_user_manifest_becomes_available_and_serves_through_the_ingress(namespac
     assert deployed["service"] == f"{name}-default" and deployed["deployment"] == f"{name}-default-0-echo"
     assert deployed["address"].endswith("/api/v1.0/predictions")
 
+    # A host of its own: other tests' ingresses in this shared sandbox also route "/" (first one wins, as nginx).
     ingress = run_deferred(CreateIngressOperator(task_id="ingress", name=name, service_name=deployed["service"],
-                                                 namespace=namespace, deferrable=True, timeout=60))
+                                                 host=f"{name}.test.local", namespace=namespace, deferrable=True,
+                                                 timeout=60))
+    assert ingress["host_header"] == f"{name}.test.local"
     body = json.dumps({"data": {"ndarray": [[1.0, 2.0]]}}).encode()
     answer, last_error = None, ""
     for _ in range(40):  # the proxy may answer 503 until it has the new Service's endpoints, as nginx does
         req = urllib.request.Request(ingress["predict_url"], data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Host": ingress["host_header"]})
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 answer = json.loads(resp.read())

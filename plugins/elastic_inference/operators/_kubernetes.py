@@ -144,6 +144,7 @@ class KubernetesApplyOperator(BaseOperator):
     def wait_or_defer(self, context: Context, trigger: KubernetesWatchTrigger, carry: dict[str, Any]) -> Any:
         """Defer to ``trigger`` (resuming in :meth:`execute_complete` with ``carry``), or run its watch here."""
         if self.deferrable:
+            trigger.carry = carry  # comes back inside the event (see KubernetesWatchTrigger)
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"carry": carry},
                        timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_SLACK_SECONDS))
         from elastic_inference.triggers.kubernetes_watch import InlineWaiter
@@ -157,7 +158,7 @@ class KubernetesApplyOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: Json, carry: dict[str, Any] | None = None) -> Any:
         done = raise_for_event(event, self.task_id)
-        return self.result(context, done, carry or {})
+        return self.result(context, done, carry or event.get("carry") or {})
 
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
         """The XCom return value once the wait succeeded (subclasses add their own fields)."""

@@ -187,4 +187,5 @@ class AckNodePoolOperator(BaseOperator):
                          result: dict[str, Any] | None = None) -> dict[str, Any]:
         done = raise_for_event(event)
         self.log.info("%s", done.get("message"))
-        return {**(result or {}), "state": done.get("state")}
+        # `airflow dags test` resumes without the defer() kwargs: fall back to what the event carries.
+        return {**(result or {"nodepool_id": done.get("nodepool_id")}), "state": done.get("state")}

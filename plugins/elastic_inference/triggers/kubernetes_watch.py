@@ -186,8 +186,11 @@ class KubernetesWatchTrigger(BaseTrigger):
     """
 
     def __init__(self, *, access: dict[str, Any] | None, namespace: str, name: str, deadline: float,
-                 watch_timeout_seconds: int = 60) -> None:
+                 watch_timeout_seconds: int = 60, carry: dict[str, Any] | None = None) -> None:
         super().__init__()
+        # Echoed back in the event: what the operator needs on resume. Not passed as defer() kwargs because
+        # `airflow dags test` resumes with the event alone (airflow/sdk/definitions/dag.py drops next_kwargs).
+        self.carry = carry
         self.access = dict(access or {})
         self.namespace = namespace
         self.name = name
@@ -211,7 +214,8 @@ class KubernetesWatchTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {
             "access": self.access, "namespace": self.namespace, "name": self.name, "deadline": self.deadline,
-            "watch_timeout_seconds": self.watch_timeout_seconds, **self.extra_kwargs()})
+            "watch_timeout_seconds": self.watch_timeout_seconds, **({"carry": self.carry} if self.carry else {}),
+            **self.extra_kwargs()})
 
     async def wait(self) -> Json:
         """Watch until done; returns the event payload (also used in-process by :func:`wait_inline`)."""
@@ -231,7 +235,7 @@ class KubernetesWatchTrigger(BaseTrigger):
         self._loop_task = asyncio.current_task()
         event = await self.wait()
         self.log.info("%s %s/%s: %s", type(self).__name__, self.namespace, self.name, event.get("message"))
-        yield TriggerEvent(event)
+        yield TriggerEvent({**event, "carry": self.carry} if self.carry else event)
 
     async def cleanup(self) -> None:
         # The API client and the watch tasks are scoped to wait(); they are closed when run() ends or is
