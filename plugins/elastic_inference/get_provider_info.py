@@ -6,6 +6,8 @@ from typing import Any
 
 _STRING = {"type": ["string", "null"]}
 _SECRET = {"type": ["string", "null"], "format": "password"}
+_OPERATOR_MODULES = ("node_pool", "model_upload", "volume", "seldon", "ingress", "smoke_test", "load_test", "verify",
+                     "teardown")
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -29,8 +31,32 @@ def get_provider_info() -> dict[str, Any]:
                     "elastic_inference.hooks.base",
                     "elastic_inference.hooks.ack",
                     "elastic_inference.hooks.oss",
+                    "elastic_inference.hooks.kubernetes",
                 ],
             }
+        ],
+        "operators": [
+            {
+                "integration-name": "Alibaba Cloud Container Service for Kubernetes (ACK)",
+                "python-modules": [f"elastic_inference.operators.{m}" for m in _OPERATOR_MODULES],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Alibaba Cloud Container Service for Kubernetes (ACK)",
+                "python-modules": ["elastic_inference.sensors.node_pool", "elastic_inference.sensors.kubernetes"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Alibaba Cloud Container Service for Kubernetes (ACK)",
+                "python-modules": [f"elastic_inference.triggers.{m}" for m in
+                                   ("node_pool", "kubernetes_watch", "volume", "seldon", "ingress")],
+            }
+        ],
+        "extra-links": [
+            "elastic_inference.links.ScaleReportLink",
+            "elastic_inference.links.LocustReportLink",
         ],
         "connection-types": [
             {

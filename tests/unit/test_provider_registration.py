@@ -45,3 +45,20 @@ def test_airflow_cli_lists_the_provider() -> None:
     ).stdout
     packages = {p["package_name"] for p in json.loads(out[out.index("["):])}
     assert "airflow-provider-elastic-inference" in packages
+
+
+def test_every_listed_module_and_link_imports() -> None:
+    import importlib
+
+    info = get_provider_info()
+    modules = [m for section in ("hooks", "operators", "sensors", "triggers") for entry in info[section]
+               for m in entry["python-modules"]]
+    assert len(modules) >= 15
+    for module in modules:
+        importlib.import_module(module)
+    for link in info["extra-links"]:
+        module, _, name = link.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), link
+    (conn,) = info["connection-types"]
+    module, _, name = conn["hook-class-name"].rpartition(".")
+    assert getattr(importlib.import_module(module), name).conn_type == conn["connection-type"]

@@ -207,6 +207,15 @@ class AckAsyncHook(AckHook):
             pools = [p for p in pools if (p.get("nodepool_info") or {}).get("name") == name]
         return pools
 
+    async def aget_user_kubeconfig(self, cluster_id: str | None = None, private_ip: bool = False) -> str:
+        """DescribeClusterUserKubeconfig from a trigger. A credential: never log or XCom it."""
+        req = _cs_models().DescribeClusterUserKubeconfigRequest(private_ip_address=private_ip)
+        body = await self._acall("DescribeClusterUserKubeconfig", "describe_cluster_user_kubeconfig_async",
+                                 await self._acluster(cluster_id), req)
+        if not body.get("config"):
+            raise ValueError("DescribeClusterUserKubeconfig returned no 'config'")
+        return body["config"]
+
     async def adescribe_task(self, task_id: str) -> dict[str, Any]:
         return await self._acall("DescribeTaskInfo", "describe_task_info_async", task_id)
 

@@ -161,17 +161,13 @@ def fetch_ack_kubeconfig(access: KubeAccess) -> dict[str, Any]:
 
 async def afetch_ack_kubeconfig(access: KubeAccess) -> dict[str, Any]:
     """DescribeClusterUserKubeconfig from a trigger, without blocking the event loop."""
-    from elastic_inference.hooks.ack import AckAsyncHook, _cs_models
+    from elastic_inference.hooks.ack import AckAsyncHook
 
     hook = AckAsyncHook(access.ack_conn_id or AckAsyncHook.default_conn_name, cluster_id=access.cluster_id)
-    if hasattr(hook, "aget_user_kubeconfig"):
+    try:
         return _kubeconfig_dict(await hook.aget_user_kubeconfig())
-    req = _cs_models().DescribeClusterUserKubeconfigRequest(private_ip_address=False)
-    body = await hook._acall("DescribeClusterUserKubeconfig", "describe_cluster_user_kubeconfig_async",
-                             await hook._acluster(access.cluster_id), req)
-    if not body.get("config"):
-        raise AirflowFailException("DescribeClusterUserKubeconfig returned no 'config'")
-    return _kubeconfig_dict(body["config"])
+    except ValueError as e:
+        raise AirflowFailException(str(e)) from e
 
 
 @dataclass(frozen=True)
