@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ack_sandbox.admin import require_admin
 from ack_sandbox.context import SandboxContext
 
 log = logging.getLogger("ack_sandbox.controllers")
@@ -85,10 +86,7 @@ class Controllers:
 
 
 def _auth(request: web.Request) -> None:
-    ctx: SandboxContext = request.app["ctx"]
-    if request.headers.get("Authorization") != f"Bearer {ctx.account.access_key_id}":
-        raise web.HTTPUnauthorized(text=json.dumps({"message": "send Authorization: Bearer <demo access_key_id>"}),
-                                   content_type="application/json")
+    require_admin(request, request.app["ctx"])
 
 
 def _json_error(cls: type[web.HTTPException], message: str) -> web.HTTPException:

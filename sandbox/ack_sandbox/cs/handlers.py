@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from ack_sandbox.alibaba_credentials import CredentialStore
+from ack_sandbox.admin import add_fault_routes, require_admin
 from ack_sandbox.context import SandboxContext
 from ack_sandbox.cs import signature
 from ack_sandbox.cs.errors import CsError, invalid, new_request_id
@@ -251,30 +252,7 @@ async def not_found(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------------------- sandbox admin
 def _admin_auth(request: web.Request) -> None:
-    expected = f"Bearer {request.app[CTX].account.access_key_id}"
-    if request.headers.get("Authorization") != expected:
-        raise web.HTTPUnauthorized(text=json.dumps({"message": "send Authorization: Bearer <demo access_key_id>"}),
-                                   content_type="application/json")
-
-
-async def admin_get_faults(request: web.Request) -> web.Response:
-    _admin_auth(request)
-    return web.json_response(request.app[FAULTS].describe())
-
-
-async def admin_set_faults(request: web.Request) -> web.Response:
-    _admin_auth(request)
-    try:
-        request.app[FAULTS].configure(await request.json())
-    except ValueError as exc:
-        return web.json_response({"message": str(exc)}, status=400)
-    return web.json_response(request.app[FAULTS].describe())
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    _admin_auth(request)
-    request.app[FAULTS].clear()
-    return web.json_response(request.app[FAULTS].describe())
+    require_admin(request, request.app[CTX])
 
 
 async def admin_issue_sts(request: web.Request) -> web.Response:
@@ -300,9 +278,7 @@ async def admin_reclaim_spot(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/_sandbox/faults", admin_get_faults)
-    app.router.add_post("/_sandbox/faults", admin_set_faults)
-    app.router.add_delete("/_sandbox/faults", admin_clear_faults)
+    add_fault_routes(app, FAULTS, CTX)
     app.router.add_post("/_sandbox/sts", admin_issue_sts)
     app.router.add_post("/_sandbox/reclaim", admin_reclaim_spot)
     for method, path, action, fn in ROUTES:

@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from ack_sandbox.alibaba_credentials import CredentialStore
+from ack_sandbox.admin import add_fault_routes
 from ack_sandbox.context import SandboxContext
 from ack_sandbox.oss import auth
 from ack_sandbox.oss.errors import OssError, invalid_argument, new_request_id
@@ -455,30 +456,8 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
 
 
 # ---------------------------------------------------------------------------- sandbox admin
-def _admin_auth(request: web.Request) -> None:
-    if request.headers.get("Authorization") != f"Bearer {request.app[CTX].account.access_key_id}":
-        raise web.HTTPUnauthorized(text='{"message": "send Authorization: Bearer <demo access_key_id>"}',
-                                   content_type="application/json")
-
-
-async def admin_set_faults(request: web.Request) -> web.Response:
-    _admin_auth(request)
-    try:
-        request.app[FAULTS].configure(await request.json())
-    except ValueError as exc:
-        return web.json_response({"message": str(exc)}, status=400)
-    return web.json_response(request.app[FAULTS].describe())
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    _admin_auth(request)
-    request.app[FAULTS].clear()
-    return web.json_response(request.app[FAULTS].describe())
-
-
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/_sandbox/faults", admin_set_faults)
-    app.router.add_delete("/_sandbox/faults", admin_clear_faults)
+    add_fault_routes(app, FAULTS, CTX)
     app.router.add_route("*", "/{tail:.*}", handle)
     app.on_response_prepare.append(on_prepare)
 
