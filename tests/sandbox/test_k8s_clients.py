@@ -231,3 +231,21 @@ async def test_kubernetes_asyncio_list_watch_and_events_view(sandbox: dict) -> N
         with pytest.raises(kubernetes_asyncio.client.exceptions.ApiException) as exc:
             await core.read_namespaced_pod("nope", "default")
         assert exc.value.status == 404
+
+
+def test_secret_string_data_is_merged_into_data_and_not_stored(sandbox) -> None:
+    """As the real apiserver: stringData is write-only, converted into base64 data (stringData wins)."""
+    import base64
+    import json
+    import subprocess
+
+    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sd-merge", "namespace": "default"},
+                "data": {"a": base64.b64encode(b"old").decode(), "b": base64.b64encode(b"kept").decode()},
+                "stringData": {"a": "new"}}
+    kubeconfig = str(sandbox["state_dir"] / "kubeconfig")
+    subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-"], input=json.dumps(manifest),
+                   check=True, capture_output=True, text=True, timeout=60)
+    stored = json.loads(subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "secret", "sd-merge", "-o",
+                                        "json"], check=True, capture_output=True, text=True, timeout=60).stdout)
+    assert "stringData" not in stored
+    assert {k: base64.b64decode(v).decode() for k, v in stored["data"].items()} == {"a": "new", "b": "kept"}

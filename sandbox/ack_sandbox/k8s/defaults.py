@@ -5,6 +5,7 @@ Each function mutates a new object in place; ``alloc`` hands out cluster IPs and
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any, Protocol
 
@@ -157,7 +158,15 @@ def pv(obj: dict[str, Any], alloc: Allocator) -> None:
 
 
 def secret(obj: dict[str, Any], alloc: Allocator) -> None:
+    """``stringData`` is write-only: merged into ``data`` (base64, stringData wins) and never stored
+    (pkg/apis/core/v1/conversion.go Convert_v1_Secret_To_core_Secret)."""
     obj.setdefault("type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if string_data:
+        data = obj.get("data") or {}
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj["data"] = data
 
 
 def hpa(obj: dict[str, Any], alloc: Allocator) -> None:
