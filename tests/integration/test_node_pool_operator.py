@@ -199,3 +199,26 @@ def test_vswitches_default_to_the_clusters_own(conn_id, vswitches):
     result = op.execute({"ti": FakeTI()})
     pool = AckHook(conn_id).describe_node_pool(result["nodepool_id"])
     assert pool["scaling_group"]["vswitch_ids"] == AckHook(conn_id).describe_cluster()["vswitch_ids"]
+
+
+async def test_trigger_keeps_the_cs_task_when_the_triggerer_attaches_the_task_instance(conn_id, vswitches):
+    """The triggerer assigns ``trigger.task_instance``, and BaseTrigger then sets ``trigger.task_id`` to the
+    Airflow task id: the CS task the trigger watches must live under another name (seen under a real
+    triggerer: DescribeTaskInfo was asked for task 'node_pool.ensure_node_pool')."""
+    from types import SimpleNamespace
+
+    from elastic_inference.triggers.node_pool import NodePoolStateTrigger
+
+    op = AckNodePoolOperator(task_id="node_pool.ensure_node_pool", alibaba_cloud_conn_id=conn_id, deferrable=True,
+                             poll_interval=0.2, wait_timeout=60, node_pool=seed_pool("fm-" + secrets.token_hex(3),
+                                                                                     vswitches))
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": FakeTI()})
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["cs_task_id"].startswith("T-")
+    trigger = NodePoolStateTrigger(**kwargs)
+    trigger.task_instance = SimpleNamespace(task_id="node_pool.ensure_node_pool", dag_id="elastic_inference",
+                                            run_id="manual__x", map_index=-1, try_number=1)
+    assert trigger.task_id == "node_pool.ensure_node_pool"  # what BaseTrigger does
+    event = await trigger.run().__anext__()
+    assert event.payload["status"] == "success", event.payload

@@ -157,7 +157,7 @@ class AckNodePoolOperator(BaseOperator):
                     cluster_id=self.cluster_id,
                     alibaba_cloud_conn_id=self.alibaba_cloud_conn_id,
                     poll_interval=self.poll_interval,
-                    task_id=result["task_id"],
+                    cs_task_id=result["task_id"],
                     end_time=time.time() + self.wait_timeout,
                 ),
                 method_name="execute_complete",

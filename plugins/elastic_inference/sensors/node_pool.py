@@ -93,7 +93,7 @@ class NodePoolActiveSensor(BaseSensorOperator):
                 alibaba_cloud_conn_id=self.alibaba_cloud_conn_id,
                 poll_interval=float(self.poke_interval if not isinstance(self.poke_interval, timedelta)
                                     else self.poke_interval.total_seconds()),
-                task_id=self.task_id_to_watch,
+                cs_task_id=self.task_id_to_watch,
                 end_time=time.time() + timeout,
             ),
             method_name="execute_complete",

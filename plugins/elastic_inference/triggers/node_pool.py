@@ -56,7 +56,8 @@ class NodePoolStateTrigger(BaseTrigger):
     Yields exactly one event: ``{"status": "success"|"error"|"timeout", "message", "nodepool_id", "state"}``.
 
     :param end_time: absolute deadline (epoch seconds) so a triggerer restart keeps the original deadline.
-    :param task_id: the CS task from create/modify; its failure ends the wait early with its error.
+    :param cs_task_id: the CS task from create/modify; its failure ends the wait early with its error. (Not
+        ``task_id``: BaseTrigger sets that attribute to the Airflow task's id in the triggerer.)
     """
 
     def __init__(
@@ -67,7 +68,7 @@ class NodePoolStateTrigger(BaseTrigger):
         cluster_id: str | None = None,
         alibaba_cloud_conn_id: str = "alibaba_ack_default",
         poll_interval: float = 15.0,
-        task_id: str | None = None,
+        cs_task_id: str | None = None,
     ) -> None:
         super().__init__()
         self.nodepool_id = nodepool_id
@@ -75,7 +76,7 @@ class NodePoolStateTrigger(BaseTrigger):
         self.cluster_id = cluster_id
         self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
         self.poll_interval = float(poll_interval)
-        self.task_id = task_id
+        self.cs_task_id = cs_task_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -86,7 +87,7 @@ class NodePoolStateTrigger(BaseTrigger):
                 "cluster_id": self.cluster_id,
                 "alibaba_cloud_conn_id": self.alibaba_cloud_conn_id,
                 "poll_interval": self.poll_interval,
-                "task_id": self.task_id,
+                "cs_task_id": self.cs_task_id,
             },
         )
 
@@ -105,7 +106,7 @@ class NodePoolStateTrigger(BaseTrigger):
             try:
                 pool = await hook.adescribe_node_pool(self.nodepool_id)
                 state = pool_state(pool)
-                task = await hook.adescribe_task(self.task_id) if self.task_id else None
+                task = await hook.adescribe_task(self.cs_task_id) if self.cs_task_id else None
             except AlibabaCloudRetryableError as e:  # already retried with backoff; keep waiting until the deadline
                 self.log.warning("node pool %s: still failing after retries (%s); polling on", self.nodepool_id, e)
             except AlibabaCloudTerminalError as e:
@@ -117,7 +118,7 @@ class NodePoolStateTrigger(BaseTrigger):
                     return
                 task_state = str((task or {}).get("state") or "").lower()
                 if state in FAILED_STATES or task_state in FAILED_TASK_STATES:
-                    what = f"state {state!r}" if state in FAILED_STATES else f"task {self.task_id} {task_state!r}"
+                    what = f"state {state!r}" if state in FAILED_STATES else f"task {self.cs_task_id} {task_state!r}"
                     yield self._event("error", f"node pool {self.nodepool_id} {what}: {failure_cause(pool, task)}", state)
                     return
                 self.log.info("node pool %s is %r; next check in %.1fs", self.nodepool_id, state, self.poll_interval)
