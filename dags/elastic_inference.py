@@ -31,9 +31,11 @@ from elastic_inference.params import PARAM_SPECS
 PLAN = "plan"
 
 
-def _plan(key: str) -> str:
-    """Template reading one resolved input from the ``plan`` task (native types: the DAG renders natively)."""
-    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (PLAN, key)
+def _plan(key: str, field: str | None = None) -> str:
+    """Template reading one resolved input (or one field of it) from the ``plan`` task; the DAG renders
+    natively, so numbers and mappings arrive as such."""
+    path = f"['{key}']" + (f"['{field}']" if field else "")
+    return "{{ ti.xcom_pull(task_ids='%s')%s }}" % (PLAN, path)
 
 
 with DAG(
@@ -56,9 +58,9 @@ with DAG(
         before anything is created."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from elastic_inference.params import check_run_config
+        from elastic_inference.params import check_run_config, with_object_defaults
 
-        params = dict(get_current_context()["params"])
+        params = with_object_defaults(dict(get_current_context()["params"]))
         samples = params.pop("samples_path", "") or ""
         if triggering_asset_events and not params.get("model_source"):
             event = triggering_asset_events[MODEL_ASSET][-1]
@@ -81,7 +83,7 @@ with DAG(
     planned = plan()
 
     with TaskGroup("node_pool", tooltip="Seed step 1: elastic node pool") as node_pool:
-        AckNodePoolOperator(task_id="ensure_node_pool", node_pool="{{ params.node_pool }}",
+        AckNodePoolOperator(task_id="ensure_node_pool", node_pool=_plan("node_pool"),
                             wait_for_active=True, deferrable=True, poll_interval=5.0)
 
     with TaskGroup("model", tooltip="Seed step 2: model to OSS") as model:
@@ -100,7 +102,7 @@ with DAG(
             task_id="seldon_deployment", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
             model_name="{{ params.model_name }}", model_version=_plan("model_version"),
             pvc_name=_plan("pvc_name"), gpu_count="{{ params.gpu_count }}",
-            node_selector="{{ params.node_pool['labels'] }}", min_replicas="{{ params.min_replicas }}",
+            node_selector=_plan("node_pool", "labels"), min_replicas="{{ params.min_replicas }}",
             max_replicas="{{ params.max_replicas }}", qps_target="{{ params.qps_target }}",
             hpa_metric_format="{{ params.hpa_metric_format }}", deferrable=True, timeout=900)
 
@@ -120,20 +122,20 @@ with DAG(
             task_id="load_test", host=predict_url, protocol="seldon", samples_path=_plan("samples_path"),
             request_headers={"Host": host_header},
             qps_target="{{ params.qps_target }}", max_replicas="{{ params.max_replicas }}",
-            fill_factor="{{ params.load_test['fill_factor'] }}",
-            ramp_seconds="{{ params.load_test['ramp_seconds'] }}",
-            hold_seconds="{{ params.load_test['hold_seconds'] }}",
-            rps_per_user="{{ params.load_test['rps_per_user'] }}", workers="{{ params.load_test['workers'] }}",
-            record_interval="{{ params.load_test['record_interval'] }}",
-            scale_in_timeout="{{ params.load_test['scale_in_timeout'] }}",
+            fill_factor=_plan("load_test", "fill_factor"),
+            ramp_seconds=_plan("load_test", "ramp_seconds"),
+            hold_seconds=_plan("load_test", "hold_seconds"),
+            rps_per_user=_plan("load_test", "rps_per_user"), workers=_plan("load_test", "workers"),
+            record_interval=_plan("load_test", "record_interval"),
+            scale_in_timeout=_plan("load_test", "scale_in_timeout"),
             slo_error_rate="{{ params.slo_max_error_rate }}", slo_p95_ms="{{ params.slo_p95_ms }}",
             namespace="{{ params.namespace }}", seldon_deployment="{{ params.deployment_name }}",
             node_pool_id="{{ ti.xcom_pull(task_ids='node_pool.ensure_node_pool', key='nodepool_id') }}",
             retries=0)
         scale_check = ScaleVerificationOperator(
             task_id="scale_verification", load_test_task_id="verify.load_test",
-            ack_conn_id="alibaba_ack_default", metric_lag="{{ params.load_test['metric_lag_seconds'] }}",
-            scale_in_timeout="{{ params.load_test['scale_in_timeout'] }}", retries=0)
+            ack_conn_id="alibaba_ack_default", metric_lag=_plan("load_test", "metric_lag_seconds"),
+            scale_in_timeout=_plan("load_test", "scale_in_timeout"), retries=0)
         smoke >> load >> scale_check
 
     teardown = DeleteKubernetesObjectsOperator(

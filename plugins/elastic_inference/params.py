@@ -95,6 +95,16 @@ PARAM_SPECS: dict[str, tuple[Any, dict[str, Any], str]] = {
 }
 
 
+def with_object_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """Object params given in part (``{"load_test": {"hold_seconds": 30}}``) keep the defaults of the keys
+    they leave out, as a user of the trigger form or the REST API would expect."""
+    merged = dict(params)
+    for name, (default, schema, _doc) in PARAM_SPECS.items():
+        if schema.get("type") == "object" and isinstance(default, dict):
+            merged[name] = {**default, **(params.get(name) or {})}
+    return merged
+
+
 class InvalidRunConfig(ValueError):
     """Run parameters that cannot work; the message names the field and the fix."""
 

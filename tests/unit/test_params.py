@@ -51,3 +51,15 @@ def test_schema_rejects_bad_pool_and_format() -> None:
         jsonschema.validate({"name": "p", "instance_types": []}, PARAM_SPECS["node_pool"][1])
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("v3", PARAM_SPECS["hpa_metric_format"][1])
+
+
+def test_partial_objects_keep_their_defaults(tmp_path) -> None:
+    from elastic_inference.params import with_object_defaults
+
+    params = _defaults(tmp_path) | {"load_test": {"hold_seconds": 12}, "node_pool": {"name": "p2"}}
+    merged = with_object_defaults(params)
+    assert merged["load_test"]["hold_seconds"] == 12
+    assert merged["load_test"]["rps_per_user"] == PARAM_SPECS["load_test"][0]["rps_per_user"]
+    assert merged["node_pool"]["name"] == "p2"
+    assert merged["node_pool"]["instance_types"] == PARAM_SPECS["node_pool"][0]["instance_types"]
+    assert params["load_test"] == {"hold_seconds": 12}  # the input is left alone
