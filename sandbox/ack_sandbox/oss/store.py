@@ -82,6 +82,18 @@ def _atomic_json(path: Path, doc: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+async def _receive(chunks: AsyncIterator[bytes], tmp: Path) -> tuple[Any, Crc64, int]:
+    """Stream a request body to ``tmp``, computing its MD5 and CRC-64 on the way; (md5, crc, size)."""
+    md5, crc, size = hashlib.md5(), Crc64(), 0
+    with open(tmp, "wb") as f:
+        async for chunk in chunks:
+            f.write(chunk)
+            md5.update(chunk)
+            crc.update(chunk)
+            size += len(chunk)
+    return md5, crc, size
+
+
 def _key_name(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -186,14 +198,8 @@ class OssStore:
                            "overwritten.", "0026-00000002", Key=key)
         path = self.object_path(bucket, key)
         tmp = path.with_name(path.name + f".{secrets.token_hex(4)}.tmp")
-        md5, crc, size = hashlib.md5(), Crc64(), 0
         try:
-            with open(tmp, "wb") as f:
-                async for chunk in chunks:
-                    f.write(chunk)
-                    md5.update(chunk)
-                    crc.update(chunk)
-                    size += len(chunk)
+            md5, crc, size = await _receive(chunks, tmp)
             digest_b64 = base64.b64encode(md5.digest()).decode()
             if content_md5 is not None and content_md5 != digest_b64:
                 raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.",
@@ -293,14 +299,8 @@ class OssStore:
                                    f"{MAX_PARTS}, inclusive.")
         udir = self._udir(upload_id)
         tmp = udir / f"part-{number}.{secrets.token_hex(4)}.tmp"
-        md5, crc, size = hashlib.md5(), Crc64(), 0
         try:
-            with open(tmp, "wb") as f:
-                async for chunk in chunks:
-                    f.write(chunk)
-                    md5.update(chunk)
-                    crc.update(chunk)
-                    size += len(chunk)
+            md5, crc, size = await _receive(chunks, tmp)
             if content_md5 is not None and content_md5 != base64.b64encode(md5.digest()).decode():
                 raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.", "0016-00000402")
             if upload_id not in self.uploads:  # aborted while we were receiving
