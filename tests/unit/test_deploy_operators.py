@@ -171,3 +171,13 @@ def test_manifest_file_on_the_template_search_path_is_rendered_with_the_context(
     op.render_template_fields({"params": {"name": "fashion", "version": 3}})
     (obj,) = op.manifest_objects([])
     assert obj["metadata"] == {"name": "fashion-3", "namespace": "default"}
+
+
+@pytest.mark.parametrize("kind,count", [("Ingress", 0), ("Ingress", 2), ("SeldonDeployment", 0)])
+def test_a_manifest_must_hold_exactly_one_primary_object(kind: str, count: int) -> None:
+    """Checked before anything is applied (get_hook is never reached, so no cluster is needed)."""
+    op = CreateIngressOperator(task_id="ingress", name="n", service_name="s")
+    objs = [{"apiVersion": "v1", "kind": kind, "metadata": {"name": f"o{i}"}} for i in range(count)]
+    objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}})
+    with pytest.raises(AirflowFailException, match=f"exactly one {kind}, found {count}"):
+        op.apply_with_primary(objs, kind)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference import manifests
 from elastic_inference.hooks.kubernetes import (
@@ -136,6 +137,14 @@ class KubernetesApplyOperator(BaseOperator):
             self.log.info("%s: %s", describe(obj), result.action)
             results.append(result)
         return results
+
+    def apply_with_primary(self, objs: list[Json], kind: str) -> ApplyResult:
+        """Apply every object of a manifest that must hold exactly one ``kind``; that object's result."""
+        found = sum(o["kind"] == kind for o in objs)
+        if found != 1:
+            raise AirflowFailException(f"{self.task_id}: the manifest must hold exactly one {kind}, found {found}")
+        results = self.apply_all(self.get_hook(), objs)
+        return next(r for o, r in zip(objs, results) if o["kind"] == kind)
 
     # -- waiting ------------------------------------------------------------------------------------------
     def deadline(self) -> float:

@@ -65,13 +65,7 @@ class CreateIngressOperator(KubernetesApplyOperator):
                 name=self.name, namespace=self.namespace, ingress_class=self.ingress_class or "",
                 host=self.host or "", path=self.path or "/", service_name=self.service_name,
                 service_port=int(self.service_port)), self.template_dir)
-        ingresses = [o for o in objs if o["kind"] == "Ingress"]
-        if len(ingresses) != 1:
-            raise AirflowFailException(f"{self.task_id}: the manifest must hold exactly one Ingress, found"
-                                       f" {len(ingresses)}")
-        hook = self.get_hook()
-        results = self.apply_all(hook, objs)
-        ing = next(r for o, r in zip(objs, results) if o["kind"] == "Ingress")
+        ing = self.apply_with_primary(objs, "Ingress")
         host, path = ingress_rule(ing.object)
         carry = {"name": ing.object["metadata"]["name"], "namespace": ing.object["metadata"].get("namespace"),
                  "uid": ing.uid, "action": ing.action, "resource_version": ing.resource_version,

@@ -189,13 +189,7 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             objs = self.manifest_objects([])
         else:
             objs = manifests.render("seldon_deployment.yaml.j2", self.template_variables(), self.template_dir)
-        sdeps = [o for o in objs if o["kind"] == "SeldonDeployment"]
-        if len(sdeps) != 1:
-            raise AirflowFailException(f"{self.task_id}: the manifest must hold exactly one SeldonDeployment,"
-                                       f" found {len(sdeps)}")
-        hook = self.get_hook()
-        results = self.apply_all(hook, objs)
-        sdep = next(r for o, r in zip(objs, results) if o["kind"] == "SeldonDeployment")
+        sdep = self.apply_with_primary(objs, "SeldonDeployment")
         meta = sdep.object["metadata"]
         carry = {"name": meta["name"], "namespace": meta.get("namespace", self.namespace), "uid": sdep.uid,
                  "action": sdep.action, "resource_version": sdep.resource_version,
