@@ -11,6 +11,8 @@ PYTHON ?= $(shell for p in "$$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/pyth
 UV := $(shell command -v uv >/dev/null 2>&1 && uv --version >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 VENV := .venv
 PYTEST_ARGS ?=
+# The project's own tools (kubectl pinned in uv.lock, airflow, ack-sandbox) come first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup test demo lock clean bench
 

@@ -7,6 +7,7 @@ module imports it: a throw-away AIRFLOW_HOME with a sqlite DB, this repository's
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,8 +21,8 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES", "kube_config,kubeconfig")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
-
-import sys  # noqa: E402
+# The project's own tools (kubectl from the lock, airflow, ack-sandbox) before the machine's.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 import pytest  # noqa: E402
 
