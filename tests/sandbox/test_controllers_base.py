@@ -14,7 +14,7 @@ async def test_work_queue_deduplicates_and_reprocesses_dirty_keys() -> None:
     q.add(("ns", "b"))
     first = await q.get()
     assert first == ("ns", "a")
-    q.add(("ns", "a"))                 # added while processing -> processed again after done()
+    q.add(("ns", "a"))  # added while processing -> processed again after done()
     second = await q.get()
     assert second == ("ns", "b")
     q.done(first)
@@ -24,7 +24,7 @@ async def test_work_queue_deduplicates_and_reprocesses_dirty_keys() -> None:
 async def test_work_queue_add_after_keeps_the_earliest_wakeup() -> None:
     q = WorkQueue()
     q.add_after(("", "n"), 0.05)
-    q.add_after(("", "n"), 5.0)        # later wake-up does not postpone the earlier one
+    q.add_after(("", "n"), 5.0)  # later wake-up does not postpone the earlier one
     assert await asyncio.wait_for(q.get(), 2) == ("", "n")
     q.close()
 
@@ -37,7 +37,11 @@ def test_set_condition_moves_transition_time_only_on_status_flip() -> None:
     assert set_condition(conds, "Ready", "False", "ContainersNotReady", "other", ts=300)
     assert conds[0]["lastTransitionTime"] == "1970-01-01T00:01:40Z"
     assert set_condition(conds, "Ready", "True", ts=400)
-    assert conds[0] == {"type": "Ready", "status": "True", "lastTransitionTime": "1970-01-01T00:06:40Z",
-                        "lastProbeTime": None}
+    assert conds[0] == {
+        "type": "Ready",
+        "status": "True",
+        "lastTransitionTime": "1970-01-01T00:06:40Z",
+        "lastProbeTime": None,
+    }
     assert get_condition({"status": {"conditions": conds}}, "Ready")["status"] == "True"
     assert get_condition({"status": {}}, "Ready") is None

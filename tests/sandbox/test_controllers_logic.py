@@ -8,8 +8,7 @@ import pytest
 from ack_sandbox.controllers.deployment import fenceposts, template_hash
 from ack_sandbox.controllers.kubelet import _backoff, _builtin_resolve, expand_vars, translate_paths
 from ack_sandbox.controllers.node_autoscaler import Template, nodes_needed, template_fits
-from ack_sandbox.controllers.scheduler import (fit_error_message, fit_reasons, parse_quantity, pod_requests,
-                                               tolerates)
+from ack_sandbox.controllers.scheduler import fit_error_message, fit_reasons, parse_quantity, pod_requests, tolerates
 from ack_sandbox.controllers.volumes import best_pv, oss_credentials
 from ack_sandbox.kubelet.ips import IpPool, listening_ips
 from ack_sandbox.kubelet.status import ContainerRecord, image_ref, pod_phase
@@ -28,7 +27,10 @@ def test_quantities_and_requests_default_to_limits() -> None:
     assert parse_quantity("500m") == 0.5 and parse_quantity("2Gi") == 2 * 2**30 and parse_quantity("1e3") == 1000
     with pytest.raises(ValueError):
         parse_quantity("two")
-    assert pod_requests(_pod(limits={"nvidia.com/gpu": 1}, requests={"cpu": "0.5"})) == {"nvidia.com/gpu": 1, "cpu": 0.5}
+    assert pod_requests(_pod(limits={"nvidia.com/gpu": 1}, requests={"cpu": "0.5"})) == {
+        "nvidia.com/gpu": 1,
+        "cpu": 0.5,
+    }
 
 
 def test_fit_reasons_selector_taints_and_resources() -> None:
@@ -42,25 +44,38 @@ def test_fit_reasons_selector_taints_and_resources() -> None:
     assert tolerates([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}], taint)
     assert tolerates([{"operator": "Exists"}], taint)
     assert not tolerates([{"key": "dedicated", "value": "cpu"}], taint)
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]
+            }
+        }
+    }
     assert fit_reasons(_pod(affinity=affinity), {"zone": "c"}, [], alloc, {})
     assert not fit_reasons(_pod(affinity=affinity), {"zone": "b"}, [], alloc, {})
 
 
 def test_fit_error_message_is_upstreams_histogram() -> None:
-    msg = fit_error_message(3, {"a": ["Insufficient nvidia.com/gpu"],
-                                "b": ["node(s) didn't match Pod's node affinity/selector"],
-                                "c": ["node(s) didn't match Pod's node affinity/selector"]})
-    assert msg == ("0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't match Pod's node "
-                   "affinity/selector. preemption: 0/3 nodes are available: 1 No preemption victims found for "
-                   "incoming pod, 2 Preemption is not helpful for scheduling.")
+    msg = fit_error_message(
+        3,
+        {
+            "a": ["Insufficient nvidia.com/gpu"],
+            "b": ["node(s) didn't match Pod's node affinity/selector"],
+            "c": ["node(s) didn't match Pod's node affinity/selector"],
+        },
+    )
+    assert msg == (
+        "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't match Pod's node "
+        "affinity/selector. preemption: 0/3 nodes are available: 1 No preemption victims found for "
+        "incoming pod, 2 Preemption is not helpful for scheduling."
+    )
 
 
 def test_rolling_update_fenceposts_round_like_upstream() -> None:
     def dep(replicas: int, **ru: object) -> dict:
         return {"spec": {"replicas": replicas, "strategy": {"rollingUpdate": ru}}}
-    assert fenceposts(dep(10)) == (3, 2)                      # 25% up / 25% down
+
+    assert fenceposts(dep(10)) == (3, 2)  # 25% up / 25% down
     assert fenceposts(dep(1)) == (1, 0)
     assert fenceposts(dep(4, maxSurge=0, maxUnavailable=0)) == (0, 1)
     assert fenceposts(dep(5, maxSurge="50%", maxUnavailable=2)) == (3, 2)
@@ -69,14 +84,23 @@ def test_rolling_update_fenceposts_round_like_upstream() -> None:
 
 def test_pv_matching_prefers_the_smallest_fitting_volume() -> None:
     def pv(name: str, size: str, modes: list[str], labels: dict | None = None, cls: str = "") -> dict:
-        return {"metadata": {"name": name, "labels": labels or {}},
-                "spec": {"capacity": {"storage": size}, "accessModes": modes, "storageClassName": cls},
-                "status": {"phase": "Available"}}
-    claim = {"metadata": {"name": "c", "namespace": "default", "uid": "u"},
-             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}}}
-    pvs = [pv("big", "50Gi", ["ReadWriteMany"]), pv("small", "5Gi", ["ReadWriteMany"]),
-           pv("tiny", "1Gi", ["ReadWriteMany"]), pv("rwo", "5Gi", ["ReadWriteOnce"]),
-           pv("classy", "5Gi", ["ReadWriteMany"], cls="fast")]
+        return {
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"capacity": {"storage": size}, "accessModes": modes, "storageClassName": cls},
+            "status": {"phase": "Available"},
+        }
+
+    claim = {
+        "metadata": {"name": "c", "namespace": "default", "uid": "u"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}},
+    }
+    pvs = [
+        pv("big", "50Gi", ["ReadWriteMany"]),
+        pv("small", "5Gi", ["ReadWriteMany"]),
+        pv("tiny", "1Gi", ["ReadWriteMany"]),
+        pv("rwo", "5Gi", ["ReadWriteOnce"]),
+        pv("classy", "5Gi", ["ReadWriteMany"], cls="fast"),
+    ]
     assert best_pv(pvs, claim)["metadata"]["name"] == "small"
     claim["spec"]["selector"] = {"matchLabels": {"alicloud-pvname": "big"}}
     pvs[0]["metadata"]["labels"] = {"alicloud-pvname": "big"}
@@ -87,29 +111,39 @@ def test_pv_matching_prefers_the_smallest_fitting_volume() -> None:
 
 def test_oss_csi_credentials_resolve_like_the_node_plugin() -> None:
     assert oss_credentials({"akId": "a", "akSecret": "s"}, {}) == ("a", "s", "")
-    assert oss_credentials({"AKID": "a", "aksecret": "s"}, {}) == ("a", "s", "")          # case-insensitive
+    assert oss_credentials({"AKID": "a", "aksecret": "s"}, {}) == ("a", "s", "")  # case-insensitive
     # Only one legacy key set: both ignored, the standard keys are used.
-    assert oss_credentials({"akId": "x", "AccessKeyId": "a", "AccessKeySecret": "s", "SecurityToken": "t"}, {}) \
-        == ("a", "s", "t")
+    assert oss_credentials({"akId": "x", "AccessKeyId": "a", "AccessKeySecret": "s", "SecurityToken": "t"}, {}) == (
+        "a",
+        "s",
+        "t",
+    )
     assert oss_credentials(None, {"akId": "i", "akSecret": "j"}) == ("i", "j", "")
     assert oss_credentials({}, {"bucket": "b"}) is None
 
 
 def test_kubelet_helpers() -> None:
     mounts = {"/mnt": "/state/pod/volumes/model-storage"}
-    assert translate_paths("--model_base_path=/mnt/arena/models/fashion-mnist", mounts) == \
-        "--model_base_path=/state/pod/volumes/model-storage/arena/models/fashion-mnist"
+    assert (
+        translate_paths("--model_base_path=/mnt/arena/models/fashion-mnist", mounts)
+        == "--model_base_path=/state/pod/volumes/model-storage/arena/models/fashion-mnist"
+    )
     assert translate_paths("/mnt", mounts) == "/state/pod/volumes/model-storage"
     assert translate_paths("/mntx/a", mounts) == "/mntx/a" and translate_paths("/x/mnt/a", mounts) == "/x/mnt/a"
-    assert expand_vars("--bind=$(POD_IP) $(MISSING) $$(POD_IP)", {"POD_IP": "127.0.1.9"}) == \
-        "--bind=127.0.1.9 $(MISSING) $(POD_IP)"
+    assert (
+        expand_vars("--bind=$(POD_IP) $(MISSING) $$(POD_IP)", {"POD_IP": "127.0.1.9"})
+        == "--bind=127.0.1.9 $(MISSING) $(POD_IP)"
+    )
     assert [_backoff(n) for n in (1, 2, 3, 4, 7, 20)] == [0, 10, 20, 40, 300, 300]
     assert _builtin_resolve("busybox:1.36", ["sh", "-c", "exit 1"], None).argv == ["/bin/sh", "-c", "exit 1"]
-    assert _builtin_resolve("docker.io/library/busybox", ["rm", "-rf", "/"], None) is None   # not an applet we run
+    assert _builtin_resolve("docker.io/library/busybox", ["rm", "-rf", "/"], None) is None  # not an applet we run
     assert _builtin_resolve("nginx:1.25", None, None) is None
     assert image_ref("busybox") == "docker.io/library/busybox:latest"
     assert image_ref("tensorflow/serving:2.3.0-gpu") == "docker.io/tensorflow/serving:2.3.0-gpu"
-    assert image_ref("registry.cn-beijing.aliyuncs.com/deepai/x:1.3.0") == "registry.cn-beijing.aliyuncs.com/deepai/x:1.3.0"
+    assert (
+        image_ref("registry.cn-beijing.aliyuncs.com/deepai/x:1.3.0")
+        == "registry.cn-beijing.aliyuncs.com/deepai/x:1.3.0"
+    )
 
 
 def test_ip_pool_skips_the_host_range_and_reuses_nothing() -> None:
@@ -127,8 +161,9 @@ def test_ip_pool_skips_the_host_range_and_reuses_nothing() -> None:
 def test_pod_phase_follows_restart_policy() -> None:
     done = ContainerRecord("c", "i", state="terminated", exit_code=0)
     failed = ContainerRecord("c", "i", state="terminated", exit_code=1)
-    crashloop = ContainerRecord("c", "i", state="waiting", reason="CrashLoopBackOff",
-                                last_state={"terminated": {"exitCode": 1}})
+    crashloop = ContainerRecord(
+        "c", "i", state="waiting", reason="CrashLoopBackOff", last_state={"terminated": {"exitCode": 1}}
+    )
     assert pod_phase("Never", [done], True) == "Succeeded"
     assert pod_phase("Never", [failed], True) == "Failed"
     assert pod_phase("Always", [crashloop], True) == "Running"
@@ -136,14 +171,19 @@ def test_pod_phase_follows_restart_policy() -> None:
 
 
 def test_autoscaler_template_fit_and_bin_packing() -> None:
-    tpl = Template("np1", "ecs.gn6i-c4g1.xlarge", {"seldon": "fashion-mnist"}, [],
-                   {"cpu": 3.9, "memory": 14 * 2**30, "nvidia.com/gpu": 1, "pods": 64})
+    tpl = Template(
+        "np1",
+        "ecs.gn6i-c4g1.xlarge",
+        {"seldon": "fashion-mnist"},
+        [],
+        {"cpu": 3.9, "memory": 14 * 2**30, "nvidia.com/gpu": 1, "pods": 64},
+    )
     gpu = _pod(limits={"nvidia.com/gpu": 1}, requests={"cpu": "0.5"}, nodeSelector={"seldon": "fashion-mnist"})
     assert template_fits(gpu, tpl)
     assert not template_fits(_pod(nodeSelector={"seldon": "other"}), tpl)
-    assert nodes_needed([gpu, gpu, gpu], tpl) == 3             # one GPU per node
+    assert nodes_needed([gpu, gpu, gpu], tpl) == 3  # one GPU per node
     cpu = _pod(requests={"cpu": "1"}, nodeSelector={"seldon": "fashion-mnist"})
-    assert nodes_needed([cpu] * 5, tpl) == 2                   # 3 x 1 cpu fit in 3.9
+    assert nodes_needed([cpu] * 5, tpl) == 2  # 3 x 1 cpu fit in 3.9
 
 
 def test_addresses_with_a_listener_are_skipped() -> None:

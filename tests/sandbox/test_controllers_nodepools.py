@@ -5,7 +5,6 @@ idle nodes are released after the scale-down delay."""
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,6 @@ from alibabacloud_cs20151215 import models as cs
 from alibabacloud_cs20151215.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
 from kubernetes import client
-
 from test_controllers_workloads import NS, admin, apps, core, events_for, kube, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -24,8 +22,15 @@ GPU = "ecs.gn6i-c4g1.xlarge"
 
 @pytest.fixture(scope="module")
 def cs_client(sandbox: dict) -> Client:
-    return Client(Config(access_key_id=sandbox["access_key_id"], access_key_secret=sandbox["access_key_secret"],
-                         region_id=sandbox["region"], endpoint=sandbox["cs"].split("//", 1)[1], protocol="http"))
+    return Client(
+        Config(
+            access_key_id=sandbox["access_key_id"],
+            access_key_secret=sandbox["access_key_secret"],
+            region_id=sandbox["region"],
+            endpoint=sandbox["cs"].split("//", 1)[1],
+            protocol="http",
+        )
+    )
 
 
 @pytest.fixture
@@ -33,8 +38,9 @@ def fast_scale_down(sandbox: dict) -> Iterator[None]:
     """Shorten the autoscaler's scale-down delays for this test only (cloud seconds), then restore them."""
     status, before = admin(sandbox, "GET", "/_sandbox/autoscaler")
     assert status == 200, before
-    status, body = admin(sandbox, "PUT", "/_sandbox/autoscaler",
-                         {"scale_down_unneeded": 30, "scale_down_delay_after_add": 0})
+    status, body = admin(
+        sandbox, "PUT", "/_sandbox/autoscaler", {"scale_down_unneeded": 30, "scale_down_delay_after_add": 0}
+    )
     assert status == 200 and body["config"]["scale_down_unneeded"] == 30, body
     try:
         yield
@@ -46,29 +52,59 @@ def create_pool(cs_client: Client, sandbox: dict, label: str) -> str:
     vsw = cs_client.describe_cluster_detail(sandbox["cluster_id"]).body.vswitch_ids
     req = cs.CreateClusterNodePoolRequest(
         nodepool_info=cs.CreateClusterNodePoolRequestNodepoolInfo(name=f"elastic-{label}", type="ess"),
-        auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(enable=True, min_instances=0, max_instances=3,
-                                                                type="spot"),
+        auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(
+            enable=True, min_instances=0, max_instances=3, type="spot"
+        ),
         kubernetes_config=cs.CreateClusterNodePoolRequestKubernetesConfig(
-            labels=[cs.Tag(key="elastic-test", value=label)], runtime="containerd"),
+            labels=[cs.Tag(key="elastic-test", value=label)], runtime="containerd"
+        ),
         scaling_group=cs.CreateClusterNodePoolRequestScalingGroup(
-            instance_types=[GPU], vswitch_ids=vsw, instance_charge_type="PostPaid", spot_strategy="SpotAsPriceGo",
-            multi_az_policy="COST_OPTIMIZED", on_demand_base_capacity=0,
-            on_demand_percentage_above_base_capacity=30, compensate_with_on_demand=True,
-            system_disk_category="cloud_essd", system_disk_size=120))
+            instance_types=[GPU],
+            vswitch_ids=vsw,
+            instance_charge_type="PostPaid",
+            spot_strategy="SpotAsPriceGo",
+            multi_az_policy="COST_OPTIMIZED",
+            on_demand_base_capacity=0,
+            on_demand_percentage_above_base_capacity=30,
+            compensate_with_on_demand=True,
+            system_disk_category="cloud_essd",
+            system_disk_size=120,
+        ),
+    )
     pool_id = cs_client.create_cluster_node_pool(sandbox["cluster_id"], req).body.nodepool_id
-    wait_for("pool active", lambda: cs_client.describe_cluster_node_pool_detail(
-        sandbox["cluster_id"], pool_id).body.status.state == "active")
+    wait_for(
+        "pool active",
+        lambda: (
+            cs_client.describe_cluster_node_pool_detail(sandbox["cluster_id"], pool_id).body.status.state == "active"
+        ),
+    )
     return pool_id
 
 
 def gpu_deployment(name: str, label: str, replicas: int) -> dict[str, Any]:
-    container = {"name": "infer", "image": "busybox:1.36", "command": ["sleep", "3600"],
-                 "resources": {"requests": {"cpu": "500m"}, "limits": {"nvidia.com/gpu": 1}}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"nodeSelector": {"elastic-test": label}, "containers": [container],
-                                           "terminationGracePeriodSeconds": 1}}}}
+    container = {
+        "name": "infer",
+        "image": "busybox:1.36",
+        "command": ["sleep", "3600"],
+        "resources": {"requests": {"cpu": "500m"}, "limits": {"nvidia.com/gpu": 1}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": {"elastic-test": label},
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": 1,
+                },
+            },
+        },
+    }
 
 
 def pool_nodes(core: client.CoreV1Api, pool_id: str) -> list[client.V1Node]:
@@ -76,13 +112,16 @@ def pool_nodes(core: client.CoreV1Api, pool_id: str) -> list[client.V1Node]:
 
 
 def running(core: client.CoreV1Api, app: str) -> list[client.V1Pod]:
-    return [p for p in core.list_namespaced_pod(NS, label_selector=f"app={app}").items
-            if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+    return [
+        p
+        for p in core.list_namespaced_pod(NS, label_selector=f"app={app}").items
+        if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+    ]
 
 
 def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go(
-        sandbox: dict, cs_client: Client, core: client.CoreV1Api, apps: client.AppsV1Api,
-        fast_scale_down: None) -> None:
+    sandbox: dict, cs_client: Client, core: client.CoreV1Api, apps: client.AppsV1Api, fast_scale_down: None
+) -> None:
     label = secrets.token_hex(4)
     pool_id = create_pool(cs_client, sandbox, label)
     name = f"gpu-{label}"
@@ -101,11 +140,16 @@ def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go
     assert cond.message.startswith("0/") and "node(s) didn't match Pod's node affinity/selector" in cond.message
     evs = events_for(core, pending.metadata.name)
     assert any(e.reason == "FailedScheduling" and e.type == "Warning" for e in evs)
-    wait_for("TriggeredScaleUp", lambda: any(e.reason == "TriggeredScaleUp" and pool_id in e.message
-                                             for e in events_for(core, pending.metadata.name)))
+    wait_for(
+        "TriggeredScaleUp",
+        lambda: any(
+            e.reason == "TriggeredScaleUp" and pool_id in e.message for e in events_for(core, pending.metadata.name)
+        ),
+    )
 
-    pods = wait_for("2 GPU pods running", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)),
-                    timeout=40)
+    pods = wait_for(
+        "2 GPU pods running", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)), timeout=40
+    )
     nodes = {n.metadata.name: n for n in pool_nodes(core, pool_id)}
     assert len(nodes) == 2 and {p.spec.node_name for p in pods} == set(nodes)
     for n in nodes.values():
@@ -118,10 +162,12 @@ def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go
     strategies = sorted(n.metadata.labels["node.alibabacloud.com/spot-strategy"] for n in nodes.values())
     assert strategies == ["NoSpot", "SpotAsPriceGo"]
     # CS DescribeClusterNodes reports the same nodes.
-    body = cs_client.describe_cluster_nodes(sandbox["cluster_id"], cs.DescribeClusterNodesRequest(
-        nodepool_id=pool_id)).body
+    body = cs_client.describe_cluster_nodes(
+        sandbox["cluster_id"], cs.DescribeClusterNodesRequest(nodepool_id=pool_id)
+    ).body
     assert {(x.node_name, x.spot_strategy, x.instance_type) for x in body.nodes} == {
-        (n.metadata.name, n.metadata.labels["node.alibabacloud.com/spot-strategy"], GPU) for n in nodes.values()}
+        (n.metadata.name, n.metadata.labels["node.alibabacloud.com/spot-strategy"], GPU) for n in nodes.values()
+    }
 
     # Spot reclaim drill: notice -> cordon + drain, the evicted pod lands on a new node, the old one goes.
     spot = next(n for n in nodes.values() if n.metadata.labels["node.alibabacloud.com/spot-strategy"] != "NoSpot")
@@ -130,17 +176,25 @@ def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go
     status, body = admin(sandbox, "POST", f"/_sandbox/nodes/{next(iter(set(nodes) - {spot.metadata.name}))}/reclaim")
     assert status == 400 and "pay-as-you-go" in body["message"]
     wait_for("cordoned", lambda: core.read_node(spot.metadata.name).spec.unschedulable)
-    wait_for("reclaimed node gone", lambda: spot.metadata.name not in {n.metadata.name for n in pool_nodes(core, pool_id)},
-             timeout=40)
-    pods = wait_for("2 GPU pods running again", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)),
-                    timeout=40)
+    wait_for(
+        "reclaimed node gone",
+        lambda: spot.metadata.name not in {n.metadata.name for n in pool_nodes(core, pool_id)},
+        timeout=40,
+    )
+    pods = wait_for(
+        "2 GPU pods running again", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)), timeout=40
+    )
     assert spot.metadata.name not in {p.spec.node_name for p in pods}
-    assert any(e.reason == "PreemptibleInstanceInterrupted" for e in core.list_namespaced_event("default").items
-               if e.involved_object.name == spot.metadata.name)
+    assert any(
+        e.reason == "PreemptibleInstanceInterrupted"
+        for e in core.list_namespaced_event("default").items
+        if e.involved_object.name == spot.metadata.name
+    )
 
     # Idle nodes are released after the scale-down delay (min_instances 0).
     apps.patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 0}})
     wait_for("pool scaled in to 0", lambda: not pool_nodes(core, pool_id), timeout=40)
-    assert not cs_client.describe_cluster_nodes(sandbox["cluster_id"], cs.DescribeClusterNodesRequest(
-        nodepool_id=pool_id)).body.nodes
+    assert not cs_client.describe_cluster_nodes(
+        sandbox["cluster_id"], cs.DescribeClusterNodesRequest(nodepool_id=pool_id)
+    ).body.nodes
     apps.delete_namespaced_deployment(name, NS)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+from test_controllers_workloads import wait_for
 
 from ack_sandbox import cli
-from test_controllers_workloads import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +34,21 @@ def test_down_kills_pod_processes_and_up_restarts_them(tmp_path: Path) -> None:
     cli.up(state_dir, time_scale=30)
     try:
         core = client.CoreV1Api(config.new_client_from_config(str(state_dir / "kubeconfig")))
-        core.create_namespaced_pod("default", {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "survivor"},
-            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}})
-        first = wait_for("running", lambda: (lambda p: p if p.status.phase == "Running" else None)(
-            core.read_namespaced_pod("survivor", "default")))
+        core.create_namespaced_pod(
+            "default",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "survivor"},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]},
+            },
+        )
+        first = wait_for(
+            "running",
+            lambda: (lambda p: p if p.status.phase == "Running" else None)(
+                core.read_namespaced_pod("survivor", "default")
+            ),
+        )
         pid = _pid_of(state_dir, "default/survivor")
         assert _alive(pid)
     finally:

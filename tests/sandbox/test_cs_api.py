@@ -24,16 +24,25 @@ GPU = "ecs.gn6i-c4g1.xlarge"
 
 
 def make_client(sandbox: dict, ak: str | None = None, secret: str | None = None, token: str | None = None) -> Client:
-    return Client(Config(access_key_id=ak or sandbox["access_key_id"],
-                         access_key_secret=secret or sandbox["access_key_secret"], security_token=token,
-                         region_id=sandbox["region"], endpoint=sandbox["cs"].split("//", 1)[1], protocol="http"))
+    return Client(
+        Config(
+            access_key_id=ak or sandbox["access_key_id"],
+            access_key_secret=secret or sandbox["access_key_secret"],
+            security_token=token,
+            region_id=sandbox["region"],
+            endpoint=sandbox["cs"].split("//", 1)[1],
+            protocol="http",
+        )
+    )
 
 
 def admin(sandbox: dict, method: str, path: str, doc: Any = None, bearer: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(sandbox["cs"] + path, method=method,
-                                 data=None if doc is None else json.dumps(doc).encode(),
-                                 headers={"Authorization": f"Bearer {bearer or sandbox['access_key_id']}",
-                                          "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        sandbox["cs"] + path,
+        method=method,
+        data=None if doc is None else json.dumps(doc).encode(),
+        headers={"Authorization": f"Bearer {bearer or sandbox['access_key_id']}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
@@ -51,6 +60,7 @@ def faults(sandbox: dict) -> Iterator[Callable[[dict], None]]:
     def set_faults(doc: dict) -> None:
         status, body = admin(sandbox, "POST", "/_sandbox/faults", doc)
         assert status == 200, body
+
     yield set_faults
     assert admin(sandbox, "DELETE", "/_sandbox/faults")[0] == 200
 
@@ -61,21 +71,32 @@ def vswitches(client: Client, sandbox: dict) -> list[str]:
 
 def pool_request(name: str, vsw: list[str], **sg: Any) -> cs.CreateClusterNodePoolRequest:
     auto = sg.pop("auto", dict(enable=True, max_instances=10, min_instances=0, type="spot"))
-    group = dict(instance_types=[GPU], vswitch_ids=vsw, instance_charge_type="PostPaid",
-                 spot_strategy="SpotAsPriceGo", multi_az_policy="COST_OPTIMIZED", on_demand_base_capacity=0,
-                 on_demand_percentage_above_base_capacity=30, compensate_with_on_demand=True,
-                 system_disk_category="cloud_essd", system_disk_size=120)
+    group = dict(
+        instance_types=[GPU],
+        vswitch_ids=vsw,
+        instance_charge_type="PostPaid",
+        spot_strategy="SpotAsPriceGo",
+        multi_az_policy="COST_OPTIMIZED",
+        on_demand_base_capacity=0,
+        on_demand_percentage_above_base_capacity=30,
+        compensate_with_on_demand=True,
+        system_disk_category="cloud_essd",
+        system_disk_size=120,
+    )
     group.update(sg)
     return cs.CreateClusterNodePoolRequest(
         nodepool_info=cs.CreateClusterNodePoolRequestNodepoolInfo(name=name, type="ess"),
         auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(**auto),
         kubernetes_config=cs.CreateClusterNodePoolRequestKubernetesConfig(
-            labels=[cs.Tag(key="seldon", value="fashion-mnist")], runtime="containerd"),
-        scaling_group=cs.CreateClusterNodePoolRequestScalingGroup(**group))
+            labels=[cs.Tag(key="seldon", value="fashion-mnist")], runtime="containerd"
+        ),
+        scaling_group=cs.CreateClusterNodePoolRequestScalingGroup(**group),
+    )
 
 
-def wait_state(client: Client, cluster_id: str, pool_id: str, want: str, seen: list[str] | None = None,
-               timeout: float = 30.0) -> cs.DescribeClusterNodePoolDetailResponseBody:
+def wait_state(
+    client: Client, cluster_id: str, pool_id: str, want: str, seen: list[str] | None = None, timeout: float = 30.0
+) -> cs.DescribeClusterNodePoolDetailResponseBody:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.describe_cluster_node_pool_detail(cluster_id, pool_id).body
@@ -119,16 +140,18 @@ def test_unknown_cluster_is_404_error_cluster_not_found(client: Client) -> None:
 
 def test_user_kubeconfig_is_the_state_dir_kubeconfig(client: Client, sandbox: dict) -> None:
     body = client.describe_cluster_user_kubeconfig(
-        sandbox["cluster_id"], cs.DescribeClusterUserKubeconfigRequest(private_ip_address=False,
-                                                                       temporary_duration_minutes=60)).body
+        sandbox["cluster_id"],
+        cs.DescribeClusterUserKubeconfigRequest(private_ip_address=False, temporary_duration_minutes=60),
+    ).body
     assert body.config == (sandbox["state_dir"] / "kubeconfig").read_text()
     expires = datetime.fromisoformat(body.expiration.replace("Z", "+00:00"))
     assert 3000 < expires.timestamp() - time.time() <= 3600 + 5
 
 
 def test_default_pool_and_node_paging(client: Client, sandbox: dict) -> None:
-    pools = client.describe_cluster_node_pools(sandbox["cluster_id"], cs.DescribeClusterNodePoolsRequest(
-        nodepool_name="default-nodepool")).body.nodepools
+    pools = client.describe_cluster_node_pools(
+        sandbox["cluster_id"], cs.DescribeClusterNodePoolsRequest(nodepool_name="default-nodepool")
+    ).body.nodepools
     assert len(pools) == 1 and pools[0].nodepool_info.is_default and pools[0].status.state == "active"
     pool_id = pools[0].nodepool_info.nodepool_id
     first = nodes(client, sandbox["cluster_id"], pool_id, page_size="1", page_number="1")
@@ -154,8 +177,9 @@ def test_node_pool_lifecycle(client: Client, sandbox: dict) -> None:
     assert wait_task(client, created.task_id).state == "success"
 
     # Found by name; a second pool with that name is refused like ACK does.
-    listed = client.describe_cluster_node_pools(cid, cs.DescribeClusterNodePoolsRequest(
-        nodepool_name="lifecycle-pool")).body.nodepools
+    listed = client.describe_cluster_node_pools(
+        cid, cs.DescribeClusterNodePoolsRequest(nodepool_name="lifecycle-pool")
+    ).body.nodepools
     assert [p.nodepool_info.nodepool_id for p in listed] == [created.nodepool_id]
     assert listed[0].scaling_group.on_demand_percentage_above_base_capacity == 30
     assert listed[0].kubernetes_config.labels[0].key == "seldon"
@@ -185,20 +209,29 @@ def test_node_pool_lifecycle(client: Client, sandbox: dict) -> None:
     assert {n.instance_id for p in pages for n in p.nodes} == {n.instance_id for n in listing.nodes}
 
     # Modify: updating -> active, changes visible.
-    mod = client.modify_cluster_node_pool(cid, created.nodepool_id, cs.ModifyClusterNodePoolRequest(
-        auto_scaling=cs.ModifyClusterNodePoolRequestAutoScaling(max_instances=12),
-        kubernetes_config=cs.ModifyClusterNodePoolRequestKubernetesConfig(
-            labels=[cs.Tag(key="seldon", value="fashion-mnist"), cs.Tag(key="tier", value="gpu")]))).body
+    mod = client.modify_cluster_node_pool(
+        cid,
+        created.nodepool_id,
+        cs.ModifyClusterNodePoolRequest(
+            auto_scaling=cs.ModifyClusterNodePoolRequestAutoScaling(max_instances=12),
+            kubernetes_config=cs.ModifyClusterNodePoolRequestKubernetesConfig(
+                labels=[cs.Tag(key="seldon", value="fashion-mnist"), cs.Tag(key="tier", value="gpu")]
+            ),
+        ),
+    ).body
     assert client.describe_cluster_node_pool_detail(cid, created.nodepool_id).body.status.state == "updating"
     detail = wait_state(client, cid, created.nodepool_id, "active")
     assert wait_task(client, mod.task_id).state == "success"
     assert detail.auto_scaling.max_instances == 12
-    assert {l.key for l in detail.kubernetes_config.labels} == {"seldon", "tier"}
+    assert {lb.key for lb in detail.kubernetes_config.labels} == {"seldon", "tier"}
 
     # Remove one node: removing -> active, 3 left.
     victim = listing.nodes[0].instance_id
-    rm = client.remove_node_pool_nodes(cid, created.nodepool_id, cs.RemoveNodePoolNodesRequest(
-        instance_ids=[victim], release_node=True, drain_node=True)).body
+    rm = client.remove_node_pool_nodes(
+        cid,
+        created.nodepool_id,
+        cs.RemoveNodePoolNodesRequest(instance_ids=[victim], release_node=True, drain_node=True),
+    ).body
     assert client.describe_cluster_node_pool_detail(cid, created.nodepool_id).body.status.state == "removing"
     assert wait_task(client, rm.task_id).state == "success"
     wait_state(client, cid, created.nodepool_id, "active")
@@ -218,19 +251,32 @@ def test_node_pool_lifecycle(client: Client, sandbox: dict) -> None:
     assert (gone.value.status_code, gone.value.code) == (404, "ErrorNodePoolNotFound")
 
 
-@pytest.mark.parametrize(("change", "field", "code"), [
-    (lambda r: setattr(r.nodepool_info, "name", ""), "nodepool_info.name", "InvalidParameter.Name"),
-    (lambda r: setattr(r.auto_scaling, "min_instances", 11), "auto_scaling.min_instances", "InvalidParameter"),
-    (lambda r: setattr(r.scaling_group, "instance_types", []), "scaling_group.instance_types", "InvalidParameter"),
-    (lambda r: setattr(r.scaling_group, "instance_types", ["ecs.nope"]), "scaling_group.instance_types",
-     "InvalidInstanceType.NotSupported"),
-    (lambda r: setattr(r.scaling_group, "vswitch_ids", ["vsw-elsewhere"]), "scaling_group.vswitch_ids",
-     "InvalidVSwitchId.NotFound"),
-    (lambda r: setattr(r.scaling_group, "on_demand_percentage_above_base_capacity", 130),
-     "scaling_group.on_demand_percentage_above_base_capacity", "InvalidParameter"),
-])
-def test_create_validation_names_the_field(client: Client, sandbox: dict, change: Callable[[Any], None],
-                                           field: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field", "code"),
+    [
+        (lambda r: setattr(r.nodepool_info, "name", ""), "nodepool_info.name", "InvalidParameter.Name"),
+        (lambda r: setattr(r.auto_scaling, "min_instances", 11), "auto_scaling.min_instances", "InvalidParameter"),
+        (lambda r: setattr(r.scaling_group, "instance_types", []), "scaling_group.instance_types", "InvalidParameter"),
+        (
+            lambda r: setattr(r.scaling_group, "instance_types", ["ecs.nope"]),
+            "scaling_group.instance_types",
+            "InvalidInstanceType.NotSupported",
+        ),
+        (
+            lambda r: setattr(r.scaling_group, "vswitch_ids", ["vsw-elsewhere"]),
+            "scaling_group.vswitch_ids",
+            "InvalidVSwitchId.NotFound",
+        ),
+        (
+            lambda r: setattr(r.scaling_group, "on_demand_percentage_above_base_capacity", 130),
+            "scaling_group.on_demand_percentage_above_base_capacity",
+            "InvalidParameter",
+        ),
+    ],
+)
+def test_create_validation_names_the_field(
+    client: Client, sandbox: dict, change: Callable[[Any], None], field: str, code: str
+) -> None:
     req = pool_request("invalid-pool", vswitches(client, sandbox))
     change(req)
     with pytest.raises(ClientException) as err:
@@ -280,8 +326,9 @@ def test_throttling_then_clears(client: Client, sandbox: dict, faults: Callable[
     assert client.describe_cluster_node_pools(sandbox["cluster_id"], request).body.nodepools
 
 
-def test_throttling_with_retry_after_raises_throttling_exception(client: Client, sandbox: dict,
-                                                                 faults: Callable[[dict], None]) -> None:
+def test_throttling_with_retry_after_raises_throttling_exception(
+    client: Client, sandbox: dict, faults: Callable[[dict], None]
+) -> None:
     faults({"throttle": {"count": 1, "retry_after": 1000}})
     with pytest.raises(ThrottlingException) as err:
         client.describe_cluster_detail(sandbox["cluster_id"])
@@ -289,8 +336,9 @@ def test_throttling_with_retry_after_raises_throttling_exception(client: Client,
 
 
 @pytest.mark.parametrize(("status", "code"), [(500, "InternalError"), (503, "ServiceUnavailable")])
-def test_server_error_fault(client: Client, sandbox: dict, faults: Callable[[dict], None],
-                            status: int, code: str) -> None:
+def test_server_error_fault(
+    client: Client, sandbox: dict, faults: Callable[[dict], None], status: int, code: str
+) -> None:
     faults({"server_error": {"count": 1, "action": "DescribeClusterDetail", "status": status}})
     with pytest.raises(ServerException) as err:
         client.describe_cluster_detail(sandbox["cluster_id"])
@@ -298,12 +346,14 @@ def test_server_error_fault(client: Client, sandbox: dict, faults: Callable[[dic
     assert client.describe_cluster_detail(sandbox["cluster_id"]).body.state == "running"
 
 
-def test_no_stock_fails_the_pool_with_the_cause(client: Client, sandbox: dict,
-                                                faults: Callable[[dict], None]) -> None:
+def test_no_stock_fails_the_pool_with_the_cause(client: Client, sandbox: dict, faults: Callable[[dict], None]) -> None:
     cid = sandbox["cluster_id"]
     faults({"no_stock": [GPU]})
-    req = pool_request("sold-out-pool", vswitches(client, sandbox),
-                       auto=dict(enable=True, max_instances=4, min_instances=1, type="gpu"))
+    req = pool_request(
+        "sold-out-pool",
+        vswitches(client, sandbox),
+        auto=dict(enable=True, max_instances=4, min_instances=1, type="gpu"),
+    )
     created = client.create_cluster_node_pool(cid, req).body
     detail = wait_state(client, cid, created.nodepool_id, "failed")
     assert detail.status.conditions[0].reason == "RecommendEmpty.InstanceTypeNoStock"
@@ -313,16 +363,26 @@ def test_no_stock_fails_the_pool_with_the_cause(client: Client, sandbox: dict,
     client.delete_cluster_nodepool(cid, created.nodepool_id, cs.DeleteClusterNodepoolRequest(force=True))
 
 
-def test_spot_sold_out_compensated_with_pay_as_you_go(client: Client, sandbox: dict,
-                                                      faults: Callable[[dict], None]) -> None:
+def test_spot_sold_out_compensated_with_pay_as_you_go(
+    client: Client, sandbox: dict, faults: Callable[[dict], None]
+) -> None:
     cid = sandbox["cluster_id"]
     faults({"no_spot_stock": [GPU]})
     vsw = vswitches(client, sandbox)
-    comp = client.create_cluster_node_pool(cid, pool_request(
-        "compensated-pool", vsw, auto=dict(enable=True, max_instances=4, min_instances=3, type="spot"))).body
-    strict = client.create_cluster_node_pool(cid, pool_request(
-        "strict-spot-pool", vsw, compensate_with_on_demand=False, on_demand_percentage_above_base_capacity=0,
-        auto=dict(enable=True, max_instances=4, min_instances=0, type="spot"))).body
+    comp = client.create_cluster_node_pool(
+        cid,
+        pool_request("compensated-pool", vsw, auto=dict(enable=True, max_instances=4, min_instances=3, type="spot")),
+    ).body
+    strict = client.create_cluster_node_pool(
+        cid,
+        pool_request(
+            "strict-spot-pool",
+            vsw,
+            compensate_with_on_demand=False,
+            on_demand_percentage_above_base_capacity=0,
+            auto=dict(enable=True, max_instances=4, min_instances=0, type="spot"),
+        ),
+    ).body
     wait_state(client, cid, comp.nodepool_id, "active")
     assert {n.spot_strategy for n in nodes(client, cid, comp.nodepool_id).nodes} == {"NoSpot"}
     assert len(nodes(client, cid, comp.nodepool_id).nodes) == 3

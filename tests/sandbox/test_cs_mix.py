@@ -11,9 +11,15 @@ GPU = "ecs.gn6i-c4g1.xlarge"
 
 
 def seed_policy(**kw: object) -> MixPolicy:
-    base = dict(instance_types=(GPU,), vswitches=VSW, spot_strategy="SpotAsPriceGo",
-                on_demand_base_capacity=0, on_demand_percentage_above_base_capacity=30,
-                compensate_with_on_demand=True, multi_az_policy="COST_OPTIMIZED")
+    base = dict(
+        instance_types=(GPU,),
+        vswitches=VSW,
+        spot_strategy="SpotAsPriceGo",
+        on_demand_base_capacity=0,
+        on_demand_percentage_above_base_capacity=30,
+        compensate_with_on_demand=True,
+        multi_az_policy="COST_OPTIMIZED",
+    )
     base.update(kw)
     return MixPolicy(**base)  # type: ignore[arg-type]
 
@@ -22,10 +28,21 @@ def all_stock(*_: object) -> bool:
     return True
 
 
-@pytest.mark.parametrize(("total", "base", "pct", "expected"), [
-    (0, 0, 30, 0), (1, 0, 30, 1), (3, 0, 30, 1), (4, 0, 30, 2), (10, 0, 30, 3), (11, 0, 30, 4),
-    (2, 2, 30, 2), (5, 2, 0, 2), (5, 2, 100, 5), (1, 3, 30, 1),
-])
+@pytest.mark.parametrize(
+    ("total", "base", "pct", "expected"),
+    [
+        (0, 0, 30, 0),
+        (1, 0, 30, 1),
+        (3, 0, 30, 1),
+        (4, 0, 30, 2),
+        (10, 0, 30, 3),
+        (11, 0, 30, 4),
+        (2, 2, 30, 2),
+        (5, 2, 0, 2),
+        (5, 2, 100, 5),
+        (1, 3, 30, 1),
+    ],
+)
 def test_payg_target_rounds_up_above_base(total: int, base: int, pct: int, expected: int) -> None:
     assert payg_target(total, base, pct) == expected
 
@@ -73,10 +90,12 @@ def test_cost_optimized_prefers_the_cheapest_type_per_vcpu() -> None:
 
 
 def test_spot_price_limit_below_spot_price_means_no_spot() -> None:
-    policy = seed_policy(spot_strategy="SpotWithPriceLimit", spot_price_limit={GPU: 0.01},
-                         on_demand_percentage_above_base_capacity=0)
+    policy = seed_policy(
+        spot_strategy="SpotWithPriceLimit", spot_price_limit={GPU: 0.01}, on_demand_percentage_above_base_capacity=0
+    )
     plan = plan_scale_out(policy, [], 2, all_stock)
     assert all(not p.is_spot for p in plan)  # compensated
-    generous = seed_policy(spot_strategy="SpotWithPriceLimit", spot_price_limit={GPU: 10.0},
-                           on_demand_percentage_above_base_capacity=0)
+    generous = seed_policy(
+        spot_strategy="SpotWithPriceLimit", spot_price_limit={GPU: 10.0}, on_demand_percentage_above_base_capacity=0
+    )
     assert all(p.spot_strategy == "SpotWithPriceLimit" for p in plan_scale_out(generous, [], 2, all_stock))

@@ -23,12 +23,20 @@ def new_state(tmp_path: Path, faults: Faults | None = None) -> CsState:
 
 async def active_pool(state: CsState, **sg: object) -> str:
     vsw = [v["vswitch_id"] for v in state.cluster["vswitches"]]
-    body = {"nodepool_info": {"name": "elastic"},
-            "auto_scaling": {"enable": True, "min_instances": 0, "max_instances": 10, "type": "spot"},
-            "scaling_group": {"instance_types": [GPU], "vswitch_ids": vsw, "spot_strategy": "SpotAsPriceGo",
-                              "multi_az_policy": "COST_OPTIMIZED", "on_demand_percentage_above_base_capacity": 30,
-                              "compensate_with_on_demand": True, **sg},
-            "kubernetes_config": {"labels": [{"key": "seldon", "value": "fashion-mnist"}]}}
+    body = {
+        "nodepool_info": {"name": "elastic"},
+        "auto_scaling": {"enable": True, "min_instances": 0, "max_instances": 10, "type": "spot"},
+        "scaling_group": {
+            "instance_types": [GPU],
+            "vswitch_ids": vsw,
+            "spot_strategy": "SpotAsPriceGo",
+            "multi_az_policy": "COST_OPTIMIZED",
+            "on_demand_percentage_above_base_capacity": 30,
+            "compensate_with_on_demand": True,
+            **sg,
+        },
+        "kubernetes_config": {"labels": [{"key": "seldon", "value": "fashion-mnist"}]},
+    }
     pool, _ = state.create_pool(body)
     for _ in range(200):
         if pool.state == "active":

@@ -24,8 +24,9 @@ class ManualClock(Clock):
 
 
 def make_ctx(tmp_path: Path, time_scale: float = 1.0, now: float = 10_000.0) -> SandboxContext:
-    return SandboxContext(state_dir=tmp_path, time_scale=time_scale, cluster_id="c123",
-                          clock=ManualClock(time_scale, now))
+    return SandboxContext(
+        state_dir=tmp_path, time_scale=time_scale, cluster_id="c123", clock=ManualClock(time_scale, now)
+    )
 
 
 def selector(route: str | None = ROUTE, **extra: str) -> str:
@@ -88,13 +89,16 @@ def test_latency_metrics_in_milliseconds(tmp_path: Path) -> None:
     assert metrics.external_metric_values(ctx, "sls_ingress_latency_avg", selector()) == [50_000]  # int(50.5)
 
 
-@pytest.mark.parametrize("sel,needle", [
-    ("", "External metrics need at least one label provided."),
-    (None, "External metrics need at least one label provided."),
-    ("sls.project=k8s-log-other,sls.logstore=nginx-ingress", "ProjectNotExist"),
-    ("sls.project=k8s-log-c123,sls.logstore=elsewhere", "LogStoreNotExist"),
-    ("sls.project in (a,b)", "only equality"),
-])
+@pytest.mark.parametrize(
+    "sel,needle",
+    [
+        ("", "External metrics need at least one label provided."),
+        (None, "External metrics need at least one label provided."),
+        ("sls.project=k8s-log-other,sls.logstore=nginx-ingress", "ProjectNotExist"),
+        ("sls.project=k8s-log-c123,sls.logstore=elsewhere", "LogStoreNotExist"),
+        ("sls.project in (a,b)", "only equality"),
+    ],
+)
 def test_errors_are_internal_errors_with_the_adapter_text(tmp_path: Path, sel: str | None, needle: str) -> None:
     with pytest.raises(ApiError) as err:
         metrics.external_metric_values(make_ctx(tmp_path), "sls_ingress_qps", sel)
@@ -110,8 +114,13 @@ def test_unknown_metric_is_refused(tmp_path: Path) -> None:
 def test_discovery_documents() -> None:
     res = metrics.api_resource_list()
     assert res["groupVersion"] == "external.metrics.k8s.io/v1beta1"
-    assert {"name": "sls_ingress_qps", "singularName": "", "namespaced": True,
-            "kind": "ExternalMetricValueList", "verbs": ["get"]} in res["resources"]
+    assert {
+        "name": "sls_ingress_qps",
+        "singularName": "",
+        "namespaced": True,
+        "kind": "ExternalMetricValueList",
+        "verbs": ["get"],
+    } in res["resources"]
     assert metrics.api_group()["preferredVersion"]["version"] == "v1beta1"
 
 

@@ -7,27 +7,51 @@ import pytest
 from ack_sandbox.controllers import hpa_algorithm as alg
 
 T0 = 1_800_000_000.0
-SELECTOR = {"matchLabels": {"sls.project": "k8s-log-c1", "sls.logstore": "nginx-ingress",
-                            "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000"}}
+SELECTOR = {
+    "matchLabels": {
+        "sls.project": "k8s-log-c1",
+        "sls.logstore": "nginx-ingress",
+        "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000",
+    }
+}
 
 
-def hpa(min_r: int = 1, max_r: int = 10, target: str = "10", behavior: dict | None = None, kind: str = "averageValue") -> dict:
-    spec = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
-            "minReplicas": min_r, "maxReplicas": max_r,
-            "metrics": [{"type": "External", "external": {
-                "metric": {"name": "sls_ingress_qps", "selector": SELECTOR},
-                "target": {"type": "AverageValue" if kind == "averageValue" else "Value", kind: target}}}]}
+def hpa(
+    min_r: int = 1, max_r: int = 10, target: str = "10", behavior: dict | None = None, kind: str = "averageValue"
+) -> dict:
+    spec = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+        "minReplicas": min_r,
+        "maxReplicas": max_r,
+        "metrics": [
+            {
+                "type": "External",
+                "external": {
+                    "metric": {"name": "sls_ingress_qps", "selector": SELECTOR},
+                    "target": {"type": "AverageValue" if kind == "averageValue" else "Value", kind: target},
+                },
+            }
+        ],
+    }
     if behavior is not None:
         spec["behavior"] = behavior
     return {"spec": spec, "status": {}}
 
 
-def run(h: dict, qps: float, spec_r: int, status_r: int | None = None, memory: alg.HpaMemory | None = None,
-        now: float = T0, ready: int | None = None) -> alg.Decision:
+def run(
+    h: dict,
+    qps: float,
+    spec_r: int,
+    status_r: int | None = None,
+    memory: alg.HpaMemory | None = None,
+    now: float = T0,
+    ready: int | None = None,
+) -> alg.Decision:
     status_r = spec_r if status_r is None else status_r
     memory = memory if memory is not None else alg.HpaMemory()
-    outcome = alg.external_metric_result(h["spec"]["metrics"][0], [int(qps * 1000)], spec_r, status_r,
-                                         status_r if ready is None else ready)
+    outcome = alg.external_metric_result(
+        h["spec"]["metrics"][0], [int(qps * 1000)], spec_r, status_r, status_r if ready is None else ready
+    )
     return alg.decide(h, spec_r, status_r, status_r, [outcome], memory, now)
 
 
@@ -35,8 +59,18 @@ def cond(d: alg.Decision, ctype: str) -> dict:
     return next(c for c in d.conditions if c["type"] == ctype)
 
 
-@pytest.mark.parametrize("text,milli", [("10", 10_000), ("500m", 500), ("1.5k", 1_500_000), (10, 10_000),
-                                        ("1Ki", 1_024_000), ("0.1", 100), ("2e3", 2_000_000)])
+@pytest.mark.parametrize(
+    "text,milli",
+    [
+        ("10", 10_000),
+        ("500m", 500),
+        ("1.5k", 1_500_000),
+        (10, 10_000),
+        ("1Ki", 1_024_000),
+        ("0.1", 100),
+        ("2e3", 2_000_000),
+    ],
+)
 def test_quantity_parsing(text: object, milli: int) -> None:
     assert alg.parse_quantity_milli(text) == milli
 
@@ -46,7 +80,9 @@ def test_quantity_error_names_the_value() -> None:
         alg.parse_quantity_milli("abc")
 
 
-@pytest.mark.parametrize("milli,text", [(45_000, "45"), (5_500, "5500m"), (10_000_000, "10k"), (0, "0"), (1_001_000, "1001")])
+@pytest.mark.parametrize(
+    "milli,text", [(45_000, "45"), (5_500, "5500m"), (10_000_000, "10k"), (0, "0"), (1_001_000, "1001")]
+)
 def test_quantity_formatting(milli: int, text: str) -> None:
     assert alg.format_milli_quantity(milli) == text
 
@@ -125,8 +161,9 @@ def test_scale_down_waits_for_the_stabilisation_window() -> None:
 
 
 def test_behavior_custom_window_and_pods_policy_on_scale_down() -> None:
-    behavior = {"scaleDown": {"stabilizationWindowSeconds": 30,
-                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+    behavior = {
+        "scaleDown": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}
+    }
     mem = alg.HpaMemory()
     h = hpa(behavior=behavior)
     assert run(h, 45, 1, memory=mem, now=T0).desired_replicas == 5
@@ -169,16 +206,21 @@ def test_metric_errors_make_scaling_inactive() -> None:
     active = cond(d, "ScalingActive")
     assert (active["status"], active["reason"]) == ("False", "FailedGetExternalMetric")
     assert "boom" in active["message"]
-    assert ("Warning", "FailedComputeMetricsReplicas",
-            "invalid metrics (1 invalid out of 1), first error is: unable to get external metric "
-            "default/sls_ingress_qps: boom") in d.events
+    assert (
+        "Warning",
+        "FailedComputeMetricsReplicas",
+        "invalid metrics (1 invalid out of 1), first error is: unable to get external metric "
+        "default/sls_ingress_qps: boom",
+    ) in d.events
 
 
 def test_condition_transition_time_moves_only_on_status_change() -> None:
     conds: list[dict] = []
     alg.set_condition(conds, "ScalingActive", "True", "A", "m", "t1")
     alg.set_condition(conds, "ScalingActive", "True", "B", "m2", "t2")
-    assert conds == [{"type": "ScalingActive", "status": "True", "lastTransitionTime": "t1", "reason": "B", "message": "m2"}]
+    assert conds == [
+        {"type": "ScalingActive", "status": "True", "lastTransitionTime": "t1", "reason": "B", "message": "m2"}
+    ]
     alg.set_condition(conds, "ScalingActive", "False", "C", "m3", "t3")
     assert conds[0]["lastTransitionTime"] == "t3"
 

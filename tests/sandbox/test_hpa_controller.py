@@ -26,19 +26,37 @@ LABELS = {"sls.project": "k8s-log-c1", "sls.logstore": "nginx-ingress", "sls.ing
 
 
 def deployment() -> dict:
-    return {"metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                     "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    return {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+        },
+    }
 
 
 def hpa(target: str = "10") -> dict:
-    return {"metadata": {"name": "web", "namespace": "default"},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 1, "maxReplicas": 10,
-                     "metrics": [{"type": "External", "external": {
-                         "metric": {"name": "sls_ingress_qps", "selector": {"matchLabels": LABELS}},
-                         "target": {"type": "AverageValue", "averageValue": target}}}]}}
+    return {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {"name": "sls_ingress_qps", "selector": {"matchLabels": LABELS}},
+                        "target": {"type": "AverageValue", "averageValue": target},
+                    },
+                }
+            ],
+        },
+    }
 
 
 async def mirror_status(api: Api, stop: asyncio.Event) -> None:

@@ -9,7 +9,6 @@ import time
 
 import requests
 from kubernetes import client
-
 from test_ingress_sandbox import PREDICTION, deploy_echo, host_of, k8s, route_ready, until  # noqa: F401  (k8s: fixture)
 
 NS = "hpa-echo"
@@ -43,10 +42,16 @@ def test_hpa_scales_the_predictor_out_under_load_and_back_in(sandbox: dict, k8s:
     worker.start()
     try:
         # QPS ~45 vs a target of 10 per replica: ceil(45/10) = 5, reached within a few 15 s syncs
-        until(lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas >= 5, "scale out",
-              timeout=60 * 15 / scale_per_sync + 20)
-        until(lambda: (apps.read_namespaced_deployment(DEP, NS).status.ready_replicas or 0) >= 5,
-              "five ready pods serving", timeout=60)
+        until(
+            lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas >= 5,
+            "scale out",
+            timeout=60 * 15 / scale_per_sync + 20,
+        )
+        until(
+            lambda: (apps.read_namespaced_deployment(DEP, NS).status.ready_replicas or 0) >= 5,
+            "five ready pods serving",
+            timeout=60,
+        )
         hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(DEP, NS)
         current = hpa.status.current_metrics[0].external.current.average_value
         assert hpa.status.desired_replicas >= 5 and current is not None
@@ -59,8 +64,11 @@ def test_hpa_scales_the_predictor_out_under_load_and_back_in(sandbox: dict, k8s:
     assert counts.get(200, 0) >= 0.9 * total and set(counts) <= {200, 503, "bodies"}, counts
     assert all("503 Service Temporarily Unavailable" in b for b in counts.get("bodies", [])), counts
     # no load: after the 300 s (cloud) stabilisation window the HPA goes back to minReplicas
-    until(lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas == 1, "scale in",
-          timeout=(300 + 60) / scale_per_sync + 30)
+    until(
+        lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas == 1,
+        "scale in",
+        timeout=(300 + 60) / scale_per_sync + 30,
+    )
     hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(DEP, NS)
     assert hpa.status.current_replicas >= 1 and hpa.status.desired_replicas == 1
     events = client.CoreV1Api(k8s).list_namespaced_event(NS, field_selector=f"involvedObject.name={DEP}").items

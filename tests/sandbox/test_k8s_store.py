@@ -26,6 +26,7 @@ async def test_state_and_resource_version_survive_reopen(tmp_path: Path) -> None
     await store.create(_ns("default"))
     await store.create({**CM, "metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}})
     from ack_sandbox.k8s.kinds import SELDON_CRD
+
     await store.create(SELDON_CRD)
     rv_before = store.rv
     store.close()
@@ -83,8 +84,14 @@ async def test_selector_watch_sees_objects_enter_and_leave() -> None:
 async def test_status_update_conflict_and_graceful_pod_deletion() -> None:
     store = Store()
     await store.create(_ns("default"))
-    pod = await store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
-                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    pod = await store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
+    )
     assert pod["status"]["phase"] == "Pending" and pod["spec"]["schedulerName"] == "default-scheduler"
     bound = await store.patch("pods", "p", {"spec": {"nodeName": "n1"}}, namespace="default")
     pod["status"]["phase"] = "Running"
@@ -130,16 +137,49 @@ def test_kubectl_state_survives_sandbox_down_up(tmp_path: Path) -> None:
     try:
         manifest = json.dumps({**CM, "metadata": {"name": "keep"}, "data": {"a": "1"}})
         subprocess.run(kubectl + ["apply", "-f", "-"], input=manifest, text=True, check=True, capture_output=True)
-        rv1 = int(json.loads(subprocess.run(kubectl + ["get", "cm", "keep", "-o", "json"], check=True,
-                                            capture_output=True, text=True).stdout)["metadata"]["resourceVersion"])
+        rv1 = int(
+            json.loads(
+                subprocess.run(
+                    kubectl + ["get", "cm", "keep", "-o", "json"], check=True, capture_output=True, text=True
+                ).stdout
+            )["metadata"]["resourceVersion"]
+        )
         cli.down(state)
         cli.up(state, time_scale=30)
-        got = json.loads(subprocess.run(kubectl + ["get", "cm", "keep", "-o", "json"], check=True,
-                                        capture_output=True, text=True).stdout)
+        got = json.loads(
+            subprocess.run(
+                kubectl + ["get", "cm", "keep", "-o", "json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         assert got["data"] == {"a": "1"}
         subprocess.run(kubectl + ["label", "cm", "keep", "x=y"], check=True, capture_output=True)
-        got = json.loads(subprocess.run(kubectl + ["get", "cm", "keep", "-o", "json"], check=True,
-                                        capture_output=True, text=True).stdout)
+        got = json.loads(
+            subprocess.run(
+                kubectl + ["get", "cm", "keep", "-o", "json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         assert int(got["metadata"]["resourceVersion"]) > rv1
     finally:
         cli.down(state)
+
+
+async def test_list_pages_with_a_positive_limit_and_a_limit_of_zero_or_less_is_no_limit() -> None:
+    """The continue token starts after the last object returned; ``limit <= 0`` lists everything (it once read the
+    last key before any was assigned, and worked only because callers passed ``limit > 0``)."""
+    store = Store()
+    await store.create(_ns("default"))
+    for name in ("a", "b", "c"):
+        await store.create({**CM, "metadata": {"name": name, "namespace": "default"}})
+    rt = store.resolve("configmaps")
+    for limit in (None, 0, -1):
+        items, _, token, remaining = store.list_raw(rt, "default", limit=limit)
+        assert [o["metadata"]["name"] for o, _ in items] == ["a", "b", "c"] and token is None and remaining is None
+    names, token = [], None
+    for _ in range(3):
+        items, _, token, remaining = store.list_raw(rt, "default", limit=2, continue_=token)
+        names += [o["metadata"]["name"] for o, _ in items]
+        if token is None:
+            break
+        assert remaining == 1
+    assert names == ["a", "b", "c"] and token is None
+    store.close()

@@ -38,9 +38,12 @@ def bucket(sandbox: dict, auth: oss2.Auth) -> oss2.Bucket:
 
 
 def set_fault(sandbox: dict, doc: dict | None) -> None:
-    req = urllib.request.Request(sandbox["oss"] + "/_sandbox/faults", method="POST" if doc else "DELETE",
-                                 data=json.dumps(doc).encode() if doc else None,
-                                 headers={"Authorization": f"Bearer {sandbox['access_key_id']}"})
+    req = urllib.request.Request(
+        sandbox["oss"] + "/_sandbox/faults",
+        method="POST" if doc else "DELETE",
+        data=json.dumps(doc).encode() if doc else None,
+        headers={"Authorization": f"Bearer {sandbox['access_key_id']}"},
+    )
     urllib.request.urlopen(req, timeout=10).close()
 
 
@@ -136,14 +139,16 @@ def test_multipart_list_parts_complete_and_abort(bucket: oss2.Bucket) -> None:
     assert [u.upload_id for u in bucket.list_multipart_uploads().upload_list] == [upload_id]
     with pytest.raises(oss2.exceptions.OssError) as order:
         # oss2 sorts the list itself, so a repeated part number is what reaches the server out of order.
-        bucket.complete_multipart_upload("big", upload_id, [oss2.models.PartInfo(1, etags[0]),
-                                                             oss2.models.PartInfo(1, etags[0])])
+        bucket.complete_multipart_upload(
+            "big", upload_id, [oss2.models.PartInfo(1, etags[0]), oss2.models.PartInfo(1, etags[0])]
+        )
     assert order.value.code == "InvalidPartOrder"
     with pytest.raises(oss2.exceptions.OssError) as wrong:
         bucket.complete_multipart_upload("big", upload_id, [oss2.models.PartInfo(1, etags[1])])
     assert wrong.value.code == "InvalidPart"
-    done = bucket.complete_multipart_upload("big", upload_id, [oss2.models.PartInfo(i + 1, e)
-                                                               for i, e in enumerate(etags)])
+    done = bucket.complete_multipart_upload(
+        "big", upload_id, [oss2.models.PartInfo(i + 1, e) for i, e in enumerate(etags)]
+    )
     expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest().upper() + "-3"
     assert done.etag == expected
     body = bucket.get_object("big")
@@ -161,8 +166,9 @@ def test_multipart_small_middle_part_is_refused(bucket: oss2.Bucket) -> None:
     upload_id = bucket.init_multipart_upload("small").upload_id
     etags = [bucket.upload_part("small", upload_id, n, b"tiny").etag for n in (1, 2)]
     with pytest.raises(oss2.exceptions.OssError) as err:
-        bucket.complete_multipart_upload("small", upload_id, [oss2.models.PartInfo(n, e)
-                                                              for n, e in zip((1, 2), etags, strict=True)])
+        bucket.complete_multipart_upload(
+            "small", upload_id, [oss2.models.PartInfo(n, e) for n, e in zip((1, 2), etags, strict=True)]
+        )
     assert err.value.code == "EntityTooSmall"
 
 
@@ -200,24 +206,36 @@ def test_wrong_secret_unknown_key_and_anonymous_are_refused(sandbox: dict, bucke
 
 
 def test_v4_signature_round_trip(sandbox: dict, bucket: oss2.Bucket) -> None:
-    v4 = oss2.Bucket(oss2.AuthV4(sandbox["access_key_id"], sandbox["access_key_secret"]), sandbox["oss"],
-                     bucket.bucket_name, region=sandbox["region"])
+    v4 = oss2.Bucket(
+        oss2.AuthV4(sandbox["access_key_id"], sandbox["access_key_secret"]),
+        sandbox["oss"],
+        bucket.bucket_name,
+        region=sandbox["region"],
+    )
     v4.put_object("dir/with space+plus.txt", b"v4")
     assert v4.get_object("dir/with space+plus.txt").read() == b"v4"
     assert [o.key for o in v4.list_objects_v2(prefix="dir/").object_list] == ["dir/with space+plus.txt"]
 
 
 def test_sts_credentials(sandbox: dict, bucket: oss2.Bucket) -> None:
-    req = urllib.request.Request(sandbox["cs"] + "/_sandbox/sts", method="POST", data=b"{}",
-                                 headers={"Authorization": f"Bearer {sandbox['access_key_id']}"})
+    req = urllib.request.Request(
+        sandbox["cs"] + "/_sandbox/sts",
+        method="POST",
+        data=b"{}",
+        headers={"Authorization": f"Bearer {sandbox['access_key_id']}"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         cred = json.loads(resp.read())["Credentials"]
-    sts = oss2.Bucket(oss2.StsAuth(cred["AccessKeyId"], cred["AccessKeySecret"], cred["SecurityToken"]),
-                      sandbox["oss"], bucket.bucket_name)
+    sts = oss2.Bucket(
+        oss2.StsAuth(cred["AccessKeyId"], cred["AccessKeySecret"], cred["SecurityToken"]),
+        sandbox["oss"],
+        bucket.bucket_name,
+    )
     sts.put_object("via-sts", b"ok")
     assert sts.get_object("via-sts").read() == b"ok"
-    forged = oss2.Bucket(oss2.StsAuth(cred["AccessKeyId"], cred["AccessKeySecret"], "CAISforged"),
-                         sandbox["oss"], bucket.bucket_name)
+    forged = oss2.Bucket(
+        oss2.StsAuth(cred["AccessKeyId"], cred["AccessKeySecret"], "CAISforged"), sandbox["oss"], bucket.bucket_name
+    )
     with pytest.raises(oss2.exceptions.OssError) as err:
         forged.get_object("via-sts")
     assert (err.value.status, err.value.code) == (403, "InvalidSecurityToken")
@@ -226,7 +244,8 @@ def test_sts_credentials(sandbox: dict, bucket: oss2.Bucket) -> None:
 def test_oss_v2_sdk_round_trip(sandbox: dict, tmp_path: Path) -> None:
     cfg = ossv2.config.load_default()
     cfg.credentials_provider = ossv2.credentials.StaticCredentialsProvider(
-        sandbox["access_key_id"], sandbox["access_key_secret"])
+        sandbox["access_key_id"], sandbox["access_key_secret"]
+    )
     cfg.region = sandbox["region"]
     cfg.endpoint = sandbox["oss"]
     cfg.use_path_style = True
@@ -242,10 +261,16 @@ def test_oss_v2_sdk_round_trip(sandbox: dict, tmp_path: Path) -> None:
     data = os.urandom(300 * 1024)
     (tmp_path / "up.bin").write_bytes(data)
     result = client.uploader(part_size=100 * 1024).upload_file(
-        ossv2.PutObjectRequest(bucket=name, key="a/up.bin"), str(tmp_path / "up.bin"))
+        ossv2.PutObjectRequest(bucket=name, key="a/up.bin"), str(tmp_path / "up.bin")
+    )
     assert result.etag.strip('"').endswith("-3")
-    keys = [o.key for page in client.list_objects_v2_paginator().iter_page(
-        ossv2.ListObjectsV2Request(bucket=name, prefix="a/", max_keys=1)) for o in page.contents or []]
+    keys = [
+        o.key
+        for page in client.list_objects_v2_paginator().iter_page(
+            ossv2.ListObjectsV2Request(bucket=name, prefix="a/", max_keys=1)
+        )
+        for o in page.contents or []
+    ]
     assert keys == ["a/b.txt", "a/up.bin"]
     assert client.get_object(ossv2.GetObjectRequest(bucket=name, key="a/up.bin")).body.read() == data
     with pytest.raises(ossv2.exceptions.OperationError) as err:
@@ -268,8 +293,9 @@ def test_objects_survive_down_and_up(tmp_path: Path) -> None:
         cli.down(state_dir)
     endpoints = cli.up(state_dir, time_scale=30)
     try:
-        b = oss2.Bucket(oss2.Auth(endpoints["access_key_id"], endpoints["access_key_secret"]), endpoints["oss"],
-                        "durable")
+        b = oss2.Bucket(
+            oss2.Auth(endpoints["access_key_id"], endpoints["access_key_secret"]), endpoints["oss"], "durable"
+        )
         assert b.get_object("model/saved_model.pb").read() == b"persist me"
         assert [p.size for p in b.list_parts("pending", upload_id).parts] == [8]
     finally:

@@ -36,17 +36,34 @@ def to_v2_format(sdep: dict) -> dict:
     out = copy.deepcopy(sdep)
     hpa = out["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
     ext = hpa.pop("metrics")[0]["external"]
-    hpa["metricsv2"] = [{"type": "External", "external": {
-        "metric": {"name": ext["metricName"], "selector": ext["metricSelector"]},
-        "target": {"type": "AverageValue", "averageValue": str(ext["targetAverageValue"])}}}]
+    hpa["metricsv2"] = [
+        {
+            "type": "External",
+            "external": {
+                "metric": {"name": ext["metricName"], "selector": ext["metricSelector"]},
+                "target": {"type": "AverageValue", "averageValue": str(ext["targetAverageValue"])},
+            },
+        }
+    ]
     return out
 
 
-EXPECTED_METRIC = {"type": "External", "external": {
-    "metric": {"name": "sls_ingress_qps", "selector": {"matchLabels": {
-        "sls.project": "k8s-log-c9522b942edaf4ec98c2cbc351ec8ade6", "sls.logstore": "nginx-ingress",
-        "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000"}}},
-    "target": {"type": "AverageValue", "averageValue": "10"}}}
+EXPECTED_METRIC = {
+    "type": "External",
+    "external": {
+        "metric": {
+            "name": "sls_ingress_qps",
+            "selector": {
+                "matchLabels": {
+                    "sls.project": "k8s-log-c9522b942edaf4ec98c2cbc351ec8ade6",
+                    "sls.logstore": "nginx-ingress",
+                    "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000",
+                }
+            },
+        },
+        "target": {"type": "AverageValue", "averageValue": "10"},
+    },
+}
 
 
 @pytest.mark.parametrize("fmt", ["v2beta1", "v2"])
@@ -63,10 +80,16 @@ def test_seed_objects_have_seldons_names_labels_and_hpa(fashion: dict, fmt: str)
     names = [c["name"] for c in dep["spec"]["template"]["spec"]["containers"]]
     assert names == ["tfserving-proxy", "fashion-mnist", "seldon-container-engine"]
     assert {s["metadata"]["name"]: [p["port"] for p in s["spec"]["ports"]] for s in comps.services} == {
-        "fashion-mnist-ecs-predictor": [8000, 5001], "fashion-mnist-ecs-predictor-tfserving-proxy": [9000, 9500]}
+        "fashion-mnist-ecs-predictor": [8000, 5001],
+        "fashion-mnist-ecs-predictor-tfserving-proxy": [9000, 9500],
+    }
     [hpa] = comps.hpas
     assert hpa["apiVersion"] == "autoscaling/v2" and hpa["metadata"]["name"] == dep["metadata"]["name"]
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": dep["metadata"]["name"],
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 10)
     assert hpa["spec"]["metrics"] == [EXPECTED_METRIC]
     assert comps.address == "http://fashion-mnist-ecs-predictor.default.svc.cluster.local:8000/api/v1.0/predictions"
@@ -84,14 +107,22 @@ def test_executor_and_unit_container_wiring(fashion: dict) -> None:
     assert engine["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8000, "scheme": "HTTP"}
     predictor = json.loads(base64.b64decode({e["name"]: e["value"] for e in engine["env"]}["ENGINE_PREDICTOR"]))
     assert predictor["name"] == "predictor"
-    assert predictor["graph"]["endpoint"] == {"type": "REST", "service_host": "localhost", "service_port": 9000,
-                                              "httpPort": 9000, "grpcPort": 9500}
+    assert predictor["graph"]["endpoint"] == {
+        "type": "REST",
+        "service_host": "localhost",
+        "service_port": 9000,
+        "httpPort": 9000,
+        "grpcPort": 9500,
+    }
 
 
 def test_invalid_graph_names_the_field(fashion: dict) -> None:
     fashion["spec"]["predictors"][0]["graph"]["name"] = "classifier"
-    with pytest.raises(so.SeldonSpecError, match=r'spec\.predictors\[0\]\.graph: Invalid value: "classifier": '
-                                                  r"Can't find container for Predictive Unit"):
+    with pytest.raises(
+        so.SeldonSpecError,
+        match=r'spec\.predictors\[0\]\.graph: Invalid value: "classifier": '
+        r"Can't find container for Predictive Unit",
+    ):
         so.build(fashion)
 
 
@@ -107,10 +138,23 @@ def test_status_transitions(fashion: dict) -> None:
     assert creating["state"] == "Creating"
     ready_cond = next(c for c in creating["conditions"] if c["type"] == "Ready")
     assert ready_cond["status"] == "False"
-    available_dep = {"metadata": {"generation": 1}, "status": {
-        "observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
-        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                        "message": "Deployment has minimum availability."}]}}
+    available_dep = {
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 1,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "True",
+                    "reason": "MinimumReplicasAvailable",
+                    "message": "Deployment has minimum availability.",
+                }
+            ],
+        },
+    }
     available = so.compute_status(comps, {dep_name: available_dep}, True, creating, "t2")
     assert available["state"] == "Available" and "description" not in available
     assert available["deploymentStatus"] == {dep_name: {"replicas": 1, "availableReplicas": 1}}
@@ -121,9 +165,16 @@ def test_status_transitions(fashion: dict) -> None:
     assert conds["Ready"]["status"] == "True" and conds["Ready"]["lastTransitionTime"] == "t2"
     assert conds["HpasReady"]["reason"] == "All HPAs resources ready"
     assert conds["ServicesReady"]["lastTransitionTime"] == "t1"  # unchanged status keeps its time
-    stuck = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"},
-        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]}}
+    stuck = {
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"},
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+            ],
+        },
+    }
     failed = so.compute_status(comps, {dep_name: stuck}, True, available, "t3")
     assert (failed["state"], failed["description"]) == ("Failed", so.FAILED_PROGRESS)
     error = so.compute_status(None, {}, False, {}, "t4", error="boom")
@@ -132,8 +183,18 @@ def test_status_transitions(fashion: dict) -> None:
 
 def test_contains_ignores_server_defaults() -> None:
     desired = {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}
-    found = {"spec": {"replicas": 1, "revisionHistoryLimit": 10, "template": {"spec": {
-        "containers": [{"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"}], "dnsPolicy": "ClusterFirst"}}}}
+    found = {
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 10,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"}],
+                    "dnsPolicy": "ClusterFirst",
+                }
+            },
+        }
+    }
     assert so.contains(found, desired)
     found["spec"]["template"]["spec"]["containers"][0]["image"] = "y"
     assert not so.contains(found, desired)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_seldon_objects import EXPECTED_METRIC, seed_fashion, to_v2_format
 
 from ack_sandbox.context import Clock, SandboxContext
 from ack_sandbox.controllers.base import DEPLOYMENTS, EVENTS, HPAS, SELDON_DEPLOYMENTS, SERVICES, Api, now_iso
@@ -22,16 +23,15 @@ from ack_sandbox.controllers.seldon import SeldonController
 from ack_sandbox.k8s.kinds import SELDON_CRD
 from ack_sandbox.k8s.store import Store
 
-from test_seldon_objects import EXPECTED_METRIC, seed_fashion, to_v2_format
-
 DEP = "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist"
 
 
 @contextlib.asynccontextmanager
 async def started(tmp_path: Path) -> AsyncIterator[tuple[SandboxContext, Api]]:
     """A store and a running Seldon operator on the test's own event loop."""
-    ctx = SandboxContext(state_dir=tmp_path, time_scale=60, cluster_id="c9522b942edaf4ec98c2cbc351ec8ade6",
-                         clock=Clock(60))
+    ctx = SandboxContext(
+        state_dir=tmp_path, time_scale=60, cluster_id="c9522b942edaf4ec98c2cbc351ec8ade6", clock=Clock(60)
+    )
     store = Store(clock=ctx.clock)
     ctx.services["kubernetes"] = store
     await store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
@@ -64,11 +64,23 @@ async def status_of(api: Api, name: str = "fashion-mnist-ecs") -> dict:
 async def make_deployment_available(api: Api) -> None:
     """What the deployment controller and kubelet report once the pod is ready."""
     dep = await api.get(DEPLOYMENTS, "default", DEP)
-    dep["status"] = {"observedGeneration": dep["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1,
-                     "readyReplicas": 1, "availableReplicas": 1,
-                     "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                                     "message": "Deployment has minimum availability.",
-                                     "lastTransitionTime": now_iso(), "lastUpdateTime": now_iso()}]}
+    dep["status"] = {
+        "observedGeneration": dep["metadata"]["generation"],
+        "replicas": 1,
+        "updatedReplicas": 1,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+                "lastTransitionTime": now_iso(),
+                "lastUpdateTime": now_iso(),
+            }
+        ],
+    }
     await api.update_status(DEPLOYMENTS, dep)
 
 
@@ -88,11 +100,20 @@ async def _test_seed_sdep_creates_owned_objects_and_becomes_available(api: Api, 
     dep = await api.get(DEPLOYMENTS, "default", DEP)
     assert dep["spec"]["template"]["metadata"]["labels"]["seldon-app"] == "fashion-mnist-ecs-predictor"
     assert [c["name"] for c in dep["spec"]["template"]["spec"]["containers"]][-1] == "seldon-container-engine"
-    for kind, name in ((DEPLOYMENTS, DEP), (SERVICES, "fashion-mnist-ecs-predictor"),
-                       (SERVICES, "fashion-mnist-ecs-predictor-tfserving-proxy"), (HPAS, DEP)):
+    for kind, name in (
+        (DEPLOYMENTS, DEP),
+        (SERVICES, "fashion-mnist-ecs-predictor"),
+        (SERVICES, "fashion-mnist-ecs-predictor-tfserving-proxy"),
+        (HPAS, DEP),
+    ):
         obj = await api.get(kind, "default", name)
         [ref] = obj["metadata"]["ownerReferences"]
-        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("SeldonDeployment", "fashion-mnist-ecs", uid, True)
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "SeldonDeployment",
+            "fashion-mnist-ecs",
+            uid,
+            True,
+        )
     hpa = await api.get(HPAS, "default", DEP)
     assert hpa["spec"]["metrics"] == [EXPECTED_METRIC]
     svc = await api.get(SERVICES, "default", "fashion-mnist-ecs-predictor")
@@ -124,12 +145,16 @@ async def _test_quiet_sdep_causes_no_writes_and_hpa_owns_replicas(ctx: SandboxCo
     await until(lambda: _state(api, "Available"), "state Available")
     # the HPA scales the Deployment: the operator must not set it back to the predictor's replicas
     await api.patch(DEPLOYMENTS, "default", DEP, {"spec": {"replicas": 4}})
-    before = {name: (await api.get(kind, "default", name))["metadata"]["resourceVersion"]
-              for kind, name in ((DEPLOYMENTS, DEP), (HPAS, DEP), (SERVICES, "fashion-mnist-ecs-predictor"))}
+    before = {
+        name: (await api.get(kind, "default", name))["metadata"]["resourceVersion"]
+        for kind, name in ((DEPLOYMENTS, DEP), (HPAS, DEP), (SERVICES, "fashion-mnist-ecs-predictor"))
+    }
     ctrl_requeue = SeldonController(ctx)  # a second reconcile pass over the unchanged object
     await ctrl_requeue.reconcile(("default", "fashion-mnist-ecs"))
-    after = {name: (await api.get(kind, "default", name))["metadata"]["resourceVersion"]
-             for kind, name in ((DEPLOYMENTS, DEP), (HPAS, DEP), (SERVICES, "fashion-mnist-ecs-predictor"))}
+    after = {
+        name: (await api.get(kind, "default", name))["metadata"]["resourceVersion"]
+        for kind, name in ((DEPLOYMENTS, DEP), (HPAS, DEP), (SERVICES, "fashion-mnist-ecs-predictor"))
+    }
     assert after == before
     assert (await api.get(DEPLOYMENTS, "default", DEP))["spec"]["replicas"] == 4
 
@@ -143,7 +168,9 @@ async def _test_spec_change_updates_the_deployment_template(api: Api) -> None:
     await api.create(SELDON_DEPLOYMENTS, seed_fashion())
     await until(lambda: _state(api, "Creating"), "state Creating")
     sdep = await api.get(SELDON_DEPLOYMENTS, "default", "fashion-mnist-ecs")
-    sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][1]["image"] = "tensorflow/serving:2.4.0-gpu"
+    sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][1]["image"] = (
+        "tensorflow/serving:2.4.0-gpu"
+    )
     await api.update(SELDON_DEPLOYMENTS, sdep)
 
     async def updated() -> bool:
@@ -170,7 +197,7 @@ async def _test_invalid_graph_fails_with_description(api: Api) -> None:
         return st if st.get("state") == "Failed" else None
 
     status = await until(failed, "state Failed")
-    assert "graph: Invalid value: \"classifier\": Can't find container for Predictive Unit" in status["description"]
+    assert 'graph: Invalid value: "classifier": Can\'t find container for Predictive Unit' in status["description"]
     assert await api.list(DEPLOYMENTS, "default") == []
     warnings = [e for e in await api.list(EVENTS, "default") if e["reason"] == "InternalError"]
     assert warnings and warnings[0]["type"] == "Warning"

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-
 from test_seldon_objects import EXPECTED_METRIC, seed_fashion, to_v2_format
 
 DEP = "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist"
@@ -28,8 +27,13 @@ def k8s(sandbox: dict) -> client.ApiClient:
 
 
 def kubectl(sandbox: dict, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(["/usr/bin/kubectl", "--kubeconfig", str(Path(sandbox["state_dir"]) / "kubeconfig"), *args],
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["/usr/bin/kubectl", "--kubeconfig", str(Path(sandbox["state_dir"]) / "kubeconfig"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -49,7 +53,8 @@ def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
 
 def sdep_status(k8s: client.ApiClient, ns: str, name: str) -> dict:
     obj = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-        "machinelearning.seldon.io", "v1", ns, "seldondeployments", name)
+        "machinelearning.seldon.io", "v1", ns, "seldondeployments", name
+    )
     return obj.get("status") or {}
 
 
@@ -76,7 +81,11 @@ def test_seed_fashion_yaml_objects_and_garbage_collection(sandbox: dict, k8s: cl
     assert labels["seldon-app"] == "fashion-mnist-ecs-predictor"
     assert labels["seldon-deployment-id"] == "fashion-mnist-ecs"
     assert labels["app.kubernetes.io/managed-by"] == "seldon-core"
-    assert [c.name for c in dep.spec.template.spec.containers] == ["tfserving-proxy", "fashion-mnist", "seldon-container-engine"]
+    assert [c.name for c in dep.spec.template.spec.containers] == [
+        "tfserving-proxy",
+        "fashion-mnist",
+        "seldon-container-engine",
+    ]
     assert dep.spec.template.spec.node_selector == {"seldon": "fashion-mnist"}
     svc = until(lambda: _get(lambda: core.read_namespaced_service("fashion-mnist-ecs-predictor", ns)), "the Service")
     assert sorted((p.name, p.port) for p in svc.spec.ports) == [("grpc", 5001), ("http", 8000)]
@@ -87,14 +96,24 @@ def test_seed_fashion_yaml_objects_and_garbage_collection(sandbox: dict, k8s: cl
     status = until(lambda: sdep_status(k8s, ns, "fashion-mnist-ecs").get("state"), "a state")
     assert status == "Creating"  # the GPU pool of the seed does not exist here: pods stay Pending
     st = sdep_status(k8s, ns, "fashion-mnist-ecs")
-    assert st["address"]["url"] == f"http://fashion-mnist-ecs-predictor.{ns}.svc.cluster.local:8000/api/v1.0/predictions"
-    printed = kubectl(sandbox, "get", "sdep", "-n", ns, "fashion-mnist-ecs", "-o", "jsonpath={.status.deploymentStatus}")
+    assert (
+        st["address"]["url"] == f"http://fashion-mnist-ecs-predictor.{ns}.svc.cluster.local:8000/api/v1.0/predictions"
+    )
+    printed = kubectl(
+        sandbox, "get", "sdep", "-n", ns, "fashion-mnist-ecs", "-o", "jsonpath={.status.deploymentStatus}"
+    )
     assert DEP in printed
 
     kubectl(sandbox, "delete", "sdep", "-n", ns, "fashion-mnist-ecs")
     until(lambda: _gone(lambda: apps.read_namespaced_deployment(DEP, ns)), "the Deployment garbage-collected")
-    until(lambda: _gone(lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(DEP, ns)), "the HPA garbage-collected")
-    until(lambda: _gone(lambda: core.read_namespaced_service("fashion-mnist-ecs-predictor", ns)), "the Service garbage-collected")
+    until(
+        lambda: _gone(lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(DEP, ns)),
+        "the HPA garbage-collected",
+    )
+    until(
+        lambda: _gone(lambda: core.read_namespaced_service("fashion-mnist-ecs-predictor", ns)),
+        "the Service garbage-collected",
+    )
 
 
 def test_invalid_graph_is_failed_with_the_cause(sandbox: dict, k8s: client.ApiClient) -> None:
@@ -109,8 +128,9 @@ def test_invalid_graph_is_failed_with_the_cause(sandbox: dict, k8s: client.ApiCl
     assert "Can't find container for Predictive Unit" in st["description"] and "classifier" in st["description"]
     assert client.AppsV1Api(k8s).list_namespaced_deployment(ns).items == []
     events = kubectl(sandbox, "get", "events", "-n", ns, "-o", "json")
-    assert any(e["reason"] == "InternalError" and e["involvedObject"]["name"] == "broken"
-               for e in json.loads(events)["items"])
+    assert any(
+        e["reason"] == "InternalError" and e["involvedObject"]["name"] == "broken" for e in json.loads(events)["items"]
+    )
 
 
 def _get(fn: Callable[[], Any]) -> Any:

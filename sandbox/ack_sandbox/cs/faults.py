@@ -72,9 +72,14 @@ class Faults:
     def describe(self) -> dict[str, Any]:
         def budget(b: _Budget | None) -> dict[str, Any] | None:
             return None if b is None else {"count": b.count, "action": b.action, **b.extra}
-        return {"throttle": budget(self.throttle), "server_error": budget(self.server_error),
-                "no_stock": sorted(self.no_stock), "no_spot_stock": sorted(self.no_spot_stock),
-                "no_stock_zones": sorted(self.no_stock_zones)}
+
+        return {
+            "throttle": budget(self.throttle),
+            "server_error": budget(self.server_error),
+            "no_stock": sorted(self.no_stock),
+            "no_spot_stock": sorted(self.no_spot_stock),
+            "no_stock_zones": sorted(self.no_stock_zones),
+        }
 
     def check(self, action: str) -> None:
         """Raise the injected error for this call, if one is due."""
@@ -85,10 +90,14 @@ class Faults:
         if self.server_error is not None and self.server_error.take(action):
             status = int(self.server_error.extra.get("status", 500))
             if status == 503:
-                raise CsError(503, "ServiceUnavailable",
-                              "The request has failed due to a temporary failure of the server.")
-            raise CsError(status, "InternalError",
-                          "The request processing has failed due to some unknown error, exception or failure.")
+                raise CsError(
+                    503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server."
+                )
+            raise CsError(
+                status,
+                "InternalError",
+                "The request processing has failed due to some unknown error, exception or failure.",
+            )
 
     def has_stock(self, instance_type: str, zone: str, spot: bool) -> bool:
         if instance_type in self.no_stock or zone in self.no_stock_zones:

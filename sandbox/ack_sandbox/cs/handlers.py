@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from ack_sandbox.alibaba_credentials import CredentialStore
 from ack_sandbox.admin import add_fault_routes, require_admin
+from ack_sandbox.alibaba_credentials import CredentialStore
 from ack_sandbox.context import SandboxContext
 from ack_sandbox.cs import signature
 from ack_sandbox.cs.errors import CsError, invalid, new_request_id
@@ -172,11 +172,12 @@ async def describe_nodes(request: web.Request) -> dict[str, Any]:
         for pair in q["nodeLabels"].split(","):
             k, _, v = pair.partition("=")
             wanted[k.strip()] = v.strip()
-        nodes = [n for n in nodes
-                 if all(state.node_spec(n)["labels"].get(k) == v for k, v in wanted.items())]
+        nodes = [n for n in nodes if all(state.node_spec(n)["labels"].get(k) == v for k, v in wanted.items())]
     start = (page_number - 1) * page_size
-    return {"nodes": [n.to_api() for n in nodes[start:start + page_size]],
-            "page": {"page_number": page_number, "page_size": page_size, "total_count": len(nodes)}}
+    return {
+        "nodes": [n.to_api() for n in nodes[start : start + page_size]],
+        "page": {"page_number": page_number, "page_size": page_size, "total_count": len(nodes)},
+    }
 
 
 async def user_kubeconfig(request: web.Request) -> dict[str, Any]:
@@ -215,8 +216,9 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
 
 
 def _error_response(err: CsError, request_id: str) -> web.Response:
-    return web.json_response(err.body(request_id), status=err.status,
-                             headers={"x-acs-request-id": request_id, **err.headers})
+    return web.json_response(
+        err.body(request_id), status=err.status, headers={"x-acs-request-id": request_id, **err.headers}
+    )
 
 
 def api_handler(action: str, fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -226,8 +228,15 @@ def api_handler(action: str, fn: Handler) -> Callable[[web.Request], Awaitable[w
         request_id = new_request_id()
         try:
             body = await request.read()
-            signature.verify(request.method, request.raw_path.split("?", 1)[0], request.query_string,
-                             request.headers, body, request.app[CREDS], request.app[NONCES])
+            signature.verify(
+                request.method,
+                request.raw_path.split("?", 1)[0],
+                request.query_string,
+                request.headers,
+                body,
+                request.app[CREDS],
+                request.app[NONCES],
+            )
             request.app[FAULTS].check(action)
             result = await fn(request)
         except CsError as err:
@@ -235,8 +244,14 @@ def api_handler(action: str, fn: Handler) -> Callable[[web.Request], Awaitable[w
             return _error_response(err, request_id)
         except Exception:
             log.exception("%s failed", action)
-            return _error_response(CsError(500, "InternalError", "The request processing has failed due to "
-                                           "some unknown error, exception or failure."), request_id)
+            return _error_response(
+                CsError(
+                    500,
+                    "InternalError",
+                    "The request processing has failed due to some unknown error, exception or failure.",
+                ),
+                request_id,
+            )
         result.setdefault("request_id", request_id)  # unknown fields are ignored by the SDK models
         return web.json_response(result, headers={"x-acs-request-id": request_id})
 
@@ -245,9 +260,14 @@ def api_handler(action: str, fn: Handler) -> Callable[[web.Request], Awaitable[w
 
 async def not_found(request: web.Request) -> web.Response:
     request_id = new_request_id()
-    return _error_response(CsError(404, "InvalidAction.NotFound",
-                                   f"Specified api is not found, please check your url and method: "
-                                   f"{request.method} {request.path}"), request_id)
+    return _error_response(
+        CsError(
+            404,
+            "InvalidAction.NotFound",
+            f"Specified api is not found, please check your url and method: {request.method} {request.path}",
+        ),
+        request_id,
+    )
 
 
 # ---------------------------------------------------------------------------- sandbox admin

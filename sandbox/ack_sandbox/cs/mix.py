@@ -31,12 +31,12 @@ NO_SPOT = "NoSpot"
 @dataclass(frozen=True)
 class MixPolicy:
     instance_types: tuple[str, ...]
-    vswitches: tuple[tuple[str, str], ...]           # (vswitch_id, zone_id) in request order
-    spot_strategy: str = NO_SPOT                     # NoSpot | SpotAsPriceGo | SpotWithPriceLimit
+    vswitches: tuple[tuple[str, str], ...]  # (vswitch_id, zone_id) in request order
+    spot_strategy: str = NO_SPOT  # NoSpot | SpotAsPriceGo | SpotWithPriceLimit
     on_demand_base_capacity: int = 0
     on_demand_percentage_above_base_capacity: int = 100
     compensate_with_on_demand: bool = False
-    multi_az_policy: str = "PRIORITY"                # PRIORITY | COST_OPTIMIZED | BALANCE
+    multi_az_policy: str = "PRIORITY"  # PRIORITY | COST_OPTIMIZED | BALANCE
     spot_price_limit: dict[str, float] = field(default_factory=dict)
 
 
@@ -45,7 +45,7 @@ class Placement:
     instance_type: str
     vswitch_id: str
     zone_id: str
-    spot_strategy: str                               # NoSpot for pay-as-you-go
+    spot_strategy: str  # NoSpot for pay-as-you-go
 
     @property
     def is_spot(self) -> bool:
@@ -75,11 +75,13 @@ def payg_target(total: int, base: int, pct: int) -> int:
 def _type_order(policy: MixPolicy, spot: bool) -> list[str]:
     types = list(policy.instance_types)
     if policy.multi_az_policy == "COST_OPTIMIZED":
+
         def price(name: str) -> float:
             t = lookup(name)
             if t is None:
                 return math.inf
             return (t.price_spot if spot else t.price_payg) / t.vcpu
+
         types.sort(key=price)
     return types
 
@@ -121,8 +123,7 @@ def plan_scale_out(policy: MixPolicy, existing: Sequence[Placement], count: int,
     if policy.spot_strategy == NO_SPOT:
         payg_needed = count
     else:
-        target = payg_target(total, policy.on_demand_base_capacity,
-                             policy.on_demand_percentage_above_base_capacity)
+        target = payg_target(total, policy.on_demand_base_capacity, policy.on_demand_percentage_above_base_capacity)
         payg_needed = min(count, max(0, target - have_payg))
     wanted = [False] * payg_needed + [True] * (count - payg_needed)
     per_zone: Counter[str] = Counter(p.zone_id for p in existing)
@@ -136,8 +137,8 @@ def plan_scale_out(policy: MixPolicy, existing: Sequence[Placement], count: int,
             raise NoStockError(
                 f"The requested {kind} resource ({', '.join(policy.instance_types)}) is sold out in zones "
                 f"{', '.join(z for _, z in policy.vswitches)}"
-                + ("" if not spot else "; set scaling_group.compensate_with_on_demand to fall back to "
-                   "pay-as-you-go") + ".",
+                + ("" if not spot else "; set scaling_group.compensate_with_on_demand to fall back to pay-as-you-go")
+                + ".",
                 "RecommendEmpty.InstanceTypeNoStock",
             )
         per_zone[placement.zone_id] += 1

@@ -48,13 +48,13 @@ KUBERNETES_VERSION = "1.31.1-aliyun.1"
 
 # Cloud-second delays (compressed by the clock). Class-level so tests/other services can read them.
 DELAYS = {
-    "pool_setup": 60.0,           # scaling group + launch template before the pool is usable
-    "node_min": 60.0,             # ECS instance create + boot + kubelet join
+    "pool_setup": 60.0,  # scaling group + launch template before the pool is usable
+    "node_min": 60.0,  # ECS instance create + boot + kubelet join
     "node_max": 90.0,
     "modify": 15.0,
-    "remove_node": 30.0,          # drain + release
+    "remove_node": 30.0,  # drain + release
     "delete_pool": 30.0,
-    "reclaim_notice": 120.0,      # spot: notice before the instance is released (ECS gives ~2-5 min)
+    "reclaim_notice": 120.0,  # spot: notice before the instance is released (ECS gives ~2-5 min)
 }
 
 Listener = Callable[[str, "Instance"], None]
@@ -81,8 +81,8 @@ class Instance:
     spot_strategy: str = NO_SPOT
     instance_charge_type: str = "PostPaid"
     created: float = 0.0
-    state: str = "initial"           # initial | running | removing
-    node_status: str = "Unknown"     # Ready | NotReady | Unknown
+    state: str = "initial"  # initial | running | removing
+    node_status: str = "Unknown"  # Ready | NotReady | Unknown
     error_message: str = ""
 
     @property
@@ -126,7 +126,7 @@ class Task:
     cluster_id: str
     target_id: str
     target_type: str = "nodepool"
-    state: str = "running"           # running | success | fail
+    state: str = "running"  # running | success | fail
     created: float = 0.0
     updated: float = 0.0
     current_stage: str = ""
@@ -160,7 +160,7 @@ class Task:
 @dataclass
 class NodePool:
     nodepool_id: str
-    spec: dict[str, Any]              # nodepool_info, auto_scaling, scaling_group, kubernetes_config, management...
+    spec: dict[str, Any]  # nodepool_info, auto_scaling, scaling_group, kubernetes_config, management...
     state: str = "initial"
     created: float = 0.0
     updated: float = 0.0
@@ -190,11 +190,13 @@ class NodePool:
         return int(self.auto_scaling.get("max_instances", 2000)) if self.autoscaling_enabled else 2000
 
     def labels(self) -> dict[str, str]:
-        return {l["key"]: l.get("value", "") for l in self.spec.get("kubernetes_config", {}).get("labels") or []}
+        return {lb["key"]: lb.get("value", "") for lb in self.spec.get("kubernetes_config", {}).get("labels") or []}
 
     def taints(self) -> list[dict[str, str]]:
-        return [{"key": t["key"], "value": t.get("value", ""), "effect": t.get("effect", "NoSchedule")}
-                for t in self.spec.get("kubernetes_config", {}).get("taints") or []]
+        return [
+            {"key": t["key"], "value": t.get("value", ""), "effect": t.get("effect", "NoSchedule")}
+            for t in self.spec.get("kubernetes_config", {}).get("taints") or []
+        ]
 
 
 class CsState:
@@ -224,8 +226,10 @@ class CsState:
         now = ctx.clock.now()
         seed = hashlib.sha256(ctx.cluster_id.encode()).hexdigest()
         zones = [f"{ctx.region}-h", f"{ctx.region}-i"]
-        vswitches = [{"vswitch_id": "vsw-" + seed[i * 21:(i + 1) * 21][:21], "zone_id": z,
-                      "cidr": f"192.168.{i * 32}.0/19"} for i, z in enumerate(zones)]
+        vswitches = [
+            {"vswitch_id": "vsw-" + seed[i * 21 : (i + 1) * 21][:21], "zone_id": z, "cidr": f"192.168.{i * 32}.0/19"}
+            for i, z in enumerate(zones)
+        ]
         self.cluster = {
             "cluster_id": ctx.cluster_id,
             "name": "ack-sandbox",
@@ -251,15 +255,25 @@ class CsState:
         # A managed cluster's default node pool: two general-purpose pay-as-you-go workers, running.
         default = NodePool(
             nodepool_id=_hex_id("np", 32),
-            spec=self._normalised_spec({
-                "nodepool_info": {"name": "default-nodepool", "type": "ess"},
-                "auto_scaling": {"enable": False},
-                "scaling_group": {"vswitch_ids": [v["vswitch_id"] for v in vswitches],
-                                  "instance_types": ["ecs.g7.xlarge"], "desired_size": 2,
-                                  "system_disk_category": "cloud_essd", "system_disk_size": 120},
-                "kubernetes_config": {"runtime": "containerd", "labels": [], "taints": []},
-            }),
-            state="active", created=now, updated=now, scaling_group_id=_hex_id("asg-", 20), is_default=True,
+            spec=self._normalised_spec(
+                {
+                    "nodepool_info": {"name": "default-nodepool", "type": "ess"},
+                    "auto_scaling": {"enable": False},
+                    "scaling_group": {
+                        "vswitch_ids": [v["vswitch_id"] for v in vswitches],
+                        "instance_types": ["ecs.g7.xlarge"],
+                        "desired_size": 2,
+                        "system_disk_category": "cloud_essd",
+                        "system_disk_size": 120,
+                    },
+                    "kubernetes_config": {"runtime": "containerd", "labels": [], "taints": []},
+                }
+            ),
+            state="active",
+            created=now,
+            updated=now,
+            scaling_group_id=_hex_id("asg-", 20),
+            is_default=True,
         )
         self.pools_by_id[default.nodepool_id] = default
         for placement in plan_scale_out(self._policy(default), [], 2, lambda *_: True):
@@ -377,9 +391,13 @@ class CsState:
             "ack.aliyun.com": self.ctx.cluster_id,
         }
         if itype and itype.gpus:
-            labels.update({"aliyun.accelerator/nvidia_name": itype.gpu_model,
-                           "aliyun.accelerator/nvidia_count": str(itype.gpus),
-                           "aliyun.accelerator/nvidia_mem": f"{itype.gpu_memory_mib}MiB"})
+            labels.update(
+                {
+                    "aliyun.accelerator/nvidia_name": itype.gpu_model,
+                    "aliyun.accelerator/nvidia_count": str(itype.gpus),
+                    "aliyun.accelerator/nvidia_mem": f"{itype.gpu_memory_mib}MiB",
+                }
+            )
         if pool is not None:
             labels.update(pool.labels())
         return {
@@ -395,14 +413,24 @@ class CsState:
 
     def pool_to_api(self, pool: NodePool, detail: bool) -> dict[str, Any]:
         spec = copy.deepcopy(pool.spec)
-        spec["nodepool_info"].update({
-            "nodepool_id": pool.nodepool_id, "is_default": pool.is_default, "region_id": self.ctx.region,
-            "resource_group_id": spec["nodepool_info"].get("resource_group_id") or self.cluster["resource_group_id"],
-            "created": iso(pool.created), "updated": iso(pool.updated),
-        })
-        spec["scaling_group"].update({"scaling_group_id": pool.scaling_group_id,
-                                      "security_group_id": self.cluster["security_group_id"],
-                                      "ram_policy": "KubernetesWorkerRole-" + self.ctx.cluster_id[:12]})
+        spec["nodepool_info"].update(
+            {
+                "nodepool_id": pool.nodepool_id,
+                "is_default": pool.is_default,
+                "region_id": self.ctx.region,
+                "resource_group_id": spec["nodepool_info"].get("resource_group_id")
+                or self.cluster["resource_group_id"],
+                "created": iso(pool.created),
+                "updated": iso(pool.updated),
+            }
+        )
+        spec["scaling_group"].update(
+            {
+                "scaling_group_id": pool.scaling_group_id,
+                "security_group_id": self.cluster["security_group_id"],
+                "ram_policy": "KubernetesWorkerRole-" + self.ctx.cluster_id[:12],
+            }
+        )
         insts = self.instances(pool.nodepool_id)
         count = {s: sum(1 for i in insts if i.state == s) for s in ("initial", "running", "removing")}
         status: dict[str, Any] = {
@@ -424,21 +452,43 @@ class CsState:
         c = self.cluster
         api_server = self.ctx.endpoints.get("kubernetes", "")
         return {
-            "cluster_id": c["cluster_id"], "name": c["name"], "region_id": c["region_id"],
-            "zone_id": c["zone_id"], "state": c["state"], "cluster_type": c["cluster_type"],
-            "cluster_spec": c["cluster_spec"], "profile": c["profile"],
-            "current_version": c["current_version"], "init_version": c["init_version"],
-            "vpc_id": c["vpc_id"], "vswitch_id": ",".join(v["vswitch_id"] for v in c["vswitches"]),
+            "cluster_id": c["cluster_id"],
+            "name": c["name"],
+            "region_id": c["region_id"],
+            "zone_id": c["zone_id"],
+            "state": c["state"],
+            "cluster_type": c["cluster_type"],
+            "cluster_spec": c["cluster_spec"],
+            "profile": c["profile"],
+            "current_version": c["current_version"],
+            "init_version": c["init_version"],
+            "vpc_id": c["vpc_id"],
+            "vswitch_id": ",".join(v["vswitch_id"] for v in c["vswitches"]),
             "vswitch_ids": [v["vswitch_id"] for v in c["vswitches"]],
-            "security_group_id": c["security_group_id"], "container_cidr": c["container_cidr"],
-            "service_cidr": c["service_cidr"], "network_mode": c["network_mode"], "proxy_mode": c["proxy_mode"],
-            "resource_group_id": c["resource_group_id"], "deletion_protection": False,
-            "cluster_domain": "cluster.local", "ip_stack": "ipv4", "timezone": "Asia/Shanghai",
+            "security_group_id": c["security_group_id"],
+            "container_cidr": c["container_cidr"],
+            "service_cidr": c["service_cidr"],
+            "network_mode": c["network_mode"],
+            "proxy_mode": c["proxy_mode"],
+            "resource_group_id": c["resource_group_id"],
+            "deletion_protection": False,
+            "cluster_domain": "cluster.local",
+            "ip_stack": "ipv4",
+            "timezone": "Asia/Shanghai",
             "master_url": json.dumps({"api_server_endpoint": api_server, "intranet_api_server_endpoint": api_server}),
-            "meta_data": json.dumps({"Addons": [], "Capabilities": {}, "KubernetesVersion": c["current_version"],
-                                     "VSwitches": c["vswitches"]}),
-            "parameters": {}, "tags": [{"key": "ack.aliyun.com", "value": c["cluster_id"]}],
-            "size": len(self.instances_by_id), "created": iso(c["created"]), "updated": iso(c["updated"]),
+            "meta_data": json.dumps(
+                {
+                    "Addons": [],
+                    "Capabilities": {},
+                    "KubernetesVersion": c["current_version"],
+                    "VSwitches": c["vswitches"],
+                }
+            ),
+            "parameters": {},
+            "tags": [{"key": "ack.aliyun.com", "value": c["cluster_id"]}],
+            "size": len(self.instances_by_id),
+            "created": iso(c["created"]),
+            "updated": iso(c["updated"]),
         }
 
     # ------------------------------------------------------------------ helpers
@@ -456,8 +506,10 @@ class CsState:
             spot_strategy=sg.get("spot_strategy") or NO_SPOT,
             on_demand_base_capacity=int(sg.get("on_demand_base_capacity") or 0),
             on_demand_percentage_above_base_capacity=int(
-                100 if sg.get("on_demand_percentage_above_base_capacity") is None
-                else sg["on_demand_percentage_above_base_capacity"]),
+                100
+                if sg.get("on_demand_percentage_above_base_capacity") is None
+                else sg["on_demand_percentage_above_base_capacity"]
+            ),
             compensate_with_on_demand=bool(sg.get("compensate_with_on_demand")),
             multi_az_policy=sg.get("multi_az_policy") or "PRIORITY",
             spot_price_limit={i["instance_type"]: float(i["price_limit"]) for i in sg.get("spot_price_limit") or []},
@@ -475,9 +527,14 @@ class CsState:
     def _new_instance(self, pool: NodePool, placement: Placement) -> Instance:
         ip = self._new_ip(placement.vswitch_id)
         inst = Instance(
-            instance_id=_hex_id("i-", 20), nodepool_id=pool.nodepool_id, instance_type=placement.instance_type,
-            zone_id=placement.zone_id, vswitch_id=placement.vswitch_id, ip=ip,
-            node_name=f"{self.ctx.region}.{ip}", spot_strategy=placement.spot_strategy,
+            instance_id=_hex_id("i-", 20),
+            nodepool_id=pool.nodepool_id,
+            instance_type=placement.instance_type,
+            zone_id=placement.zone_id,
+            vswitch_id=placement.vswitch_id,
+            ip=ip,
+            node_name=f"{self.ctx.region}.{ip}",
+            spot_strategy=placement.spot_strategy,
             instance_charge_type=pool.scaling_group.get("instance_charge_type") or "PostPaid",
             created=self.ctx.clock.now(),
         )
@@ -486,8 +543,15 @@ class CsState:
 
     def _new_task(self, task_type: str, target_id: str, parameters: dict[str, Any] | None = None) -> Task:
         now = self.ctx.clock.now()
-        task = Task(task_id="T-" + secrets.token_hex(12), task_type=task_type, cluster_id=self.ctx.cluster_id,
-                    target_id=target_id, created=now, updated=now, parameters=parameters or {})
+        task = Task(
+            task_id="T-" + secrets.token_hex(12),
+            task_type=task_type,
+            cluster_id=self.ctx.cluster_id,
+            target_id=target_id,
+            created=now,
+            updated=now,
+            parameters=parameters or {},
+        )
         self.tasks[task.task_id] = task
         self._stage(task, task_type + "_start", "started")
         return task
@@ -498,8 +562,16 @@ class CsState:
         now = iso(self.ctx.clock.now())
         task.current_stage = name
         task.stages.append({"state": state, "message": message, "start_time": now, "end_time": now, "outputs": {}})
-        task.events.append({"action": name, "level": "Normal" if state == "success" else "Warning",
-                            "message": message, "reason": name, "source": "cs", "timestamp": now})
+        task.events.append(
+            {
+                "action": name,
+                "level": "Normal" if state == "success" else "Warning",
+                "message": message,
+                "reason": name,
+                "source": "cs",
+                "timestamp": now,
+            }
+        )
         task.updated = self.ctx.clock.now()
 
     def _finish_task(self, task: Task | None, error: tuple[str, str] | None) -> None:
@@ -539,11 +611,21 @@ class CsState:
         if auto["enable"]:
             auto.setdefault("min_instances", 0)
         sg = spec.setdefault("scaling_group", {})
-        defaults = {"instance_charge_type": "PostPaid", "spot_strategy": NO_SPOT, "multi_az_policy": "PRIORITY",
-                    "system_disk_category": "cloud_efficiency", "system_disk_size": 120, "scaling_policy": "release",
-                    "on_demand_base_capacity": 0, "on_demand_percentage_above_base_capacity": 100,
-                    "compensate_with_on_demand": False, "image_type": "AliyunLinux3", "data_disks": [],
-                    "tags": [], "spot_price_limit": []}
+        defaults = {
+            "instance_charge_type": "PostPaid",
+            "spot_strategy": NO_SPOT,
+            "multi_az_policy": "PRIORITY",
+            "system_disk_category": "cloud_efficiency",
+            "system_disk_size": 120,
+            "scaling_policy": "release",
+            "on_demand_base_capacity": 0,
+            "on_demand_percentage_above_base_capacity": 100,
+            "compensate_with_on_demand": False,
+            "image_type": "AliyunLinux3",
+            "data_disks": [],
+            "tags": [],
+            "spot_price_limit": [],
+        }
         for k, v in defaults.items():
             if sg.get(k) is None:
                 sg[k] = v
@@ -560,16 +642,25 @@ class CsState:
         name = body["nodepool_info"]["name"]
         if self.pool_by_name(name) is not None:
             # Real ACK: 400 InvalidParameter.Name "nodepool name X is already exist in cluster C" (ref §1.6).
-            raise CsError(400, "InvalidParameter.Name",
-                          f"nodepool name {name} is already exist in cluster {self.ctx.cluster_id}")
+            raise CsError(
+                400, "InvalidParameter.Name", f"nodepool name {name} is already exist in cluster {self.ctx.cluster_id}"
+            )
         now = self.ctx.clock.now()
         spec = self._normalised_spec(body)
         if not spec["auto_scaling"]["enable"] and spec["scaling_group"].get("desired_size") is None:
             spec["scaling_group"]["desired_size"] = int(body.get("count") or 0)
-        pool = NodePool(nodepool_id=_hex_id("np", 32), spec=spec, created=now, updated=now,
-                        scaling_group_id=_hex_id("asg-", 20))
-        pool.conditions = [{"type": "Ready", "status": "False", "reason": "Creating",
-                            "message": "creating the scaling group", "last_transition_time": iso(now)}]
+        pool = NodePool(
+            nodepool_id=_hex_id("np", 32), spec=spec, created=now, updated=now, scaling_group_id=_hex_id("asg-", 20)
+        )
+        pool.conditions = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Creating",
+                "message": "creating the scaling group",
+                "last_transition_time": iso(now),
+            }
+        ]
         self.pools_by_id[pool.nodepool_id] = pool
         task = self._new_task("nodepool_create", pool.nodepool_id, {"name": name})
         self.save()
@@ -581,39 +672,66 @@ class CsState:
         if pool.nodepool_id not in self.pools_by_id:
             return
         self._stage(task, "create_scaling_group", f"scaling group {pool.scaling_group_id} created")
-        want = (int(pool.auto_scaling.get("min_instances") or 0) if pool.autoscaling_enabled
-                else int(pool.scaling_group.get("desired_size") or 0))
+        want = (
+            int(pool.auto_scaling.get("min_instances") or 0)
+            if pool.autoscaling_enabled
+            else int(pool.scaling_group.get("desired_size") or 0)
+        )
         try:
             if want:
                 await self._scale(pool, want, task)
         except NoStockError as exc:
             now = iso(self.ctx.clock.now())
             pool.state = "failed"
-            pool.conditions = [{"type": "Ready", "status": "False", "reason": exc.code, "message": exc.message,
-                                "last_transition_time": now}]
+            pool.conditions = [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": exc.code,
+                    "message": exc.message,
+                    "last_transition_time": now,
+                }
+            ]
             self._finish_task(task, (exc.code, exc.message))
             self.save()
             return
         pool.state = "active"
         pool.updated = self.ctx.clock.now()
-        pool.conditions = [{"type": "Ready", "status": "True", "reason": "Active",
-                            "message": "node pool is active", "last_transition_time": iso(pool.updated)}]
+        pool.conditions = [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Active",
+                "message": "node pool is active",
+                "last_transition_time": iso(pool.updated),
+            }
+        ]
         self._finish_task(task, None)
         self.save()
 
     def modify_pool(self, nodepool_id: str, body: dict[str, Any]) -> Task:
         pool = self.pool(nodepool_id)
         if pool.state in ("deleting", "initial"):
-            raise CsError(400, "ErrorNodePoolState",
-                          f"node pool {nodepool_id} is {pool.state}; wait until it is active and retry")
+            raise CsError(
+                400, "ErrorNodePoolState", f"node pool {nodepool_id} is {pool.state}; wait until it is active and retry"
+            )
         validation.check_modify(body, pool.spec, set(self.vswitch_zones()))
         new_name = (body.get("nodepool_info") or {}).get("name")
         if new_name and new_name != pool.name and self.pool_by_name(new_name) is not None:
-            raise CsError(400, "InvalidParameter.Name",
-                          f"nodepool name {new_name} is already exist in cluster {self.ctx.cluster_id}")
+            raise CsError(
+                400,
+                "InvalidParameter.Name",
+                f"nodepool name {new_name} is already exist in cluster {self.ctx.cluster_id}",
+            )
         old_desired = pool.scaling_group.get("desired_size")
-        for section in ("nodepool_info", "auto_scaling", "scaling_group", "kubernetes_config", "management",
-                        "tee_config"):
+        for section in (
+            "nodepool_info",
+            "auto_scaling",
+            "scaling_group",
+            "kubernetes_config",
+            "management",
+            "tee_config",
+        ):
             patch = body.get(section)
             if isinstance(patch, dict):
                 for k, v in patch.items():
@@ -652,8 +770,9 @@ class CsState:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise invalid("count", f"must be a positive integer (nodes to add), got {count!r}")
         if pool.state in ("deleting", "initial", "failed"):
-            raise CsError(400, "ErrorNodePoolState",
-                          f"node pool {nodepool_id} is {pool.state}; it can be scaled only when active")
+            raise CsError(
+                400, "ErrorNodePoolState", f"node pool {nodepool_id} is {pool.state}; it can be scaled only when active"
+            )
         self._check_room(pool, count)
         task = self._new_task("nodepool_scaleout", nodepool_id, {"count": count})
         if not pool.autoscaling_enabled:
@@ -675,9 +794,12 @@ class CsState:
     def _check_room(self, pool: NodePool, count: int) -> None:
         live = sum(1 for i in self.instances(pool.nodepool_id) if i.state != "removing")
         if live + count > pool.max_size:
-            raise invalid("count", f"the node pool would have {live + count} nodes, more than "
-                                   f"auto_scaling.max_instances ({pool.max_size}); raise max_instances first",
-                          "InvalidParameter.Count")
+            raise invalid(
+                "count",
+                f"the node pool would have {live + count} nodes, more than "
+                f"auto_scaling.max_instances ({pool.max_size}); raise max_instances first",
+                "InvalidParameter.Count",
+            )
 
     async def _scale(self, pool: NodePool, count: int, task: Task | None) -> list[Instance]:
         existing = [i.placement() for i in self.instances(pool.nodepool_id) if i.state != "removing"]
@@ -687,8 +809,12 @@ class CsState:
             created = [self._new_instance(pool, p) for p in plan]
             for inst in created:
                 self._emit("added", inst)
-            self._stage(task, "create_instances", f"created {len(created)} ECS instances: "
-                        + ", ".join(f"{i.instance_id}({i.instance_type},{i.spot_strategy})" for i in created))
+            self._stage(
+                task,
+                "create_instances",
+                f"created {len(created)} ECS instances: "
+                + ", ".join(f"{i.instance_id}({i.instance_type},{i.spot_strategy})" for i in created),
+            )
             self.save()
             await self._finish_join(created, task)
         finally:
@@ -739,8 +865,9 @@ class CsState:
         for iid in ids:
             inst = self.instances_by_id.get(iid)
             if inst is None or inst.nodepool_id != nodepool_id:
-                raise invalid("instance_ids", f"{iid} is not a node of node pool {nodepool_id}",
-                              "InvalidParameter.InstanceIds")
+                raise invalid(
+                    "instance_ids", f"{iid} is not a node of node pool {nodepool_id}", "InvalidParameter.InstanceIds"
+                )
         task = self._new_task("nodepool_remove_nodes", nodepool_id, {"instance_ids": ids})
         self.save()
 
@@ -769,7 +896,8 @@ class CsState:
                 self._emit("removing", inst)
             if not pool.autoscaling_enabled and not keep_desired:
                 pool.scaling_group["desired_size"] = max(
-                    0, int(pool.scaling_group.get("desired_size") or 0) - len(insts))
+                    0, int(pool.scaling_group.get("desired_size") or 0) - len(insts)
+                )
             self.save()
             await self._finish_removal(insts, task)
         finally:
@@ -816,9 +944,11 @@ class CsState:
         live = self.instances(nodepool_id)
         if live and not force:
             # [unverified code] ACK refuses to delete a pool that still has nodes unless force=true.
-            raise CsError(400, "ErrorNodePoolHasNodes",
-                          f"node pool {nodepool_id} still has {len(live)} nodes; remove them first or "
-                          f"delete with force=true")
+            raise CsError(
+                400,
+                "ErrorNodePoolHasNodes",
+                f"node pool {nodepool_id} still has {len(live)} nodes; remove them first or delete with force=true",
+            )
         if pool.state == "deleting":
             raise CsError(400, "ErrorNodePoolState", f"node pool {nodepool_id} is already being deleted")
         pool.state = "deleting"

@@ -50,8 +50,7 @@ def _dict(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 def check_name(name: Any, field: str = "nodepool_info.name") -> str:
     if not isinstance(name, str) or not name.strip():
-        raise invalid(field, "is required: give the node pool a name (1-63 characters)",
-                      "InvalidParameter.Name")
+        raise invalid(field, "is required: give the node pool a name (1-63 characters)", "InvalidParameter.Name")
     if len(name) > 63:
         raise invalid(field, f"must be at most 63 characters, got {len(name)}", "InvalidParameter.Name")
     return name
@@ -66,12 +65,10 @@ def check_auto_scaling(auto: dict[str, Any], *, creating: bool) -> None:
         if hi is None and creating:
             raise invalid("auto_scaling.max_instances", "is required when auto_scaling.enable is true")
         if hi is not None and lo > hi:
-            raise invalid("auto_scaling.min_instances",
-                          f"must not exceed auto_scaling.max_instances ({lo} > {hi})")
+            raise invalid("auto_scaling.min_instances", f"must not exceed auto_scaling.max_instances ({lo} > {hi})")
 
 
-def check_scaling_group(sg: dict[str, Any], cluster_vswitches: set[str], *, creating: bool,
-                        autoscaling: bool) -> None:
+def check_scaling_group(sg: dict[str, Any], cluster_vswitches: set[str], *, creating: bool, autoscaling: bool) -> None:
     vsw = sg.get("vswitch_ids")
     if creating or vsw is not None:
         if not isinstance(vsw, list) or not vsw:
@@ -80,10 +77,12 @@ def check_scaling_group(sg: dict[str, Any], cluster_vswitches: set[str], *, crea
             raise invalid("scaling_group.vswitch_ids", f"at most 8 vSwitches, got {len(vsw)}")
         unknown = [v for v in vsw if v not in cluster_vswitches]
         if unknown:
-            raise invalid("scaling_group.vswitch_ids",
-                          f"{', '.join(map(str, unknown))} not found in the cluster's VPC "
-                          f"(DescribeClusterDetail lists vswitch_ids {', '.join(sorted(cluster_vswitches))})",
-                          "InvalidVSwitchId.NotFound")
+            raise invalid(
+                "scaling_group.vswitch_ids",
+                f"{', '.join(map(str, unknown))} not found in the cluster's VPC "
+                f"(DescribeClusterDetail lists vswitch_ids {', '.join(sorted(cluster_vswitches))})",
+                "InvalidVSwitchId.NotFound",
+            )
     types = sg.get("instance_types")
     if creating or types is not None:
         if not isinstance(types, list) or not types:
@@ -92,9 +91,12 @@ def check_scaling_group(sg: dict[str, Any], cluster_vswitches: set[str], *, crea
             raise invalid("scaling_group.instance_types", f"at most 10 instance types, got {len(types)}")
         unknown = [t for t in types if t not in CATALOGUE]
         if unknown:
-            raise invalid("scaling_group.instance_types",
-                          f"{', '.join(map(str, unknown))} not available in this region "
-                          f"(available: {', '.join(sorted(CATALOGUE))})", "InvalidInstanceType.NotSupported")
+            raise invalid(
+                "scaling_group.instance_types",
+                f"{', '.join(map(str, unknown))} not available in this region "
+                f"(available: {', '.join(sorted(CATALOGUE))})",
+                "InvalidInstanceType.NotSupported",
+            )
     _enum(sg, "instance_charge_type", "scaling_group", CHARGE_TYPES)
     _enum(sg, "spot_strategy", "scaling_group", SPOT_STRATEGIES)
     _enum(sg, "multi_az_policy", "scaling_group", MULTI_AZ)
@@ -106,20 +108,27 @@ def check_scaling_group(sg: dict[str, Any], cluster_vswitches: set[str], *, crea
     _int(sg, "system_disk_size", "scaling_group", 20, 2048)
     desired = _int(sg, "desired_size", "scaling_group", 0, 2000)
     if autoscaling and desired:
-        raise invalid("scaling_group.desired_size",
-                      "must not be set when auto_scaling.enable is true (use auto_scaling.min_instances)")
-    if sg.get("spot_strategy") in ("SpotAsPriceGo", "SpotWithPriceLimit") \
-            and sg.get("instance_charge_type", "PostPaid") != "PostPaid":
+        raise invalid(
+            "scaling_group.desired_size",
+            "must not be set when auto_scaling.enable is true (use auto_scaling.min_instances)",
+        )
+    if (
+        sg.get("spot_strategy") in ("SpotAsPriceGo", "SpotWithPriceLimit")
+        and sg.get("instance_charge_type", "PostPaid") != "PostPaid"
+    ):
         raise invalid("scaling_group.instance_charge_type", "spot instances must be PostPaid")
     for i, item in enumerate(sg.get("spot_price_limit") or []):
         if not isinstance(item, dict) or item.get("instance_type") not in (types or sg.get("instance_types") or []):
-            raise invalid(f"scaling_group.spot_price_limit[{i}].instance_type",
-                          "must be one of scaling_group.instance_types")
+            raise invalid(
+                f"scaling_group.spot_price_limit[{i}].instance_type", "must be one of scaling_group.instance_types"
+            )
         try:
             float(item.get("price_limit"))
         except (TypeError, ValueError):
-            raise invalid(f"scaling_group.spot_price_limit[{i}].price_limit",
-                          f"must be a decimal price, got {item.get('price_limit')!r}") from None
+            raise invalid(
+                f"scaling_group.spot_price_limit[{i}].price_limit",
+                f"must be a decimal price, got {item.get('price_limit')!r}",
+            ) from None
     if sg.get("spot_strategy") == "SpotWithPriceLimit" and not sg.get("spot_price_limit"):
         raise invalid("scaling_group.spot_price_limit", "is required when spot_strategy is SpotWithPriceLimit")
 
@@ -133,8 +142,10 @@ def check_kubernetes_config(kc: dict[str, Any]) -> None:
         if not isinstance(taint, dict) or not taint.get("key"):
             raise invalid(f"kubernetes_config.taints[{i}].key", "is required")
         if taint.get("effect", "NoSchedule") not in TAINT_EFFECTS:
-            raise invalid(f"kubernetes_config.taints[{i}].effect",
-                          f"must be one of {', '.join(sorted(TAINT_EFFECTS))}, got {taint.get('effect')!r}")
+            raise invalid(
+                f"kubernetes_config.taints[{i}].effect",
+                f"must be one of {', '.join(sorted(TAINT_EFFECTS))}, got {taint.get('effect')!r}",
+            )
 
 
 def check_create(body: dict[str, Any], cluster_vswitches: set[str]) -> None:
@@ -147,8 +158,9 @@ def check_create(body: dict[str, Any], cluster_vswitches: set[str]) -> None:
     check_auto_scaling(auto, creating=True)
     if "scaling_group" not in body:
         raise invalid("scaling_group", "is required (vswitch_ids, instance_types, ...)")
-    check_scaling_group(_dict(body, "scaling_group"), cluster_vswitches, creating=True,
-                        autoscaling=bool(auto.get("enable")))
+    check_scaling_group(
+        _dict(body, "scaling_group"), cluster_vswitches, creating=True, autoscaling=bool(auto.get("enable"))
+    )
     check_kubernetes_config(_dict(body, "kubernetes_config"))
 
 
@@ -164,6 +176,7 @@ def check_modify(body: dict[str, Any], current: dict[str, Any], cluster_vswitche
         raise invalid("auto_scaling.type", f"cannot be modified after creation (is {cur_auto.get('type', 'cpu')!r})")
     merged_auto = {**cur_auto, **{k: v for k, v in auto.items() if v is not None}}
     check_auto_scaling(merged_auto, creating=False)
-    check_scaling_group(_dict(body, "scaling_group"), cluster_vswitches, creating=False,
-                        autoscaling=bool(merged_auto.get("enable")))
+    check_scaling_group(
+        _dict(body, "scaling_group"), cluster_vswitches, creating=False, autoscaling=bool(merged_auto.get("enable"))
+    )
     check_kubernetes_config(_dict(body, "kubernetes_config"))

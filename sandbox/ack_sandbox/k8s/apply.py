@@ -16,8 +16,19 @@ from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.patch import SET_LISTS, merge_key
 
 Path = tuple[str, ...]
-_IDENTITY = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
-             "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName")
+_IDENTITY = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generateName",
+)
 
 
 def _key_of(item: dict[str, Any], key: str, path: Path, field: str) -> str:
@@ -69,8 +80,13 @@ def value_at(obj: Any, path: Path) -> Any:
             cur = cur.get(rest) if isinstance(cur, dict) else None
         elif kind == "k":
             ident = json.loads(rest)
-            cur = next((x for x in cur or [] if isinstance(x, dict) and all(x.get(a) == b for a, b in ident.items())), None) \
-                if isinstance(cur, list) else None
+            cur = (
+                next(
+                    (x for x in cur or [] if isinstance(x, dict) and all(x.get(a) == b for a, b in ident.items())), None
+                )
+                if isinstance(cur, list)
+                else None
+            )
         elif kind == "v":
             val = json.loads(rest)
             cur = val if isinstance(cur, list) and val in cur else None
@@ -130,14 +146,30 @@ def _entry_paths(e: dict[str, Any]) -> set[Path]:
     return from_fields_v1(e.get("fieldsV1") or {})
 
 
-def _set_entry(obj: dict[str, Any], manager: str, operation: str, api_version: str, subresource: str | None,
-               paths: set[Path], now: str) -> None:
+def _set_entry(
+    obj: dict[str, Any],
+    manager: str,
+    operation: str,
+    api_version: str,
+    subresource: str | None,
+    paths: set[Path],
+    now: str,
+) -> None:
     entries = _entries(obj)
-    entries[:] = [e for e in entries if not (e.get("manager") == manager and e.get("operation") == operation
-                                             and e.get("subresource") == subresource)]
+    entries[:] = [
+        e
+        for e in entries
+        if not (e.get("manager") == manager and e.get("operation") == operation and e.get("subresource") == subresource)
+    ]
     if paths:
-        e: dict[str, Any] = {"manager": manager, "operation": operation, "apiVersion": api_version, "time": now,
-                             "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(paths)}
+        e: dict[str, Any] = {
+            "manager": manager,
+            "operation": operation,
+            "apiVersion": api_version,
+            "time": now,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": to_fields_v1(paths),
+        }
         if subresource:
             e["subresource"] = subresource
         entries.append(e)
@@ -150,7 +182,7 @@ def _strip_paths(obj: dict[str, Any], keep_manager: tuple[str, str, str | None] 
         ident = (e.get("manager"), e.get("operation"), e.get("subresource"))
         if ident != keep_manager:
             mine = _entry_paths(e)
-            left = {p for p in mine if not any(p[:len(q)] == q for q in paths)}
+            left = {p for p in mine if not any(p[: len(q)] == q for q in paths)}
             if left != mine:
                 if not left:
                     continue
@@ -159,8 +191,15 @@ def _strip_paths(obj: dict[str, Any], keep_manager: tuple[str, str, str | None] 
     obj["metadata"]["managedFields"] = kept
 
 
-def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, api_version: str,
-                  subresource: str | None, status_subresource: bool, now: str) -> None:
+def record_update(
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str,
+    api_version: str,
+    subresource: str | None,
+    status_subresource: bool,
+    now: str,
+) -> None:
     """An Update operation: ``manager`` takes the fields it changed; removed fields lose all owners."""
     new_f = fields_of(new, status_subresource, subresource)
     if old is None:
@@ -172,8 +211,14 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
         removed = old_f - new_f
     if not changed and not removed:
         return
-    mine = next((e for e in _entries(new) if (e.get("manager"), e.get("operation"), e.get("subresource"))
-                 == (manager, "Update", subresource)), None)
+    mine = next(
+        (
+            e
+            for e in _entries(new)
+            if (e.get("manager"), e.get("operation"), e.get("subresource")) == (manager, "Update", subresource)
+        ),
+        None,
+    )
     owned = (_entry_paths(mine) if mine else set()) | changed
     owned -= removed
     _strip_paths(new, None, removed)
@@ -181,8 +226,16 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
     _set_entry(new, manager, "Update", api_version, subresource, owned, now)
 
 
-def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, api_version: str,
-                      force: bool, status_subresource: bool, subresource: str | None, now: str) -> dict[str, Any]:
+def server_side_apply(
+    live: dict[str, Any] | None,
+    applied: dict[str, Any],
+    manager: str,
+    api_version: str,
+    force: bool,
+    status_subresource: bool,
+    subresource: str | None,
+    now: str,
+) -> dict[str, Any]:
     """Merge ``applied`` into ``live`` as ``manager`` and return the new object, or raise 409 on conflicts."""
     applied_f = fields_of(applied, status_subresource, subresource)
     if live is None:
@@ -203,10 +256,22 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], mana
                 conflicts.setdefault(e.get("manager", ""), []).append(p)
     if conflicts and not force:
         raise _conflict_error(conflicts, live, api_version)
-    mine_before = next((_entry_paths(e) for e in _entries(result)
-                        if (e.get("manager"), e.get("operation"), e.get("subresource")) == me), set())
-    others = set().union(*[_entry_paths(e) for e in _entries(result)
-                           if (e.get("manager"), e.get("operation"), e.get("subresource")) != me] or [set()])
+    mine_before = next(
+        (
+            _entry_paths(e)
+            for e in _entries(result)
+            if (e.get("manager"), e.get("operation"), e.get("subresource")) == me
+        ),
+        set(),
+    )
+    others = set().union(
+        *[
+            _entry_paths(e)
+            for e in _entries(result)
+            if (e.get("manager"), e.get("operation"), e.get("subresource")) != me
+        ]
+        or [set()]
+    )
     body = {k: v for k, v in applied.items() if k != "metadata"}
     if status_subresource and subresource != "status":
         body.pop("status", None)
@@ -262,8 +327,13 @@ def _conflict_error(conflicts: dict[str, list[Path]], live: dict[str, Any], api_
     lines, causes = [], []
     for mgr, paths in conflicts.items():
         for p in paths:
-            causes.append({"reason": "FieldManagerConflict", "message": f'conflict with "{mgr}" using {api_version}',
-                           "field": _dotted(p)})
+            causes.append(
+                {
+                    "reason": "FieldManagerConflict",
+                    "message": f'conflict with "{mgr}" using {api_version}',
+                    "field": _dotted(p),
+                }
+            )
         if len(paths) == 1 and len(conflicts) == 1:
             lines.append(f'conflict with "{mgr}" using {api_version}: {_dotted(paths[0])}')
         else:

@@ -46,15 +46,22 @@ class Authenticator:
     def authenticate(self, authorization: str | None) -> User:
         if not authorization or not authorization.startswith("Bearer "):
             raise errors.unauthorized()
-        token = authorization[len("Bearer "):].strip()
+        token = authorization[len("Bearer ") :].strip()
         for known, user in self.users.items():
             if hmac.compare_digest(known, token):
                 return user
         raise errors.unauthorized()
 
 
-def authorize(user: User, verb: str, group: str, resource: str, namespace: str | None, name: str | None,
-              subresource: str | None = None) -> None:
+def authorize(
+    user: User,
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    name: str | None,
+    subresource: str | None = None,
+) -> None:
     if user.admin:
         return
     if namespace and namespace in user.namespaces:

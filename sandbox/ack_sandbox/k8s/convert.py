@@ -12,11 +12,20 @@ from typing import Any
 from ack_sandbox.k8s.kinds import ResourceType
 
 _EVENT_FIELDS = [  # (events.k8s.io/v1 name, core/v1 name)
-    ("regarding", "involvedObject"), ("note", "message"), ("reportingController", "reportingComponent"),
-    ("reportingInstance", "reportingInstance"), ("deprecatedSource", "source"),
-    ("deprecatedFirstTimestamp", "firstTimestamp"), ("deprecatedLastTimestamp", "lastTimestamp"),
-    ("deprecatedCount", "count"), ("eventTime", "eventTime"), ("series", "series"), ("action", "action"),
-    ("reason", "reason"), ("type", "type"), ("related", "related"),
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("reportingInstance", "reportingInstance"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+    ("eventTime", "eventTime"),
+    ("series", "series"),
+    ("action", "action"),
+    ("reason", "reason"),
+    ("type", "type"),
+    ("related", "related"),
 ]
 
 

@@ -76,13 +76,13 @@ def pod(obj: dict[str, Any], alloc: Allocator) -> None:
 def qos_class(spec: dict[str, Any]) -> str:
     reqs, lims, any_set = [], [], False
     for c in spec.get("containers") or []:
-        r = (c.get("resources") or {})
+        r = c.get("resources") or {}
         reqs.append({k: v for k, v in (r.get("requests") or {}).items() if k in ("cpu", "memory")})
         lims.append({k: v for k, v in (r.get("limits") or {}).items() if k in ("cpu", "memory")})
         any_set = any_set or bool(reqs[-1]) or bool(lims[-1])
     if not any_set:
         return "BestEffort"
-    if all(set(l) == {"cpu", "memory"} and r == l for r, l in zip(reqs, lims)):
+    if all(set(lim) == {"cpu", "memory"} and req == lim for req, lim in zip(reqs, lims)):
         return "Guaranteed"
     return "Burstable"
 
@@ -173,15 +173,21 @@ def hpa(obj: dict[str, Any], alloc: Allocator) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("minReplicas", 1)
     if not spec.get("metrics"):
-        spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
-            "type": "Utilization", "averageUtilization": 80}}}]
+        spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+            }
+        ]
     behavior = spec.get("behavior")
     if behavior is not None:  # autoscaling/v2 SetDefaults_HorizontalPodAutoscalerBehavior
         up = behavior.setdefault("scaleUp", {})
         up.setdefault("stabilizationWindowSeconds", 0)
         up.setdefault("selectPolicy", "Max")
-        up.setdefault("policies", [{"type": "Pods", "value": 4, "periodSeconds": 15},
-                                   {"type": "Percent", "value": 100, "periodSeconds": 15}])
+        up.setdefault(
+            "policies",
+            [{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}],
+        )
         down = behavior.setdefault("scaleDown", {})
         down.setdefault("selectPolicy", "Max")
         down.setdefault("policies", [{"type": "Percent", "value": 100, "periodSeconds": 15}])

@@ -16,13 +16,23 @@ from ack_sandbox.k8s.kinds import ResourceType
 from ack_sandbox.k8s.registry import Registry
 
 VERSION = {
-    "major": "1", "minor": "32", "gitVersion": "v1.32.1-aliyun.1",
-    "gitCommit": "0b7f6a1c3a0b4fa5c7ab8d6c8b4f5f1de6a1c8b2", "gitTreeState": "clean",
-    "buildDate": "2025-02-10T08:00:00Z", "goVersion": "go1.23.4", "compiler": "gc", "platform": "linux/amd64",
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.1-aliyun.1",
+    "gitCommit": "0b7f6a1c3a0b4fa5c7ab8d6c8b4f5f1de6a1c8b2",
+    "gitTreeState": "clean",
+    "buildDate": "2025-02-10T08:00:00Z",
+    "goVersion": "go1.23.4",
+    "compiler": "gc",
+    "platform": "linux/amd64",
 }
 
-_SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"],
-              "finalize": ["update"]}
+_SUB_VERBS = {
+    "status": ["get", "patch", "update"],
+    "scale": ["get", "patch", "update"],
+    "log": ["get"],
+    "finalize": ["update"],
+}
 
 
 @dataclass
@@ -46,28 +56,47 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
         return None
     resources: list[dict[str, Any]] = []
     for rt in sorted(rts, key=lambda r: r.plural):
-        entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                                 "kind": rt.kind, "verbs": list(rt.verbs), "storageVersionHash": _hash(rt)}
+        entry: dict[str, Any] = {
+            "name": rt.plural,
+            "singularName": rt.singular,
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": list(rt.verbs),
+            "storageVersionHash": _hash(rt),
+        }
         if rt.short_names:
             entry["shortNames"] = list(rt.short_names)
         if rt.categories:
             entry["categories"] = list(rt.categories)
         resources.append(entry)
         for sub in rt.subresources:
-            s: dict[str, Any] = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                                 "kind": rt.kind, "verbs": _SUB_VERBS[sub]}
+            s: dict[str, Any] = {
+                "name": f"{rt.plural}/{sub}",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": _SUB_VERBS[sub],
+            }
             if sub == "scale":
                 s.update(group="autoscaling", version="v1", kind="Scale")
             if sub == "log":
                 s["kind"] = "Pod"
             resources.append(s)
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
-            "resources": resources}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
 
 
 def _group_doc(name: str, versions: list[str], preferred: str) -> dict[str, Any]:
     vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
-    return {"name": name, "versions": vs, "preferredVersion": {"groupVersion": f"{name}/{preferred}", "version": preferred}}
+    return {
+        "name": name,
+        "versions": vs,
+        "preferredVersion": {"groupVersion": f"{name}/{preferred}", "version": preferred},
+    }
 
 
 def groups(registry: Registry, aggregated: dict[str, AggregatedGroup]) -> list[dict[str, Any]]:
@@ -87,5 +116,8 @@ def api_group(registry: Registry, aggregated: dict[str, AggregatedGroup], name: 
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
-    return {"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    }

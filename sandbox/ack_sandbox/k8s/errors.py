@@ -40,19 +40,28 @@ def _qualified(resource: str, group: str) -> str:
 
 
 def not_found(group: str, resource: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{_qualified(resource, group)} "{name}" not found',
-                    {"name": name, "group": group, "kind": resource} if group else {"name": name, "kind": resource})
+    return ApiError(
+        404,
+        "NotFound",
+        f'{_qualified(resource, group)} "{name}" not found',
+        {"name": name, "group": group, "kind": resource} if group else {"name": name, "kind": resource},
+    )
 
 
 def already_exists(group: str, resource: str, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{_qualified(resource, group)} "{name}" already exists',
-                    {"name": name, "group": group, "kind": resource} if group else {"name": name, "kind": resource})
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{_qualified(resource, group)} "{name}" already exists',
+        {"name": name, "group": group, "kind": resource} if group else {"name": name, "kind": resource},
+    )
 
 
 def conflict(group: str, resource: str, name: str, why: str) -> ApiError:
     details = {"name": name, "group": group, "kind": resource} if group else {"name": name, "kind": resource}
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": {why}',
-                    details)
+    return ApiError(
+        409, "Conflict", f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": {why}', details
+    )
 
 
 STALE_RV = "the object has been modified; please apply your changes to the latest version and try again"
@@ -63,8 +72,11 @@ def invalid(group: str, kind: str, name: str, causes: list[tuple[str, str, str]]
     parts = [f"{field}: {msg}" if field else msg for _, field, msg in causes]
     text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     qkind = f"{kind}.{group}" if group else kind
-    details: dict[str, Any] = {"name": name, "kind": kind,
-                               "causes": [{"reason": r, "message": m, "field": f} for r, f, m in causes]}
+    details: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "causes": [{"reason": r, "message": m, "field": f} for r, f, m in causes],
+    }
     if group:
         details["group"] = group
     return ApiError(422, "Invalid", f'{qkind} "{name}" is invalid: {text}', details)
@@ -89,12 +101,20 @@ def unauthorized() -> ApiError:
 
 
 def method_not_supported(group: str, resource: str, action: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", f"{action} is not supported on resources of kind {_qualified(resource, group)!r}",
-                    {"group": group, "kind": resource} if group else {"kind": resource})
+    return ApiError(
+        405,
+        "MethodNotAllowed",
+        f"{action} is not supported on resources of kind {_qualified(resource, group)!r}",
+        {"group": group, "kind": resource} if group else {"kind": resource},
+    )
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+    )
 
 
 def gone(message: str) -> ApiError:

@@ -65,8 +65,9 @@ class Collector:
                 body = {"metadata": {"ownerReferences": alive, "resourceVersion": dep["metadata"]["resourceVersion"]}}
                 store.patch_raw(rt, key[1], key[0] or None, body, "merge", field_manager="garbage-collector")
             else:
-                store.delete_raw(rt, key[1], key[0] or None,
-                                 propagation_policy="Foreground" if owner_foreground else "Background")
+                store.delete_raw(
+                    rt, key[1], key[0] or None, propagation_policy="Foreground" if owner_foreground else "Background"
+                )
         except ApiError as exc:
             if exc.code not in (404, 409):
                 log.warning("garbage collection of %s %s failed: %s", gr, key, exc)
@@ -76,9 +77,12 @@ class Collector:
         if owner is None:
             return
         md = owner["metadata"]
-        if md.get("deletionTimestamp") and "foregroundDeletion" in (md.get("finalizers") or []):
-            if not self.store.dependents(uid):
-                self._drop_finalizer(owner, "foregroundDeletion")
+        if (
+            md.get("deletionTimestamp")
+            and "foregroundDeletion" in (md.get("finalizers") or [])
+            and not self.store.dependents(uid)
+        ):
+            self._drop_finalizer(owner, "foregroundDeletion")
 
     def _drop_finalizer(self, obj: dict[str, Any], finalizer: str) -> None:
         store = self.store
@@ -109,8 +113,14 @@ class Collector:
             try:
                 if "orphan" in fins:
                     refs = [r for r in dep["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
-                    store.patch_raw(drt, dkey[1], dkey[0] or None, {"metadata": {"ownerReferences": refs or None}},
-                                    "merge", field_manager="garbage-collector")
+                    store.patch_raw(
+                        drt,
+                        dkey[1],
+                        dkey[0] or None,
+                        {"metadata": {"ownerReferences": refs or None}},
+                        "merge",
+                        field_manager="garbage-collector",
+                    )
                 elif "foregroundDeletion" in fins:
                     store.delete_raw(drt, dkey[1], dkey[0] or None, propagation_policy="Foreground")
             except ApiError as exc:

@@ -44,8 +44,14 @@ class Req:
 
 
 class Api:
-    def __init__(self, store: Store, authn: auth.Authenticator, aggregated: dict[str, discovery.AggregatedGroup],
-                 log_source: dict[str, Any], server_address: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        authn: auth.Authenticator,
+        aggregated: dict[str, discovery.AggregatedGroup],
+        log_source: dict[str, Any],
+        server_address: str,
+    ) -> None:
         self.store = store
         self.authn = authn
         self.aggregated = aggregated
@@ -104,6 +110,7 @@ class Api:
 
     def _openapi(self, parts: list[str]) -> web.Response:
         from ack_sandbox.k8s import openapi
+
         if parts[1:] == ["v3"]:
             return _json(openapi.root(self.store.registry))
         if len(parts) >= 4 and parts[1] == "v3":
@@ -146,8 +153,12 @@ class Api:
         if m == "GET":
             verb = "watch" if r.watch else ("get" if r.name else "list")
         else:
-            verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
-                    "DELETE": "delete" if r.name else "deletecollection"}.get(m, "")
+            verb = {
+                "POST": "create",
+                "PUT": "update",
+                "PATCH": "patch",
+                "DELETE": "delete" if r.name else "deletecollection",
+            }.get(m, "")
         if not verb or (verb == "create" and r.name):
             raise errors.method_not_supported(r.rt.group, r.rt.plural, m.lower())
         authz_ns = r.name if r.rt.gr == ("", "namespaces") and r.name else r.namespace
@@ -157,8 +168,18 @@ class Api:
         q = request.query
         dry = q.get("dryRun") == "All"
         if "dryRun" in q and q.get("dryRun") not in ("All", ""):
-            raise errors.invalid("meta.k8s.io", "CreateOptions", "", [
-                ("FieldValueNotSupported", "dryRun", f'Unsupported value: "{q.get("dryRun")}": supported values: "All"')])
+            raise errors.invalid(
+                "meta.k8s.io",
+                "CreateOptions",
+                "",
+                [
+                    (
+                        "FieldValueNotSupported",
+                        "dryRun",
+                        f'Unsupported value: "{q.get("dryRun")}": supported values: "All"',
+                    )
+                ],
+            )
         manager = q.get("fieldManager") or _manager_from_agent(request.headers.get("User-Agent", ""))
         if r.sub == "log":
             return await self._log(request, r)
@@ -180,35 +201,54 @@ class Api:
         if verb == "update":
             body = await _body(request)
             _check_kind(r.rt, body)
-            obj = store.update_raw(r.rt, body, r.name or "", r.namespace, subresource=r.sub, dry_run=dry,
-                                   field_manager=manager)
+            obj = store.update_raw(
+                r.rt, body, r.name or "", r.namespace, subresource=r.sub, dry_run=dry, field_manager=manager
+            )
             return self._object(request, r.rt, obj)
         if verb == "patch":
             ctype = request.content_type
             ptype = PATCH_TYPES.get(ctype)
             if ptype is None:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                               "accepted media types include: application/json-patch+json, "
-                               "application/merge-patch+json, application/apply-patch+yaml")
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - "
+                    "accepted media types include: application/json-patch+json, "
+                    "application/merge-patch+json, application/apply-patch+yaml",
+                )
             body = await _body(request, yaml_ok=ptype == "apply")
             existed = ptype != "apply" or _exists(store, r)
-            obj = store.patch_raw(r.rt, r.name or "", r.namespace, body, ptype, subresource=r.sub,
-                                  field_manager=q.get("fieldManager") or (None if ptype == "apply" else manager),
-                                  force=_bool(q.get("force")), dry_run=dry)
+            obj = store.patch_raw(
+                r.rt,
+                r.name or "",
+                r.namespace,
+                body,
+                ptype,
+                subresource=r.sub,
+                field_manager=q.get("fieldManager") or (None if ptype == "apply" else manager),
+                force=_bool(q.get("force")),
+                dry_run=dry,
+            )
             return self._object(request, r.rt, obj, status=200 if existed else 201)
         if verb == "delete":
             opts = await _delete_options(request)
             obj, removed = store.delete_raw(
-                r.rt, r.name or "", r.namespace, propagation_policy=opts.get("propagationPolicy"),
-                grace_period_seconds=opts.get("gracePeriodSeconds"), preconditions=opts.get("preconditions"),
-                dry_run=dry or opts.get("dryRun") == ["All"])
+                r.rt,
+                r.name or "",
+                r.namespace,
+                propagation_policy=opts.get("propagationPolicy"),
+                grace_period_seconds=opts.get("gracePeriodSeconds"),
+                preconditions=opts.get("preconditions"),
+                dry_run=dry or opts.get("dryRun") == ["All"],
+            )
             if removed and r.rt.gr != ("", "pods") and not r.rt.crd:
                 md = obj["metadata"]
                 details = {"name": md["name"], "kind": r.rt.plural, "uid": md["uid"]}
                 if r.rt.group:
                     details["group"] = r.rt.group
-                return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                              "details": details})
+                return _json(
+                    {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+                )
             return self._object(request, r.rt, obj, status=200 if removed else 202)
         if verb == "deletecollection":
             opts = await _delete_options(request)
@@ -217,15 +257,27 @@ class Api:
             for obj, _ in items:
                 md = obj["metadata"]
                 try:
-                    out.append(store.delete_raw(r.rt, md["name"], md.get("namespace"), dry_run=dry,
-                                                propagation_policy=opts.get("propagationPolicy"),
-                                                grace_period_seconds=opts.get("gracePeriodSeconds"))[0])
+                    out.append(
+                        store.delete_raw(
+                            r.rt,
+                            md["name"],
+                            md.get("namespace"),
+                            dry_run=dry,
+                            propagation_policy=opts.get("propagationPolicy"),
+                            grace_period_seconds=opts.get("gracePeriodSeconds"),
+                        )[0]
+                    )
                 except ApiError as exc:
                     if exc.code != 404:
                         raise
-            return _json({"kind": r.rt.kind + "List", "apiVersion": r.rt.api_version,
-                          "metadata": {"resourceVersion": str(store.rv)},
-                          "items": [convert.to_view(r.rt, o) for o in out]})
+            return _json(
+                {
+                    "kind": r.rt.kind + "List",
+                    "apiVersion": r.rt.api_version,
+                    "metadata": {"resourceVersion": str(store.rv)},
+                    "items": [convert.to_view(r.rt, o) for o in out],
+                }
+            )
         raise errors.method_not_supported(r.rt.group, r.rt.plural, verb)
 
     # ---- reads -----------------------------------------------------------------------------------------
@@ -238,8 +290,9 @@ class Api:
     def _list(self, request: web.Request, r: Req) -> web.Response:
         q = request.query
         limit = _int(q.get("limit"), "limit")
-        items, rv, token, remaining = self.store.list_raw(r.rt, r.namespace, q.get("labelSelector"),
-                                                          q.get("fieldSelector"), limit or None, q.get("continue"))
+        items, rv, token, remaining = self.store.list_raw(
+            r.rt, r.namespace, q.get("labelSelector"), q.get("fieldSelector"), limit or None, q.get("continue")
+        )
         if _wants_table(request):
             table = self._table(r.rt, [o for o, _ in items], str(rv), request)
             if token:
@@ -270,12 +323,21 @@ class Api:
             if include == "Object":
                 row["object"] = view
             elif include != "None":
-                row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                 "metadata": o["metadata"]}
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o["metadata"],
+                }
             rows.append(row)
         from ack_sandbox.k8s.tables import column_definitions
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
-                "columnDefinitions": column_definitions(cols), "rows": rows}
+
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": rv},
+            "columnDefinitions": column_definitions(cols),
+            "rows": rows,
+        }
 
     async def _watch(self, request: web.Request, r: Req) -> web.StreamResponse:
         q = request.query
@@ -290,8 +352,9 @@ class Api:
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
         resp.enable_chunked_encoding()
         try:
-            w = self.store.watch(r.rt, r.namespace, None if initial else rv, q.get("labelSelector"),
-                                 field_selector, copy=False)
+            w = self.store.watch(
+                r.rt, r.namespace, None if initial else rv, q.get("labelSelector"), field_selector, copy=False
+            )
         except ApiError as exc:
             if exc.code != 410:
                 raise
@@ -312,8 +375,10 @@ class Api:
                     if item is None:
                         break
                     await resp.write(self._event_line(r.rt, item, table, request))
-                await resp.write(_dumps({"type": "BOOKMARK", "object": self._bookmark(
-                    r.rt, str(self.store.rv), initial_end=True)}) + b"\n")
+                await resp.write(
+                    _dumps({"type": "BOOKMARK", "object": self._bookmark(r.rt, str(self.store.rv), initial_end=True)})
+                    + b"\n"
+                )
             while True:
                 left = deadline - loop.time()
                 if left <= 0:
@@ -322,8 +387,9 @@ class Api:
                     item = await asyncio.wait_for(w.next_raw(), min(left, BOOKMARK_EVERY))
                 except TimeoutError:
                     if bookmarks and loop.time() < deadline:
-                        await resp.write(_dumps({"type": "BOOKMARK", "object": self._bookmark(
-                            r.rt, str(self.store.rv))}) + b"\n")
+                        await resp.write(
+                            _dumps({"type": "BOOKMARK", "object": self._bookmark(r.rt, str(self.store.rv))}) + b"\n"
+                        )
                     continue
                 if item is None:
                     break
@@ -339,8 +405,9 @@ class Api:
             pass
         return resp
 
-    def _event_line(self, rt: ResourceType, item: tuple[str, dict[str, Any], bytes | None], table: bool,
-                    request: web.Request) -> bytes:
+    def _event_line(
+        self, rt: ResourceType, item: tuple[str, dict[str, Any], bytes | None], table: bool, request: web.Request
+    ) -> bytes:
         etype, obj, raw = item
         if table:
             body = _dumps(self._table(rt, [obj], obj["metadata"].get("resourceVersion", ""), request))
@@ -371,17 +438,33 @@ class Api:
             if ptype not in ("merge", "strategic", "json"):
                 raise errors.unsupported_media_type(request.content_type)
             from ack_sandbox.k8s import patch as p
+
             current = _to_scale(rt, obj)
             body = await _body(request)
-            scale = (p.apply_json_patch(current, body) if ptype == "json" else
-                     p.strategic_merge(current, body) if ptype == "strategic" else p.json_merge(current, body))
+            scale = (
+                p.apply_json_patch(current, body)
+                if ptype == "json"
+                else p.strategic_merge(current, body)
+                if ptype == "strategic"
+                else p.json_merge(current, body)
+            )
             scale.get("metadata", {}).pop("resourceVersion", None)
         else:
             raise errors.method_not_supported(rt.group, rt.plural, verb)
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid("autoscaling", "Scale", r.name or "", [
-                ("FieldValueInvalid", "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")])
+            raise errors.invalid(
+                "autoscaling",
+                "Scale",
+                r.name or "",
+                [
+                    (
+                        "FieldValueInvalid",
+                        "spec.replicas",
+                        f"Invalid value: {replicas}: must be greater than or equal to 0",
+                    )
+                ],
+            )
         new = json.loads(json.dumps(obj))
         _set_path(new, rt.scale.spec_replicas if rt.scale else ".spec.replicas", replicas)
         want = (scale.get("metadata") or {}).get("resourceVersion")
@@ -398,8 +481,9 @@ class Api:
         container = request.query.get("container")
         if not container:
             if len(containers) != 1:
-                raise errors.bad_request(f"a container name must be specified for pod {r.name}, choose one of: "
-                                         f"[{' '.join(containers)}]")
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {r.name}, choose one of: [{' '.join(containers)}]"
+                )
             container = containers[0]
         elif container not in containers:
             raise errors.bad_request(f"container {container} is not valid for pod {r.name}")
@@ -413,7 +497,9 @@ class Api:
             return web.Response(body=b"", content_type="text/plain")
         result = await source(pod, container, dict(request.query))
         if isinstance(result, (bytes, str)):
-            return web.Response(body=result if isinstance(result, bytes) else result.encode(), content_type="text/plain")
+            return web.Response(
+                body=result if isinstance(result, bytes) else result.encode(), content_type="text/plain"
+            )
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -426,6 +512,7 @@ class Api:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+
 
 def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=_dumps(obj), status=status, content_type=JSON)
@@ -459,11 +546,16 @@ def _manager_from_agent(agent: str) -> str:
 
 
 async def _body(request: web.Request, yaml_ok: bool = True) -> Any:
-    if request.content_type.startswith("application/vnd.kubernetes.protobuf") or \
-            request.content_type.startswith("application/cbor"):
+    if request.content_type.startswith("application/vnd.kubernetes.protobuf") or request.content_type.startswith(
+        "application/cbor"
+    ):
         # The sandbox decodes JSON and YAML only (no generated protobuf schemas).
-        raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted "
-                       "media types include: application/json, application/yaml")
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted "
+            "media types include: application/json, application/yaml",
+        )
     raw = await request.read()
     if not raw:
         raise errors.bad_request("the body of the request was empty")
@@ -502,8 +594,9 @@ def _check_kind(rt: ResourceType, body: Any) -> None:
         raise errors.bad_request("the body of the request must be an object")
     api_version, kind = body.get("apiVersion"), body.get("kind")
     if api_version and api_version != rt.api_version:
-        raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected API "
-                                 f"version ({rt.api_version})")
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
+        )
     if kind and kind != rt.kind:
         raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
     body.setdefault("apiVersion", rt.api_version)
@@ -543,8 +636,10 @@ def _to_scale(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     status: dict[str, Any] = {"replicas": _get_path(obj, paths.status_replicas if paths else ".status.replicas") or 0}
     if selector:
         status["selector"] = selector
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in md},
-            "spec": {"replicas": _get_path(obj, paths.spec_replicas if paths else ".spec.replicas") or 0},
-            "status": status}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},
+        "spec": {"replicas": _get_path(obj, paths.spec_replicas if paths else ".spec.replicas") or 0},
+        "status": status,
+    }

@@ -22,8 +22,12 @@ _COMMON = ["pretty", "dryRun", "fieldManager", "fieldValidation"]
 
 
 def _param(name: str, where: str = "query") -> dict[str, Any]:
-    return {"name": name, "in": where, "schema": {"type": "string", "uniqueItems": True},
-            **({"required": True} if where == "path" else {})}
+    return {
+        "name": name,
+        "in": where,
+        "schema": {"type": "string", "uniqueItems": True},
+        **({"required": True} if where == "path" else {}),
+    }
 
 
 def _gv_key(group: str, version: str) -> str:
@@ -44,18 +48,33 @@ def gv_document(registry: Registry, group: str, version: str) -> dict[str, Any] 
         ok = {"responses": {"200": {"description": "OK"}}}
         paths[base] = {
             "get": {**ok, "x-kubernetes-action": "list", **ext, "operationId": f"list{rt.kind}"},
-            "post": {**ok, "x-kubernetes-action": "post", **ext, "operationId": f"create{rt.kind}",
-                     "parameters": [_param(p) for p in _COMMON]},
+            "post": {
+                **ok,
+                "x-kubernetes-action": "post",
+                **ext,
+                "operationId": f"create{rt.kind}",
+                "parameters": [_param(p) for p in _COMMON],
+            },
             "parameters": ns_params,
         }
         item_params = [_param("name", "path")] + ns_params
         # kubectl reads the PATCH operation's own parameters (cli-runtime supportsQueryParamV3).
         paths[f"{base}/{{name}}"] = {
             "get": {**ok, "x-kubernetes-action": "get", **ext, "operationId": f"read{rt.kind}"},
-            "put": {**ok, "x-kubernetes-action": "put", **ext, "operationId": f"replace{rt.kind}",
-                    "parameters": [_param(p) for p in _COMMON]},
-            "patch": {**ok, "x-kubernetes-action": "patch", **ext, "operationId": f"patch{rt.kind}",
-                      "parameters": [_param(p) for p in _COMMON + ["force"]]},
+            "put": {
+                **ok,
+                "x-kubernetes-action": "put",
+                **ext,
+                "operationId": f"replace{rt.kind}",
+                "parameters": [_param(p) for p in _COMMON],
+            },
+            "patch": {
+                **ok,
+                "x-kubernetes-action": "patch",
+                **ext,
+                "operationId": f"patch{rt.kind}",
+                "parameters": [_param(p) for p in _COMMON + ["force"]],
+            },
             "delete": {**ok, "x-kubernetes-action": "delete", **ext, "operationId": f"delete{rt.kind}"},
             "parameters": item_params,
         }
@@ -63,13 +82,21 @@ def gv_document(registry: Registry, group: str, version: str) -> dict[str, Any] 
             if sub in ("status", "scale"):
                 paths[f"{base}/{{name}}/{sub}"] = {
                     "get": {**ok, "x-kubernetes-action": "get", **ext},
-                    "patch": {**ok, "x-kubernetes-action": "patch", **ext,
-                              "parameters": [_param(p) for p in _COMMON + ["force"]]},
+                    "patch": {
+                        **ok,
+                        "x-kubernetes-action": "patch",
+                        **ext,
+                        "parameters": [_param(p) for p in _COMMON + ["force"]],
+                    },
                     "put": {**ok, "x-kubernetes-action": "put", **ext, "parameters": [_param(p) for p in _COMMON]},
                     "parameters": item_params,
                 }
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.1-aliyun.1"},
-            "paths": paths, "components": {"schemas": {}}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.1-aliyun.1"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }
 
 
 def root(registry: Registry) -> dict[str, Any]:

@@ -18,10 +18,22 @@ from ack_sandbox.k8s.errors import ApiError, bad_request
 
 # patchMergeKey by field name (k8s.io/api types' struct tags). "ports" depends on the parent (see merge_key).
 MERGE_KEYS: dict[str, str] = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
-    "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath", "imagePullSecrets": "name",
-    "hostAliases": "ip", "conditions": "type", "ownerReferences": "uid", "taints": "key", "addresses": "type",
-    "secrets": "name", "resourceClaims": "name", "topologySpreadConstraints": "topologyKey",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "taints": "key",
+    "addresses": "type",
+    "secrets": "name",
+    "resourceClaims": "name",
+    "topologySpreadConstraints": "topologyKey",
 }
 SET_LISTS = frozenset({"finalizers"})  # patchStrategy:"merge" on a list of strings
 
@@ -88,7 +100,9 @@ def strategic_merge(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
         result = {k: v for k, v in result.items() if k in retain}
     for k, order in patch.items():
         if k.startswith("$setElementOrder/") and isinstance(result.get(k.split("/", 1)[1]), list):
-            result[k.split("/", 1)[1]] = _reorder(result[k.split("/", 1)[1]], order, merge_key(path, k.split("/", 1)[1]))
+            result[k.split("/", 1)[1]] = _reorder(
+                result[k.split("/", 1)[1]], order, merge_key(path, k.split("/", 1)[1])
+            )
     return result
 
 
@@ -125,6 +139,7 @@ def _merge_list(cur: list[Any], patch: list[Any], path: tuple[str, ...], field: 
 def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
     def ident(x: Any) -> Any:
         return x.get(key) if key and isinstance(x, dict) else json.dumps(x, sort_keys=True)
+
     rank = {ident(o): i for i, o in enumerate(order)}
     return sorted(items, key=lambda x: rank.get(ident(x), len(rank)))
 
@@ -136,6 +151,10 @@ def apply_json_patch(doc: dict[str, Any], ops: Any) -> dict[str, Any]:
         return jsonpatch.JsonPatch(ops).apply(doc)
     except jsonpatch.JsonPatchTestFailed as exc:
         # apiserver: errors.NewInvalid-like 422 for a failed "test" (staging/.../handlers/patch.go)
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from exc
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
+        ) from exc
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from exc
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
+        ) from exc

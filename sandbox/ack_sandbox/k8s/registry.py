@@ -44,8 +44,9 @@ class Registry:
 
     def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
         group, _, version = api_version.rpartition("/")
-        return next((rt for rt in self._types.values()
-                     if rt.group == group and rt.version == version and rt.kind == kind), None)
+        return next(
+            (rt for rt in self._types.values() if rt.group == group and rt.version == version and rt.kind == kind), None
+        )
 
     def resolve(self, what: str | tuple[str, str] | ResourceType) -> ResourceType:
         """``"pods"``, ``"deployments.apps"``, ``"Deployment"``, ``"sdep"``, ``("apps", "deployments")`` → a type.
@@ -62,12 +63,17 @@ class Registry:
         name = what
         order = sorted(self._types.values(), key=lambda r: (r.group != "", r.storage is not None, not r.preferred))
         for rt in order:
-            if name in (rt.plural, rt.singular, rt.kind, rt.qualified, f"{rt.kind}.{rt.group}") or name in rt.short_names:
+            if (
+                name in (rt.plural, rt.singular, rt.kind, rt.qualified, f"{rt.kind}.{rt.group}")
+                or name in rt.short_names
+            ):
                 return rt
         for rt in order:
             if name.lower() in (rt.plural, rt.singular, rt.kind.lower()):
                 return rt
-        raise KeyError(f"unknown resource {name!r}: use a plural ('pods'), 'plural.group' ('deployments.apps') or a Kind")
+        raise KeyError(
+            f"unknown resource {name!r}: use a plural ('pods'), 'plural.group' ('deployments.apps') or a Kind"
+        )
 
     def groups(self) -> list[tuple[str, list[str], str]]:
         """(group, versions, preferred version), core group first, others in registration order."""

@@ -43,8 +43,9 @@ AggregatedHandler = Callable[[web.Request, list[str]], Awaitable[web.StreamRespo
 LogSource = Callable[[dict[str, Any], str, dict[str, str]], Awaitable["bytes | str | AsyncIterator[bytes]"]]
 
 
-def register_api_group(ctx: SandboxContext, group: str, version: str, resources: list[dict[str, Any]],
-                       handler: AggregatedHandler) -> None:
+def register_api_group(
+    ctx: SandboxContext, group: str, version: str, resources: list[dict[str, Any]], handler: AggregatedHandler
+) -> None:
     """Serve ``/apis/<group>/<version>/...`` with ``handler(request, rest_path_parts)``.
 
     ``resources`` is the APIResourceList ``resources`` entries discovery shows, e.g.
@@ -58,8 +59,9 @@ def register_api_group(ctx: SandboxContext, group: str, version: str, resources:
 
 
 def resource_list_response(group: str, version: str, resources: list[dict[str, Any]]) -> web.Response:
-    return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
-                              "resources": resources})
+    return web.json_response(
+        {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}", "resources": resources}
+    )
 
 
 def set_log_source(ctx: SandboxContext, source: LogSource) -> None:
@@ -76,21 +78,33 @@ def _bootstrap(store: Store) -> None:
     """What a fresh cluster with Seldon installed has: system namespaces, default service accounts, the
     ``kubernetes`` Service and the SeldonDeployment CRD."""
     reg = store.registry
-    ns_rt, sa_rt, svc_rt = reg.resolve("namespaces"), reg.resolve("serviceaccounts"), reg.resolve("services")
+    ns_rt, svc_rt = reg.resolve("namespaces"), reg.resolve("services")
     crd_rt = reg.resolve("customresourcedefinitions")
     manager = "kube-apiserver"
     for ns in SYSTEM_NAMESPACES:
         if ("", ns) not in store._objs.get(ns_rt.gr, {}):
-            store.create_raw(ns_rt, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None,
-                             field_manager=manager)
+            store.create_raw(
+                ns_rt, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None, field_manager=manager
+            )
     if ("default", "kubernetes") not in store._objs.get(svc_rt.gr, {}):
-        store.create_raw(svc_rt, {
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "kubernetes", "namespace": "default",
-                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"clusterIP": KUBERNETES_SERVICE_IP, "ports": [
-                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
-        }, "default", field_manager=manager)
+        store.create_raw(
+            svc_rt,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": "kubernetes",
+                    "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "clusterIP": KUBERNETES_SERVICE_IP,
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                },
+            },
+            "default",
+            field_manager=manager,
+        )
     if ("", kinds.SELDON_CRD["metadata"]["name"]) not in store._objs.get(crd_rt.gr, {}):
         store.create_raw(crd_rt, kinds.SELDON_CRD, None, field_manager="helm")
     for key in list(store._objs.get(ns_rt.gr, {})):
@@ -103,9 +117,12 @@ def _ensure_default_sa(store: Store, namespace: str) -> None:
     if ns is None or ns["metadata"].get("deletionTimestamp"):
         return
     if (namespace, "default") not in store._objs.get(sa_rt.gr, {}):
-        store.create_raw(sa_rt, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                 "metadata": {"name": "default", "namespace": namespace}}, namespace,
-                         field_manager="kube-controller-manager")
+        store.create_raw(
+            sa_rt,
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}},
+            namespace,
+            field_manager="kube-controller-manager",
+        )
 
 
 async def _sa_loop(store: Store) -> None:
@@ -151,20 +168,27 @@ def _app(api: Api) -> web.Application:
     return app
 
 
-def kubeconfig(server: str, admin_token: str, restricted_token: str, ca_pem: bytes | None = None,
-               cluster: str = "ack-sandbox") -> dict[str, Any]:
+def kubeconfig(
+    server: str, admin_token: str, restricted_token: str, ca_pem: bytes | None = None, cluster: str = "ack-sandbox"
+) -> dict[str, Any]:
     cluster_doc: dict[str, Any] = {"server": server}
     if ca_pem is not None:
         cluster_doc["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
         "clusters": [{"name": cluster, "cluster": cluster_doc}],
-        "users": [{"name": auth.ADMIN_USER, "user": {"token": admin_token}},
-                  {"name": auth.RESTRICTED_USER, "user": {"token": restricted_token}}],
+        "users": [
+            {"name": auth.ADMIN_USER, "user": {"token": admin_token}},
+            {"name": auth.RESTRICTED_USER, "user": {"token": restricted_token}},
+        ],
         "contexts": [
             {"name": cluster, "context": {"cluster": cluster, "user": auth.ADMIN_USER, "namespace": "default"}},
-            {"name": f"{cluster}-restricted",
-             "context": {"cluster": cluster, "user": auth.RESTRICTED_USER, "namespace": "default"}},
+            {
+                "name": f"{cluster}-restricted",
+                "context": {"cluster": cluster, "user": auth.RESTRICTED_USER, "namespace": "default"},
+            },
         ],
         "current-context": cluster,
     }
@@ -180,6 +204,7 @@ def _write_private(path: Path, text: str) -> None:
 def _https_port(ctx: SandboxContext) -> int:
     """The HTTPS port, kept per state directory like the daemon's own ports."""
     from ack_sandbox.server import _free_port, _port_is_free
+
     port_file = ctx.service_dir(SERVICE) / "https_port"
     if port_file.exists():
         port = int(port_file.read_text())

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from ack_sandbox.k8s import apply, convert, defaults, errors, meta, validation
-from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.kinds import ResourceType
 from ack_sandbox.k8s.registry import Registry
 
@@ -71,20 +70,30 @@ def _copy(obj: Any) -> Any:
 class Event:
     __slots__ = ("rv", "type", "gr", "obj", "old", "raw")
 
-    def __init__(self, rv: int, type_: str, gr: GR, obj: dict[str, Any], old: dict[str, Any] | None, raw: bytes) -> None:
+    def __init__(
+        self, rv: int, type_: str, gr: GR, obj: dict[str, Any], old: dict[str, Any] | None, raw: bytes
+    ) -> None:
         self.rv, self.type, self.gr, self.obj, self.old, self.raw = rv, type_, gr, obj, old, raw
 
 
 class Watch:
     """One watcher: filters events for its kind/namespace/selectors and queues (type, object)."""
 
-    def __init__(self, store: Store, rt: ResourceType, namespace: str | None, label_selector: str | None,
-                 field_selector: str | None, copy: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rt: ResourceType,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        copy: bool,
+    ) -> None:
         self.store, self.rt, self.namespace, self.copy = store, rt, namespace or None, copy
         self.labels = meta.parse_label_selector(label_selector)
         storage_rt = store.registry.storage_type(rt.storage_gr) or rt
-        self.fields = meta.parse_field_selector(convert.field_selector_to_storage(rt, field_selector),
-                                                storage_rt.field_selectors, rt.kind)
+        self.fields = meta.parse_field_selector(
+            convert.field_selector_to_storage(rt, field_selector), storage_rt.field_selectors, rt.kind
+        )
         self.queue: asyncio.Queue[tuple[str, dict[str, Any], bytes | None] | None] = asyncio.Queue()
         self.closed = False
 
@@ -139,8 +148,9 @@ class Watch:
 
 
 class Store:
-    def __init__(self, registry: Registry | None = None, db_path: Path | None = None, clock: Any = None,
-                 history: int = HISTORY) -> None:
+    def __init__(
+        self, registry: Registry | None = None, db_path: Path | None = None, clock: Any = None, history: int = HISTORY
+    ) -> None:
         self.registry = registry or Registry()
         self.clock = clock
         self.rv = 0
@@ -156,12 +166,20 @@ class Store:
         self._tasks: set[asyncio.Task[Any]] = set()
         if db_path is not None:
             self._open(db_path)
-        ips = {o["spec"]["clusterIP"] for o in self._objs.get(("", "services"), {}).values()
-               if (o.get("spec") or {}).get("clusterIP") not in (None, "", "None")}
-        ports = {p["nodePort"] for o in self._objs.get(("", "services"), {}).values()
-                 for p in (o.get("spec") or {}).get("ports") or [] if p.get("nodePort")}
+        ips = {
+            o["spec"]["clusterIP"]
+            for o in self._objs.get(("", "services"), {}).values()
+            if (o.get("spec") or {}).get("clusterIP") not in (None, "", "None")
+        }
+        ports = {
+            p["nodePort"]
+            for o in self._objs.get(("", "services"), {}).values()
+            for p in (o.get("spec") or {}).get("ports") or []
+            if p.get("nodePort")
+        }
         self.ips = defaults.ServiceIPs(ips, ports)
         from ack_sandbox.k8s.gc import Collector
+
         self.gc = Collector(self)
 
     # ---- persistence -----------------------------------------------------------------------------------
@@ -171,8 +189,10 @@ class Store:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS objects (grp TEXT, res TEXT, ns TEXT, name TEXT, data TEXT,"
-                         " PRIMARY KEY (grp, res, ns, name))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects (grp TEXT, res TEXT, ns TEXT, name TEXT, data TEXT,"
+            " PRIMARY KEY (grp, res, ns, name))"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
         row = self._db.execute("SELECT v FROM meta WHERE k='rv'").fetchone()
         self.rv = int(row[0]) if row else 0
@@ -304,14 +324,21 @@ class Store:
         rt = self.resolve(what)
         return _copy(convert.to_view(rt, self.get_raw(rt, name, namespace)))
 
-    def list_raw(self, rt: ResourceType, namespace: str | None = None, label_selector: str | None = None,
-                 field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
-                 ) -> tuple[list[tuple[dict[str, Any], bytes]], int, str | None, int | None]:
+    def list_raw(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_: str | None = None,
+    ) -> tuple[list[tuple[dict[str, Any], bytes]], int, str | None, int | None]:
         """Matching (object, json) pairs sorted by namespace/name; with ``limit``, a continue token."""
         srt = self._storage(rt)
         labels = meta.parse_label_selector(label_selector)
-        fields = meta.parse_field_selector(convert.field_selector_to_storage(rt, field_selector),
-                                           srt.field_selectors, rt.kind)
+        fields = meta.parse_field_selector(
+            convert.field_selector_to_storage(rt, field_selector), srt.field_selectors, rt.kind
+        )
         objs, raws = self._objs.get(srt.gr, {}), self._raw.get(srt.gr, {})
         start: Key | None = None
         rv = self.rv
@@ -322,35 +349,51 @@ class Store:
             except (ValueError, KeyError, TypeError) as exc:
                 raise errors.bad_request(f"continue key is not valid: {exc}") from exc
             if rv < self._compacted_rv:
-                raise errors.gone("The provided continue parameter is too old to display a consistent list result. "
-                                  "You can start a new list without the continue parameter.")
+                raise errors.gone(
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter."
+                )
         keys = sorted(k for k in objs if (not namespace or k[0] == namespace) and (start is None or k > start))
         out: list[tuple[dict[str, Any], bytes]] = []
         token, remaining = None, None
+        last_key: Key | None = None  # the key of the last object returned: where the next page starts
         for i, k in enumerate(keys):
             obj = objs[k]
             if labels and not meta.labels_match(labels, obj["metadata"].get("labels")):
                 continue
             if fields and not meta.fields_match(fields, obj):
                 continue
-            if limit and len(out) >= limit:
-                token = base64.urlsafe_b64encode(_dumps({"rv": rv, "start": list(out_key)})).decode().rstrip("=")
+            # A limit of 0 or less is no limit, as in the apiserver's storage (it pages only when limit > 0).
+            if limit is not None and 0 < limit <= len(out) and last_key is not None:
+                token = base64.urlsafe_b64encode(_dumps({"rv": rv, "start": list(last_key)})).decode().rstrip("=")
                 remaining = None if (labels or fields) else len(keys) - i
                 break
             out.append((obj, raws[k]))
-            out_key = k
+            last_key = k
         return out, self.rv if not continue_ else rv, token, remaining
 
-    async def list(self, what: Kindish, namespace: str | None = None, label_selector: str | None = None,
-                   field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    async def list(
+        self,
+        what: Kindish,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
         rt = self.resolve(what)
         items, rv, _, _ = self.list_raw(rt, namespace, label_selector, field_selector)
         return [_copy(convert.to_view(rt, o)) for o, _ in items], str(rv)
 
     # ---- watch -----------------------------------------------------------------------------------------
 
-    def watch(self, what: Kindish, namespace: str | None = None, since_rv: str | int | None = None,
-              label_selector: str | None = None, field_selector: str | None = None, copy: bool = True) -> Watch:
+    def watch(
+        self,
+        what: Kindish,
+        namespace: str | None = None,
+        since_rv: str | int | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        copy: bool = True,
+    ) -> Watch:
         rt = self.resolve(what)
         srt = self._storage(rt)
         w = Watch(self, rt, namespace, label_selector, field_selector, copy)
@@ -369,8 +412,15 @@ class Store:
 
     # ---- writes ----------------------------------------------------------------------------------------
 
-    async def create(self, obj: dict[str, Any], namespace: str | None = None, *, dry_run: bool = False,
-                     field_manager: str | None = None, what: Kindish | None = None) -> dict[str, Any]:
+    async def create(
+        self,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        what: Kindish | None = None,
+    ) -> dict[str, Any]:
         rt = self.resolve(what) if what is not None else self._rt_of(obj)
         out = self.create_raw(rt, _copy(obj), namespace, dry_run=dry_run, field_manager=field_manager)
         return _copy(convert.to_view(rt, out))
@@ -388,11 +438,23 @@ class Store:
         if ns is None:
             raise errors.not_found("", "namespaces", namespace)
         if ns["metadata"].get("deletionTimestamp"):
-            raise errors.forbidden(rt.group, rt.plural, name,
-                                   f"unable to create new content in namespace {namespace} because it is being terminated")
+            raise errors.forbidden(
+                rt.group,
+                rt.plural,
+                name,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+            )
 
-    def create_raw(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None, *, dry_run: bool = False,
-                   field_manager: str | None = None, managed: bool = True) -> dict[str, Any]:
+    def create_raw(
+        self,
+        rt: ResourceType,
+        obj: dict[str, Any],
+        namespace: str | None,
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        managed: bool = True,
+    ) -> dict[str, Any]:
         srt = self._storage(rt)
         obj = convert.from_view(rt, obj)
         obj["apiVersion"], obj["kind"] = srt.api_version, srt.kind
@@ -400,8 +462,9 @@ class Store:
         if rt.namespaced:
             ns = md.get("namespace") or namespace or "default"
             if namespace and md.get("namespace") and md["namespace"] != namespace:
-                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on "
-                                         "the request")
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             md["namespace"] = ns
         else:
             md.pop("namespace", None)
@@ -434,8 +497,15 @@ class Store:
             md["generation"] = 1
         if managed and not md.get("managedFields"):
             md.pop("managedFields", None)
-            apply.record_update(None, obj, field_manager or DEFAULT_MANAGER, srt.api_version, None,
-                                "status" in srt.subresources, self.timestamp())
+            apply.record_update(
+                None,
+                obj,
+                field_manager or DEFAULT_MANAGER,
+                srt.api_version,
+                None,
+                "status" in srt.subresources,
+                self.timestamp(),
+            )
         if srt.gr == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._crd_status(obj)
         if dry_run:
@@ -444,16 +514,22 @@ class Store:
             self.registry.register_crd(obj)
         return self._commit_write(srt, (ns, name), obj, None)
 
-    def _commit_write(self, srt: ResourceType, key: Key, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    def _commit_write(
+        self, srt: ResourceType, key: Key, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         raw = _dumps(obj)
         self._put(srt.gr, key, obj, raw)
         self._persist(srt.gr, key, obj, raw)
         self._emit("ADDED" if old is None else "MODIFIED", srt.gr, obj, old, raw)
-        if old is not None and obj["metadata"].get("deletionTimestamp") and not _finalizers(obj):
-            if not self._graceful_pending(srt, obj):
-                self._remove(srt, key)
+        if (
+            old is not None
+            and obj["metadata"].get("deletionTimestamp")
+            and not _finalizers(obj)
+            and not self._graceful_pending(srt, obj)
+        ):
+            self._remove(srt, key)
         return obj
 
     def _graceful_pending(self, srt: ResourceType, obj: dict[str, Any]) -> bool:
@@ -482,10 +558,20 @@ class Store:
         obj["status"] = {
             "acceptedNames": spec["names"],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": now},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": now},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": now,
+                },
             ],
             "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
         }
@@ -498,27 +584,52 @@ class Store:
                 self._remove(rt, key)
         self.registry.remove_group_resource(*gr)
 
-    async def update(self, obj: dict[str, Any], *, subresource: str | None = None, dry_run: bool = False,
-                     field_manager: str | None = None, what: Kindish | None = None) -> dict[str, Any]:
+    async def update(
+        self,
+        obj: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        what: Kindish | None = None,
+    ) -> dict[str, Any]:
         rt = self.resolve(what) if what is not None else self._rt_of(obj)
         md = obj.get("metadata") or {}
-        out = self.update_raw(rt, _copy(obj), md.get("name", ""), md.get("namespace"), subresource=subresource,
-                              dry_run=dry_run, field_manager=field_manager)
+        out = self.update_raw(
+            rt,
+            _copy(obj),
+            md.get("name", ""),
+            md.get("namespace"),
+            subresource=subresource,
+            dry_run=dry_run,
+            field_manager=field_manager,
+        )
         return _copy(convert.to_view(rt, out))
 
     async def update_status(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
         return await self.update(obj, subresource="status", **kw)
 
-    def update_raw(self, rt: ResourceType, obj: dict[str, Any], name: str, namespace: str | None, *,
-                   subresource: str | None = None, dry_run: bool = False, field_manager: str | None = None,
-                   ssa_done: bool = False) -> dict[str, Any]:
+    def update_raw(
+        self,
+        rt: ResourceType,
+        obj: dict[str, Any],
+        name: str,
+        namespace: str | None,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        ssa_done: bool = False,
+    ) -> dict[str, Any]:
         srt = self._storage(rt)
         key = self._key(rt, namespace, name)
         old = self.get_raw(rt, name, namespace)
         new = convert.from_view(rt, obj)
         md = new.setdefault("metadata", {})
         if md.get("name") and md["name"] != name:
-            raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name on the URL ({name})")
+            raise errors.bad_request(
+                f"the name of the object ({md['name']}) does not match the name on the URL ({name})"
+            )
         want_rv = md.get("resourceVersion")
         if want_rv and want_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.group, rt.plural, name, errors.STALE_RV)
@@ -554,8 +665,17 @@ class Store:
         if omd.get("deletionTimestamp"):
             added = set(md.get("finalizers") or []) - set(omd.get("finalizers") or [])
             if added:
-                raise errors.invalid(srt.group, srt.kind, name, [validation.forbidden(
-                    "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}")])
+                raise errors.invalid(
+                    srt.group,
+                    srt.kind,
+                    name,
+                    [
+                        validation.forbidden(
+                            "metadata.finalizers",
+                            f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}",
+                        )
+                    ],
+                )
         if srt.default and subresource != "status":
             srt.default(new, self.ips)
         causes = validation.labels("metadata.labels", md.get("labels"))
@@ -566,8 +686,15 @@ class Store:
         if srt.generation and _spec_changed(srt, old, new):
             md["generation"] = int(omd.get("generation") or 1) + 1
         if not ssa_done and md.get("managedFields") == omd.get("managedFields"):
-            apply.record_update(old, new, field_manager or DEFAULT_MANAGER, srt.api_version, subresource,
-                                "status" in srt.subresources, self.timestamp())
+            apply.record_update(
+                old,
+                new,
+                field_manager or DEFAULT_MANAGER,
+                srt.api_version,
+                subresource,
+                "status" in srt.subresources,
+                self.timestamp(),
+            )
         if _same(old, new):
             return old
         if dry_run:
@@ -589,18 +716,48 @@ class Store:
             if np and not p.get("nodePort") and nspec.get("type") in ("NodePort", "LoadBalancer"):
                 p["nodePort"] = np
 
-    async def patch(self, what: Kindish, name: str, body: Any, namespace: str | None = None, *,
-                    patch_type: str = "merge", subresource: str | None = None, field_manager: str | None = None,
-                    force: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    async def patch(
+        self,
+        what: Kindish,
+        name: str,
+        body: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         rt = self.resolve(what)
-        out = self.patch_raw(rt, name, namespace, body, patch_type, subresource=subresource,
-                             field_manager=field_manager, force=force, dry_run=dry_run)
+        out = self.patch_raw(
+            rt,
+            name,
+            namespace,
+            body,
+            patch_type,
+            subresource=subresource,
+            field_manager=field_manager,
+            force=force,
+            dry_run=dry_run,
+        )
         return _copy(convert.to_view(rt, out))
 
-    def patch_raw(self, rt: ResourceType, name: str, namespace: str | None, body: Any, patch_type: str, *,
-                  subresource: str | None = None, field_manager: str | None = None, force: bool = False,
-                  dry_run: bool = False) -> dict[str, Any]:
+    def patch_raw(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None,
+        body: Any,
+        patch_type: str,
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         from ack_sandbox.k8s import patch as p
+
         if patch_type == "apply":
             return self._apply(rt, name, namespace, body, subresource, field_manager, force, dry_run)
         current = _copy(convert.to_view(rt, self.get_raw(rt, name, namespace)))
@@ -621,11 +778,21 @@ class Store:
         # A patch carries the resourceVersion precondition only if it sets one (kubectl apply does not).
         if (new.get("metadata") or {}).get("resourceVersion") == current["metadata"].get("resourceVersion"):
             new["metadata"].pop("resourceVersion", None)
-        return self.update_raw(rt, new, name, namespace, subresource=subresource, dry_run=dry_run,
-                               field_manager=field_manager)
+        return self.update_raw(
+            rt, new, name, namespace, subresource=subresource, dry_run=dry_run, field_manager=field_manager
+        )
 
-    def _apply(self, rt: ResourceType, name: str, namespace: str | None, body: Any, subresource: str | None,
-               field_manager: str | None, force: bool, dry_run: bool) -> dict[str, Any]:
+    def _apply(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None,
+        body: Any,
+        subresource: str | None,
+        field_manager: str | None,
+        force: bool,
+        dry_run: bool,
+    ) -> dict[str, Any]:
         if not field_manager:
             raise errors.bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
         if not isinstance(body, dict) or not body.get("apiVersion") or not body.get("kind"):
@@ -633,7 +800,9 @@ class Store:
         srt = self._storage(rt)
         md = body.setdefault("metadata", {})
         if md.get("name") and md["name"] != name:
-            raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name on the URL ({name})")
+            raise errors.bad_request(
+                f"the name of the object ({md['name']}) does not match the name on the URL ({name})"
+            )
         key = self._key(rt, namespace, name)
         live = self._objs.get(srt.gr, {}).get(key)
         status_sub = "status" in srt.subresources
@@ -641,30 +810,76 @@ class Store:
             if subresource:
                 raise errors.not_found(rt.group, rt.plural, name)
             md["name"] = name
-            created = apply.server_side_apply(None, convert.from_view(rt, body), field_manager, rt.api_version,
-                                              force, status_sub, None, self.timestamp())
+            created = apply.server_side_apply(
+                None,
+                convert.from_view(rt, body),
+                field_manager,
+                rt.api_version,
+                force,
+                status_sub,
+                None,
+                self.timestamp(),
+            )
             return self.create_raw(rt, created, namespace, dry_run=dry_run, managed=False)
         want_rv = md.get("resourceVersion")
         if want_rv and want_rv != live["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.group, rt.plural, name, errors.STALE_RV)
-        merged = apply.server_side_apply(_copy(live), convert.from_view(rt, body), field_manager, rt.api_version,
-                                         force, status_sub, subresource, self.timestamp())
+        merged = apply.server_side_apply(
+            _copy(live),
+            convert.from_view(rt, body),
+            field_manager,
+            rt.api_version,
+            force,
+            status_sub,
+            subresource,
+            self.timestamp(),
+        )
         merged["metadata"].pop("resourceVersion", None)
-        return self.update_raw(rt, merged, name, namespace, subresource=subresource, dry_run=dry_run,
-                               field_manager=field_manager, ssa_done=True)
+        return self.update_raw(
+            rt,
+            merged,
+            name,
+            namespace,
+            subresource=subresource,
+            dry_run=dry_run,
+            field_manager=field_manager,
+            ssa_done=True,
+        )
 
-    async def delete(self, what: Kindish, name: str, namespace: str | None = None, *,
-                     propagation_policy: str | None = None, grace_period_seconds: int | None = None,
-                     preconditions: dict[str, str] | None = None, dry_run: bool = False) -> dict[str, Any]:
+    async def delete(
+        self,
+        what: Kindish,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        preconditions: dict[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         rt = self.resolve(what)
-        out, _ = self.delete_raw(rt, name, namespace, propagation_policy=propagation_policy,
-                                 grace_period_seconds=grace_period_seconds, preconditions=preconditions,
-                                 dry_run=dry_run)
+        out, _ = self.delete_raw(
+            rt,
+            name,
+            namespace,
+            propagation_policy=propagation_policy,
+            grace_period_seconds=grace_period_seconds,
+            preconditions=preconditions,
+            dry_run=dry_run,
+        )
         return _copy(convert.to_view(rt, out))
 
-    def delete_raw(self, rt: ResourceType, name: str, namespace: str | None, *, propagation_policy: str | None = None,
-                   grace_period_seconds: int | None = None, preconditions: dict[str, str] | None = None,
-                   dry_run: bool = False) -> tuple[dict[str, Any], bool]:
+    def delete_raw(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None,
+        *,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        preconditions: dict[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
         """Returns (object, removed-now)."""
         srt = self._storage(rt)
         key = self._key(rt, namespace, name)
@@ -672,15 +887,31 @@ class Store:
         omd = old["metadata"]
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != omd["uid"]:
-            raise errors.conflict(rt.group, rt.plural, name,
-                                  f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {omd['uid']}")
+            raise errors.conflict(
+                rt.group,
+                rt.plural,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {omd['uid']}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != omd["resourceVersion"]:
-            raise errors.conflict(rt.group, rt.plural, name,
-                                  f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
-                                  f"ResourceVersion in object meta: {omd['resourceVersion']}")
+            raise errors.conflict(
+                rt.group,
+                rt.plural,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {omd['resourceVersion']}",
+            )
         if propagation_policy not in (None, "Background", "Foreground", "Orphan"):
-            raise errors.invalid("meta.k8s.io", "DeleteOptions", "", [validation.unsupported(
-                "propagationPolicy", propagation_policy, ["Foreground", "Background", "Orphan", "nil"])])
+            raise errors.invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                [
+                    validation.unsupported(
+                        "propagationPolicy", propagation_policy, ["Foreground", "Background", "Orphan", "nil"]
+                    )
+                ],
+            )
         new = _copy(old)
         md = new["metadata"]
         finalizers = list(md.get("finalizers") or [])
@@ -754,8 +985,10 @@ def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) ->
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """No-op detection: equal apart from resourceVersion and managedFields timestamps."""
+
     def norm(o: dict[str, Any]) -> dict[str, Any]:
         md = {k: v for k, v in (o.get("metadata") or {}).items() if k != "resourceVersion"}
         md["managedFields"] = [{k: v for k, v in e.items() if k != "time"} for e in md.get("managedFields") or []]
         return {**o, "metadata": md}
+
     return norm(old) == norm(new)

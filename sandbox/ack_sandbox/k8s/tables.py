@@ -18,8 +18,13 @@ AGE: Column = ("Age", "string", 0)
 def column_definitions(cols: list[Column]) -> list[dict[str, Any]]:
     out = []
     for name, typ, prio in cols:
-        d: dict[str, Any] = {"name": name, "type": typ, "format": "name" if name == "Name" else "",
-                             "description": name, "priority": prio}
+        d: dict[str, Any] = {
+            "name": name,
+            "type": typ,
+            "format": "name" if name == "Name" else "",
+            "description": name,
+            "priority": prio,
+        }
         out.append(d)
     return out
 
@@ -45,7 +50,7 @@ def _pod_status(o: dict[str, Any]) -> tuple[str, int, int, int]:
         if "waiting" in state and state["waiting"].get("reason") not in (None, "PodInitializing"):
             reason = "Init:" + state["waiting"]["reason"]
         elif "running" in state or "waiting" in state:
-            reason = "Init:0/%d" % len(st.get("initContainerStatuses") or [])
+            reason = f"Init:0/{len(st.get('initContainerStatuses') or [])}"
         break
     else:
         for c in reversed(cs):
@@ -66,13 +71,30 @@ def _pod_status(o: dict[str, Any]) -> tuple[str, int, int, int]:
 def pod_row(o: dict[str, Any], now: float) -> list[Any]:
     reason, ready, total, restarts = _pod_status(o)
     st = o.get("status") or {}
-    return [_md(o).get("name"), f"{ready}/{total}", reason, restarts, meta.age(o, now),
-            _none(st.get("podIP")), _none((o.get("spec") or {}).get("nodeName")),
-            _none(st.get("nominatedNodeName")), "<none>"]
+    return [
+        _md(o).get("name"),
+        f"{ready}/{total}",
+        reason,
+        restarts,
+        meta.age(o, now),
+        _none(st.get("podIP")),
+        _none((o.get("spec") or {}).get("nodeName")),
+        _none(st.get("nominatedNodeName")),
+        "<none>",
+    ]
 
 
-POD_COLS = [NAME, ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0), AGE,
-            ("IP", "string", 1), ("Node", "string", 1), ("Nominated Node", "string", 1), ("Readiness Gates", "string", 1)]
+POD_COLS = [
+    NAME,
+    ("Ready", "string", 0),
+    ("Status", "string", 0),
+    ("Restarts", "string", 0),
+    AGE,
+    ("IP", "string", 1),
+    ("Node", "string", 1),
+    ("Nominated Node", "string", 1),
+    ("Readiness Gates", "string", 1),
+]
 
 
 def _ports(ports: list[dict[str, Any]] | None) -> str:
@@ -92,12 +114,26 @@ def service_row(o: dict[str, Any], now: float) -> list[Any]:
     if not ext:
         ext = "<pending>" if spec.get("type") == "LoadBalancer" else (spec.get("externalName") or "<none>")
     sel = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items()))
-    return [_md(o).get("name"), spec.get("type"), spec.get("clusterIP") or "<none>", ext, _ports(spec.get("ports")),
-            meta.age(o, now), _none(sel)]
+    return [
+        _md(o).get("name"),
+        spec.get("type"),
+        spec.get("clusterIP") or "<none>",
+        ext,
+        _ports(spec.get("ports")),
+        meta.age(o, now),
+        _none(sel),
+    ]
 
 
-SERVICE_COLS = [NAME, ("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0),
-                ("Port(s)", "string", 0), AGE, ("Selector", "string", 1)]
+SERVICE_COLS = [
+    NAME,
+    ("Type", "string", 0),
+    ("Cluster-IP", "string", 0),
+    ("External-IP", "string", 0),
+    ("Port(s)", "string", 0),
+    AGE,
+    ("Selector", "string", 1),
+]
 
 
 def _containers(o: dict[str, Any]) -> tuple[str, str]:
@@ -108,24 +144,55 @@ def _containers(o: dict[str, Any]) -> tuple[str, str]:
 def deployment_row(o: dict[str, Any], now: float) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     names, images = _containers(o)
-    return [_md(o).get("name"), f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
-            st.get("updatedReplicas", 0), st.get("availableReplicas", 0), meta.age(o, now), names, images,
-            _none(meta.label_selector_string(spec.get("selector")))]
+    return [
+        _md(o).get("name"),
+        f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        st.get("updatedReplicas", 0),
+        st.get("availableReplicas", 0),
+        meta.age(o, now),
+        names,
+        images,
+        _none(meta.label_selector_string(spec.get("selector"))),
+    ]
 
 
-DEPLOYMENT_COLS = [NAME, ("Ready", "string", 0), ("Up-to-date", "integer", 0), ("Available", "integer", 0), AGE,
-                   ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)]
+DEPLOYMENT_COLS = [
+    NAME,
+    ("Ready", "string", 0),
+    ("Up-to-date", "integer", 0),
+    ("Available", "integer", 0),
+    AGE,
+    ("Containers", "string", 1),
+    ("Images", "string", 1),
+    ("Selector", "string", 1),
+]
 
 
 def replicaset_row(o: dict[str, Any], now: float) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     names, images = _containers(o)
-    return [_md(o).get("name"), spec.get("replicas", 0), st.get("replicas", 0), st.get("readyReplicas", 0),
-            meta.age(o, now), names, images, _none(meta.label_selector_string(spec.get("selector")))]
+    return [
+        _md(o).get("name"),
+        spec.get("replicas", 0),
+        st.get("replicas", 0),
+        st.get("readyReplicas", 0),
+        meta.age(o, now),
+        names,
+        images,
+        _none(meta.label_selector_string(spec.get("selector"))),
+    ]
 
 
-REPLICASET_COLS = [NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), AGE,
-                   ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)]
+REPLICASET_COLS = [
+    NAME,
+    ("Desired", "integer", 0),
+    ("Current", "integer", 0),
+    ("Ready", "integer", 0),
+    AGE,
+    ("Containers", "string", 1),
+    ("Images", "string", 1),
+    ("Selector", "string", 1),
+]
 
 
 def node_row(o: dict[str, Any], now: float) -> list[Any]:
@@ -137,14 +204,32 @@ def node_row(o: dict[str, Any], now: float) -> list[Any]:
     roles = sorted(k.split("/", 1)[1] for k in (_md(o).get("labels") or {}) if k.startswith("node-role.kubernetes.io/"))
     addrs = {a.get("type"): a.get("address") for a in st.get("addresses") or []}
     info = st.get("nodeInfo") or {}
-    return [_md(o).get("name"), status, ",".join(roles) or "<none>", meta.age(o, now), info.get("kubeletVersion", ""),
-            _none(addrs.get("InternalIP")), _none(addrs.get("ExternalIP")), info.get("osImage", ""),
-            info.get("kernelVersion", ""), info.get("containerRuntimeVersion", "")]
+    return [
+        _md(o).get("name"),
+        status,
+        ",".join(roles) or "<none>",
+        meta.age(o, now),
+        info.get("kubeletVersion", ""),
+        _none(addrs.get("InternalIP")),
+        _none(addrs.get("ExternalIP")),
+        info.get("osImage", ""),
+        info.get("kernelVersion", ""),
+        info.get("containerRuntimeVersion", ""),
+    ]
 
 
-NODE_COLS = [NAME, ("Status", "string", 0), ("Roles", "string", 0), AGE, ("Version", "string", 0),
-             ("Internal-IP", "string", 1), ("External-IP", "string", 1), ("OS-Image", "string", 1),
-             ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)]
+NODE_COLS = [
+    NAME,
+    ("Status", "string", 0),
+    ("Roles", "string", 0),
+    AGE,
+    ("Version", "string", 0),
+    ("Internal-IP", "string", 1),
+    ("External-IP", "string", 1),
+    ("OS-Image", "string", 1),
+    ("Kernel-Version", "string", 1),
+    ("Container-Runtime", "string", 1),
+]
 
 
 def namespace_row(o: dict[str, Any], now: float) -> list[Any]:
@@ -160,29 +245,63 @@ def pv_row(o: dict[str, Any], now: float) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     ref = spec.get("claimRef") or {}
     claim = f"{ref.get('namespace')}/{ref.get('name')}" if ref.get("name") else ""
-    return [_md(o).get("name"), (spec.get("capacity") or {}).get("storage", ""), _modes(spec.get("accessModes")),
-            spec.get("persistentVolumeReclaimPolicy", ""), st.get("phase", ""), claim,
-            spec.get("storageClassName", ""), _none(spec.get("volumeAttributesClassName")), st.get("reason", ""),
-            meta.age(o, now), spec.get("volumeMode", "")]
+    return [
+        _md(o).get("name"),
+        (spec.get("capacity") or {}).get("storage", ""),
+        _modes(spec.get("accessModes")),
+        spec.get("persistentVolumeReclaimPolicy", ""),
+        st.get("phase", ""),
+        claim,
+        spec.get("storageClassName", ""),
+        _none(spec.get("volumeAttributesClassName")),
+        st.get("reason", ""),
+        meta.age(o, now),
+        spec.get("volumeMode", ""),
+    ]
 
 
-PV_COLS = [NAME, ("Capacity", "string", 0), ("Access Modes", "string", 0), ("Reclaim Policy", "string", 0),
-           ("Status", "string", 0), ("Claim", "string", 0), ("StorageClass", "string", 0),
-           ("VolumeAttributesClass", "string", 0), ("Reason", "string", 0), AGE, ("VolumeMode", "string", 1)]
+PV_COLS = [
+    NAME,
+    ("Capacity", "string", 0),
+    ("Access Modes", "string", 0),
+    ("Reclaim Policy", "string", 0),
+    ("Status", "string", 0),
+    ("Claim", "string", 0),
+    ("StorageClass", "string", 0),
+    ("VolumeAttributesClass", "string", 0),
+    ("Reason", "string", 0),
+    AGE,
+    ("VolumeMode", "string", 1),
+]
 
 
 def pvc_row(o: dict[str, Any], now: float) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     bound = st.get("phase") == "Bound"
-    return [_md(o).get("name"), st.get("phase", ""), spec.get("volumeName", ""),
-            (st.get("capacity") or {}).get("storage", "") if bound else "",
-            _modes(st.get("accessModes")) if bound else "", spec.get("storageClassName") or "",
-            _none(spec.get("volumeAttributesClassName")), meta.age(o, now), spec.get("volumeMode", "")]
+    return [
+        _md(o).get("name"),
+        st.get("phase", ""),
+        spec.get("volumeName", ""),
+        (st.get("capacity") or {}).get("storage", "") if bound else "",
+        _modes(st.get("accessModes")) if bound else "",
+        spec.get("storageClassName") or "",
+        _none(spec.get("volumeAttributesClassName")),
+        meta.age(o, now),
+        spec.get("volumeMode", ""),
+    ]
 
 
-PVC_COLS = [NAME, ("Status", "string", 0), ("Volume", "string", 0), ("Capacity", "string", 0),
-            ("Access Modes", "string", 0), ("StorageClass", "string", 0), ("VolumeAttributesClass", "string", 0),
-            AGE, ("VolumeMode", "string", 1)]
+PVC_COLS = [
+    NAME,
+    ("Status", "string", 0),
+    ("Volume", "string", 0),
+    ("Capacity", "string", 0),
+    ("Access Modes", "string", 0),
+    ("StorageClass", "string", 0),
+    ("VolumeAttributesClass", "string", 0),
+    AGE,
+    ("VolumeMode", "string", 1),
+]
 
 
 def _hpa_targets(o: dict[str, Any]) -> str:
@@ -196,7 +315,10 @@ def _hpa_targets(o: dict[str, Any]) -> str:
         cur_body = (current[i].get(t[0].lower() + t[1:], {}) if i < len(current) else {}) or {}
         cur = cur_body.get("current") or {}
         if target.get("type") == "Utilization":
-            want, got = f"{target.get('averageUtilization')}%", (f"{cur['averageUtilization']}%" if "averageUtilization" in cur else "<unknown>")
+            want, got = (
+                f"{target.get('averageUtilization')}%",
+                (f"{cur['averageUtilization']}%" if "averageUtilization" in cur else "<unknown>"),
+            )
         elif target.get("type") == "AverageValue":
             want, got = target.get("averageValue"), cur.get("averageValue", "<unknown>")
         else:
@@ -208,12 +330,26 @@ def _hpa_targets(o: dict[str, Any]) -> str:
 def hpa_row(o: dict[str, Any], now: float) -> list[Any]:
     spec, st = o.get("spec") or {}, o.get("status") or {}
     ref = spec.get("scaleTargetRef") or {}
-    return [_md(o).get("name"), f"{ref.get('kind')}/{ref.get('name')}", _hpa_targets(o), spec.get("minReplicas", 1),
-            spec.get("maxReplicas"), st.get("currentReplicas", 0), meta.age(o, now)]
+    return [
+        _md(o).get("name"),
+        f"{ref.get('kind')}/{ref.get('name')}",
+        _hpa_targets(o),
+        spec.get("minReplicas", 1),
+        spec.get("maxReplicas"),
+        st.get("currentReplicas", 0),
+        meta.age(o, now),
+    ]
 
 
-HPA_COLS = [NAME, ("Reference", "string", 0), ("Targets", "string", 0), ("MinPods", "string", 0),
-            ("MaxPods", "integer", 0), ("Replicas", "integer", 0), AGE]
+HPA_COLS = [
+    NAME,
+    ("Reference", "string", 0),
+    ("Targets", "string", 0),
+    ("MinPods", "string", 0),
+    ("MaxPods", "integer", 0),
+    ("Replicas", "integer", 0),
+    AGE,
+]
 
 
 def ingress_row(o: dict[str, Any], now: float) -> list[Any]:
@@ -225,28 +361,54 @@ def ingress_row(o: dict[str, Any], now: float) -> list[Any]:
     return [_md(o).get("name"), _none(spec.get("ingressClassName")), hosts, addr, ports, meta.age(o, now)]
 
 
-INGRESS_COLS = [NAME, ("Class", "string", 0), ("Hosts", "string", 0), ("Address", "string", 0), ("Ports", "string", 0), AGE]
+INGRESS_COLS = [
+    NAME,
+    ("Class", "string", 0),
+    ("Hosts", "string", 0),
+    ("Address", "string", 0),
+    ("Ports", "string", 0),
+    AGE,
+]
 
 
 def ingressclass_row(o: dict[str, Any], now: float) -> list[Any]:
     spec = o.get("spec") or {}
     params = spec.get("parameters")
-    return [_md(o).get("name"), spec.get("controller", ""), f"{params.get('kind')}/{params.get('name')}" if params else "<none>",
-            meta.age(o, now)]
+    return [
+        _md(o).get("name"),
+        spec.get("controller", ""),
+        f"{params.get('kind')}/{params.get('name')}" if params else "<none>",
+        meta.age(o, now),
+    ]
 
 
 def event_row(o: dict[str, Any], now: float) -> list[Any]:
     last = meta.parse_time(o.get("lastTimestamp") or o.get("eventTime") or _md(o).get("creationTimestamp"))
     inv = o.get("involvedObject") or {}
-    return [meta.human_duration(now - last) if last else "<unknown>", o.get("type", ""), o.get("reason", ""),
-            f"{(inv.get('kind') or '').lower()}/{inv.get('name')}", o.get("message", ""),
-            (o.get("source") or {}).get("component", ""), (inv.get("fieldPath") or ""), o.get("count", 1),
-            _md(o).get("name")]
+    return [
+        meta.human_duration(now - last) if last else "<unknown>",
+        o.get("type", ""),
+        o.get("reason", ""),
+        f"{(inv.get('kind') or '').lower()}/{inv.get('name')}",
+        o.get("message", ""),
+        (o.get("source") or {}).get("component", ""),
+        (inv.get("fieldPath") or ""),
+        o.get("count", 1),
+        _md(o).get("name"),
+    ]
 
 
-EVENT_COLS = [("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0), ("Object", "string", 0),
-              ("Message", "string", 0), ("Source", "string", 1), ("Subobject", "string", 1), ("Count", "string", 1),
-              NAME]
+EVENT_COLS = [
+    ("Last Seen", "string", 0),
+    ("Type", "string", 0),
+    ("Reason", "string", 0),
+    ("Object", "string", 0),
+    ("Message", "string", 0),
+    ("Source", "string", 1),
+    ("Subobject", "string", 1),
+    ("Count", "string", 1),
+    NAME,
+]
 
 
 def secret_row(o: dict[str, Any], now: float) -> list[Any]:
@@ -303,8 +465,10 @@ TABLES: dict[str, tuple[list[Column], RowFn]] = {
     "configmaps": ([NAME, ("Data", "string", 0), AGE], configmap_row),
     "serviceaccounts": ([NAME, ("Secrets", "string", 0), AGE], sa_row),
     "endpoints": ([NAME, ("Endpoints", "string", 0), AGE], endpoints_row),
-    "endpointslices": ([NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
-                       endpointslice_row),
+    "endpointslices": (
+        [NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
+        endpointslice_row,
+    ),
     "customresourcedefinitions": ([NAME, ("Created At", "date", 0)], crd_row),
 }
 
@@ -330,4 +494,5 @@ def printer_columns_table(columns: list[dict[str, Any]]) -> tuple[list[Column], 
         if len(cells) < len(cols):
             cells.append(meta.age(o, now))
         return cells
+
     return cols, row

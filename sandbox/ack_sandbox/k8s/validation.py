@@ -24,8 +24,11 @@ def invalid(field: str, value: Any, detail: str) -> Cause:
 
 
 def unsupported(field: str, value: Any, allowed: list[str]) -> Cause:
-    return ("FieldValueNotSupported", field,
-            f"Unsupported value: {_go_repr(value)}: supported values: " + ", ".join(f'"{a}"' for a in allowed))
+    return (
+        "FieldValueNotSupported",
+        field,
+        f"Unsupported value: {_go_repr(value)}: supported values: " + ", ".join(f'"{a}"' for a in allowed),
+    )
 
 
 def forbidden(field: str, detail: str) -> Cause:
@@ -49,13 +52,25 @@ def labels(path: str, values: dict[str, Any] | None) -> list[Cause]:
     for k, v in (values or {}).items():
         name = k.rsplit("/", 1)[-1]
         if not name or len(name) > 63 or not (name[0].isalnum() and name[-1].isalnum()):
-            out.append(invalid(path, k, "name part must consist of alphanumeric characters, '-', '_' or '.', and "
-                               "must start and end with an alphanumeric character"))
+            out.append(
+                invalid(
+                    path,
+                    k,
+                    "name part must consist of alphanumeric characters, '-', '_' or '.', and "
+                    "must start and end with an alphanumeric character",
+                )
+            )
         if not isinstance(v, str):
             out.append(invalid(f"{path}.{k}", v, "must be a string"))
         elif len(v) > 63 or (v and not (v[0].isalnum() and v[-1].isalnum())):
-            out.append(invalid(path, v, "a valid label must be an empty string or consist of alphanumeric "
-                               "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+            out.append(
+                invalid(
+                    path,
+                    v,
+                    "a valid label must be an empty string or consist of alphanumeric "
+                    "characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                )
+            )
     return out
 
 
@@ -113,8 +128,13 @@ def pod_spec(path: str, spec: dict[str, Any] | None) -> list[Cause]:
     for i, c in enumerate(spec.get("containers") or []):
         for j, vm in enumerate(c.get("volumeMounts") or []):
             if vm.get("name") not in vols:
-                out.append(("FieldValueNotFound", f"{path}.containers[{i}].volumeMounts[{j}].name",
-                            f"Not found: {_go_repr(vm.get('name'))}"))
+                out.append(
+                    (
+                        "FieldValueNotFound",
+                        f"{path}.containers[{i}].volumeMounts[{j}].name",
+                        f"Not found: {_go_repr(vm.get('name'))}",
+                    )
+                )
             if not vm.get("mountPath"):
                 out.append(required(f"{path}.containers[{i}].volumeMounts[{j}].mountPath"))
     policy = spec.get("restartPolicy")
@@ -138,11 +158,17 @@ def pod(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
             if not old.get("spec", {}).get("nodeName"):
                 s.pop("nodeName", None)
             return s
+
         if strip(obj.get("spec", {})) != strip(old.get("spec", {})):
-            out.append(forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,"
-                                 "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
-                                 "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
-                                 "(allow it to be set to 1 if it was previously negative)"))
+            out.append(
+                forbidden(
+                    "spec",
+                    "pod updates may not change fields other than `spec.containers[*].image`,"
+                    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+                    "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+                    "(allow it to be set to 1 if it was previously negative)",
+                )
+            )
     return out
 
 
@@ -171,7 +197,11 @@ def _replicas(spec: dict[str, Any]) -> list[Cause]:
 
 def deployment(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     spec = obj.get("spec") or {}
-    return _selector_matches_template(obj, old) + _replicas(spec) + pod_spec("spec.template.spec", (spec.get("template") or {}).get("spec"))
+    return (
+        _selector_matches_template(obj, old)
+        + _replicas(spec)
+        + pod_spec("spec.template.spec", (spec.get("template") or {}).get("spec"))
+    )
 
 
 replicaset = deployment
@@ -195,8 +225,7 @@ def service(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     if old is not None:
         oip = old.get("spec", {}).get("clusterIP")
         if oip and spec.get("clusterIP") not in (oip, None, "") and stype != "ExternalName":
-            out.append(invalid("spec.clusterIPs[0]", [spec.get("clusterIP")],
-                               "may not change once set"))
+            out.append(invalid("spec.clusterIPs[0]", [spec.get("clusterIP")], "may not change once set"))
     return out
 
 
@@ -215,6 +244,7 @@ def pvc(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
         out.append(required("spec.resources[storage]"))
     if old is not None:
+
         def strip(s: dict[str, Any]) -> dict[str, Any]:
             s = json.loads(json.dumps(s))
             s.get("resources", {}).pop("requests", None)
@@ -222,9 +252,15 @@ def pvc(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
             if not (old.get("spec") or {}).get("volumeName"):
                 s.pop("volumeName", None)  # the binder fills it once
             return s
+
         if strip(spec) != strip(old.get("spec") or {}):
-            out.append(forbidden("spec", "spec is immutable after creation except resources.requests and "
-                                 "volumeAttributesClassName for bound claims"))
+            out.append(
+                forbidden(
+                    "spec",
+                    "spec is immutable after creation except resources.requests and "
+                    "volumeAttributesClassName for bound claims",
+                )
+            )
     return out
 
 
@@ -250,7 +286,9 @@ def pv(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     if old is not None:
         osrc = {k: (old.get("spec") or {}).get(k) for k in _PV_SOURCES}
         if osrc != {k: spec.get(k) for k in _PV_SOURCES}:
-            out.append(forbidden("spec.persistentvolumesource", "spec.persistentvolumesource is immutable after creation"))
+            out.append(
+                forbidden("spec.persistentvolumesource", "spec.persistentvolumesource is immutable after creation")
+            )
     policy = spec.get("persistentVolumeReclaimPolicy")
     if policy not in ("Retain", "Delete", "Recycle"):
         out.append(unsupported("spec.persistentVolumeReclaimPolicy", policy, ["Delete", "Recycle", "Retain"]))
@@ -275,7 +313,11 @@ def hpa(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     for i, m in enumerate(spec.get("metrics") or []):
         t = m.get("type")
         if t not in ("Object", "Pods", "Resource", "ContainerResource", "External"):
-            out.append(unsupported(f"spec.metrics[{i}].type", t, ["ContainerResource", "External", "Object", "Pods", "Resource"]))
+            out.append(
+                unsupported(
+                    f"spec.metrics[{i}].type", t, ["ContainerResource", "External", "Object", "Pods", "Resource"]
+                )
+            )
         elif t == "External":
             ext = m.get("external") or {}
             if not (ext.get("metric") or {}).get("name"):
@@ -296,7 +338,9 @@ def ingress(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
             if not path.get("pathType"):
                 out.append(required(f"{p}.pathType", "pathType must be specified"))
             elif path["pathType"] not in ("Exact", "Prefix", "ImplementationSpecific"):
-                out.append(unsupported(f"{p}.pathType", path["pathType"], ["Exact", "ImplementationSpecific", "Prefix"]))
+                out.append(
+                    unsupported(f"{p}.pathType", path["pathType"], ["Exact", "ImplementationSpecific", "Prefix"])
+                )
             if not path.get("backend"):
                 out.append(required(f"{p}.backend"))
     return out
@@ -304,15 +348,25 @@ def ingress(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
 
 def data_keys(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     import re
+
     out: list[Cause] = []
     for field in ("data", "stringData", "binaryData"):
-        for k in (obj.get(field) or {}):
+        for k in obj.get(field) or {}:
             if not re.match(r"^[-._a-zA-Z0-9]+$", k):
-                out.append(invalid(f"{field}[{k}]", k, "a valid config key must consist of alphanumeric characters, "
-                                   "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
-                                   "validation is '[-._a-zA-Z0-9]+')"))
-    if old is not None and old.get("immutable") and (
-            obj.get("data") != old.get("data") or obj.get("binaryData") != old.get("binaryData")):
+                out.append(
+                    invalid(
+                        f"{field}[{k}]",
+                        k,
+                        "a valid config key must consist of alphanumeric characters, "
+                        "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
+                        "validation is '[-._a-zA-Z0-9]+')",
+                    )
+                )
+    if (
+        old is not None
+        and old.get("immutable")
+        and (obj.get("data") != old.get("data") or obj.get("binaryData") != old.get("binaryData"))
+    ):
         out.append(forbidden("data", "field is immutable when `immutable` is set"))
     return out
 
@@ -329,9 +383,11 @@ def crd(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     if spec.get("scope") not in ("Namespaced", "Cluster"):
         out.append(unsupported("spec.scope", spec.get("scope"), ["Cluster", "Namespaced"]))
     if not spec.get("versions"):
-        out.append(invalid("spec.versions", spec.get("versions"), "must have exactly one version marked as storage version"))
+        out.append(
+            invalid("spec.versions", spec.get("versions"), "must have exactly one version marked as storage version")
+        )
     want = f"{names.get('plural')}.{spec.get('group')}"
     name = (obj.get("metadata") or {}).get("name")
     if name and names.get("plural") and spec.get("group") and name != want:
-        out.append(invalid("metadata.name", name, f"must be spec.names.plural+\".\"+spec.group"))
+        out.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
     return out

@@ -19,8 +19,7 @@ def new_request_id() -> str:
 
 
 class OssError(Exception):
-    def __init__(self, status: int, code: str, message: str, ec: str = "0000-00000000",
-                 **extra: str) -> None:
+    def __init__(self, status: int, code: str, message: str, ec: str = "0000-00000000", **extra: str) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -30,15 +29,16 @@ class OssError(Exception):
 
     def xml(self, request_id: str, host_id: str) -> str:
         extra = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items())
-        return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-                f"<Error><Code>{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
-                f"<RequestId>{request_id}</RequestId><HostId>{escape(host_id)}</HostId>{extra}"
-                f"<EC>{self.ec}</EC></Error>")
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
+            f"<RequestId>{request_id}</RequestId><HostId>{escape(host_id)}</HostId>{extra}"
+            f"<EC>{self.ec}</EC></Error>"
+        )
 
 
 def no_such_bucket(bucket: str) -> OssError:
-    return OssError(404, "NoSuchBucket", "The specified bucket does not exist.", "0015-00000101",
-                    BucketName=bucket)
+    return OssError(404, "NoSuchBucket", "The specified bucket does not exist.", "0015-00000101", BucketName=bucket)
 
 
 def no_such_key(key: str) -> OssError:
@@ -46,9 +46,14 @@ def no_such_key(key: str) -> OssError:
 
 
 def no_such_upload(upload_id: str) -> OssError:
-    return OssError(404, "NoSuchUpload",
-                    "The specified upload does not exist. The upload ID may be invalid, or the upload may "
-                    "have been aborted or completed.", "0042-00000002", UploadId=upload_id)
+    return OssError(
+        404,
+        "NoSuchUpload",
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may "
+        "have been aborted or completed.",
+        "0042-00000002",
+        UploadId=upload_id,
+    )
 
 
 def invalid_argument(name: str, value: str, message: str) -> OssError:

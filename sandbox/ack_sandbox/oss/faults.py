@@ -32,8 +32,11 @@ class OssFaults:
         self._count, self._action = 0, None
 
     def describe(self) -> dict[str, Any]:
-        return {"server_error": {"count": self._count, "action": self._action, "status": self._status}
-                if self._count else None}
+        return {
+            "server_error": {"count": self._count, "action": self._action, "status": self._status}
+            if self._count
+            else None
+        }
 
     def check(self, action: str) -> None:
         if self._count <= 0 or (self._action is not None and self._action != action):
@@ -41,5 +44,6 @@ class OssFaults:
         self._count -= 1
         if self._status == 503:
             raise OssError(503, "ServiceUnavailable", "Please reduce your request rate.", "0001-00000503")
-        raise OssError(self._status, "InternalError", "We encountered an internal error. Please try again.",
-                       "0001-00000001")
+        raise OssError(
+            self._status, "InternalError", "We encountered an internal error. Please try again.", "0001-00000001"
+        )

@@ -21,8 +21,8 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from ack_sandbox.alibaba_credentials import CredentialStore
 from ack_sandbox.admin import add_fault_routes
+from ack_sandbox.alibaba_credentials import CredentialStore
 from ack_sandbox.context import SandboxContext
 from ack_sandbox.oss import auth
 from ack_sandbox.oss.errors import OssError, invalid_argument, new_request_id
@@ -65,8 +65,9 @@ def _owner() -> str:
 
 
 def _user_meta(request: web.Request) -> dict[str, str]:
-    return {k.lower()[len("x-oss-meta-"):]: v for k, v in request.headers.items()
-            if k.lower().startswith("x-oss-meta-")}
+    return {
+        k.lower()[len("x-oss-meta-") :]: v for k, v in request.headers.items() if k.lower().startswith("x-oss-meta-")
+    }
 
 
 async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
@@ -113,24 +114,44 @@ def list_buckets(store: OssStore, q: dict[str, str]) -> web.Response:
     items = "".join(
         f"<Bucket>{_el('CreationDate', iso_date(b.created))}{_el('ExtranetEndpoint', '127.0.0.1')}"
         f"{_el('IntranetEndpoint', '127.0.0.1')}{_el('Location', b.location)}{_el('Name', b.name)}"
-        f"{_el('Region', store.region)}{_el('StorageClass', b.storage_class)}</Bucket>" for b in buckets)
-    body = _xml("ListAllMyBucketsResult", f"{_el('Prefix', q.get('prefix', ''))}{_el('Marker', '')}"
-                f"{_el('MaxKeys', 100)}{_el('IsTruncated', 'false')}{_owner()}<Buckets>{items}</Buckets>")
+        f"{_el('Region', store.region)}{_el('StorageClass', b.storage_class)}</Bucket>"
+        for b in buckets
+    )
+    body = _xml(
+        "ListAllMyBucketsResult",
+        f"{_el('Prefix', q.get('prefix', ''))}{_el('Marker', '')}"
+        f"{_el('MaxKeys', 100)}{_el('IsTruncated', 'false')}{_owner()}<Buckets>{items}</Buckets>",
+    )
     return web.Response(text=body, content_type="application/xml")
 
 
 def bucket_info(store: OssStore, bucket: str) -> web.Response:
     b = store.bucket(bucket)
-    body = _xml("BucketInfo", "<Bucket>" + "".join([
-        _el("AccessMonitor", "Disabled"), _el("CreationDate", iso_date(b.created)),
-        _el("ExtranetEndpoint", "127.0.0.1"), _el("IntranetEndpoint", "127.0.0.1"),
-        _el("Location", b.location), _el("StorageClass", b.storage_class), _el("TransferAcceleration", "Disabled"),
-        _el("CrossRegionReplication", "Disabled"), _el("Name", b.name), _el("ResourceGroupId", "rg-default"),
-        _owner(), f"<AccessControlList>{_el('Grant', b.acl)}</AccessControlList>",
-        f"<ServerSideEncryptionRule>{_el('SSEAlgorithm', 'None')}</ServerSideEncryptionRule>",
-        f"<BucketPolicy>{_el('LogBucket', '')}{_el('LogPrefix', '')}</BucketPolicy>",
-        _el("DataRedundancyType", "LRS"), _el("Versioning", ""),
-    ]) + "</Bucket>")
+    body = _xml(
+        "BucketInfo",
+        "<Bucket>"
+        + "".join(
+            [
+                _el("AccessMonitor", "Disabled"),
+                _el("CreationDate", iso_date(b.created)),
+                _el("ExtranetEndpoint", "127.0.0.1"),
+                _el("IntranetEndpoint", "127.0.0.1"),
+                _el("Location", b.location),
+                _el("StorageClass", b.storage_class),
+                _el("TransferAcceleration", "Disabled"),
+                _el("CrossRegionReplication", "Disabled"),
+                _el("Name", b.name),
+                _el("ResourceGroupId", "rg-default"),
+                _owner(),
+                f"<AccessControlList>{_el('Grant', b.acl)}</AccessControlList>",
+                f"<ServerSideEncryptionRule>{_el('SSEAlgorithm', 'None')}</ServerSideEncryptionRule>",
+                f"<BucketPolicy>{_el('LogBucket', '')}{_el('LogPrefix', '')}</BucketPolicy>",
+                _el("DataRedundancyType", "LRS"),
+                _el("Versioning", ""),
+            ]
+        )
+        + "</Bucket>",
+    )
     return web.Response(text=body, content_type="application/xml")
 
 
@@ -166,17 +187,20 @@ def list_objects(store: OssStore, bucket: str, q: dict[str, str]) -> web.Respons
             raise invalid_argument("continuation-token", token, "The continuation token is not valid.") from None
     else:
         after = q.get("marker", "")
-    objects, prefixes, truncated, next_marker = store.list(bucket, prefix=prefix, start_after=after,
-                                                           delimiter=delimiter, max_keys=max_keys)
+    objects, prefixes, truncated, next_marker = store.list(
+        bucket, prefix=prefix, start_after=after, delimiter=delimiter, max_keys=max_keys
+    )
     fetch_owner = (not v2) or q.get("fetch-owner") == "true"
     contents = "".join(
         f"<Contents>{_el('Key', _enc(o.key, url))}{_el('LastModified', iso_date(o.last_modified))}"
         f"{_el('ETag', o.etag)}{_el('Type', o.object_type)}{_el('Size', o.size)}"
-        f"{_el('StorageClass', o.storage_class)}{_owner() if fetch_owner else ''}</Contents>" for o in objects)
+        f"{_el('StorageClass', o.storage_class)}{_owner() if fetch_owner else ''}</Contents>"
+        for o in objects
+    )
     common = "".join(f"<CommonPrefixes>{_el('Prefix', _enc(p, url))}</CommonPrefixes>" for p in prefixes)
     head = _el("Name", bucket) + _el("Prefix", _enc(prefix, url))
     if v2:
-        head += (_el("StartAfter", _enc(q.get("start-after", ""), url)) if "start-after" in q else "")
+        head += _el("StartAfter", _enc(q.get("start-after", ""), url)) if "start-after" in q else ""
         head += _el("ContinuationToken", q["continuation-token"]) if q.get("continuation-token") else ""
         head += _el("MaxKeys", max_keys) + _el("Delimiter", _enc(delimiter, url))
         head += _el("IsTruncated", str(truncated).lower())
@@ -198,19 +222,29 @@ def list_uploads(store: OssStore, bucket: str, q: dict[str, str]) -> web.Respons
     uploads = store.list_uploads(bucket, q.get("prefix", ""))
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
     if key_marker:
-        uploads = [u for u in uploads if u.key > key_marker or (u.key == key_marker and id_marker
-                                                                and u.upload_id > id_marker)]
+        uploads = [
+            u for u in uploads if u.key > key_marker or (u.key == key_marker and id_marker and u.upload_id > id_marker)
+        ]
     max_uploads = _max(q, "max-uploads", 1000, 1000)
     page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
-    items = "".join(f"<Upload>{_el('Key', _enc(u.key, url))}{_el('UploadId', u.upload_id)}"
-                    f"{_el('StorageClass', 'Standard')}{_el('Initiated', iso_date(u.initiated))}</Upload>"
-                    for u in page)
-    body = (_el("Bucket", bucket) + _el("KeyMarker", _enc(key_marker, url)) + _el("UploadIdMarker", id_marker)
-            + _el("NextKeyMarker", _enc(page[-1].key if truncated else "", url))
-            + _el("NextUploadIdMarker", page[-1].upload_id if truncated else "")
-            + _el("Delimiter", q.get("delimiter", "")) + _el("Prefix", _enc(q.get("prefix", ""), url))
-            + _el("MaxUploads", max_uploads) + _el("IsTruncated", str(truncated).lower())
-            + (_el("EncodingType", "url") if url else "") + items)
+    items = "".join(
+        f"<Upload>{_el('Key', _enc(u.key, url))}{_el('UploadId', u.upload_id)}"
+        f"{_el('StorageClass', 'Standard')}{_el('Initiated', iso_date(u.initiated))}</Upload>"
+        for u in page
+    )
+    body = (
+        _el("Bucket", bucket)
+        + _el("KeyMarker", _enc(key_marker, url))
+        + _el("UploadIdMarker", id_marker)
+        + _el("NextKeyMarker", _enc(page[-1].key if truncated else "", url))
+        + _el("NextUploadIdMarker", page[-1].upload_id if truncated else "")
+        + _el("Delimiter", q.get("delimiter", ""))
+        + _el("Prefix", _enc(q.get("prefix", ""), url))
+        + _el("MaxUploads", max_uploads)
+        + _el("IsTruncated", str(truncated).lower())
+        + (_el("EncodingType", "url") if url else "")
+        + items
+    )
     return web.Response(text=_xml("ListMultipartUploadsResult", body), content_type="application/xml")
 
 
@@ -223,8 +257,9 @@ async def bucket_request(request: web.Request, store: OssStore, bucket: str, q: 
             try:
                 node = ET.fromstring(raw).find("StorageClass")
             except ET.ParseError:
-                raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.",
-                               "0015-00000204") from None
+                raise OssError(
+                    400, "MalformedXML", "The XML you provided was not well-formed.", "0015-00000204"
+                ) from None
             storage_class = node.text if node is not None and node.text else storage_class
         store.create_bucket(bucket, request.headers.get("x-oss-acl", "private"), storage_class)
         return web.Response(status=200, headers={"Location": f"/{bucket}"})
@@ -244,16 +279,22 @@ async def bucket_request(request: web.Request, store: OssStore, bucket: str, q: 
         if "stat" in q:
             b = store.bucket(bucket)
             objs = store.objects[b.name]
-            return web.Response(text=_xml("BucketStat", _el("Storage", sum(o.size for o in objs.values()))
-                                          + _el("ObjectCount", len(objs))
-                                          + _el("MultipartUploadCount", len(store.list_uploads(bucket)))),
-                                content_type="application/xml")
+            return web.Response(
+                text=_xml(
+                    "BucketStat",
+                    _el("Storage", sum(o.size for o in objs.values()))
+                    + _el("ObjectCount", len(objs))
+                    + _el("MultipartUploadCount", len(store.list_uploads(bucket))),
+                ),
+                content_type="application/xml",
+            )
         return list_objects(store, bucket, q)
     if m == "HEAD":
         store.bucket(bucket)
         return web.Response(status=200)
-    raise OssError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.",
-                   "0003-00000201")
+    raise OssError(
+        405, "MethodNotAllowed", "The specified method is not allowed against this resource.", "0003-00000201"
+    )
 
 
 # ---------------------------------------------------------------------------- objects
@@ -288,7 +329,7 @@ async def get_object(request: web.Request, store: OssStore, bucket: str, key: st
         # OSS (non-standard behaviour) ignores an invalid range and returns the whole object.
     for h in ("response-content-type", "response-content-disposition", "response-cache-control"):
         if h in request.query:
-            headers[h[len("response-"):].title()] = request.query[h]
+            headers[h[len("response-") :].title()] = request.query[h]
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = end - start + 1 if meta.size else 0
     await resp.prepare(request)
@@ -311,13 +352,18 @@ def _parse_complete(raw: bytes) -> list[tuple[int, str]]:
         root = ET.fromstring(raw)
         parts = [(int(p.findtext("PartNumber", "")), p.findtext("ETag", "")) for p in root.iter("Part")]
     except (ET.ParseError, ValueError):
-        raise OssError(400, "MalformedXML", "The XML you provided was not well-formed or did not validate "
-                       "against our published schema.", "0042-00000204") from None
+        raise OssError(
+            400,
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not validate against our published schema.",
+            "0042-00000204",
+        ) from None
     return parts
 
 
-async def object_request(request: web.Request, store: OssStore, bucket: str, key: str,
-                         q: dict[str, str]) -> web.StreamResponse:
+async def object_request(
+    request: web.Request, store: OssStore, bucket: str, key: str, q: dict[str, str]
+) -> web.StreamResponse:
     m = request.method
     url = q.get("encoding-type") == "url"
     if m == "PUT" and "partNumber" in q and "uploadId" in q:
@@ -325,26 +371,49 @@ async def object_request(request: web.Request, store: OssStore, bucket: str, key
             number = int(q["partNumber"])
         except ValueError:
             raise invalid_argument("partNumber", q["partNumber"], "Part number must be an integer.") from None
-        part = await store.upload_part(bucket, key, q["uploadId"], number, _chunks(request),
-                                       request.headers.get("Content-MD5"))
-        return web.Response(status=200, headers={"ETag": part.etag, "x-oss-hash-crc64ecma": str(part.crc64),
-                                                 "Content-MD5": base64.b64encode(
-                                                     bytes.fromhex(part.etag.strip('"'))).decode()})
+        part = await store.upload_part(
+            bucket, key, q["uploadId"], number, _chunks(request), request.headers.get("Content-MD5")
+        )
+        return web.Response(
+            status=200,
+            headers={
+                "ETag": part.etag,
+                "x-oss-hash-crc64ecma": str(part.crc64),
+                "Content-MD5": base64.b64encode(bytes.fromhex(part.etag.strip('"'))).decode(),
+            },
+        )
     if m == "PUT" and "x-oss-copy-source" in request.headers:
         src = unquote(request.headers["x-oss-copy-source"]).lstrip("/")
         src_bucket, _, src_key = src.partition("/")
         replace = request.headers.get("x-oss-metadata-directive", "COPY").upper() == "REPLACE"
-        meta = store.copy(src_bucket, src_key, bucket, key, replace_meta=_user_meta(request) if replace else None,
-                          content_type=request.headers.get("Content-Type"))
+        meta = store.copy(
+            src_bucket,
+            src_key,
+            bucket,
+            key,
+            replace_meta=_user_meta(request) if replace else None,
+            content_type=request.headers.get("Content-Type"),
+        )
         body = _xml("CopyObjectResult", _el("ETag", meta.etag) + _el("LastModified", iso_date(meta.last_modified)))
-        return web.Response(text=body, content_type="application/xml",
-                            headers={"x-oss-hash-crc64ecma": str(meta.crc64), "ETag": meta.etag})
+        return web.Response(
+            text=body,
+            content_type="application/xml",
+            headers={"x-oss-hash-crc64ecma": str(meta.crc64), "ETag": meta.etag},
+        )
     if m == "PUT" and not q:
-        meta = await store.put(bucket, key, _chunks(request), content_type=request.headers.get("Content-Type"),
-                               content_md5=request.headers.get("Content-MD5"), user_meta=_user_meta(request),
-                               forbid_overwrite=request.headers.get("x-oss-forbid-overwrite") == "true")
-        return web.Response(status=200, headers={"ETag": meta.etag, "x-oss-hash-crc64ecma": str(meta.crc64),
-                                                 "Content-MD5": meta.content_md5})
+        meta = await store.put(
+            bucket,
+            key,
+            _chunks(request),
+            content_type=request.headers.get("Content-Type"),
+            content_md5=request.headers.get("Content-MD5"),
+            user_meta=_user_meta(request),
+            forbid_overwrite=request.headers.get("x-oss-forbid-overwrite") == "true",
+        )
+        return web.Response(
+            status=200,
+            headers={"ETag": meta.etag, "x-oss-hash-crc64ecma": str(meta.crc64), "Content-MD5": meta.content_md5},
+        )
     if m == "POST" and "uploads" in q:
         up = store.initiate(bucket, key, request.headers.get("Content-Type"), _user_meta(request))
         body = _el("Bucket", bucket) + _el("Key", _enc(key, url)) + _el("UploadId", up.upload_id)
@@ -355,26 +424,45 @@ async def object_request(request: web.Request, store: OssStore, bucket: str, key
         complete_all = request.headers.get("x-oss-complete-all", "").lower() == "yes"
         raw = await request.read()
         if complete_all and raw:
-            raise invalid_argument("x-oss-complete-all", "yes", "Should not specify both complete all header "
-                                   "and http body.")
+            raise invalid_argument(
+                "x-oss-complete-all", "yes", "Should not specify both complete all header and http body."
+            )
         meta = store.complete(bucket, key, q["uploadId"], None if complete_all else _parse_complete(raw))
-        body = (_el("EncodingType", "url") if url else "") + _el("Location", f"/{bucket}/{key}") \
-            + _el("Bucket", bucket) + _el("Key", _enc(key, url)) + _el("ETag", meta.etag)
-        return web.Response(text=_xml("CompleteMultipartUploadResult", body), content_type="application/xml",
-                            headers={"ETag": meta.etag, "x-oss-hash-crc64ecma": str(meta.crc64)})
+        body = (
+            (_el("EncodingType", "url") if url else "")
+            + _el("Location", f"/{bucket}/{key}")
+            + _el("Bucket", bucket)
+            + _el("Key", _enc(key, url))
+            + _el("ETag", meta.etag)
+        )
+        return web.Response(
+            text=_xml("CompleteMultipartUploadResult", body),
+            content_type="application/xml",
+            headers={"ETag": meta.etag, "x-oss-hash-crc64ecma": str(meta.crc64)},
+        )
     if m == "GET" and "uploadId" in q:
         parts = store.list_parts(bucket, key, q["uploadId"])
         marker = int(q.get("part-number-marker") or 0)
         max_parts = _max(q, "max-parts", 1000, 1000)
         after = [p for p in parts if p.number > marker]
         page, truncated = after[:max_parts], len(after) > max_parts
-        items = "".join(f"<Part>{_el('PartNumber', p.number)}{_el('LastModified', iso_date(p.last_modified))}"
-                        f"{_el('ETag', p.etag)}{_el('HashCrc64ecma', p.crc64)}{_el('Size', p.size)}</Part>"
-                        for p in page)
-        body = (_el("Bucket", bucket) + _el("Key", _enc(key, url)) + _el("UploadId", q["uploadId"])
-                + _el("StorageClass", "Standard") + _el("PartNumberMarker", marker)
-                + _el("NextPartNumberMarker", page[-1].number if page else marker) + _el("MaxParts", max_parts)
-                + _el("IsTruncated", str(truncated).lower()) + (_el("EncodingType", "url") if url else "") + items)
+        items = "".join(
+            f"<Part>{_el('PartNumber', p.number)}{_el('LastModified', iso_date(p.last_modified))}"
+            f"{_el('ETag', p.etag)}{_el('HashCrc64ecma', p.crc64)}{_el('Size', p.size)}</Part>"
+            for p in page
+        )
+        body = (
+            _el("Bucket", bucket)
+            + _el("Key", _enc(key, url))
+            + _el("UploadId", q["uploadId"])
+            + _el("StorageClass", "Standard")
+            + _el("PartNumberMarker", marker)
+            + _el("NextPartNumberMarker", page[-1].number if page else marker)
+            + _el("MaxParts", max_parts)
+            + _el("IsTruncated", str(truncated).lower())
+            + (_el("EncodingType", "url") if url else "")
+            + items
+        )
         return web.Response(text=_xml("ListPartsResult", body), content_type="application/xml")
     if m == "DELETE" and "uploadId" in q:
         store.abort(bucket, key, q["uploadId"])
@@ -384,14 +472,23 @@ async def object_request(request: web.Request, store: OssStore, bucket: str, key
         return web.Response(status=204)
     if m == "HEAD" and "objectMeta" in q:
         meta = store.head(bucket, key)
-        return web.Response(status=200, headers={
-            "ETag": meta.etag, "Last-Modified": http_date(meta.last_modified), "Content-Length": str(meta.size),
-            "x-oss-hash-crc64ecma": str(meta.crc64), "x-oss-last-access-time": http_date(meta.last_modified)})
-    if m in ("GET", "HEAD") and not (set(q) - {"response-content-type", "response-content-disposition",
-                                               "response-cache-control"}):
+        return web.Response(
+            status=200,
+            headers={
+                "ETag": meta.etag,
+                "Last-Modified": http_date(meta.last_modified),
+                "Content-Length": str(meta.size),
+                "x-oss-hash-crc64ecma": str(meta.crc64),
+                "x-oss-last-access-time": http_date(meta.last_modified),
+            },
+        )
+    if m in ("GET", "HEAD") and not (
+        set(q) - {"response-content-type", "response-content-disposition", "response-cache-control"}
+    ):
         return await get_object(request, store, bucket, key, head=m == "HEAD")
-    raise OssError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.",
-                   "0003-00000201")
+    raise OssError(
+        405, "MethodNotAllowed", "The specified method is not allowed against this resource.", "0003-00000201"
+    )
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -417,8 +514,7 @@ def _action(method: str, bucket: str, key: str, q: dict[str, str]) -> str:
         return "InitiateMultipartUpload"
     if "uploadId" in q:
         return {"POST": "CompleteMultipartUpload", "GET": "ListParts", "DELETE": "AbortMultipartUpload"}[method]
-    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(
-        method, method)
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, method)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -426,8 +522,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     request["oss_request_id"] = request_id
     store = request.app[STORE]
     bucket, key = split_target(request)
-    q = {unquote(k): unquote(v) for k, _, v in
-         (p.partition("=") for p in request.query_string.split("&") if p)}
+    q = {unquote(k): unquote(v) for k, _, v in (p.partition("=") for p in request.query_string.split("&") if p)}
     try:
         auth.verify(request.method, bucket, key, request.query_string, request.headers, request.app[CREDS])
         request.app[FAULTS].check(_action(request.method, bucket, key, q))
@@ -444,8 +539,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return _error(request, err, request_id, bucket)
     except Exception:
         log.exception("OSS %s %s failed", request.method, request.path)
-        return _error(request, OssError(500, "InternalError", "We encountered an internal error. Please try "
-                                        "again.", "0001-00000001"), request_id, bucket)
+        return _error(
+            request,
+            OssError(500, "InternalError", "We encountered an internal error. Please try again.", "0001-00000001"),
+            request_id,
+            bucket,
+        )
     return resp
 
 

@@ -19,7 +19,7 @@ SERVICE_KEY = "oss"
 def create_app(ctx: SandboxContext) -> web.Application:
     store = OssStore(ctx.service_dir("oss"), ctx.region)
     ctx.services[SERVICE_KEY] = store
-    app = web.Application(client_max_size=5 * 1024 ** 3)
+    app = web.Application(client_max_size=5 * 1024**3)
     app[handlers.STORE] = store
     app[handlers.CREDS] = credential_store(ctx)
     app[handlers.CTX] = ctx

@@ -29,7 +29,7 @@ from typing import Any
 from ack_sandbox.oss.crc64 import Crc64
 from ack_sandbox.oss.errors import OssError, invalid_argument, no_such_bucket, no_such_key, no_such_upload
 
-MIN_PART_SIZE = 100 * 1024          # OSS: every part but the last must be >= 100 KB
+MIN_PART_SIZE = 100 * 1024  # OSS: every part but the last must be >= 100 KB
 MAX_PARTS = 10000
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -38,14 +38,14 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 class ObjectMeta:
     key: str
     size: int
-    etag: str                     # quoted upper-case hex, "...-N" for multipart
+    etag: str  # quoted upper-case hex, "...-N" for multipart
     crc64: int
     last_modified: float
     content_type: str = "application/octet-stream"
-    object_type: str = "Normal"   # Normal | Multipart
+    object_type: str = "Normal"  # Normal | Multipart
     storage_class: str = "Standard"
     user_meta: dict[str, str] = field(default_factory=dict)
-    content_md5: str = ""         # base64, simple uploads only
+    content_md5: str = ""  # base64, simple uploads only
 
 
 @dataclass
@@ -100,8 +100,13 @@ def _key_name(key: str) -> str:
 
 def check_key(key: str) -> None:
     if not key or len(key.encode()) > 1023 or key.startswith(("/", "\\")):
-        raise OssError(400, "InvalidObjectName", "The specified object is not valid: a key is 1-1023 bytes "
-                       "and does not start with '/' or '\\'.", "0016-00000005", Key=key)
+        raise OssError(
+            400,
+            "InvalidObjectName",
+            "The specified object is not valid: a key is 1-1023 bytes and does not start with '/' or '\\'.",
+            "0016-00000005",
+            Key=key,
+        )
 
 
 class OssStore:
@@ -135,7 +140,8 @@ class OssStore:
             up = Upload(**json.loads(meta.read_text()))
             self.uploads[up.upload_id] = up
             self.parts[up.upload_id] = {
-                p.number: p for p in (PartMeta(**json.loads(f.read_text())) for f in udir.glob("part-*.json"))}
+                p.number: p for p in (PartMeta(**json.loads(f.read_text())) for f in udir.glob("part-*.json"))
+            }
 
     # ------------------------------------------------------------------ buckets
     def _bdir(self, bucket: str) -> Path:
@@ -149,17 +155,29 @@ class OssStore:
 
     def create_bucket(self, name: str, acl: str = "private", storage_class: str = "Standard") -> BucketMeta:
         if not _BUCKET_RE.match(name):
-            raise OssError(400, "InvalidBucketName", "The specified bucket is not valid: 3-63 characters, "
-                           "lower-case letters, digits and '-', starting and ending with a letter or digit.",
-                           "0015-00000001", BucketName=name)
+            raise OssError(
+                400,
+                "InvalidBucketName",
+                "The specified bucket is not valid: 3-63 characters, "
+                "lower-case letters, digits and '-', starting and ending with a letter or digit.",
+                "0015-00000001",
+                BucketName=name,
+            )
         if name in self.buckets:
-            raise OssError(409, "BucketAlreadyExists", "The requested bucket name is not available. The "
-                           "bucket namespace is shared by all users of the system. Please select a different "
-                           "name and try again.", "0015-00000104", BucketName=name)
+            raise OssError(
+                409,
+                "BucketAlreadyExists",
+                "The requested bucket name is not available. The "
+                "bucket namespace is shared by all users of the system. Please select a different "
+                "name and try again.",
+                "0015-00000104",
+                BucketName=name,
+            )
         if acl not in ("private", "public-read", "public-read-write"):
             raise invalid_argument("x-oss-acl", acl, "no such bucket access control exists")
-        bucket = BucketMeta(name=name, created=time.time(), location=f"oss-{self.region}", acl=acl,
-                            storage_class=storage_class)
+        bucket = BucketMeta(
+            name=name, created=time.time(), location=f"oss-{self.region}", acl=acl, storage_class=storage_class
+        )
         (self._bdir(name) / "objects").mkdir(parents=True, exist_ok=True)
         _atomic_json(self._bdir(name) / "bucket.json", asdict(bucket))
         self.buckets[name] = bucket
@@ -169,8 +187,9 @@ class OssStore:
     def delete_bucket(self, name: str) -> None:
         self.bucket(name)
         if self.objects[name] or any(u.bucket == name for u in self.uploads.values()):
-            raise OssError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.",
-                           "0015-00000301", BucketName=name)
+            raise OssError(
+                409, "BucketNotEmpty", "The bucket you tried to delete is not empty.", "0015-00000301", BucketName=name
+            )
         shutil.rmtree(self._bdir(name), ignore_errors=True)
         del self.buckets[name]
         del self.objects[name]
@@ -189,27 +208,53 @@ class OssStore:
             raise no_such_key(key)
         return meta
 
-    async def put(self, bucket: str, key: str, chunks: AsyncIterator[bytes], *, content_type: str | None,
-                  content_md5: str | None, user_meta: dict[str, str], forbid_overwrite: bool = False) -> ObjectMeta:
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str | None,
+        content_md5: str | None,
+        user_meta: dict[str, str],
+        forbid_overwrite: bool = False,
+    ) -> ObjectMeta:
         self.bucket(bucket)
         check_key(key)
         if forbid_overwrite and key in self.objects[bucket]:
-            raise OssError(409, "FileAlreadyExists", "The object you specified already exists and can not be "
-                           "overwritten.", "0026-00000002", Key=key)
+            raise OssError(
+                409,
+                "FileAlreadyExists",
+                "The object you specified already exists and can not be overwritten.",
+                "0026-00000002",
+                Key=key,
+            )
         path = self.object_path(bucket, key)
         tmp = path.with_name(path.name + f".{secrets.token_hex(4)}.tmp")
         try:
             md5, crc, size = await _receive(chunks, tmp)
             digest_b64 = base64.b64encode(md5.digest()).decode()
             if content_md5 is not None and content_md5 != digest_b64:
-                raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.",
-                               "0016-00000402", CalculatedDigest=digest_b64)
+                raise OssError(
+                    400,
+                    "InvalidDigest",
+                    "The Content-MD5 you specified is not valid.",
+                    "0016-00000402",
+                    CalculatedDigest=digest_b64,
+                )
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        meta = ObjectMeta(key=key, size=size, etag=f'"{md5.hexdigest().upper()}"', crc64=crc.value,
-                          last_modified=time.time(), content_type=content_type or "application/octet-stream",
-                          user_meta=user_meta, content_md5=digest_b64)
+        meta = ObjectMeta(
+            key=key,
+            size=size,
+            etag=f'"{md5.hexdigest().upper()}"',
+            crc64=crc.value,
+            last_modified=time.time(),
+            content_type=content_type or "application/octet-stream",
+            user_meta=user_meta,
+            content_md5=digest_b64,
+        )
         _atomic_json(path.with_suffix(".json"), asdict(meta))
         self.objects[bucket][key] = meta
         return meta
@@ -221,8 +266,16 @@ class OssStore:
             path.with_suffix(".json").unlink(missing_ok=True)
             path.unlink(missing_ok=True)
 
-    def copy(self, src_bucket: str, src_key: str, bucket: str, key: str, *, replace_meta: dict[str, str] | None,
-             content_type: str | None) -> ObjectMeta:
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        replace_meta: dict[str, str] | None,
+        content_type: str | None,
+    ) -> ObjectMeta:
         src = self.head(src_bucket, src_key)
         self.bucket(bucket)
         check_key(key)
@@ -238,8 +291,9 @@ class OssStore:
         self.objects[bucket][key] = meta
         return meta
 
-    def list(self, bucket: str, *, prefix: str, start_after: str, delimiter: str,
-             max_keys: int) -> tuple[list[ObjectMeta], list[str], bool, str]:
+    def list(
+        self, bucket: str, *, prefix: str, start_after: str, delimiter: str, max_keys: int
+    ) -> tuple[list[ObjectMeta], list[str], bool, str]:
         """Objects and common prefixes after ``start_after``; returns (objects, prefixes, truncated, next)."""
         self.bucket(bucket)
         objects: list[ObjectMeta] = []
@@ -253,7 +307,7 @@ class OssStore:
             if delimiter:
                 idx = key.find(delimiter, len(prefix))
                 if idx >= 0:
-                    entry = key[:idx + len(delimiter)]
+                    entry = key[: idx + len(delimiter)]
                     if entry == last or entry <= start_after:
                         continue
             if len(objects) + len(prefixes) >= max_keys:
@@ -283,20 +337,28 @@ class OssStore:
     def initiate(self, bucket: str, key: str, content_type: str | None, user_meta: dict[str, str]) -> Upload:
         self.bucket(bucket)
         check_key(key)
-        up = Upload(upload_id=secrets.token_hex(16).upper(), bucket=bucket, key=key, initiated=time.time(),
-                    content_type=content_type or "application/octet-stream", user_meta=user_meta)
+        up = Upload(
+            upload_id=secrets.token_hex(16).upper(),
+            bucket=bucket,
+            key=key,
+            initiated=time.time(),
+            content_type=content_type or "application/octet-stream",
+            user_meta=user_meta,
+        )
         self._udir(up.upload_id).mkdir(parents=True)
         _atomic_json(self._udir(up.upload_id) / "upload.json", asdict(up))
         self.uploads[up.upload_id] = up
         self.parts[up.upload_id] = {}
         return up
 
-    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int,
-                          chunks: AsyncIterator[bytes], content_md5: str | None) -> PartMeta:
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, chunks: AsyncIterator[bytes], content_md5: str | None
+    ) -> PartMeta:
         self.upload(bucket, key, upload_id)
         if not 1 <= number <= MAX_PARTS:
-            raise invalid_argument("partNumber", str(number), f"Part number must be an integer between 1 and "
-                                   f"{MAX_PARTS}, inclusive.")
+            raise invalid_argument(
+                "partNumber", str(number), f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive."
+            )
         udir = self._udir(upload_id)
         tmp = udir / f"part-{number}.{secrets.token_hex(4)}.tmp"
         try:
@@ -308,8 +370,9 @@ class OssStore:
             os.replace(tmp, udir / f"part-{number}.data")
         finally:
             tmp.unlink(missing_ok=True)
-        part = PartMeta(number=number, size=size, etag=f'"{md5.hexdigest().upper()}"', crc64=crc.value,
-                        last_modified=time.time())
+        part = PartMeta(
+            number=number, size=size, etag=f'"{md5.hexdigest().upper()}"', crc64=crc.value, last_modified=time.time()
+        )
         _atomic_json(udir / f"part-{number}.json", asdict(part))
         self.parts[upload_id][number] = part
         return part
@@ -318,33 +381,53 @@ class OssStore:
         self.upload(bucket, key, upload_id)
         return [self.parts[upload_id][n] for n in sorted(self.parts[upload_id])]
 
-    def complete(self, bucket: str, key: str, upload_id: str,
-                 requested: list[tuple[int, str]] | None) -> ObjectMeta:
+    def complete(self, bucket: str, key: str, upload_id: str, requested: list[tuple[int, str]] | None) -> ObjectMeta:
         """``requested`` = [(part_number, etag)] from the XML body, or None for ``x-oss-complete-all``."""
         up = self.upload(bucket, key, upload_id)
         have = self.parts[upload_id]
         if requested is None:
             requested = [(n, have[n].etag) for n in sorted(have)]
         if not requested:
-            raise OssError(400, "MalformedXML", "The XML you provided was not well-formed or did not validate "
-                           "against our published schema: no Part.", "0042-00000204")
+            raise OssError(
+                400,
+                "MalformedXML",
+                "The XML you provided was not well-formed or did not validate against our published schema: no Part.",
+                "0042-00000204",
+            )
         numbers = [n for n, _ in requested]
         if numbers != sorted(set(numbers)):
-            raise OssError(400, "InvalidPartOrder", "The list of parts was not in ascending order. The parts "
-                           "list must be specified in order by part number.", "0042-00000209")
+            raise OssError(
+                400,
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. The parts "
+                "list must be specified in order by part number.",
+                "0042-00000209",
+            )
         chosen: list[PartMeta] = []
         for n, etag in requested:
             part = have.get(n)
             if part is None or part.etag.strip('"').upper() != etag.strip().strip('"').upper():
-                raise OssError(400, "InvalidPart", "One or more of the specified parts could not be found or "
-                               "the specified entity tag might not have matched the part's entity tag.",
-                               "0042-00000206", PartNumber=str(n), ETag=etag)
+                raise OssError(
+                    400,
+                    "InvalidPart",
+                    "One or more of the specified parts could not be found or "
+                    "the specified entity tag might not have matched the part's entity tag.",
+                    "0042-00000206",
+                    PartNumber=str(n),
+                    ETag=etag,
+                )
             chosen.append(part)
         for part in chosen[:-1]:
             if part.size < MIN_PART_SIZE:
-                raise OssError(400, "EntityTooSmall", f"Your proposed upload is smaller than the minimum allowed "
-                               f"size: part {part.number} is {part.size} bytes, every part but the last must be "
-                               f">= {MIN_PART_SIZE}.", "0042-00000211", PartNumber=str(part.number))
+                raise OssError(
+                    400,
+                    "EntityTooSmall",
+                    f"Your proposed upload is smaller than the minimum allowed "
+                    f"size: part {part.number} is {part.size} bytes, every part but the last must be "
+                    f">= {MIN_PART_SIZE}.",
+                    "0042-00000211",
+                    PartNumber=str(part.number),
+                )
         dst = self.object_path(bucket, key)
         tmp = dst.with_name(dst.name + f".{secrets.token_hex(4)}.tmp")
         crc, md5s, size = Crc64(), b"", 0
@@ -357,10 +440,16 @@ class OssStore:
                         size += len(chunk)
                 md5s += bytes.fromhex(part.etag.strip('"'))
         os.replace(tmp, dst)
-        meta = ObjectMeta(key=key, size=size,
-                          etag=f'"{hashlib.md5(md5s).hexdigest().upper()}-{len(chosen)}"', crc64=crc.value,
-                          last_modified=time.time(), content_type=up.content_type, object_type="Multipart",
-                          user_meta=up.user_meta)
+        meta = ObjectMeta(
+            key=key,
+            size=size,
+            etag=f'"{hashlib.md5(md5s).hexdigest().upper()}-{len(chosen)}"',
+            crc64=crc.value,
+            last_modified=time.time(),
+            content_type=up.content_type,
+            object_type="Multipart",
+            user_meta=up.user_meta,
+        )
         _atomic_json(dst.with_suffix(".json"), asdict(meta))
         self.objects[bucket][key] = meta
         self._drop_upload(upload_id)
@@ -377,5 +466,7 @@ class OssStore:
 
     def list_uploads(self, bucket: str, prefix: str = "") -> list[Upload]:
         self.bucket(bucket)
-        return sorted((u for u in self.uploads.values() if u.bucket == bucket and u.key.startswith(prefix)),
-                      key=lambda u: (u.key, u.initiated))
+        return sorted(
+            (u for u in self.uploads.values() if u.bucket == bucket and u.key.startswith(prefix)),
+            key=lambda u: (u.key, u.initiated),
+        )
