@@ -19,7 +19,7 @@ from aiohttp import web
 from ack_sandbox.admin import add_fault_routes, require_admin
 from ack_sandbox.alibaba_credentials import CredentialStore
 from ack_sandbox.context import SandboxContext
-from ack_sandbox.cs import signature
+from ack_sandbox.cs import responses, signature
 from ack_sandbox.cs.errors import CsError, invalid, new_request_id
 from ack_sandbox.cs.faults import Faults
 from ack_sandbox.cs.models import CsState
@@ -97,13 +97,13 @@ async def describe_pools(request: web.Request) -> dict[str, Any]:
     state.check_cluster(request.match_info["cluster_id"])
     name = _query(request).get("NodepoolName")
     pools = [p for p in state.pools() if not name or p.name == name]
-    return {"nodepools": [state.pool_to_api(p, detail=False) for p in pools]}
+    return {"nodepools": [responses.pool_to_api(state, p, detail=False) for p in pools]}
 
 
 async def describe_pool(request: web.Request) -> dict[str, Any]:
     state = request.app[STATE]
     state.check_cluster(request.match_info["cluster_id"])
-    return state.pool_to_api(state.pool(request.match_info["nodepool_id"]), detail=True)
+    return responses.pool_to_api(state, state.pool(request.match_info["nodepool_id"]), detail=True)
 
 
 async def modify_pool(request: web.Request) -> dict[str, Any]:
@@ -142,7 +142,7 @@ async def remove_pool_nodes(request: web.Request) -> dict[str, Any]:
 async def describe_cluster(request: web.Request) -> dict[str, Any]:
     state = request.app[STATE]
     state.check_cluster(request.match_info["cluster_id"])
-    return state.cluster_to_api()
+    return responses.cluster_to_api(state)
 
 
 async def describe_nodes(request: web.Request) -> dict[str, Any]:
@@ -175,7 +175,7 @@ async def describe_nodes(request: web.Request) -> dict[str, Any]:
         nodes = [n for n in nodes if all(state.node_spec(n)["labels"].get(k) == v for k, v in wanted.items())]
     start = (page_number - 1) * page_size
     return {
-        "nodes": [n.to_api() for n in nodes[start : start + page_size]],
+        "nodes": [responses.instance_to_api(n) for n in nodes[start : start + page_size]],
         "page": {"page_number": page_number, "page_size": page_size, "total_count": len(nodes)},
     }
 
@@ -197,7 +197,7 @@ async def user_kubeconfig(request: web.Request) -> dict[str, Any]:
 
 
 async def describe_task(request: web.Request) -> dict[str, Any]:
-    return request.app[STATE].task(request.match_info["task_id"]).to_api()
+    return responses.task_to_api(request.app[STATE].task(request.match_info["task_id"]))
 
 
 ROUTES: list[tuple[str, str, str, Handler]] = [
@@ -294,7 +294,7 @@ async def admin_reclaim_spot(request: web.Request) -> web.Response:
         replacement = await request.app[STATE].reclaim_spot(doc["instance_id"], doc.get("notice_seconds"))
     except CsError as err:
         return web.json_response(err.body(new_request_id()), status=err.status)
-    return web.json_response({"replacement": replacement.to_api() if replacement else None})
+    return web.json_response({"replacement": responses.instance_to_api(replacement) if replacement else None})
 
 
 def add_routes(app: web.Application) -> None:
