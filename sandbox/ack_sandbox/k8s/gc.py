@@ -1,29 +1,64 @@
 """Garbage collection by ownerReferences, deletion propagation (Background/Foreground/Orphan) and the
 namespace lifecycle, as kube-controller-manager's garbagecollector and namespace controllers do it.
 
-Runs inside the store's event loop: reacting to removals, never polling.
+Runs inside the store's event loop: reacting to removals, never polling. It reaches the store only through
+``GcStore`` (the store's public reads ``stored``/``location``/``by_uid``/``dependents``/``namespace_content``,
+its writes ``patch_raw``/``delete_raw``/``finish_namespace`` and ``spawn``), so it does not import the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ack_sandbox.k8s.errors import ApiError
 
 if TYPE_CHECKING:
-    from ack_sandbox.k8s.kinds import ResourceType
-    from ack_sandbox.k8s.store import GR, Key, Store
+    from ack_sandbox.k8s.kinds import GR, Key, ResourceType
+    from ack_sandbox.k8s.registry import Registry
 
 log = logging.getLogger(__name__)
 NAMESPACE_DEADLINE = 3600.0  # wall seconds a terminating namespace waits for its content
 
 
+class GcStore(Protocol):
+    """What the collector needs of the store (``ack_sandbox.k8s.store.Store`` implements it)."""
+
+    registry: Registry
+
+    def stored(self, gr: GR, key: Key) -> dict[str, Any] | None: ...
+    def location(self, uid: str) -> tuple[GR, Key] | None: ...
+    def by_uid(self, uid: str) -> dict[str, Any] | None: ...
+    def dependents(self, uid: str) -> list[tuple[GR, Key]]: ...
+    def namespace_content(self, namespace: str) -> list[tuple[GR, Key, ResourceType]]: ...
+    def patch_raw(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None,
+        body: Any,
+        patch_type: str,
+        *,
+        field_manager: str | None = ...,
+    ) -> Any: ...
+    def delete_raw(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None,
+        *,
+        propagation_policy: str | None = ...,
+        grace_period_seconds: int | None = ...,
+    ) -> Any: ...
+    def finish_namespace(self, name: str) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
 class Collector:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: GcStore) -> None:
         self.store = store
         self._removed: asyncio.Event | None = None
 
@@ -44,7 +79,7 @@ class Collector:
         """An object is gone: collect its dependents and release owners waiting in foreground deletion."""
         uid = obj["metadata"]["uid"]
         for gr, key in self.store.dependents(uid):
-            self.store._spawn(self._collect(gr, key))
+            self.store.spawn(self._collect(gr, key))
         for ref in obj["metadata"].get("ownerReferences") or []:
             self._maybe_release_owner(ref.get("uid", ""))
         self._signal()
@@ -52,7 +87,7 @@ class Collector:
     async def _collect(self, gr: GR, key: Key) -> None:
         await asyncio.sleep(0)  # asynchronous, like the real GC
         store = self.store
-        dep = store._objs.get(gr, {}).get(key)
+        dep = store.stored(gr, key)
         rt = store.registry.storage_type(gr)
         if dep is None or rt is None:
             return
@@ -86,10 +121,11 @@ class Collector:
 
     def _drop_finalizer(self, obj: dict[str, Any], finalizer: str) -> None:
         store = self.store
-        gr, key = store._uids[obj["metadata"]["uid"]]
-        rt = store.registry.storage_type(gr)
-        if rt is None:
+        loc = store.location(obj["metadata"]["uid"])
+        rt = store.registry.storage_type(loc[0]) if loc is not None else None
+        if loc is None or rt is None:
             return
+        key = loc[1]
         fins = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
         body = [{"op": "replace", "path": "/metadata/finalizers", "value": fins}]
         try:
@@ -101,13 +137,13 @@ class Collector:
         """Foreground: delete the dependents first. Orphan: detach them. Then drop the finalizer."""
         await asyncio.sleep(0)
         store = self.store
-        owner = store._objs.get(rt.gr, {}).get(key)
+        owner = store.stored(rt.gr, key)
         if owner is None or owner["metadata"]["uid"] != uid:
             return
         fins = owner["metadata"].get("finalizers") or []
         for gr, dkey in store.dependents(uid):
             drt = store.registry.storage_type(gr)
-            dep = store._objs.get(gr, {}).get(dkey)
+            dep = store.stored(gr, dkey)
             if drt is None or dep is None:
                 continue
             try:
@@ -126,21 +162,13 @@ class Collector:
             except ApiError as exc:
                 if exc.code != 404:
                     log.warning("propagating deletion to %s %s failed: %s", gr, dkey, exc)
-        owner = store._objs.get(rt.gr, {}).get(key)
+        owner = store.stored(rt.gr, key)
         if owner is None:
             return
         if "orphan" in (owner["metadata"].get("finalizers") or []):
             self._drop_finalizer(owner, "orphan")
         else:
             self._maybe_release_owner(uid)
-
-    def _namespace_content(self, name: str) -> list[tuple[GR, Key, ResourceType]]:
-        out = []
-        for gr, objs in list(self.store._objs.items()):
-            rt = self.store.registry.storage_type(gr)
-            if rt is not None and rt.namespaced:
-                out += [(gr, key, rt) for key in objs if key[0] == name]
-        return out
 
     async def finalize_namespace(self, name: str) -> None:
         """Delete everything in a terminating namespace, then the namespace itself."""
@@ -149,27 +177,14 @@ class Collector:
         deadline = time.monotonic() + NAMESPACE_DEADLINE
         requested: set[tuple[GR, Key]] = set()
         while time.monotonic() < deadline:
-            for gr, key, rt in self._namespace_content(name):
+            for gr, key, rt in store.namespace_content(name):
                 if (gr, key) not in requested:
                     requested.add((gr, key))
                     try:
                         store.delete_raw(rt, key[1], name, grace_period_seconds=0, propagation_policy="Background")
                     except ApiError:
                         pass
-            if not self._namespace_content(name):
+            if not store.namespace_content(name):
                 break
             await self._wait_removal(1.0)
-        ns = store._objs.get(("", "namespaces"), {}).get(("", name))
-        if ns is None:
-            return
-        nrt = store.registry.storage_type(("", "namespaces"))
-        assert nrt is not None
-        spec_fins = [f for f in (ns.get("spec") or {}).get("finalizers") or [] if f != "kubernetes"]
-        new = json.loads(json.dumps(ns))
-        new.setdefault("spec", {})["finalizers"] = spec_fins
-        if not spec_fins:
-            new["spec"].pop("finalizers")
-        store._commit_write(nrt, ("", name), new, ns)
-        ns = store._objs.get(("", "namespaces"), {}).get(("", name))
-        if ns is not None and not ns["metadata"].get("finalizers") and not (ns.get("spec") or {}).get("finalizers"):
-            store._remove(nrt, ("", name))
+        store.finish_namespace(name)

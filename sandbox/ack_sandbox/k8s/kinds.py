@@ -12,6 +12,9 @@ from typing import Any
 
 from ack_sandbox.k8s import defaults, meta, tables, validation
 
+GR = tuple[str, str]  # (group, resource) of the storage: ("apps", "deployments")
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 Defaulter = Callable[[dict[str, Any], defaults.Allocator], None]
 Validator = Callable[[dict[str, Any], "dict[str, Any] | None"], list[validation.Cause]]

@@ -46,11 +46,10 @@ from pathlib import Path
 from typing import Any
 
 from ack_sandbox.k8s import apply, convert, defaults, errors, meta, validation
-from ack_sandbox.k8s.kinds import ResourceType
+from ack_sandbox.k8s.gc import Collector
+from ack_sandbox.k8s.kinds import GR, Key, ResourceType
 from ack_sandbox.k8s.registry import Registry
 
-GR = tuple[str, str]
-Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
 Kindish = str | GR | ResourceType
 HISTORY = 20000
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apiserver/pkg/storage/names (SimpleNameGenerator)
@@ -178,8 +177,6 @@ class Store:
             if p.get("nodePort")
         }
         self.ips = defaults.ServiceIPs(ips, ports)
-        from ack_sandbox.k8s.gc import Collector
-
         self.gc = Collector(self)
 
     # ---- persistence -----------------------------------------------------------------------------------
@@ -274,6 +271,46 @@ class Store:
     def dependents(self, uid: str) -> list[tuple[GR, Key]]:
         return sorted(self._dependents.get(uid, ()))
 
+    # ---- for the garbage collector and the namespace controller (``gc.py``) -----------------------------
+    # Reads return the stored object itself, not a copy: read it, never change it; write through
+    # ``patch_raw``/``delete_raw``.
+
+    def stored(self, gr: GR, key: Key) -> dict[str, Any] | None:
+        """The object stored under storage group/resource ``gr`` and ``(namespace, name)``, if any."""
+        return self._objs.get(gr, {}).get(key)
+
+    def location(self, uid: str) -> tuple[GR, Key] | None:
+        """Where the object with ``uid`` is stored."""
+        return self._uids.get(uid)
+
+    def namespace_content(self, namespace: str) -> list[tuple[GR, Key, ResourceType]]:
+        """Every stored object of a namespaced kind in ``namespace``."""
+        out = []
+        for gr, objs in list(self._objs.items()):
+            rt = self.registry.storage_type(gr)
+            if rt is not None and rt.namespaced:
+                out += [(gr, key, rt) for key in objs if key[0] == namespace]
+        return out
+
+    def finish_namespace(self, name: str) -> None:
+        """The namespace controller's last step (the ``finalize`` subresource): drop the ``kubernetes`` spec
+        finalizer of a terminating namespace, and remove the namespace once no finalizer is left."""
+        key = ("", name)
+        ns = self.stored(("", "namespaces"), key)
+        if ns is None:
+            return
+        nrt = self.registry.storage_type(("", "namespaces"))
+        assert nrt is not None
+        spec_fins = [f for f in (ns.get("spec") or {}).get("finalizers") or [] if f != "kubernetes"]
+        new = json.loads(json.dumps(ns))
+        new.setdefault("spec", {})["finalizers"] = spec_fins
+        if not spec_fins:
+            new["spec"].pop("finalizers")
+        self._commit_write(nrt, key, new, ns)
+        ns = self.stored(("", "namespaces"), key)
+        if ns is not None and not ns["metadata"].get("finalizers") and not (ns.get("spec") or {}).get("finalizers"):
+            self._remove(nrt, key)
+
     # ---- helpers ---------------------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -302,7 +339,9 @@ class Store:
         for w in list(self._watchers.get(gr, ())):
             w.offer(ev)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background on the store's event loop (dropped when there is none); cancelled by
+        ``close()``."""
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
@@ -944,11 +983,11 @@ class Store:
             return old, False
         out = self._commit_write(srt, key, new, old)
         if srt.gr == ("", "namespaces"):
-            self._spawn(self.gc.finalize_namespace(name))
+            self.spawn(self.gc.finalize_namespace(name))
         elif grace > 0:
-            self._spawn(self._expire_grace(srt, key, md["uid"], grace))
+            self.spawn(self._expire_grace(srt, key, md["uid"], grace))
         if "foregroundDeletion" in finalizers or "orphan" in finalizers:
-            self._spawn(self.gc.process_owner(srt, key, md["uid"]))
+            self.spawn(self.gc.process_owner(srt, key, md["uid"]))
         return out, (key not in self._objs.get(srt.gr, {}))
 
     def _grace(self, srt: ResourceType, obj: dict[str, Any], requested: int | None) -> int:
