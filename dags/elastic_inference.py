@@ -10,7 +10,6 @@ scale verification. Runs on the model Asset the training DAG produces (redeploy 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -31,10 +30,10 @@ from elastic_inference.params import PARAM_SPECS
 PLAN = "plan"
 
 
-def _plan(key: str, field: str | None = None) -> str:
-    """Template reading one resolved input (or one field of it) from the ``plan`` task; the DAG renders
-    natively, so numbers and mappings arrive as such."""
-    path = f"['{key}']" + (f"['{field}']" if field else "")
+def _plan(spec: str, field: str | None = None) -> str:
+    """Template of one resolved spec (a dict, passed whole) or, for the few plain arguments, one of its fields;
+    the DAG renders natively, so numbers and mappings arrive as such."""
+    path = f"['{spec}']" + (f"['{field}']" if field else "")
     return "{{ ti.xcom_pull(task_ids='%s')%s }}" % (PLAN, path)
 
 
@@ -54,31 +53,12 @@ with DAG(
 
     @task(task_id=PLAN, retries=0)
     def plan(triggering_asset_events: Any = None) -> dict[str, Any]:
-        """Resolve inputs (params, or the model Asset event that triggered the run) and reject bad ones
-        before anything is created."""
-        from airflow.sdk.exceptions import AirflowFailException
+        """Resolve inputs (params, or the model Asset event that triggered the run) into the run specs and
+        reject bad ones - every spec's problems at once - before anything is created."""
+        from elastic_inference.specs.run import plan_run
 
-        from elastic_inference.params import check_run_config, with_object_defaults
-
-        params = with_object_defaults(dict(get_current_context()["params"]))
-        samples = params.pop("samples_path", "") or ""
-        if triggering_asset_events and not params.get("model_source"):
-            event = triggering_asset_events[MODEL_ASSET][-1]
-            params["model_source"] = event.extra.get("path", "")
-            params["model_version"] = int(event.extra.get("version", params["model_version"]))
-            samples = samples or event.extra.get("samples", "")
-        problems = check_run_config(params)
-        if problems:
-            raise AirflowFailException("invalid run parameters:\n- " + "\n- ".join(problems))
-        name, ns = params["deployment_name"], params["namespace"]
-        params.update(
-            samples_path=samples or str(Path(params["model_source"]).parent / "samples.json"),
-            pv_name=f"{ns}-{name}-model",
-            pvc_name=f"{name}-model",
-            secret_name=f"{name}-oss",
-            predictor_service=f"{name}-predictor",
-        )
-        return params
+        events = triggering_asset_events[MODEL_ASSET] if triggering_asset_events else []
+        return plan_run(dict(get_current_context()["params"]), events[-1].extra if events else None)
 
     planned = plan()
 
@@ -87,70 +67,51 @@ with DAG(
                             wait_for_active=True, deferrable=True, poll_interval=5.0)
 
     with TaskGroup("model", tooltip="Seed step 2: model to OSS") as model:
-        ModelUploadOperator(task_id="upload_model", source=_plan("model_source"), bucket="{{ params.bucket }}",
-                            prefix="{{ params.prefix }}", model_name="{{ params.model_name }}",
-                            version=_plan("model_version"), create_bucket=True)
+        ModelUploadOperator(task_id="upload_model", model=_plan("model"), create_bucket=True)
 
     with TaskGroup("volume", tooltip="Seed step 3: OSS-backed PV/PVC") as volume:
-        CreateOssVolumeOperator(task_id="oss_volume", namespace="{{ params.namespace }}",
-                                bucket="{{ params.bucket }}", path="/{{ params.prefix }}",
-                                pv_name=_plan("pv_name"), pvc_name=_plan("pvc_name"),
-                                secret_name=_plan("secret_name"), deferrable=True, timeout=300)
+        CreateOssVolumeOperator(task_id="oss_volume", namespace=_plan("serving", "namespace"),
+                                bucket=_plan("model", "bucket"), path="/" + _plan("model", "prefix"),
+                                pv_name=_plan("serving", "pv_name"), pvc_name=_plan("serving", "pvc_name"),
+                                secret_name=_plan("serving", "secret_name"), deferrable=True, timeout=300)
 
     with TaskGroup("serving", tooltip="Seed step 4: SeldonDeployment + HPA") as serving:
-        DeploySeldonOperator(
-            task_id="seldon_deployment", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
-            model_name="{{ params.model_name }}", model_version=_plan("model_version"),
-            pvc_name=_plan("pvc_name"), gpu_count="{{ params.gpu_count }}",
-            node_selector=_plan("node_pool", "labels"), min_replicas="{{ params.min_replicas }}",
-            max_replicas="{{ params.max_replicas }}", qps_target="{{ params.qps_target }}",
-            hpa_metric_format="{{ params.hpa_metric_format }}", deferrable=True, timeout=900)
+        DeploySeldonOperator(task_id="seldon_deployment", serving=_plan("serving"), deferrable=True, timeout=900)
 
     with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
         create_ingress = CreateIngressOperator(
-            task_id="ingress", namespace="{{ params.namespace }}", name="{{ params.deployment_name }}",
-            service_name=_plan("predictor_service"), service_port=8000, host="{{ params.ingress_host }}",
-            deferrable=True, timeout=300)
+            task_id="ingress", namespace=_plan("serving", "namespace"), name=_plan("serving", "name"),
+            service_name=_plan("serving", "predictor_service"), service_port=8000,
+            host=_plan("serving", "ingress_host"), deferrable=True, timeout=300)
 
     predict_url = "{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}"
     host_header = "{{ ti.xcom_pull(task_ids='ingress.ingress')['host_header'] }}"
     with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint, load it, verify it scaled") as verify:
         smoke = PredictionSmokeTestOperator(task_id="smoke_test", predict_url=predict_url,
-                                            samples_path=_plan("samples_path"), protocol="seldon", min_accuracy=0.8,
-                                            host_header=host_header)
+                                            samples_path=_plan("model", "samples_path"), protocol="seldon",
+                                            min_accuracy=0.8, host_header=host_header)
         load = LocustLoadTestOperator(
-            task_id="load_test", host=predict_url, protocol="seldon", samples_path=_plan("samples_path"),
-            request_headers={"Host": host_header},
-            qps_target="{{ params.qps_target }}", max_replicas="{{ params.max_replicas }}",
-            fill_factor=_plan("load_test", "fill_factor"),
-            ramp_seconds=_plan("load_test", "ramp_seconds"),
-            hold_seconds=_plan("load_test", "hold_seconds"),
-            rps_per_user=_plan("load_test", "rps_per_user"), workers=_plan("load_test", "workers"),
-            record_interval=_plan("load_test", "record_interval"),
-            scale_in_timeout=_plan("load_test", "scale_in_timeout"),
-            slo_error_rate="{{ params.slo_max_error_rate }}", slo_p95_ms="{{ params.slo_p95_ms }}",
-            namespace="{{ params.namespace }}", seldon_deployment="{{ params.deployment_name }}",
+            task_id="load_test", load_test=_plan("load_test"), host=predict_url, protocol="seldon",
+            samples_path=_plan("model", "samples_path"), request_headers={"Host": host_header},
+            namespace=_plan("serving", "namespace"), seldon_deployment=_plan("serving", "name"),
             node_pool_id="{{ ti.xcom_pull(task_ids='node_pool.ensure_node_pool', key='nodepool_id') }}",
             retries=0)
         scale_check = ScaleVerificationOperator(
-            task_id="scale_verification", load_test_task_id="verify.load_test",
-            ack_conn_id="alibaba_ack_default", metric_lag=_plan("load_test", "metric_lag_seconds"),
-            scale_in_timeout=_plan("load_test", "scale_in_timeout"), retries=0)
+            task_id="scale_verification", load_test_task_id="verify.load_test", load_test=_plan("load_test"),
+            ack_conn_id="alibaba_ack_default", retries=0)
         smoke >> load >> scale_check
 
+    ns = _plan("serving", "namespace")
     teardown = DeleteKubernetesObjectsOperator(
         task_id="teardown",
-        enabled="{{ params.teardown }}",
+        enabled=_plan("teardown"),
         objects=[
-            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": "{{ params.namespace }}",
-             "name": "{{ params.deployment_name }}"},
-            {"apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
-             "namespace": "{{ params.namespace }}", "name": "{{ params.deployment_name }}"},
-            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "{{ params.namespace }}",
-             "name": _plan("pvc_name")},
-            {"apiVersion": "v1", "kind": "PersistentVolume", "name": _plan("pv_name")},
-            {"apiVersion": "v1", "kind": "Secret", "namespace": "{{ params.namespace }}",
-             "name": _plan("secret_name")},
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": ns, "name": _plan("serving", "name")},
+            {"apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment", "namespace": ns,
+             "name": _plan("serving", "name")},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": _plan("serving", "pvc_name")},
+            {"apiVersion": "v1", "kind": "PersistentVolume", "name": _plan("serving", "pv_name")},
+            {"apiVersion": "v1", "kind": "Secret", "namespace": ns, "name": _plan("serving", "secret_name")},
         ],
     ).as_teardown(setups=[planned])
 

@@ -60,7 +60,16 @@ class AlibabaCloudCredentialsError(AlibabaCloudTerminalError):
     """The connection's credentials are missing, malformed or rejected by the service."""
 
 
-class NodePoolSpecError(AirflowFailException, ValueError):
+class SpecError(AirflowFailException, ValueError):
+    """A run spec (node pool, model, serving, load test) is invalid; each of ``problems`` names the field and
+    the fix."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+
+class NodePoolSpecError(SpecError):
     """The requested node pool spec is invalid; the message names the field and the fix."""
 
 

@@ -6,12 +6,14 @@ Field names and ranges follow ``alibabacloud_cs20151215`` 7.2.3 model docstrings
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from elastic_inference.exceptions import NodePoolSpecError
+from elastic_inference.exceptions import NodePoolSpecError, SpecError
+from elastic_inference.specs._base import Kind, coerce
 
 SPOT_STRATEGIES = ("NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo")
 MULTI_AZ_POLICIES = ("PRIORITY", "COST_OPTIMIZED", "BALANCE")
@@ -123,8 +125,10 @@ class NodePoolSpec:
         return [Taint.parse(t) for t in self.taints]
 
     # -- validation -------------------------------------------------------------------------------------------
-    def problems(self) -> list[str]:
-        """Every problem with the spec, each naming the field and the fix (empty when valid)."""
+    def problems(self, *, cluster_vswitches: bool = False) -> list[str]:
+        """Every problem with the spec, each naming the field and the fix (empty when valid).
+
+        ``cluster_vswitches``: empty ``vswitch_ids`` are fine (the operator then uses the cluster's own)."""
         p: list[str] = []
         if not isinstance(self.name, str) or not _POOL_NAME.match(self.name or ""):
             p.append(f"name={self.name!r}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit")
@@ -138,7 +142,9 @@ class NodePoolSpec:
             if len(set(types)) != len(types):
                 p.append("instance_types: remove the duplicates")
         vsw = list(self.vswitch_ids or [])
-        if isinstance(self.vswitch_ids, str) or not 1 <= len(vsw) <= 8:
+        if cluster_vswitches and not vsw and not isinstance(self.vswitch_ids, str):
+            pass
+        elif isinstance(self.vswitch_ids, str) or not 1 <= len(vsw) <= 8:
             p.append("vswitch_ids: give a list of 1 to 8 vSwitch ids (one per zone for multi-zone scaling)")
         else:
             bad = [v for v in vsw if not isinstance(v, str) or not _VSWITCH.match(v)]
@@ -243,11 +249,55 @@ class NodePoolSpec:
                      "spot_strategy to 'SpotAsPriceGo' or 'SpotWithPriceLimit'")
         return p
 
-    def validate(self) -> NodePoolSpec:
-        problems = self.problems()
+    def validate(self, *, cluster_vswitches: bool = False) -> NodePoolSpec:
+        problems = self.problems(cluster_vswitches=cluster_vswitches)
         if problems:
-            raise NodePoolSpecError(f"node pool {self.name!r} spec is invalid:\n  - " + "\n  - ".join(problems))
+            raise NodePoolSpecError(f"node pool {self.name!r} spec is invalid:\n  - " + "\n  - ".join(problems),
+                                    problems=problems)
         return self
+
+    # -- run spec: from rendered values, to XCom ---------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | str | None = None, **overrides: Any) -> NodePoolSpec:
+        """Build from a mapping (the ``node_pool`` param, operator kwargs) or its rendered JSON/Python-literal
+        text, naming unknown keys; rendered values are coerced by :func:`elastic_inference.specs.coerce`."""
+        try:
+            mapping: Mapping[str, Any] = coerce(values, "object", "node_pool") if isinstance(values, str) else (
+                values or {})
+        except SpecError as e:
+            raise NodePoolSpecError(str(e), problems=e.problems) from None
+        given = {**mapping, **overrides}
+        known = {f.name for f in dataclasses.fields(cls)}
+        problems = []
+        unknown = sorted(set(given) - known)
+        if unknown:
+            problems.append(f"unknown node pool parameter(s) {unknown}; known: {sorted(known)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in given.items():
+            if name not in known:
+                continue
+            kind = _FIELD_KINDS.get(name)
+            try:
+                kwargs[name] = value if kind is None else coerce(value, kind, f"node_pool.{name}",
+                                                                 optional=name in _OPTIONAL_FIELDS)
+            except SpecError as e:
+                problems.extend(e.problems)
+        missing = [n for n in ("name", "instance_types") if n not in kwargs and n not in unknown]
+        if missing and not problems:
+            problems.append(f"node_pool: {missing} required")
+        if problems:
+            raise NodePoolSpecError("node pool spec: " + "; ".join(problems), problems=problems)
+        kwargs.setdefault("vswitch_ids", [])
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (XCom); ``from_mapping(to_dict())`` gives the spec back."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("instance_types", "vswitch_ids", "taints", "security_group_ids"):
+            out[key] = list(out[key])
+        for key in ("labels", "tags", "spot_price_limit"):
+            out[key] = dict(out[key])
+        return out
 
     # -- wire -------------------------------------------------------------------------------------------------
     def _auto_scaling(self) -> dict[str, Any]:
@@ -387,18 +437,55 @@ def _changed_fields(section: str, current: Mapping[str, Any], wanted: Mapping[st
 
 def spec_from_params(params: Mapping[str, Any]) -> NodePoolSpec:
     """Build a spec from a plain mapping (operator kwargs, DAG Params), naming unknown keys."""
-    known = set(NodePoolSpec.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise NodePoolSpecError(f"unknown node pool parameter(s) {unknown}; known: {sorted(known)}")
-    values = dict(params)
-    # Rendered templates give strings ("10"); the wire wants integers.
-    for key in _INT_FIELDS:
-        value = values.get(key)
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            values[key] = int(value)
-    return NodePoolSpec(**values)
+    return NodePoolSpec.from_mapping(params)
 
 
-_INT_FIELDS = ("min_instances", "max_instances", "on_demand_base_capacity",
-               "on_demand_percentage_above_base_capacity", "system_disk_size", "spot_instance_pools")
+# How rendered values are coerced (fields not listed - taints, spot_price_limit values - are taken as given).
+_FIELD_KINDS: dict[str, Kind] = {
+    "name": "string", "instance_types": "array", "vswitch_ids": "array", "min_instances": "integer",
+    "max_instances": "integer", "enable_auto_scaling": "boolean", "auto_scaling_type": "string",
+    "instance_charge_type": "string", "spot_strategy": "string", "spot_price_limit": "object",
+    "spot_instance_pools": "integer", "spot_instance_remedy": "boolean", "multi_az_policy": "string",
+    "on_demand_base_capacity": "integer", "on_demand_percentage_above_base_capacity": "integer",
+    "compensate_with_on_demand": "boolean", "labels": "object", "taints": "array", "tags": "object",
+    "system_disk_category": "string", "system_disk_size": "integer", "runtime": "string", "image_type": "string",
+    "security_group_ids": "array", "nodepool_type": "string",
+}
+_OPTIONAL_FIELDS = frozenset({"auto_scaling_type", "spot_instance_pools", "spot_instance_remedy",
+                              "on_demand_base_capacity", "on_demand_percentage_above_base_capacity",
+                              "compensate_with_on_demand", "image_type"})
+
+# The DAG's ``node_pool`` param: the seed's pool, and the schema of the keys the trigger form shows. No
+# ``required``: a part is accepted and the left-out keys keep these defaults (merged in ``plan``).
+SEED_NODE_POOL: dict[str, Any] = {
+    "name": "fashion-mnist-elastic",
+    "instance_types": ["ecs.gn6i-c4g1.xlarge"],
+    "vswitch_ids": [],
+    "min_instances": 0,
+    "max_instances": 10,
+    "spot_strategy": "SpotAsPriceGo",
+    "on_demand_base_capacity": 0,
+    "on_demand_percentage_above_base_capacity": 30,
+    "compensate_with_on_demand": True,
+    "multi_az_policy": "COST_OPTIMIZED",
+    "labels": {"seldon": "fashion-mnist"},
+    "taints": [],
+}
+NODE_POOL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 63},
+        "instance_types": {"type": "array", "items": {"type": "string", "pattern": r"^ecs\."},
+                           "minItems": 1, "maxItems": 10},
+        "vswitch_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
+        "min_instances": {"type": "integer", "minimum": 0},
+        "max_instances": {"type": "integer", "minimum": 1, "maximum": 2000},
+        "spot_strategy": {"enum": list(SPOT_STRATEGIES)},
+        "on_demand_base_capacity": {"type": "integer", "minimum": 0, "maximum": 1000},
+        "on_demand_percentage_above_base_capacity": {"type": "integer", "minimum": 0, "maximum": 100},
+        "compensate_with_on_demand": {"type": "boolean"},
+        "multi_az_policy": {"enum": list(MULTI_AZ_POLICIES)},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "taints": {"type": "array"},
+    },
+}

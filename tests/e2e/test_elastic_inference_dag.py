@@ -76,14 +76,26 @@ def test_deploy_dag_reaches_a_predicting_endpoint_and_reruns_unchanged(sandbox, 
 
 
 def test_invalid_params_are_rejected_before_anything_is_created(sandbox, airflow_cli, trained_model):
+    # A bad label key passes the Param schema (any string key) and used to fail only in ensure_node_pool, while
+    # upload_model already ran: plan now runs the node pool spec's problems too, and names every problem at once.
     conf = run_conf(trained_model) | {"min_replicas": 5, "max_replicas": 2, "deployment_name": "never-made",
-                                      "node_pool": run_conf(trained_model)["node_pool"] | {"name": "never-made"}}
+                                      "bucket": "never-made",
+                                      "node_pool": {"name": "never-made", "labels": {"bad key!": "x"}}}
     result = airflow_cli.run("dags", "test", "elastic_inference", "-c", json.dumps(conf), timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode != 0
     assert "min_replicas (5) is greater than max_replicas (2)" in log
+    assert "node_pool.labels['bad key!']: label key name must be 1-63 alphanumerics" in log
     assert "never-made" not in kubectl(sandbox, "get", "sdep,ingress", "-A")
     assert "never-made" not in json.dumps(cs_node_pools(sandbox))
+    assert "never-made" not in oss_buckets(sandbox)  # upload_model did not run either
+
+
+def oss_buckets(sandbox: dict) -> list[str]:
+    import oss2
+
+    service = oss2.Service(oss2.Auth(sandbox["access_key_id"], sandbox["access_key_secret"]), sandbox["oss"])
+    return [b.name for b in oss2.BucketIterator(service)]
 
 
 def cs_node_pools(sandbox: dict) -> list[dict]:

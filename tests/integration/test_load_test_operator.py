@@ -231,19 +231,25 @@ def test_missing_samples_fail_fast_with_the_fix(tmp_path):
 
 
 def test_templated_numbers_are_coerced_and_bad_ones_named(server, samples, tmp_path):
-    from elastic_inference.operators.load_test import _INTS, _NUMERIC, _POSITIVE, coerce_numbers
+    from elastic_inference.specs import LoadTestSpec
 
     op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), samples_path=str(samples),
                                 reports_dir=str(tmp_path), **short(target_rps="20", hold_seconds="2",
                                                                   rps_per_user="5", slo_p95_ms="None"))
     result, _ = run(op, "templated")
     assert result["plan"]["users"] == 4 and result["slo"]["p95_ms"] is None
+    # The spec's from_mapping is the one coercion; problems() names the field and the allowed range.
     op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", max_replicas="2.5")
     with pytest.raises(AirflowFailException, match=r"max_replicas must be an integer, got '2.5'"):
-        coerce_numbers(op, _NUMERIC, _INTS, _POSITIVE)
+        LoadTestSpec.from_mapping(op.load_test)
     op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", record_interval="0")
-    with pytest.raises(AirflowFailException, match=r"record_interval must be > 0, got '0'"):
-        coerce_numbers(op, _NUMERIC, _INTS, _POSITIVE)
+    with pytest.raises(AirflowFailException, match=r"record_interval must be > 0, got 0"):
+        LoadTestSpec.from_mapping(op.load_test).validate()
+    # A whole spec as the plan's template renders it, coerced and checked in execute before any load.
+    op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9",
+                                load_test={"hold_seconds": "2", "max_replicas": "2.5", "workers": "x"})
+    with pytest.raises(AirflowFailException, match=r"max_replicas must be an integer, got '2.5'.*workers"):
+        run(op, "bad")
 
 
 @pytest.mark.parametrize(("url", "path", "expected"), [
@@ -513,7 +519,7 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     LocustLoadTestOperator(
         task_id="load_test", host=elastic_echo["host"], request_headers={"Host": elastic_echo["host_header"]},
         samples_path=str(samples), reports_dir=str(tmp_path), target_rps=36, rps_per_user=4, ramp_seconds=1,
-        ramp_steps=1, hold_seconds=8, record_interval=0.45, progress_interval=2, namespace=ns,
+        ramp_steps=1, hold_seconds=8, record_interval=0.45, progress_interval=2, scale_in_timeout=0, namespace=ns,
         seldon_deployment="echo", node_pool_id=elastic_echo["pool_id"], kubernetes_conn_id="ei_load_k8s",
         slo_error_rate=None, slo_p95_ms=None).execute({"ti": capped_ti, "dag": FakeDag(), "run_id": "capped"})
     capped_verify = FakeTI()

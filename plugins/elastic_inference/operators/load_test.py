@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from elastic_inference.links import LOCUST_URL_KEY, LocustReportLink, report_url, run_dir
+from elastic_inference.specs.load_test import LoadTestSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -87,35 +88,6 @@ def slo_breaches(stats: dict[str, Any], *, slo_error_rate: float | None, slo_p95
     return out
 
 
-# Numeric arguments (templated: rendered values arrive as strings and are coerced in execute).
-_NUMERIC: tuple[str, ...] = ("qps_target", "max_replicas", "fill_factor", "target_rps", "ramp_seconds", "hold_seconds",
-                             "ramp_steps", "rps_per_user", "slo_error_rate", "slo_p95_ms", "workers", "record_interval",
-                             "scale_in_timeout", "progress_interval", "max_samples")
-_INTS = {"max_replicas", "ramp_steps", "workers", "max_samples"}
-_POSITIVE = {"record_interval", "progress_interval"}
-
-
-def coerce_numbers(op: Any, fields: Sequence[str], ints: Collection[str], positive: Collection[str] = ()) -> None:
-    """Turn rendered template strings ("10") back into numbers, naming the field when one is not."""
-    for name in fields:
-        value = getattr(op, name)
-        if value is None or value == "" or (isinstance(value, str) and value.strip() in ("None", "null")):
-            setattr(op, name, None)
-            continue
-        try:
-            number = float(value)
-            if name in ints:
-                if not number.is_integer():
-                    raise ValueError
-                number = int(number)
-        except (TypeError, ValueError):
-            kind = "an integer" if name in ints else "a number"
-            raise AirflowFailException(f"{name} must be {kind}, got {value!r}") from None
-        if number < 0 or (name in positive and number <= 0):
-            raise AirflowFailException(f"{name} must be {'> 0' if name in positive else '>= 0'}, got {value!r}")
-        setattr(op, name, number)
-
-
 class LocustLoadTestOperator(BaseOperator):
     """Run a staged locust load against a prediction endpoint and record the cluster's response.
 
@@ -130,16 +102,14 @@ class LocustLoadTestOperator(BaseOperator):
         are dropped). Not for secrets.
     :param samples_path: ``.npz``/``.json`` of real test images and labels (templated); predictions are
         checked against the labels (mismatches are counted, not failed).
-    :param max_samples: how many images to cycle through.
-    :param flatten_images: send each image as one flat row (784 floats for 28x28) instead of in its stored
-        shape; choose what the served model's signature takes.
-    :param qps_target: the HPA's ``targetAverageValue`` for ``sls_ingress_qps``.
-    :param max_replicas: the HPA's ``maxReplicas``; with ``qps_target`` and ``fill_factor`` it sizes the load
-        (``qps_target x max_replicas x fill_factor`` RPS) unless ``target_rps`` is given.
-    :param ramp_seconds, hold_seconds, ramp_steps, rps_per_user: the shape (see ``load_shape.plan_load``).
-    :param slo_error_rate: fail when more than this fraction of requests failed (None: no check).
-    :param slo_p95_ms: fail when locust's overall p95 exceeds this (None: no check).
-    :param workers: 0 runs one locust process; N >= 1 runs a master and N worker processes on 127.0.0.1.
+    :param load_test: the :class:`~elastic_inference.specs.LoadTestSpec` whole (templated, e.g. the ``plan``
+        task's ``load_test``): the shape (``qps_target x max_replicas x fill_factor`` RPS unless ``target_rps``,
+        ``ramp_seconds``, ``hold_seconds``, ``ramp_steps``, ``rps_per_user``; see ``load_shape.plan_load``), the
+        SLO (``slo_error_rate``, ``slo_p95_ms``; None: no check), ``workers`` (0: one locust process; N: a master
+        and N workers on 127.0.0.1), ``record_interval``, ``scale_in_timeout`` (after the load, record until
+        replicas are back at ``minReplicas``; 0: stop with the load), ``max_samples``, ``flatten_images`` (each
+        image as one flat row), ``progress_interval`` and ``startup_grace``. Any of these fields may also be given
+        as a keyword of its own; it then overrides the mapping's value.
     :param record_cluster: poll the cluster into the timeline (False: load only).
     :param kubernetes_conn_id / ack_conn_id / cluster_id: where the cluster is (see ``hooks.kubernetes``).
     :param namespace: namespace of the SeldonDeployment / Deployment.
@@ -149,21 +119,16 @@ class LocustLoadTestOperator(BaseOperator):
         nodeSelector decides which nodes belong to the pool.
     :param pool_node_selector: labels that mark the pool's nodes (instead of ``node_pool_id``).
     :param metric_name / metric_selector: the external metric to record; default: the HPA's own.
-    :param record_interval: seconds between timeline samples.
-    :param scale_in_timeout: after the load, record up to this many seconds until replicas are back at
-        ``minReplicas`` (0: stop recording with the load).
     :param reports_dir: root of the reports (default ``$ELASTIC_INFERENCE_REPORTS_DIR`` or
         ``$AIRFLOW_HOME/reports``); this run writes ``<reports_dir>/<dag_id>/<run_id>/``.
     :param locust_command: the command that starts locust (default ``[sys.executable, "-m", "locust"]``).
-    :param startup_grace: seconds allowed beyond the shape's run time before locust is stopped.
     """
 
     template_fields: Sequence[str] = (
-        "host", "model_name", "request_path", "request_headers", "samples_path", "namespace", "seldon_deployment",
-        "deployment_name", "node_pool_id", "pool_node_selector", "reports_dir", "cluster_id",
-        # numbers may come from DAG params ("{{ params.max_replicas }}"); they are coerced in execute
-        *_NUMERIC,
+        "load_test", "host", "model_name", "request_path", "request_headers", "samples_path", "namespace",
+        "seldon_deployment", "deployment_name", "node_pool_id", "pool_node_selector", "reports_dir", "cluster_id",
     )
+    template_fields_renderers = {"load_test": "json"}
     operator_extra_links = (LocustReportLink(),)
     ui_color = "#e8f4e8"
 
@@ -171,24 +136,12 @@ class LocustLoadTestOperator(BaseOperator):
         self,
         *,
         host: str,
+        load_test: LoadTestSpec | Mapping[str, Any] | str | None = None,
         protocol: str = "seldon",
         model_name: str | None = None,
         request_path: str | None = None,
         request_headers: dict[str, str] | None = None,
         samples_path: str | None = None,
-        max_samples: int = 200,
-        flatten_images: bool = False,
-        qps_target: float = 10.0,
-        max_replicas: int = 10,
-        fill_factor: float = 0.5,
-        target_rps: float | None = None,
-        ramp_seconds: float = 30.0,
-        hold_seconds: float = 60.0,
-        ramp_steps: int = 3,
-        rps_per_user: float = 2.0,
-        slo_error_rate: float | None = 0.01,
-        slo_p95_ms: float | None = 1000.0,
-        workers: int = 0,
         record_cluster: bool = True,
         kubernetes_conn_id: str | None = "kubernetes_default",
         ack_conn_id: str | None = None,
@@ -200,37 +153,30 @@ class LocustLoadTestOperator(BaseOperator):
         pool_node_selector: dict[str, str] | None = None,
         metric_name: str | None = None,
         metric_selector: dict[str, str] | None = None,
-        record_interval: float = 5.0,
-        scale_in_timeout: float = 0.0,
-        progress_interval: float = 5.0,
         reports_dir: str | None = None,
         locust_command: Sequence[str] | None = None,
         locustfile: str | None = None,
-        startup_grace: float = 60.0,
         **kwargs: Any,
     ) -> None:
+        fields = {f.name for f in LoadTestSpec.spec_fields()}
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
         super().__init__(**kwargs)
         if protocol not in ("seldon", "tfserving"):
             raise ValueError(f"protocol must be 'seldon' or 'tfserving', got {protocol!r}")
+        if isinstance(load_test, LoadTestSpec):
+            load_test = load_test.to_dict()
+        if isinstance(load_test, str) and overrides:
+            raise ValueError(f"{type(self).__name__}: load_test is a template; put {sorted(overrides)} in it instead")
+        # A string is a template (the plan task's load_test) rendered before execute.
+        self.load_test: Mapping[str, Any] | str = load_test if isinstance(load_test, str) else {
+            **(load_test or {}), **overrides}
+        self.spec = LoadTestSpec()  # the rendered load_test, coerced and validated in execute
         self.host = host
         self.protocol = protocol
         self.model_name = model_name
         self.request_path = request_path
         self.request_headers = dict(request_headers or {})
         self.samples_path = samples_path
-        self.max_samples = max_samples
-        self.flatten_images = flatten_images
-        self.qps_target = qps_target
-        self.max_replicas = max_replicas
-        self.fill_factor = fill_factor
-        self.target_rps = target_rps
-        self.ramp_seconds = ramp_seconds
-        self.hold_seconds = hold_seconds
-        self.ramp_steps = ramp_steps
-        self.rps_per_user = rps_per_user
-        self.slo_error_rate = slo_error_rate
-        self.slo_p95_ms = slo_p95_ms
-        self.workers = workers
         self.record_cluster = record_cluster
         self.kubernetes_conn_id = kubernetes_conn_id
         self.ack_conn_id = ack_conn_id
@@ -242,23 +188,19 @@ class LocustLoadTestOperator(BaseOperator):
         self.pool_node_selector = pool_node_selector
         self.metric_name = metric_name
         self.metric_selector = metric_selector
-        self.record_interval = record_interval
-        self.scale_in_timeout = scale_in_timeout
-        self.progress_interval = progress_interval
         self.reports_dir = reports_dir
         self.locust_command = list(locust_command) if locust_command else None
         self.locustfile = locustfile
-        self.startup_grace = startup_grace
 
     # -- preparation ----------------------------------------------------------------------------------
     def _plan(self) -> LoadPlan:
         from elastic_inference.load_shape import plan_load
 
         try:
-            return plan_load(qps_target=self.qps_target, max_replicas=int(self.max_replicas),
-                             fill_factor=self.fill_factor, ramp_seconds=self.ramp_seconds,
-                             hold_seconds=self.hold_seconds, ramp_steps=self.ramp_steps,
-                             rps_per_user=self.rps_per_user, target_rps=self.target_rps)
+            return plan_load(qps_target=self.spec.qps_target, max_replicas=int(self.spec.max_replicas),
+                             fill_factor=self.spec.fill_factor, ramp_seconds=self.spec.ramp_seconds,
+                             hold_seconds=self.spec.hold_seconds, ramp_steps=self.spec.ramp_steps,
+                             rps_per_user=self.spec.rps_per_user, target_rps=self.spec.target_rps)
         except ValueError as e:
             raise AirflowFailException(f"load shape: {e}") from e
 
@@ -269,7 +211,7 @@ class LocustLoadTestOperator(BaseOperator):
             raise AirflowFailException("samples_path is required: the .npz/.json of real test images and labels "
                                        "the training step writes (keys x/y)")
         try:
-            return load_samples(self.samples_path, limit=self.max_samples, flatten=bool(self.flatten_images))
+            return load_samples(self.samples_path, limit=self.spec.max_samples, flatten=bool(self.spec.flatten_images))
         except (OSError, ValueError) as e:
             raise AirflowFailException(f"samples_path: {e}") from e
 
@@ -333,13 +275,13 @@ class LocustLoadTestOperator(BaseOperator):
                        "--run-time", f"{int(run_time) + 1}s", "--stop-timeout", "5"]
         log_fh = (out / "locust.log").open("ab")
         workers: list[subprocess.Popen[bytes]] = []
-        if self.workers:
+        if self.spec.workers:
             port = _free_port()
             master_args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                            "--expect-workers", str(self.workers), "--expect-workers-max-wait", "60"]
+                            "--expect-workers", str(self.spec.workers), "--expect-workers-max-wait", "60"]
             master = subprocess.Popen([*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env,
                                       cwd=out, start_new_session=True)
-            for _ in range(self.workers):
+            for _ in range(self.spec.workers):
                 workers.append(subprocess.Popen(
                     [*base, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
                     stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True))
@@ -382,12 +324,8 @@ class LocustLoadTestOperator(BaseOperator):
         from elastic_inference.locust_io import parse_failures, parse_history, parse_stats, read_summary, write_payload
         from elastic_inference.timeline import replicas_of, write_timeline
 
-        coerce_numbers(self, _NUMERIC, _INTS, _POSITIVE)
-        for name in ("qps_target", "max_replicas", "ramp_seconds", "hold_seconds", "rps_per_user", "fill_factor",
-                     "ramp_steps", "workers", "record_interval", "scale_in_timeout", "progress_interval",
-                     "max_samples"):
-            if getattr(self, name) is None:
-                raise AirflowFailException(f"{name} must be set")
+        # The one coercion of the rendered spec; every problem named at once (SpecError: no retries).
+        self.spec = LoadTestSpec.from_mapping(self.load_test).validate()
         if isinstance(self.request_headers, str):
             self.request_headers = json.loads(self.request_headers or "{}")
         self.request_headers = {str(k): str(v) for k, v in (self.request_headers or {}).items()
@@ -407,8 +345,8 @@ class LocustLoadTestOperator(BaseOperator):
         self.log.info("Load plan: %.1f RPS from %d users (%.2f RPS each), ramp %.0f s, hold %.0f s, sized from "
                       "qps_target=%s x max_replicas=%s x fill_factor=%s; %s",
                       plan.target_rps, plan.users, plan.rps_per_user, plan.hold_start,
-                      plan.run_time - plan.hold_start, self.qps_target, self.max_replicas, self.fill_factor,
-                      f"{self.workers} locust workers" if self.workers else "one locust process")
+                      plan.run_time - plan.hold_start, self.spec.qps_target, self.spec.max_replicas, self.spec.fill_factor,
+                      f"{self.spec.workers} locust workers" if self.spec.workers else "one locust process")
 
         hook = self._kube() if self.record_cluster else None
         recorder = self._recorder(hook) if hook is not None else None
@@ -416,7 +354,7 @@ class LocustLoadTestOperator(BaseOperator):
             recorder.sample()  # the baseline, before any load
             self.log.info("Recording %s/%s (HPA %s, metric %s) every %.1f s", recorder.namespace,
                           recorder.deployment_name, (recorder.hpa or {}).get("name"), recorder.metric_name,
-                          self.record_interval)
+                          self.spec.record_interval)
 
         env = {**os.environ, "EI_PAYLOAD_FILE": str(payload), "EI_LOAD_PLAN": str(out / "plan.json"),
                "EI_SUMMARY": str(out / "summary.json"), "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
@@ -425,11 +363,11 @@ class LocustLoadTestOperator(BaseOperator):
         (out / "summary.json").unlink(missing_ok=True)
 
         load: dict[str, Any] = {"endpoint": self.host, "protocol": self.protocol, "plan": plan.to_json(),
-                                "workers": self.workers, "command": base_cmd[-1]}
+                                "workers": self.spec.workers, "command": base_cmd[-1]}
         master, workers, log_fh = self._start_locust(out, env, locustfile, plan.run_time)
         load["process_start"] = load["start"] = time.time()
         load["hold_start"] = load["start"] + plan.hold_start
-        deadline = time.monotonic() + plan.run_time + self.startup_grace
+        deadline = time.monotonic() + plan.run_time + self.spec.startup_grace
         timed_out = False
         next_sample = next_log = time.monotonic()
         try:
@@ -438,14 +376,14 @@ class LocustLoadTestOperator(BaseOperator):
                 if now >= deadline:
                     timed_out = True
                     self.log.error("locust still running %.0f s after the shape's end; stopping it",
-                                   self.startup_grace)
+                                   self.spec.startup_grace)
                     break
                 if recorder and now >= next_sample:
                     recorder.sample()
-                    next_sample = now + self.record_interval
+                    next_sample = now + self.spec.record_interval
                 if now >= next_log:
                     self._progress(out, recorder)
-                    next_log = now + self.progress_interval
+                    next_log = now + self.spec.progress_interval
                 time.sleep(min(0.5, max(0.05, min(next_sample, next_log, deadline) - time.monotonic())))
         finally:
             self._stop([master, *workers])
@@ -453,12 +391,12 @@ class LocustLoadTestOperator(BaseOperator):
         load["stop"] = time.time()
         rc = master.returncode
 
-        scale_in: dict[str, Any] = {"timeout": self.scale_in_timeout, "reached_at": None}
-        if recorder and self.scale_in_timeout > 0:
+        scale_in: dict[str, Any] = {"timeout": self.spec.scale_in_timeout, "reached_at": None}
+        if recorder and self.spec.scale_in_timeout > 0:
             min_replicas = int((recorder.hpa or {}).get("min_replicas") or 1)
             self.log.info("Load stopped; recording until replicas are back at %d (at most %.0f s)",
-                          min_replicas, self.scale_in_timeout)
-            end = time.monotonic() + self.scale_in_timeout
+                          min_replicas, self.spec.scale_in_timeout)
+            end = time.monotonic() + self.spec.scale_in_timeout
             while True:
                 s = recorder.sample()
                 if replicas_of(s) == min_replicas and (s.get("deployment") or {}).get("replicas", 0) <= min_replicas:
@@ -466,10 +404,10 @@ class LocustLoadTestOperator(BaseOperator):
                     self.log.info("Scaled back in to %d replicas %.0f s after the load", min_replicas,
                                   s["t"] - load["stop"])
                     break
-                if time.monotonic() + self.record_interval > end:
-                    self.log.warning("Replicas still %s after %.0f s", replicas_of(s), self.scale_in_timeout)
+                if time.monotonic() + self.spec.record_interval > end:
+                    self.log.warning("Replicas still %s after %.0f s", replicas_of(s), self.spec.scale_in_timeout)
                     break
-                time.sleep(self.record_interval)
+                time.sleep(self.spec.record_interval)
         elif recorder:
             recorder.sample()
 
@@ -521,14 +459,14 @@ class LocustLoadTestOperator(BaseOperator):
                       "%d of %d predictions disagreed with the label", stats["requests"], stats["failures"],
                       100 * stats["error_rate"], stats["rps"], stats["p50_ms"], stats["p95_ms"], stats["p99_ms"],
                       checks["mismatches"], checks["checked"])
-        breaches = slo_breaches(stats, slo_error_rate=self.slo_error_rate, slo_p95_ms=self.slo_p95_ms)
+        breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
         if timed_out:
             breaches.insert(0, f"locust did not finish within the shape's {plan.run_time:.0f} s + "
-                               f"{self.startup_grace:.0f} s grace and was stopped")
+                               f"{self.spec.startup_grace:.0f} s grace and was stopped")
         result = {"endpoint": self.host, "stats": stats, "checks": checks, "plan": plan.to_json(),
                   "run_dir": str(out), "timeline_path": str(timeline_path),
                   "locust_html": str(html) if html.is_file() else None,
-                  "slo": {"error_rate": self.slo_error_rate, "p95_ms": self.slo_p95_ms, "breaches": breaches},
+                  "slo": {"error_rate": self.spec.slo_error_rate, "p95_ms": self.spec.slo_p95_ms, "breaches": breaches},
                   "top_failures": failures[:5]}
         if breaches:
             ti.xcom_push(key="load_test_result", value=result)

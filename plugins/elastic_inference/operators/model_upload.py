@@ -16,8 +16,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from elastic_inference.exceptions import ModelLayoutError
+from elastic_inference.exceptions import ModelLayoutError, SpecError
 from elastic_inference.model_layout import ModelLayout, extract_archive, is_archive, resolve_layout
+from elastic_inference.specs import ModelSpec, coerce
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -55,6 +56,8 @@ class _Progress:
 class ModelUploadOperator(BaseOperator):
     """Upload a model to OSS for TF Serving.
 
+    :param model: the run's :class:`~elastic_inference.specs.ModelSpec` whole (templated, e.g. the ``plan``
+        task's ``model``): source, bucket, prefix, name and version. Or the single keywords:
     :param source: a SavedModel directory (``saved_model.pb`` + ``variables/``), a directory of numeric
         version directories, or a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive of either (templated).
     :param bucket: the OSS bucket (templated).
@@ -71,15 +74,17 @@ class ModelUploadOperator(BaseOperator):
     "files_uploaded", "files_skipped"}``.
     """
 
-    template_fields: Sequence[str] = ("source", "bucket", "prefix", "model_name", "version")
+    template_fields: Sequence[str] = ("model", "source", "bucket", "prefix", "model_name", "version")
+    template_fields_renderers = {"model": "json"}
     ui_color = "#ff6a00"
 
     def __init__(
         self,
         *,
-        source: str,
-        bucket: str,
-        model_name: str,
+        model: dict[str, Any] | str | None = None,
+        source: str | None = None,
+        bucket: str | None = None,
+        model_name: str | None = None,
         prefix: str = "",
         version: int | str | None = None,
         alibaba_cloud_conn_id: str = "alibaba_ack_default",
@@ -92,10 +97,14 @@ class ModelUploadOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.source = source
-        self.bucket = bucket
+        if model is None and not (source and bucket and model_name):
+            raise ValueError(f"{type(self).__name__}: pass model= (a ModelSpec mapping) or source, bucket and "
+                             "model_name")
+        self.model = model
+        self.source: str = source or ""  # set from model= in execute
+        self.bucket: str = bucket or ""
         self.prefix = prefix
-        self.model_name = model_name
+        self.model_name: str = model_name or ""
         self.version = version
         self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
         self.create_bucket = create_bucket
@@ -106,11 +115,21 @@ class ModelUploadOperator(BaseOperator):
         self.signature_version = signature_version
 
     # -- validation (before any network call) ---------------------------------------------------------------
+    def apply_spec(self) -> None:
+        """Take the (rendered) model spec's values."""
+        if self.model is None:
+            return
+        spec = ModelSpec.from_mapping(self.model)
+        self.source, self.bucket, self.prefix = spec.source, spec.bucket, spec.prefix
+        self.model_name, self.version = spec.name, spec.version
+
     def _version(self) -> int | None:
-        if self.version in (None, ""):
-            return None
-        if isinstance(self.version, int) or (isinstance(self.version, str) and self.version.strip().isdigit()):
-            return int(self.version)
+        try:
+            version = coerce(self.version, "integer", "version", optional=True)
+        except SpecError:
+            version = -1
+        if version is None or version >= 0:
+            return version
         raise ModelLayoutError(f"version={self.version!r}: TF Serving versions are non-negative integers")
 
     def _validate_names(self) -> str:
@@ -135,6 +154,7 @@ class ModelUploadOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from elastic_inference.hooks.oss import OssHook, local_crc64
 
+        self.apply_spec()
         base = self._validate_names()
         work_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else default_checkpoint_dir()
         layout = self.layout(work_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -10,8 +11,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
-from elastic_inference.exceptions import AlibabaCloudTerminalError, NodePoolFailedError, NodePoolSpecError
-from elastic_inference.node_pool_spec import NodePoolSpec, spec_from_params
+from elastic_inference.exceptions import AlibabaCloudTerminalError, NodePoolFailedError
+from elastic_inference.node_pool_spec import NodePoolSpec
 from elastic_inference.sensors.node_pool import raise_for_event
 from elastic_inference.triggers.node_pool import (
     ACTIVE_STATES,
@@ -23,21 +24,6 @@ from elastic_inference.triggers.node_pool import (
 )
 
 SPEC_FIELDS = tuple(NodePoolSpec.__dataclass_fields__)
-
-
-def _as_mapping(value: Any) -> dict[str, Any]:
-    """The rendered ``node_pool``: a dict (native rendering) or its JSON/Python-literal text."""
-    if isinstance(value, str):
-        import ast
-        import json
-
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = ast.literal_eval(value)
-    if not isinstance(value, dict):
-        raise NodePoolSpecError(f"node_pool must be a mapping of node pool fields, got {type(value).__name__}")
-    return dict(value)
 
 
 class AckNodePoolOperator(BaseOperator):
@@ -136,13 +122,15 @@ class AckNodePoolOperator(BaseOperator):
                 "changes": changes}
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # The rendered node_pool (a dict, or its text when not rendered natively): coerced once, by the spec.
+        spec = NodePoolSpec.from_mapping(self.node_pool)
+        spec.validate(cluster_vswitches=True)  # everything but the vSwitches, before any cloud call
         hook = self._hook()
-        params = _as_mapping(self.node_pool)
-        if not params.get("vswitch_ids"):
+        if not spec.vswitch_ids:
             # Like the console: no vSwitches chosen means the cluster's own (one per zone it spans).
-            params["vswitch_ids"] = list(hook.describe_cluster().get("vswitch_ids") or [])
-            self.log.info("vswitch_ids not given: using the cluster's vSwitches %s", params["vswitch_ids"])
-        spec = spec_from_params(params).validate()  # templated fields validate after rendering
+            spec = dataclasses.replace(spec, vswitch_ids=list(hook.describe_cluster().get("vswitch_ids") or []))
+            self.log.info("vswitch_ids not given: using the cluster's vSwitches %s", spec.vswitch_ids)
+        spec = spec.validate()
         result = self.ensure(hook, spec)
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None:

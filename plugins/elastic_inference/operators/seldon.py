@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference import manifests
+from elastic_inference.exceptions import SpecError
 from elastic_inference.k8s_objects import Json
 from elastic_inference.operators._kubernetes import KubernetesApplyOperator
+from elastic_inference.specs.serving import HPA_METRIC_FORMATS, ServingSpec
 from elastic_inference.triggers.seldon import SeldonDeploymentTrigger
 
 if TYPE_CHECKING:
@@ -18,7 +20,11 @@ if TYPE_CHECKING:
 DEFAULT_PROXY_IMAGE = "registry.cn-beijing.aliyuncs.com/deepai/seldonio-tfserving-proxy_rest:1.3.0"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.3.0-gpu"
 SELDON_HTTP_PORT = 8000  # the predictor Service's http port (Seldon executor default, ref. §4.2)
-HPA_METRIC_FORMATS = ("v2beta1", "v2")
+__all__ = ["HPA_METRIC_FORMATS", "DeploySeldonOperator", "seldon_names"]
+# What the serving spec sets on the operator (spec field -> operator attribute).
+_FROM_SPEC = {"namespace": "namespace", "name": "name", "model_name": "model_name", "model_version": "model_version",
+              "gpu_count": "gpu_count", "min_replicas": "min_replicas", "max_replicas": "max_replicas",
+              "qps_target": "qps_target", "hpa_metric_format": "hpa_metric_format", "node_selector": "node_selector"}
 
 
 def seldon_names(sdep: Json, service_port: int = SELDON_HTTP_PORT) -> dict[str, str]:
@@ -42,6 +48,10 @@ def seldon_names(sdep: Json, service_port: int = SELDON_HTTP_PORT) -> dict[str, 
 
 class DeploySeldonOperator(KubernetesApplyOperator):
     """Create or patch the SeldonDeployment (never a second object), then wait until it is ``Available``.
+
+    Takes the run's :class:`~elastic_inference.specs.ServingSpec` whole as ``serving={...}`` (templated, e.g. the
+    ``plan`` task's ``serving``): it sets name, namespace, model, replicas, HPA target and format, GPUs, node
+    selector and (unless given) the claim ``<name>-model``. The single keywords below still work without it.
 
     Fails within seconds, naming pod and reason, on CrashLoopBackOff, ImagePullBackOff/ErrImagePull,
     CreateContainerConfigError, an Unschedulable pod the autoscaler will not scale up for (NotTriggerScaleUp,
@@ -70,12 +80,16 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         autoscaler says it will not scale up).
     """
 
-    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "model_name", "pvc_name",
+    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "serving", "name", "model_name",
+                                      "pvc_name",
                                       "model_subpath", "model_version", "proxy_image", "serving_image",
                                       "sls_project", "sls_route", "predictor", "gpu_count", "node_selector",
                                       "min_replicas", "max_replicas", "qps_target", "hpa_metric_format")
 
-    def __init__(self, *, name: str, model_name: str, pvc_name: str, predictor: str = "predictor",
+    template_fields_renderers = {**KubernetesApplyOperator.template_fields_renderers, "serving": "json"}
+
+    def __init__(self, *, serving: dict[str, Any] | str | None = None, name: str | None = None,
+                 model_name: str | None = None, pvc_name: str | None = None, predictor: str = "predictor",
                  model_subpath: str | None = None, model_version: str | int = 1,
                  proxy_image: str = DEFAULT_PROXY_IMAGE, serving_image: str = DEFAULT_SERVING_IMAGE,
                  gpu_count: int = 1, node_selector: dict[str, str] | None = None,
@@ -88,9 +102,13 @@ class DeploySeldonOperator(KubernetesApplyOperator):
                  termination_grace_seconds: int = 1, signature_name: str = "serving_default",
                  unschedulable_grace_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.name = name
-        self.model_name = model_name
-        self.pvc_name = pvc_name
+        if serving is None and not (name and model_name and pvc_name):
+            raise ValueError(f"{type(self).__name__}: pass serving= (a ServingSpec mapping) or name, model_name and "
+                             "pvc_name")
+        self.serving = serving
+        self.name: str = name or ""  # set from serving= in execute
+        self.model_name: str = model_name or ""
+        self.pvc_name: str = pvc_name or ""
         self.predictor = predictor
         self.model_subpath = model_subpath
         self.model_version = model_version
@@ -160,30 +178,35 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             signature_name=self.signature_name,
         )
 
+    def apply_spec(self) -> None:
+        """Take the (rendered) serving spec's values; explicit keywords the spec does not set stay."""
+        if self.serving is None:
+            return
+        spec = ServingSpec.from_mapping(self.serving)
+        for field, attr in _FROM_SPEC.items():
+            setattr(self, attr, getattr(spec, field))
+        self.pvc_name = self.pvc_name or spec.pvc_name
+
     def validate(self) -> None:
-        """Checks after rendering (these fields may be templates such as ``{{ params.max_replicas }}``)."""
-        problems = []
-        if self.hpa_metric_format not in HPA_METRIC_FORMATS:
-            problems.append(f"hpa_metric_format must be one of {HPA_METRIC_FORMATS}, not {self.hpa_metric_format!r}")
+        """Checks after rendering (these fields may be templates such as ``{{ params.max_replicas }}``): the
+        serving spec's coercion and problems, so the values are numbers of the right range afterwards."""
+        values = {field: getattr(self, attr) for field, attr in _FROM_SPEC.items()}
+        values["node_selector"] = values["node_selector"] or {}
         try:
-            self.min_replicas, self.max_replicas = int(self.min_replicas), int(self.max_replicas)
-            qps = float(self.qps_target)
-            self.gpu_count, self.qps_target = int(self.gpu_count), int(qps) if qps.is_integer() else qps
-        except (TypeError, ValueError) as exc:
-            raise AirflowFailException(f"{self.task_id}: min_replicas, max_replicas, gpu_count and qps_target must"
-                                       f" be numbers: {exc}") from exc
-        if not 0 < self.min_replicas <= self.max_replicas:
-            problems.append(f"need 0 < min_replicas <= max_replicas, got {self.min_replicas}..{self.max_replicas}")
-        if self.qps_target <= 0:
-            problems.append(f"qps_target must be > 0, got {self.qps_target}")
-        if self.gpu_count < 0:
-            problems.append(f"gpu_count must be >= 0, got {self.gpu_count}")
-        if self.node_selector is not None and not isinstance(self.node_selector, dict):
-            problems.append(f"node_selector must be a mapping of node labels, got {self.node_selector!r}")
+            spec = ServingSpec.from_mapping(values)
+        except SpecError as exc:
+            numbers = ("min_replicas", "max_replicas", "gpu_count", "qps_target")
+            lead = "min_replicas, max_replicas, gpu_count and qps_target must be numbers: " if any(
+                n in p for p in exc.problems for n in numbers) else ""
+            raise AirflowFailException(f"{self.task_id}: {lead}" + "; ".join(exc.problems)) from exc
+        problems = spec.problems()
         if problems:
             raise AirflowFailException(f"{self.task_id}: " + "; ".join(problems))
+        for field, attr in _FROM_SPEC.items():
+            setattr(self, attr, getattr(spec, field))
 
     def execute(self, context: Context) -> Any:
+        self.apply_spec()
         self.validate()
         if self.manifest:
             objs = self.manifest_objects([])

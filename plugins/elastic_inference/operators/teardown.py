@@ -28,7 +28,9 @@ class DeleteKubernetesObjectsOperator(BaseOperator):
         from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook
         from elastic_inference.k8s_objects import ResourceRef
 
-        if str(self.enabled).lower() not in ("true", "1", "yes"):
+        from elastic_inference.specs import coerce
+
+        if not coerce(self.enabled, "boolean", "enabled", optional=True):
             self.log.info("teardown not requested: keeping the deployment")
             return []
         hook = KubeHook(KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id))

@@ -43,8 +43,12 @@ class ScaleVerificationOperator(BaseOperator):
     :param mix_tolerance: allowed distance, in nodes, from the policy's pay-as-you-go count (default 1).
     :param failure_budget: requests allowed to fail during scale-out (default 0).
     :param check_scale_in: also require replicas back at ``minReplicas`` after the load.
-    :param scale_in_timeout: seconds allowed for that (default: what the load test waited).
-    :param metric_lag: seconds the QPS metric trails the load (the metric window plus delay, time-scaled).
+    :param scale_in_timeout: seconds allowed for that (default: the load test spec's, else what the load test
+        waited).
+    :param metric_lag: seconds the QPS metric trails the load (the metric window plus delay, time-scaled);
+        default: the load test spec's ``metric_lag_seconds``, else 0.
+    :param load_test: the run's :class:`~elastic_inference.specs.LoadTestSpec` (templated, e.g. the ``plan``
+        task's ``load_test``): where ``scale_in_timeout`` and ``metric_lag`` come from unless given.
     :param price_table: ``{instance_type: (payg_usd_per_hour, spot_usd_per_hour)}`` for the cost estimate.
     :param reports_dir: as for the load test; ``report_base_url``: serve links from here instead of file://.
     :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
@@ -52,8 +56,8 @@ class ScaleVerificationOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url", "cluster_id",
                                       "replica_tolerance", "mix_tolerance", "failure_budget", "scale_in_timeout",
-                                      "metric_lag")
-    template_fields_renderers = {"pool_policy": "json"}
+                                      "metric_lag", "load_test")
+    template_fields_renderers = {"pool_policy": "json", "load_test": "json"}
     operator_extra_links = (ScaleReportLink(),)
     ui_color = "#f4e8e8"
 
@@ -70,7 +74,8 @@ class ScaleVerificationOperator(BaseOperator):
         failure_budget: int = 0,
         check_scale_in: bool = True,
         scale_in_timeout: float | None = None,
-        metric_lag: float = 0.0,
+        metric_lag: float | None = None,
+        load_test: Mapping[str, Any] | str | None = None,
         price_table: Mapping[str, Sequence[float]] | None = None,
         reports_dir: str | None = None,
         report_base_url: str | None = None,
@@ -89,6 +94,7 @@ class ScaleVerificationOperator(BaseOperator):
         self.check_scale_in = check_scale_in
         self.scale_in_timeout = scale_in_timeout
         self.metric_lag = metric_lag
+        self.load_test = load_test
         self.price_table = {k: (float(v[0]), float(v[1])) for k, v in (price_table or {}).items()}
         self.reports_dir = reports_dir
         self.report_base_url = report_base_url
@@ -122,17 +128,20 @@ class ScaleVerificationOperator(BaseOperator):
         from elastic_inference.timeline import read_timeline
         from elastic_inference.verification import PoolPolicy, VerifyOptions, summary, verify
 
-        from elastic_inference.operators.load_test import coerce_numbers
+        from elastic_inference.specs import LoadTestSpec, coerce
 
-        coerce_numbers(self, ("replica_tolerance", "mix_tolerance", "failure_budget", "scale_in_timeout", "metric_lag"),
-                       {"replica_tolerance", "mix_tolerance", "failure_budget"})
+        if self.load_test is not None:
+            spec = LoadTestSpec.from_mapping(self.load_test).validate()
+            self.scale_in_timeout = spec.scale_in_timeout if self.scale_in_timeout is None else self.scale_in_timeout
+            self.metric_lag = spec.metric_lag_seconds if self.metric_lag is None else self.metric_lag
+        for name, kind in (("replica_tolerance", "integer"), ("mix_tolerance", "integer"),
+                           ("failure_budget", "integer"), ("scale_in_timeout", "number"), ("metric_lag", "number")):
+            setattr(self, name, coerce(getattr(self, name), kind, name, optional=True))
         try:
             timeline = read_timeline(self._timeline_path(context))
         except (OSError, ValueError) as e:
             raise AirflowFailException(str(e)) from e
-        policy = self.pool_policy
-        if isinstance(policy, str):  # rendered from a template
-            policy = json.loads(policy)
+        policy = coerce(self.pool_policy, "object", "pool_policy", optional=True)  # may be rendered text
         if policy is None and self.ack_conn_id:
             policy = self._pool_policy_from_ack(timeline)
         opts = VerifyOptions(replica_tolerance=self.replica_tolerance or 0, mix_tolerance=self.mix_tolerance or 0,

@@ -1,0 +1,159 @@
+"""The ``elastic_inference`` DAG's run: its Params (generated from the specs, so each default, range and enum is
+written once) and the resolution ``plan`` does - params (+ the model Asset event) → the specs, every
+``problems()`` run before anything in the cloud is touched."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from elastic_inference.exceptions import SpecError
+from elastic_inference.node_pool_spec import NODE_POOL_SCHEMA, SEED_NODE_POOL, NodePoolSpec
+from elastic_inference.specs._base import Spec, coerce, field_schema
+from elastic_inference.specs.load_test import PARAM_KEYS as LOAD_TEST_KEYS
+from elastic_inference.specs.load_test import LoadTestSpec
+from elastic_inference.specs.model import ModelSpec
+from elastic_inference.specs.serving import ServingSpec
+
+# Top-level params, in the trigger form's order: name -> (spec, field) for a scalar, or None for an object
+# param (defined in OBJECT_PARAMS).
+_SCALARS: dict[str, tuple[type[Spec], str] | None] = {
+    "model_source": (ModelSpec, "source"),
+    "model_name": (ModelSpec, "name"),
+    "model_version": (ModelSpec, "version"),
+    "bucket": (ModelSpec, "bucket"),
+    "prefix": (ModelSpec, "prefix"),
+    "namespace": (ServingSpec, "namespace"),
+    "deployment_name": (ServingSpec, "name"),
+    "ingress_host": (ServingSpec, "ingress_host"),
+    "node_pool": None,
+    "gpu_count": (ServingSpec, "gpu_count"),
+    "min_replicas": (ServingSpec, "min_replicas"),
+    "max_replicas": (ServingSpec, "max_replicas"),
+    "qps_target": (ServingSpec, "qps_target"),
+    "hpa_metric_format": (ServingSpec, "hpa_metric_format"),
+    "slo_p95_ms": (LoadTestSpec, "slo_p95_ms"),
+    "slo_max_error_rate": (LoadTestSpec, "slo_error_rate"),
+    "load_test": None,
+    "teardown": None,
+}
+OBJECT_PARAMS: dict[str, tuple[Any, dict[str, Any], str]] = {
+    "node_pool": (SEED_NODE_POOL, NODE_POOL_SCHEMA, "Elastic node pool (seed step 1)."),
+    "load_test": (LoadTestSpec.defaults(LOAD_TEST_KEYS), LoadTestSpec.object_schema(LOAD_TEST_KEYS),
+                  "Load test shape (ramp, hold; offered RPS = qps_target × max_replicas × fill_factor) and how long "
+                  "to watch scale-in afterwards. metric_lag_seconds: how far the QPS metric trails the load (SLS "
+                  "window + delay, 25 s on ACK)."),
+    "teardown": (False, {"type": "boolean"},
+                 "Remove what this run created (Seldon deployment, ingress, volume) at the end. The node pool and "
+                 "the uploaded model are shared and always kept."),
+}
+
+
+def param_specs() -> dict[str, tuple[Any, dict[str, Any], str]]:
+    """name -> (default, JSON schema keywords, description); the DAG wraps each in ``airflow.sdk.Param``."""
+    out: dict[str, tuple[Any, dict[str, Any], str]] = {}
+    for name, source in _SCALARS.items():
+        if source is None:
+            default, schema, doc = OBJECT_PARAMS[name]
+            out[name] = (copy.deepcopy(default), copy.deepcopy(schema), doc)
+            continue
+        spec, field_name = source
+        f = next(f for f in dataclasses.fields(spec) if f.name == field_name)
+        out[name] = (copy.deepcopy(getattr(spec(), field_name)), field_schema(f), f.metadata["doc"])
+    return out
+
+
+def with_object_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Object params given in part (``{"load_test": {"hold_seconds": 30}}``) keep the defaults of the keys
+    they leave out, as a user of the trigger form or the REST API would expect."""
+    merged = dict(params)
+    for name, (default, _schema, _doc) in OBJECT_PARAMS.items():
+        if isinstance(default, dict):
+            merged[name] = {**copy.deepcopy(default), **(params.get(name) or {})}
+    return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpecs:
+    """Everything one run deploys and checks, resolved and validated."""
+
+    model: ModelSpec
+    serving: ServingSpec
+    node_pool: NodePoolSpec
+    load_test: LoadTestSpec
+    teardown: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan task's XCom: one dict per spec, passed whole to the operators."""
+        return {"model": self.model.to_dict(), "serving": self.serving.to_dict(),
+                "node_pool": self.node_pool.to_dict(), "load_test": self.load_test.to_dict(),
+                "teardown": self.teardown}
+
+
+def _pick(params: Mapping[str, Any], spec: type[Spec]) -> dict[str, Any]:
+    return {field: params[name] for name, src in _SCALARS.items()
+            if src is not None and src[0] is spec and name in params for field in (src[1],)}
+
+
+def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
+    """Params (object params may be partial; Asset-event values already folded in) → the run's specs and
+    every problem found, each naming the param and the fix. The specs are None when a value could not even be
+    read as its type."""
+    params = with_object_defaults(params)
+    problems: list[str] = []
+
+    def build(spec: Any, values: Any, **overrides: Any) -> Any:
+        try:
+            return spec.from_mapping(values, **overrides)
+        except SpecError as e:
+            problems.extend(e.problems)
+            return None
+
+    model = build(ModelSpec, _pick(params, ModelSpec), samples_path=params.get("samples_path") or "")
+    pool = build(NodePoolSpec, params["node_pool"])
+    if pool is not None:
+        problems.extend(f"node_pool.{p}" for p in pool.problems(cluster_vswitches=True))
+    serving_values = _pick(params, ServingSpec)
+    if model is not None:
+        serving_values |= {"model_name": model.name, "model_version": model.version}
+    if pool is not None:
+        serving_values["node_selector"] = dict(pool.labels)
+    serving = build(ServingSpec, serving_values)
+    load_values = {**params["load_test"], **_pick(params, LoadTestSpec)}
+    for key in ("qps_target", "max_replicas"):
+        if key in params:
+            load_values[key] = params[key]
+    load_test = build(LoadTestSpec, load_values)
+    for spec in (model, serving, load_test):
+        if spec is not None:
+            problems.extend(spec.problems())
+    if serving is not None and pool is not None and serving.gpu_count > 0 and not pool.has_gpu:
+        problems.append(f"gpu_count={serving.gpu_count} needs a GPU instance type in node_pool.instance_types "
+                        f"(gn*/vgn*/sgn*/ebmgn* families), got {list(pool.instance_types)}: add one or set "
+                        "gpu_count=0")
+    teardown = False
+    try:
+        teardown = coerce(params.get("teardown", False), "boolean", "teardown")
+    except SpecError as e:
+        problems.extend(e.problems)
+    if model is not None:
+        model = dataclasses.replace(model, samples_path=model.resolved_samples_path)
+    if problems or model is None or serving is None or pool is None or load_test is None:
+        return None, problems
+    return RunSpecs(model=model, serving=serving, node_pool=pool, load_test=load_test, teardown=teardown), problems
+
+
+def plan_run(params: Mapping[str, Any], asset_event_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the DAG's ``plan`` task does: fold in the model Asset event (when the params name no model), resolve
+    the specs and refuse the run - naming every problem - before any task touches the cloud."""
+    params = dict(params)
+    if asset_event_extra is not None and not params.get("model_source"):
+        params["model_source"] = asset_event_extra.get("path", "")
+        params["model_version"] = asset_event_extra.get("version", params.get("model_version", 1))
+        params["samples_path"] = params.get("samples_path") or asset_event_extra.get("samples", "")
+    specs, problems = resolve(params)
+    if problems or specs is None:
+        raise SpecError("invalid run parameters:\n- " + "\n- ".join(problems), problems=problems)
+    return specs.to_dict()
