@@ -13,7 +13,9 @@ from alibabacloud_cs20151215 import models as cs
 from alibabacloud_cs20151215.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
 from kubernetes import client
-from test_controllers_workloads import NS, admin, apps, core, events_for, kube, wait_for  # noqa: F401
+
+from tests.helpers import admin, until
+from tests.sandbox.workloads import NS, events_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +38,20 @@ def cs_client(sandbox: dict) -> Client:
 @pytest.fixture
 def fast_scale_down(sandbox: dict) -> Iterator[None]:
     """Shorten the autoscaler's scale-down delays for this test only (cloud seconds), then restore them."""
-    status, before = admin(sandbox, "GET", "/_sandbox/autoscaler")
+    status, before = admin(sandbox, "controllers", "GET", "/_sandbox/autoscaler")
     assert status == 200, before
     status, body = admin(
-        sandbox, "PUT", "/_sandbox/autoscaler", {"scale_down_unneeded": 30, "scale_down_delay_after_add": 0}
+        sandbox,
+        "controllers",
+        "PUT",
+        "/_sandbox/autoscaler",
+        {"scale_down_unneeded": 30, "scale_down_delay_after_add": 0},
     )
     assert status == 200 and body["config"]["scale_down_unneeded"] == 30, body
     try:
         yield
     finally:
-        admin(sandbox, "PUT", "/_sandbox/autoscaler", before["config"])
+        admin(sandbox, "controllers", "PUT", "/_sandbox/autoscaler", before["config"])
 
 
 def create_pool(cs_client: Client, sandbox: dict, label: str) -> str:
@@ -72,7 +78,7 @@ def create_pool(cs_client: Client, sandbox: dict, label: str) -> str:
         ),
     )
     pool_id = cs_client.create_cluster_node_pool(sandbox["cluster_id"], req).body.nodepool_id
-    wait_for(
+    until(
         "pool active",
         lambda: (
             cs_client.describe_cluster_node_pool_detail(sandbox["cluster_id"], pool_id).body.status.state == "active"
@@ -135,21 +141,19 @@ def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go
                     return p
         return None
 
-    pending = wait_for("an unschedulable GPU pod", unschedulable)
+    pending = until("an unschedulable GPU pod", unschedulable)
     cond = next(c for c in pending.status.conditions if c.type == "PodScheduled")
     assert cond.message.startswith("0/") and "node(s) didn't match Pod's node affinity/selector" in cond.message
     evs = events_for(core, pending.metadata.name)
     assert any(e.reason == "FailedScheduling" and e.type == "Warning" for e in evs)
-    wait_for(
+    until(
         "TriggeredScaleUp",
         lambda: any(
             e.reason == "TriggeredScaleUp" and pool_id in e.message for e in events_for(core, pending.metadata.name)
         ),
     )
 
-    pods = wait_for(
-        "2 GPU pods running", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)), timeout=40
-    )
+    pods = until("2 GPU pods running", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)), timeout=40)
     nodes = {n.metadata.name: n for n in pool_nodes(core, pool_id)}
     assert len(nodes) == 2 and {p.spec.node_name for p in pods} == set(nodes)
     for n in nodes.values():
@@ -171,17 +175,19 @@ def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go
 
     # Spot reclaim drill: notice -> cordon + drain, the evicted pod lands on a new node, the old one goes.
     spot = next(n for n in nodes.values() if n.metadata.labels["node.alibabacloud.com/spot-strategy"] != "NoSpot")
-    status, body = admin(sandbox, "POST", f"/_sandbox/nodes/{spot.metadata.name}/reclaim?notice=30")
+    status, body = admin(sandbox, "controllers", "POST", f"/_sandbox/nodes/{spot.metadata.name}/reclaim?notice=30")
     assert status == 202 and body["node_name"] == spot.metadata.name, body
-    status, body = admin(sandbox, "POST", f"/_sandbox/nodes/{next(iter(set(nodes) - {spot.metadata.name}))}/reclaim")
+    status, body = admin(
+        sandbox, "controllers", "POST", f"/_sandbox/nodes/{next(iter(set(nodes) - {spot.metadata.name}))}/reclaim"
+    )
     assert status == 400 and "pay-as-you-go" in body["message"]
-    wait_for("cordoned", lambda: core.read_node(spot.metadata.name).spec.unschedulable)
-    wait_for(
+    until("cordoned", lambda: core.read_node(spot.metadata.name).spec.unschedulable)
+    until(
         "reclaimed node gone",
         lambda: spot.metadata.name not in {n.metadata.name for n in pool_nodes(core, pool_id)},
         timeout=40,
     )
-    pods = wait_for(
+    pods = until(
         "2 GPU pods running again", lambda: (lambda r: r if len(r) == 2 else None)(running(core, name)), timeout=40
     )
     assert spot.metadata.name not in {p.spec.node_name for p in pods}
@@ -193,7 +199,7 @@ def test_gpu_pods_grow_the_elastic_pool_survive_a_spot_reclaim_and_idle_nodes_go
 
     # Idle nodes are released after the scale-down delay (min_instances 0).
     apps.patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 0}})
-    wait_for("pool scaled in to 0", lambda: not pool_nodes(core, pool_id), timeout=40)
+    until("pool scaled in to 0", lambda: not pool_nodes(core, pool_id), timeout=40)
     assert not cs_client.describe_cluster_nodes(
         sandbox["cluster_id"], cs.DescribeClusterNodesRequest(nodepool_id=pool_id)
     ).body.nodes

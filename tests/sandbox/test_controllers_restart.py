@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from test_controllers_workloads import wait_for
 
 from ack_sandbox import cli
+from tests.helpers import until
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def test_down_kills_pod_processes_and_up_restarts_them(tmp_path: Path) -> None:
                 "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]},
             },
         )
-        first = wait_for(
+        first = until(
             "running",
             lambda: (lambda p: p if p.status.phase == "Running" else None)(
                 core.read_namespaced_pod("survivor", "default")
@@ -53,7 +53,7 @@ def test_down_kills_pod_processes_and_up_restarts_them(tmp_path: Path) -> None:
         assert _alive(pid)
     finally:
         cli.down(state_dir)
-    wait_for("no orphan process", lambda: not _alive(pid), timeout=10)
+    until("no orphan process", lambda: not _alive(pid), timeout=10)
 
     cli.up(state_dir, time_scale=30)
     try:
@@ -64,11 +64,11 @@ def test_down_kills_pod_processes_and_up_restarts_them(tmp_path: Path) -> None:
             st = p.status.container_statuses
             return p if st and st[0].restart_count == 1 and st[0].state.running else None
 
-        again = wait_for("running again after the restart", restarted)
+        again = until("running again after the restart", restarted)
         assert again.status.pod_ip == first.status.pod_ip
         assert again.metadata.uid == first.metadata.uid
         new_pid = _pid_of(state_dir, "default/survivor")
         assert new_pid != pid and _alive(new_pid)
     finally:
         cli.down(state_dir)
-    wait_for("no orphan process after the second down", lambda: not _alive(new_pid), timeout=10)
+    until("no orphan process after the second down", lambda: not _alive(new_pid), timeout=10)

@@ -8,7 +8,9 @@ import secrets
 import oss2
 import pytest
 from kubernetes import client
-from test_controllers_workloads import NS, apps, core, events_for, kube, wait_for  # noqa: F401
+
+from tests.helpers import until
+from tests.sandbox.workloads import NS, events_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +111,7 @@ def test_pvc_binds_and_the_oss_volume_shows_the_objects(sandbox: dict, bucket: s
     )
     core.create_persistent_volume(oss_pv(f"oss-pv-{tag}", bucket, f"oss-secret-{tag}"))
     core.create_namespaced_persistent_volume_claim(NS, pvc(f"oss-pvc-{tag}", f"oss-pv-{tag}"))
-    claim = wait_for(
+    claim = until(
         "claim bound",
         lambda: (lambda c: c if c.status.phase == "Bound" else None)(
             core.read_namespaced_persistent_volume_claim(f"oss-pvc-{tag}", NS)
@@ -118,14 +120,14 @@ def test_pvc_binds_and_the_oss_volume_shows_the_objects(sandbox: dict, bucket: s
     assert claim.spec.volume_name == f"oss-pv-{tag}"
     assert claim.status.capacity == {"storage": "5Gi"} and claim.status.access_modes == ["ReadOnlyMany"]
     assert claim.metadata.annotations["pv.kubernetes.io/bind-completed"] == "yes"
-    pv = wait_for(
+    pv = until(
         "pv bound",
         lambda: (lambda v: v if v.status.phase == "Bound" else None)(core.read_persistent_volume(f"oss-pv-{tag}")),
     )
     assert (pv.spec.claim_ref.name, pv.spec.claim_ref.uid) == (f"oss-pvc-{tag}", claim.metadata.uid)
 
     core.create_namespaced_pod(NS, lister_pod(f"lister-{tag}", f"oss-pvc-{tag}"))
-    wait_for("lister succeeded", lambda: core.read_namespaced_pod(f"lister-{tag}", NS).status.phase == "Succeeded")
+    until("lister succeeded", lambda: core.read_namespaced_pod(f"lister-{tag}", NS).status.phase == "Succeeded")
     out = core.read_namespaced_pod_log(f"lister-{tag}", NS, _preload_content=False).data.decode()
     assert out.splitlines() == ["/fashion-mnist/1/saved_model.pb PB", "/fashion-mnist/1/variables/variables.index IDX"]
 
@@ -138,7 +140,7 @@ def test_bad_oss_credentials_keep_the_pod_container_creating(
     core.create_persistent_volume(oss_pv(f"bad-pv-{tag}", bucket, f"bad-secret-{tag}"))
     core.create_namespaced_persistent_volume_claim(NS, pvc(f"bad-pvc-{tag}", f"bad-pv-{tag}"))
     core.create_namespaced_pod(NS, lister_pod(f"badmount-{tag}", f"bad-pvc-{tag}"))
-    ev = wait_for(
+    ev = until(
         "FailedMount", lambda: next((e for e in events_for(core, f"badmount-{tag}") if e.reason == "FailedMount"), None)
     )
     assert ev.type == "Warning" and f'volume "bad-pv-{tag}"' in ev.message and "SignatureDoesNotMatch" in ev.message
@@ -151,7 +153,7 @@ def test_bad_oss_credentials_keep_the_pod_container_creating(
 def test_claim_without_a_matching_volume_stays_pending(core: client.CoreV1Api) -> None:
     tag = secrets.token_hex(3)
     core.create_namespaced_persistent_volume_claim(NS, pvc(f"lonely-{tag}", f"no-such-pv-{tag}"))
-    ev = wait_for(
+    ev = until(
         "FailedBinding",
         lambda: next((e for e in events_for(core, f"lonely-{tag}") if e.reason == "FailedBinding"), None),
     )
@@ -169,7 +171,7 @@ def test_pod_with_a_missing_claim_is_unschedulable(core: client.CoreV1Api) -> No
                 return c
         return None
 
-    c = wait_for("Unschedulable", cond)
+    c = until("Unschedulable", cond)
     assert c.message.startswith("0/") and f'persistentvolumeclaim "missing-{tag}" not found' in c.message
     assert not core.read_namespaced_pod(f"noclaim-{tag}", NS).spec.node_name
     core.delete_namespaced_pod(f"noclaim-{tag}", NS)

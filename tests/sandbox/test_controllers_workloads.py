@@ -8,58 +8,15 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
+
+from tests.helpers import until
+from tests.sandbox.workloads import NS, events_for
 
 pytestmark = pytest.mark.integration
-
-NS = "default"
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll ``fn`` until it returns something truthy; bounded in time and in count."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    for _ in range(int(timeout / interval) + 1):
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            break
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-
-
-@pytest.fixture(scope="module")
-def kube(sandbox: dict) -> client.ApiClient:
-    return config.new_client_from_config(str(sandbox["state_dir"] / "kubeconfig"))
-
-
-@pytest.fixture(scope="module")
-def core(kube: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(kube)
-
-
-@pytest.fixture(scope="module")
-def apps(kube: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(kube)
-
-
-def admin(sandbox: dict, method: str, path: str, doc: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        sandbox["controllers"] + path,
-        method=method,
-        data=None if doc is None else json.dumps(doc).encode(),
-        headers={"Authorization": f"Bearer {sandbox['access_key_id']}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
 
 
 def http_server_container(port: int = 8080, **extra: Any) -> dict[str, Any]:
@@ -103,10 +60,6 @@ def ready_pods(core: client.CoreV1Api, app: str) -> list[client.V1Pod]:
     ]
 
 
-def events_for(core: client.CoreV1Api, name: str) -> list[client.CoreV1Event]:
-    return [e for e in core.list_namespaced_event(NS).items if e.involved_object.name == name]
-
-
 def get(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return resp.status, resp.read()
@@ -114,7 +67,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 def test_deployment_pods_run_ready_on_their_own_loopback_ips(core: client.CoreV1Api, apps: client.AppsV1Api) -> None:
     apps.create_namespaced_deployment(NS, deployment("web", 2, http_server_container()))
-    pods = wait_for("2 ready web pods", lambda: (lambda r: r if len(r) == 2 else None)(ready_pods(core, "web")))
+    pods = until("2 ready web pods", lambda: (lambda r: r if len(r) == 2 else None)(ready_pods(core, "web")))
     ips = {p.status.pod_ip for p in pods}
     assert len(ips) == 2 and all(ip.startswith("127.") and ip != "127.0.0.1" for ip in ips)
     nodes = {n.metadata.name: n for n in core.list_node().items}
@@ -140,7 +93,7 @@ def test_deployment_pods_run_ready_on_their_own_loopback_ips(core: client.CoreV1
         assert status == 200 and b"Directory listing" in body
     # The two replicas are spread over the two default-pool nodes.
     assert len({p.spec.node_name for p in pods}) == 2
-    dep = wait_for(
+    dep = until(
         "deployment available",
         lambda: (lambda d: d if d.status.available_replicas == 2 else None)(apps.read_namespaced_deployment("web", NS)),
     )
@@ -151,9 +104,9 @@ def test_deployment_pods_run_ready_on_their_own_loopback_ips(core: client.CoreV1
 
     # Scale up, then down: the ReplicaSet creates and deletes pods, the kubelet stops the processes.
     apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 3}})
-    wait_for("3 ready web pods", lambda: len(ready_pods(core, "web")) == 3)
+    until("3 ready web pods", lambda: len(ready_pods(core, "web")) == 3)
     apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 1}})
-    wait_for("1 web pod left", lambda: len(core.list_namespaced_pod(NS, label_selector="app=web").items) == 1)
+    until("1 web pod left", lambda: len(core.list_namespaced_pod(NS, label_selector="app=web").items) == 1)
     survivor = core.list_namespaced_pod(NS, label_selector="app=web").items[0]
     gone_ips = ips - {survivor.status.pod_ip}
 
@@ -166,7 +119,7 @@ def test_deployment_pods_run_ready_on_their_own_loopback_ips(core: client.CoreV1
 
     # The process of a deleted pod is stopped (SIGTERM; the store may drop the object when the compressed
     # grace period ends a moment before the process has exited, hence the bounded wait).
-    wait_for("old pod processes stopped", lambda: all(refused(ip) for ip in gone_ips), timeout=10)
+    until("old pod processes stopped", lambda: all(refused(ip) for ip in gone_ips), timeout=10)
 
 
 def test_rolling_update_replaces_every_pod_within_max_unavailable(
@@ -182,7 +135,7 @@ def test_rolling_update_replaces_every_pod_within_max_unavailable(
             strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         ),
     )
-    wait_for("3 ready", lambda: len(ready_pods(core, name)) == 3)
+    until("3 ready", lambda: len(ready_pods(core, name)) == 3)
     old_rs = {rs.metadata.name for rs in apps.list_namespaced_replica_set(NS, label_selector=f"app={name}").items}
     apps.patch_namespaced_deployment(
         name,
@@ -214,7 +167,7 @@ def test_rolling_update_replaces_every_pod_within_max_unavailable(
     assert len(new) == 1 and new[0].spec.replicas == 3
     assert new[0].metadata.annotations["deployment.kubernetes.io/revision"] == "2"
     assert all(rs.spec.replicas == 0 for rs in rss if rs.metadata.name in old_rs)
-    pods = wait_for(
+    pods = until(
         "only new pods",
         lambda: (
             lambda ps: (
@@ -249,7 +202,7 @@ def test_unrunnable_image_is_image_pull_back_off(core: client.CoreV1Api) -> None
         reason = st[0].state.waiting.reason if st and st[0].state.waiting else None
         return reason if reason == "ImagePullBackOff" else None
 
-    wait_for("ImagePullBackOff", waiting_reason)
+    until("ImagePullBackOff", waiting_reason)
     pod = core.read_namespaced_pod("nopull", NS)
     assert pod.status.phase == "Pending"
     assert (
@@ -288,7 +241,7 @@ def test_crashing_container_goes_into_crash_loop_back_off(core: client.CoreV1Api
             else None
         )
 
-    st = wait_for("CrashLoopBackOff with restarts", crashloop)
+    st = until("CrashLoopBackOff with restarts", crashloop)
     assert st.last_state.terminated.exit_code == 3 and st.last_state.terminated.reason == "Error"
     assert (
         st.state.waiting.message.startswith("back-off ")
@@ -329,16 +282,16 @@ def test_delete_sends_sigterm_then_removes_the_pod(sandbox: dict, core: client.C
             },
         },
     )
-    pod = wait_for(
+    pod = until(
         "running",
         lambda: (lambda p: p if p.status.phase == "Running" else None)(core.read_namespaced_pod("graceful", NS)),
     )
     uid = pod.metadata.uid
-    wait_for("container started", lambda: (tmp_path / "start.txt").exists())
+    until("container started", lambda: (tmp_path / "start.txt").exists())
     pids = json.loads((sandbox["state_dir"] / "kubelet" / "pids.json").read_text())
     pid = next(int(p) for p, owner in pids.items() if owner == f"{NS}/graceful")
     core.delete_namespaced_pod("graceful", NS)
-    wait_for(
+    until(
         "pod removed by the kubelet",
         lambda: not [p for p in core.list_namespaced_pod(NS).items if p.metadata.uid == uid],
     )
@@ -363,7 +316,7 @@ def test_kubectl_sees_pod_ips_and_logs(sandbox: dict, core: client.CoreV1Api) ->
             },
         },
     )
-    wait_for("succeeded", lambda: core.read_namespaced_pod("hello", NS).status.phase == "Succeeded")
+    until("succeeded", lambda: core.read_namespaced_pod("hello", NS).status.phase == "Succeeded")
     kubectl = ["kubectl", "--kubeconfig", str(sandbox["state_dir"] / "kubeconfig")]
     out = subprocess.run([*kubectl, "logs", "hello"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout == "hello from the sandbox\n", out.stderr
@@ -393,7 +346,7 @@ def test_runtime_registry_images_run_and_a_wrong_command_is_a_start_error(core: 
             },
         },
     )
-    pod = wait_for(
+    pod = until(
         "echo ready",
         lambda: (lambda p: p if p.status.container_statuses and p.status.container_statuses[0].ready else None)(
             core.read_namespaced_pod("echo", NS)
@@ -417,7 +370,7 @@ def test_runtime_registry_images_run_and_a_wrong_command_is_a_start_error(core: 
         term = st[0].last_state.terminated if st and st[0].last_state else None
         return st[0] if term and term.reason == "StartError" and term.exit_code == 128 else None
 
-    st = wait_for("StartError then back-off", start_error)
+    st = until("StartError then back-off", start_error)
     assert "bash" in st.last_state.terminated.message
     core.delete_namespaced_pod("echo", NS)
     core.delete_namespaced_pod("badcmd", NS)
@@ -448,7 +401,7 @@ def test_failing_liveness_probe_restarts_the_container(core: client.CoreV1Api) -
         st = core.read_namespaced_pod("unlively", NS).status.container_statuses
         return st[0] if st and st[0].restart_count >= 1 else None
 
-    st = wait_for("a liveness restart", restarted)
+    st = until("a liveness restart", restarted)
     assert st.last_state.terminated is not None
     evs = events_for(core, "unlively")
     assert any(e.reason == "Unhealthy" and e.message.startswith("Liveness probe failed:") for e in evs)

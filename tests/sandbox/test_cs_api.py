@@ -17,6 +17,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from alibabacloud_tea_openapi.utils_models import Config
 
 from ack_sandbox.cs.mix import payg_target
+from tests.helpers import admin
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +37,6 @@ def make_client(sandbox: dict, ak: str | None = None, secret: str | None = None,
     )
 
 
-def admin(sandbox: dict, method: str, path: str, doc: Any = None, bearer: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        sandbox["cs"] + path,
-        method=method,
-        data=None if doc is None else json.dumps(doc).encode(),
-        headers={"Authorization": f"Bearer {bearer or sandbox['access_key_id']}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
-
-
 @pytest.fixture
 def client(sandbox: dict) -> Client:
     return make_client(sandbox)
@@ -58,11 +45,11 @@ def client(sandbox: dict) -> Client:
 @pytest.fixture
 def faults(sandbox: dict) -> Iterator[Callable[[dict], None]]:
     def set_faults(doc: dict) -> None:
-        status, body = admin(sandbox, "POST", "/_sandbox/faults", doc)
+        status, body = admin(sandbox, "cs", "POST", "/_sandbox/faults", doc)
         assert status == 200, body
 
     yield set_faults
-    assert admin(sandbox, "DELETE", "/_sandbox/faults")[0] == 200
+    assert admin(sandbox, "cs", "DELETE", "/_sandbox/faults")[0] == 200
 
 
 def vswitches(client: Client, sandbox: dict) -> list[str]:
@@ -300,7 +287,7 @@ def test_wrong_secret_is_signature_does_not_match(sandbox: dict) -> None:
 
 
 def test_sts_credentials_are_accepted_and_a_wrong_token_refused(sandbox: dict) -> None:
-    status, doc = admin(sandbox, "POST", "/_sandbox/sts", {"duration_seconds": 900})
+    status, doc = admin(sandbox, "cs", "POST", "/_sandbox/sts", {"duration_seconds": 900})
     assert status == 200
     cred = doc["Credentials"]
     assert cred["AccessKeyId"].startswith("STS.")
@@ -313,7 +300,7 @@ def test_sts_credentials_are_accepted_and_a_wrong_token_refused(sandbox: dict) -
 
 
 def test_admin_paths_need_the_demo_key(sandbox: dict) -> None:
-    assert admin(sandbox, "GET", "/_sandbox/faults", bearer="someone-else")[0] == 401
+    assert admin(sandbox, "cs", "GET", "/_sandbox/faults", bearer="someone-else")[0] == 401
 
 
 def test_throttling_then_clears(client: Client, sandbox: dict, faults: Callable[[dict], None]) -> None:

@@ -9,7 +9,9 @@ import time
 
 import requests
 from kubernetes import client
-from test_ingress_sandbox import PREDICTION, deploy_echo, host_of, k8s, route_ready, until  # noqa: F401  (k8s: fixture)
+
+from tests.helpers import until
+from tests.sandbox.workloads import PREDICTION, deploy_echo, host_of, route_ready
 
 NS = "hpa-echo"
 DEP = "echo-default-0-echo"
@@ -32,10 +34,10 @@ def load(url: str, rate: float, stop: threading.Event, counts: dict) -> None:
                 time.sleep(delay)
 
 
-def test_hpa_scales_the_predictor_out_under_load_and_back_in(sandbox: dict, k8s: client.ApiClient) -> None:
-    deploy_echo(sandbox, k8s, NS, max_replicas=8)
+def test_hpa_scales_the_predictor_out_under_load_and_back_in(sandbox: dict, kube: client.ApiClient) -> None:
+    deploy_echo(sandbox, kube, NS, max_replicas=8)
     route_ready(sandbox, f"{NS}-echo-default-8000")
-    apps, autoscaling = client.AppsV1Api(k8s), client.AutoscalingV2Api(k8s)
+    apps, autoscaling = client.AppsV1Api(kube), client.AutoscalingV2Api(kube)
     scale_per_sync = float(sandbox["time_scale"])
     stop, counts = threading.Event(), {}  # status code -> count, "bodies" -> non-200 bodies
     worker = threading.Thread(target=load, args=(f"{sandbox['ingress']}/api/v1.0/predictions", 45.0, stop, counts))
@@ -43,13 +45,13 @@ def test_hpa_scales_the_predictor_out_under_load_and_back_in(sandbox: dict, k8s:
     try:
         # QPS ~45 vs a target of 10 per replica: ceil(45/10) = 5, reached within a few 15 s syncs
         until(
-            lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas >= 5,
             "scale out",
+            lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas >= 5,
             timeout=60 * 15 / scale_per_sync + 20,
         )
         until(
-            lambda: (apps.read_namespaced_deployment(DEP, NS).status.ready_replicas or 0) >= 5,
             "five ready pods serving",
+            lambda: (apps.read_namespaced_deployment(DEP, NS).status.ready_replicas or 0) >= 5,
             timeout=60,
         )
         hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(DEP, NS)
@@ -65,13 +67,13 @@ def test_hpa_scales_the_predictor_out_under_load_and_back_in(sandbox: dict, k8s:
     assert all("503 Service Temporarily Unavailable" in b for b in counts.get("bodies", [])), counts
     # no load: after the 300 s (cloud) stabilisation window the HPA goes back to minReplicas
     until(
-        lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas == 1,
         "scale in",
+        lambda: apps.read_namespaced_deployment(DEP, NS).spec.replicas == 1,
         timeout=(300 + 60) / scale_per_sync + 30,
     )
     hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(DEP, NS)
     assert hpa.status.current_replicas >= 1 and hpa.status.desired_replicas == 1
-    events = client.CoreV1Api(k8s).list_namespaced_event(NS, field_selector=f"involvedObject.name={DEP}").items
+    events = client.CoreV1Api(kube).list_namespaced_event(NS, field_selector=f"involvedObject.name={DEP}").items
     rescales = [e.message for e in events if e.reason == "SuccessfulRescale"]
     assert any("above target" in m for m in rescales), rescales
     assert "New size: 1; reason: All metrics below target" in rescales

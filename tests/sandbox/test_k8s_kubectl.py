@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import kubectl_run
+
 SEED = Path(__file__).resolve().parent.parent / "data" / "seed"
-KUBECTL = "/usr/bin/kubectl"
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +19,7 @@ def kubectl(sandbox: dict, tmp_path_factory: pytest.TempPathFactory):
     cache = tmp_path_factory.mktemp("kube-cache")
 
     def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [KUBECTL, "--kubeconfig", str(sandbox["state_dir"] / "kubeconfig"), "--cache-dir", str(cache), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, input=stdin, timeout=60)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-        return proc
+        return kubectl_run(sandbox, *args, stdin=stdin, check=check, cache_dir=cache)
 
     return run
 

@@ -12,6 +12,7 @@ import pytest
 from ack_sandbox import cli
 from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.store import Store
+from tests.helpers import KUBECTL
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap"}
 
@@ -132,7 +133,7 @@ async def test_namespace_deletion_removes_its_content() -> None:
 
 def test_kubectl_state_survives_sandbox_down_up(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    kubectl = ["/usr/bin/kubectl", "--kubeconfig", str(state / "kubeconfig"), "--cache-dir", str(tmp_path / "cache")]
+    kubectl = [KUBECTL, "--kubeconfig", str(state / "kubeconfig"), "--cache-dir", str(tmp_path / "cache")]
     cli.up(state, time_scale=30)
     try:
         manifest = json.dumps({**CM, "metadata": {"name": "keep"}, "data": {"a": "1"}})

@@ -17,6 +17,7 @@ import pytest
 
 from ack_sandbox import cli
 from ack_sandbox.oss.crc64 import crc64
+from tests.helpers import admin
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +39,8 @@ def bucket(sandbox: dict, auth: oss2.Auth) -> oss2.Bucket:
 
 
 def set_fault(sandbox: dict, doc: dict | None) -> None:
-    req = urllib.request.Request(
-        sandbox["oss"] + "/_sandbox/faults",
-        method="POST" if doc else "DELETE",
-        data=json.dumps(doc).encode() if doc else None,
-        headers={"Authorization": f"Bearer {sandbox['access_key_id']}"},
-    )
-    urllib.request.urlopen(req, timeout=10).close()
+    status, body = admin(sandbox, "oss", "POST" if doc else "DELETE", "/_sandbox/faults", doc)
+    assert status == 200, body
 
 
 def test_crc64_matches_oss2_and_the_check_value() -> None:

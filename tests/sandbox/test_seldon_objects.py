@@ -3,67 +3,18 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import re
-import textwrap
-from pathlib import Path
 
 import pytest
-import yaml
 
 from ack_sandbox.controllers import seldon_objects as so
-
-SEED = Path("/work/shared/seed/elastic-inference-procedure.md")
-REPO_SEED = Path(__file__).resolve().parents[2] / "seed" / "elastic-inference-procedure.md"
-
-
-def seed_fashion() -> dict:
-    """The SeldonDeployment block of the seed procedure, as written there."""
-    text = (SEED if SEED.exists() else REPO_SEED).read_text()
-    start = text.rindex("\n", 0, text.index("apiVersion: machinelearning.seldon.io/v1")) + 1
-    block = text[start:]
-    block = block[: block.index("```")]
-    return yaml.safe_load(textwrap.dedent(block))
+from tests.sandbox.workloads import EXPECTED_METRIC, seed_fashion, to_v2_format
 
 
 @pytest.fixture()
 def fashion() -> dict:
     return seed_fashion()
-
-
-def to_v2_format(sdep: dict) -> dict:
-    out = copy.deepcopy(sdep)
-    hpa = out["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
-    ext = hpa.pop("metrics")[0]["external"]
-    hpa["metricsv2"] = [
-        {
-            "type": "External",
-            "external": {
-                "metric": {"name": ext["metricName"], "selector": ext["metricSelector"]},
-                "target": {"type": "AverageValue", "averageValue": str(ext["targetAverageValue"])},
-            },
-        }
-    ]
-    return out
-
-
-EXPECTED_METRIC = {
-    "type": "External",
-    "external": {
-        "metric": {
-            "name": "sls_ingress_qps",
-            "selector": {
-                "matchLabels": {
-                    "sls.project": "k8s-log-c9522b942edaf4ec98c2cbc351ec8ade6",
-                    "sls.logstore": "nginx-ingress",
-                    "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000",
-                }
-            },
-        },
-        "target": {"type": "AverageValue", "averageValue": "10"},
-    },
-}
 
 
 @pytest.mark.parametrize("fmt", ["v2beta1", "v2"])

@@ -6,22 +6,20 @@ nothing changes, and the HPA's replica count left alone.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_seldon_objects import EXPECTED_METRIC, seed_fashion, to_v2_format
 
 from ack_sandbox.context import Clock, SandboxContext
 from ack_sandbox.controllers.base import DEPLOYMENTS, EVENTS, HPAS, SELDON_DEPLOYMENTS, SERVICES, Api, now_iso
 from ack_sandbox.controllers.seldon import SeldonController
 from ack_sandbox.k8s.kinds import SELDON_CRD
 from ack_sandbox.k8s.store import Store
+from tests.helpers import until_async
+from tests.sandbox.workloads import EXPECTED_METRIC, seed_fashion, to_v2_format
 
 DEP = "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist"
 
@@ -42,19 +40,6 @@ async def started(tmp_path: Path) -> AsyncIterator[tuple[SandboxContext, Api]]:
         yield ctx, Api(store)
     finally:
         await ctrl.stop()
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
-    """Poll ``check`` until it returns something truthy; bounded in time and count."""
-    deadline = time.monotonic() + timeout
-    for _ in range(2000):
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def status_of(api: Api, name: str = "fashion-mnist-ecs") -> dict:
@@ -95,7 +80,7 @@ async def _test_seed_sdep_creates_owned_objects_and_becomes_available(api: Api, 
     created = await api.create(SELDON_DEPLOYMENTS, sdep)
     uid = created["metadata"]["uid"]
 
-    creating = await until(lambda: _state(api, "Creating"), "state Creating")
+    creating = await until_async("state Creating", lambda: _state(api, "Creating"))
     assert creating["address"]["url"].endswith("/api/v1.0/predictions")
     dep = await api.get(DEPLOYMENTS, "default", DEP)
     assert dep["spec"]["template"]["metadata"]["labels"]["seldon-app"] == "fashion-mnist-ecs-predictor"
@@ -120,7 +105,7 @@ async def _test_seed_sdep_creates_owned_objects_and_becomes_available(api: Api, 
     assert svc["spec"]["selector"] == {"seldon-app": "fashion-mnist-ecs-predictor"}
 
     await make_deployment_available(api)
-    available = await until(lambda: _state(api, "Available"), "state Available")
+    available = await until_async("state Available", lambda: _state(api, "Available"))
     assert available["deploymentStatus"] == {DEP: {"replicas": 1, "availableReplicas": 1}}
     ready = next(c for c in available["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
@@ -140,9 +125,9 @@ async def test_quiet_sdep_causes_no_writes_and_hpa_owns_replicas(tmp_path: Path)
 
 async def _test_quiet_sdep_causes_no_writes_and_hpa_owns_replicas(ctx: SandboxContext, api: Api) -> None:
     await api.create(SELDON_DEPLOYMENTS, seed_fashion())
-    await until(lambda: _state(api, "Creating"), "state Creating")
+    await until_async("state Creating", lambda: _state(api, "Creating"))
     await make_deployment_available(api)
-    await until(lambda: _state(api, "Available"), "state Available")
+    await until_async("state Available", lambda: _state(api, "Available"))
     # the HPA scales the Deployment: the operator must not set it back to the predictor's replicas
     await api.patch(DEPLOYMENTS, "default", DEP, {"spec": {"replicas": 4}})
     before = {
@@ -166,7 +151,7 @@ async def test_spec_change_updates_the_deployment_template(tmp_path: Path) -> No
 
 async def _test_spec_change_updates_the_deployment_template(api: Api) -> None:
     await api.create(SELDON_DEPLOYMENTS, seed_fashion())
-    await until(lambda: _state(api, "Creating"), "state Creating")
+    await until_async("state Creating", lambda: _state(api, "Creating"))
     sdep = await api.get(SELDON_DEPLOYMENTS, "default", "fashion-mnist-ecs")
     sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][1]["image"] = (
         "tensorflow/serving:2.4.0-gpu"
@@ -177,7 +162,7 @@ async def _test_spec_change_updates_the_deployment_template(api: Api) -> None:
         dep = await api.get(DEPLOYMENTS, "default", DEP)
         return dep["spec"]["template"]["spec"]["containers"][1]["image"] == "tensorflow/serving:2.4.0-gpu"
 
-    await until(updated, "the new image in the Deployment")
+    await until_async("the new image in the Deployment", updated)
     assert (await api.get(DEPLOYMENTS, "default", DEP))["metadata"]["generation"] == 2
 
 
@@ -196,7 +181,7 @@ async def _test_invalid_graph_fails_with_description(api: Api) -> None:
         st = await status_of(api, "broken")
         return st if st.get("state") == "Failed" else None
 
-    status = await until(failed, "state Failed")
+    status = await until_async("state Failed", failed)
     assert 'graph: Invalid value: "classifier": Can\'t find container for Predictive Unit' in status["description"]
     assert await api.list(DEPLOYMENTS, "default") == []
     warnings = [e for e in await api.list(EVENTS, "default") if e["reason"] == "InternalError"]
