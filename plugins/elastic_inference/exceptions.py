@@ -1,11 +1,14 @@
-"""Provider exceptions.
+"""Provider exceptions: one tree under :class:`ElasticInferenceError`, terminal vs transient explicit.
 
-Two kinds of Alibaba Cloud API failure, so Airflow does the right thing with each:
+* :class:`TerminalError` - retrying cannot help (an invalid spec, a model TF Serving cannot load, bad
+  credentials or permissions, a node pool or pod in a failed state). Also an ``AirflowFailException``, so
+  Airflow does not retry the task into the same wall, whatever the DAG's ``retries``.
+* :class:`TransientError` - throttling, 5xx, timeouts, connection errors still failing after the hook's own
+  backoff, or a wait that ran out of time: a plain ``AirflowException``, so Airflow task retries may help.
 
-* :class:`AlibabaCloudRetryableError` - throttling, 5xx, timeouts, connection errors that were still failing
-  after the hook's own backoff. A plain ``AirflowException``: Airflow task retries may help.
-* :class:`AlibabaCloudTerminalError` - bad credentials, missing permission, quota, invalid parameter, not
-  found. Also an ``AirflowFailException``, so Airflow does not retry the task into the same wall.
+Alibaba Cloud API failures (:class:`AlibabaCloudApiError`, with Code/Message/RequestId) come in both kinds:
+:class:`AlibabaCloudRetryableError` and :class:`AlibabaCloudTerminalError`. Kubernetes API failures
+(``hooks.kubernetes.KubernetesApiError``) are in the tree too.
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from __future__ import annotations
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
-class AlibabaCloudApiError(AirflowException):
+class ElasticInferenceError(AirflowException):
+    """Base of every error the provider raises."""
+
+
+class TransientError(ElasticInferenceError):
+    """Worth an Airflow retry: the cause may be gone next time."""
+
+
+class TerminalError(ElasticInferenceError, AirflowFailException):
+    """Not worth a retry: the message names the cause and the fix."""
+
+
+class AlibabaCloudApiError(ElasticInferenceError):
     """An Alibaba Cloud API call failed. Carries the service's Code, Message and RequestId."""
 
     def __init__(
@@ -48,11 +63,11 @@ class AlibabaCloudApiError(AirflowException):
         return " | ".join(parts)
 
 
-class AlibabaCloudRetryableError(AlibabaCloudApiError):
+class AlibabaCloudRetryableError(AlibabaCloudApiError, TransientError):
     """A transient failure (throttling, 5xx, timeout, connection) that outlived the hook's retries."""
 
 
-class AlibabaCloudTerminalError(AlibabaCloudApiError, AirflowFailException):
+class AlibabaCloudTerminalError(AlibabaCloudApiError, TerminalError):
     """A failure that retrying cannot fix (credentials, permissions, quota, invalid parameter, not found)."""
 
 
@@ -60,7 +75,7 @@ class AlibabaCloudCredentialsError(AlibabaCloudTerminalError):
     """The connection's credentials are missing, malformed or rejected by the service."""
 
 
-class SpecError(AirflowFailException, ValueError):
+class SpecError(TerminalError, ValueError):
     """A run spec (node pool, model, serving, load test) is invalid; each of ``problems`` names the field and
     the fix."""
 
@@ -73,9 +88,25 @@ class NodePoolSpecError(SpecError):
     """The requested node pool spec is invalid; the message names the field and the fix."""
 
 
-class NodePoolFailedError(AirflowException):
-    """The node pool reached a terminal failure state (``failed``/``deleting``) or its task failed."""
-
-
-class ModelLayoutError(AirflowFailException, ValueError):
+class ModelLayoutError(TerminalError, ValueError):
     """The model source is not a layout TensorFlow Serving can load; the message names what is missing."""
+
+
+class WaitFailedError(TerminalError):
+    """What a wait watched reached a terminal failure state; the message carries the cluster's cause."""
+
+
+class NodePoolFailedError(WaitFailedError):
+    """The node pool reached a terminal failure state (``failed``/``deleting``) or its CS task failed."""
+
+
+class ResourceFailedError(WaitFailedError):
+    """The cluster reported a terminal state for what we wait on (PVC Lost, CrashLoopBackOff, sdep Failed...)."""
+
+
+class WaitTimeoutError(TransientError):
+    """A wait ran past its deadline without a terminal state (a retry waits again)."""
+
+
+# The Kubernetes side's historical name for the timeout.
+ResourceWaitTimeout = WaitTimeoutError

@@ -41,7 +41,7 @@ def fake_saved_model(root: Path, data_size: int = 3 * KIB) -> Path:
 
 
 def op(conn_id: str, source: Path, bucket: str, tmp_path: Path, **kw) -> ModelUploadOperator:
-    return ModelUploadOperator(task_id="upload", alibaba_cloud_conn_id=conn_id, source=str(source), bucket=bucket,
+    return ModelUploadOperator(task_id="upload", ack_conn_id=conn_id, source=str(source), bucket=bucket,
                                prefix="models", model_name="fashion-mnist", checkpoint_dir=str(tmp_path / "ckpt"),
                                **kw)
 

@@ -76,7 +76,7 @@ async def run_deferred(op: Any, context: dict, excinfo: pytest.ExceptionInfo[Tas
 async def test_create_then_active_then_rerun_is_a_no_op(conn_id, vswitches):
     name = "fm-" + secrets.token_hex(3)
     ti = FakeTI()
-    op = AckNodePoolOperator(task_id="node_pool", alibaba_cloud_conn_id=conn_id, deferrable=True,
+    op = AckNodePoolOperator(task_id="node_pool", ack_conn_id=conn_id, deferrable=True,
                              poll_interval=0.2, wait_timeout=60, node_pool=seed_pool(name, vswitches))
     with pytest.raises(TaskDeferred) as excinfo:
         op.execute({"ti": ti})
@@ -94,7 +94,7 @@ async def test_create_then_active_then_rerun_is_a_no_op(conn_id, vswitches):
 
     # Re-run with the same spec: found by name, nothing to modify, no second pool, no task.
     ti2 = FakeTI()
-    op2 = AckNodePoolOperator(task_id="node_pool", alibaba_cloud_conn_id=conn_id, deferrable=False,
+    op2 = AckNodePoolOperator(task_id="node_pool", ack_conn_id=conn_id, deferrable=False,
                               poll_interval=0.2, wait_timeout=60, node_pool=seed_pool(name, vswitches))
     again = op2.execute({"ti": ti2})
     assert again["nodepool_id"] == result["nodepool_id"]
@@ -105,10 +105,10 @@ async def test_create_then_active_then_rerun_is_a_no_op(conn_id, vswitches):
 
 async def test_changed_spec_modifies_the_same_pool(conn_id, vswitches):
     name = "fm-" + secrets.token_hex(3)
-    first = AckNodePoolOperator(task_id="np", alibaba_cloud_conn_id=conn_id, deferrable=False, poll_interval=0.2,
+    first = AckNodePoolOperator(task_id="np", ack_conn_id=conn_id, deferrable=False, poll_interval=0.2,
                                 wait_timeout=60, node_pool=seed_pool(name, vswitches)).execute({"ti": FakeTI()})
     changed = AckNodePoolOperator(
-        task_id="np", alibaba_cloud_conn_id=conn_id, deferrable=False, poll_interval=0.2, wait_timeout=60,
+        task_id="np", ack_conn_id=conn_id, deferrable=False, poll_interval=0.2, wait_timeout=60,
         node_pool=seed_pool(name, vswitches, max_instances=6, labels={"seldon": "fashion-mnist", "tier": "gpu"}),
     ).execute({"ti": FakeTI()})
     assert changed["nodepool_id"] == first["nodepool_id"]
@@ -124,7 +124,7 @@ def test_create_survives_throttling(sandbox, conn_id, vswitches):
     admin(sandbox, "POST", "/_sandbox/faults",
           {"throttle": {"count": 2, "action": "CreateClusterNodePool", "retry_after": 0}})
     name = "fm-" + secrets.token_hex(3)
-    result = AckNodePoolOperator(task_id="np", alibaba_cloud_conn_id=conn_id, wait_for_active=False,
+    result = AckNodePoolOperator(task_id="np", ack_conn_id=conn_id, wait_for_active=False,
                                  node_pool=seed_pool(name, vswitches)).execute({"ti": FakeTI()})
     assert result["created"] is True
     assert admin(sandbox, "GET", "/_sandbox/faults")["throttle"]["count"] == 0
@@ -132,7 +132,7 @@ def test_create_survives_throttling(sandbox, conn_id, vswitches):
 
 
 def test_invalid_spec_fails_before_any_cloud_call(vswitches):
-    op = AckNodePoolOperator(task_id="np", alibaba_cloud_conn_id="no_such_connection",
+    op = AckNodePoolOperator(task_id="np", ack_conn_id="no_such_connection",
                              node_pool=seed_pool("fm-bad", vswitches, min_instances=20, max_instances=5))
     with pytest.raises(NodePoolSpecError, match="min_instances=20"):
         op.execute({"ti": FakeTI()})
@@ -140,23 +140,23 @@ def test_invalid_spec_fails_before_any_cloud_call(vswitches):
 
 async def test_sensor_defers_until_active(conn_id, vswitches):
     name = "fm-" + secrets.token_hex(3)
-    created = AckNodePoolOperator(task_id="np", alibaba_cloud_conn_id=conn_id, wait_for_active=False,
+    created = AckNodePoolOperator(task_id="np", ack_conn_id=conn_id, wait_for_active=False,
                                   node_pool=seed_pool(name, vswitches)).execute({"ti": FakeTI()})
-    sensor = NodePoolActiveSensor(task_id="wait", nodepool_id=created["nodepool_id"], alibaba_cloud_conn_id=conn_id,
+    sensor = NodePoolActiveSensor(task_id="wait", nodepool_id=created["nodepool_id"], ack_conn_id=conn_id,
                                   task_id_to_watch=created["task_id"], deferrable=True, poke_interval=0.2, timeout=60)
     with pytest.raises(TaskDeferred) as excinfo:
         sensor.execute({})
     event = await run_deferred(sensor, {}, excinfo)
     assert event["status"] == "success" and event["state"] == "active"
     # Not deferrable: poke sees it active straight away.
-    assert NodePoolActiveSensor(task_id="poke", nodepool_id=created["nodepool_id"], alibaba_cloud_conn_id=conn_id,
+    assert NodePoolActiveSensor(task_id="poke", nodepool_id=created["nodepool_id"], ack_conn_id=conn_id,
                                 deferrable=False).poke({}) is True
 
 
 async def test_no_stock_fails_fast_with_the_cause(sandbox, conn_id, vswitches):
     admin(sandbox, "POST", "/_sandbox/faults", {"no_stock": ["ecs.gn6i-c8g1.2xlarge"]})
     name = "fm-" + secrets.token_hex(3)
-    op = AckNodePoolOperator(task_id="np", alibaba_cloud_conn_id=conn_id, deferrable=True, poll_interval=0.2,
+    op = AckNodePoolOperator(task_id="np", ack_conn_id=conn_id, deferrable=True, poll_interval=0.2,
                              wait_timeout=120, node_pool=seed_pool(name, vswitches, min_instances=1,
                                                                    instance_types=["ecs.gn6i-c8g1.2xlarge"]))
     ti = FakeTI()
@@ -167,7 +167,7 @@ async def test_no_stock_fails_fast_with_the_cause(sandbox, conn_id, vswitches):
     message = str(err.value)
     assert "failed" in message
     assert "stock" in message.lower()  # the cause, from the pool's conditions / task error
-    sensor = NodePoolActiveSensor(task_id="wait", nodepool_id=ti.xcom["nodepool_id"], alibaba_cloud_conn_id=conn_id,
+    sensor = NodePoolActiveSensor(task_id="wait", nodepool_id=ti.xcom["nodepool_id"], ack_conn_id=conn_id,
                                   deferrable=False)
     with pytest.raises(NodePoolFailedError):
         sensor.poke({})
@@ -179,9 +179,9 @@ async def test_trigger_times_out_with_one_event(conn_id, vswitches):
     from elastic_inference.triggers.node_pool import NodePoolStateTrigger
 
     name = "fm-" + secrets.token_hex(3)
-    created = AckNodePoolOperator(task_id="np", alibaba_cloud_conn_id=conn_id, wait_for_active=False,
+    created = AckNodePoolOperator(task_id="np", ack_conn_id=conn_id, wait_for_active=False,
                                   node_pool=seed_pool(name, vswitches)).execute({"ti": FakeTI()})
-    trigger = NodePoolStateTrigger(nodepool_id=created["nodepool_id"], alibaba_cloud_conn_id=conn_id,
+    trigger = NodePoolStateTrigger(nodepool_id=created["nodepool_id"], ack_conn_id=conn_id,
                                    poll_interval=0.05, end_time=time.time())  # deadline already passed
     events = [e async for e in trigger.run()]
     assert len(events) == 1
@@ -194,7 +194,7 @@ def test_vswitches_default_to_the_clusters_own(conn_id, vswitches):
     name = "fm-" + secrets.token_hex(3)
     spec = seed_pool(name, vswitches)
     del spec["vswitch_ids"]
-    op = AckNodePoolOperator(task_id="node_pool", alibaba_cloud_conn_id=conn_id, wait_for_active=False,
+    op = AckNodePoolOperator(task_id="node_pool", ack_conn_id=conn_id, wait_for_active=False,
                              node_pool=spec)
     result = op.execute({"ti": FakeTI()})
     pool = AckHook(conn_id).describe_node_pool(result["nodepool_id"])
@@ -209,7 +209,7 @@ async def test_trigger_keeps_the_cs_task_when_the_triggerer_attaches_the_task_in
 
     from elastic_inference.triggers.node_pool import NodePoolStateTrigger
 
-    op = AckNodePoolOperator(task_id="node_pool.ensure_node_pool", alibaba_cloud_conn_id=conn_id, deferrable=True,
+    op = AckNodePoolOperator(task_id="node_pool.ensure_node_pool", ack_conn_id=conn_id, deferrable=True,
                              poll_interval=0.2, wait_timeout=60, node_pool=seed_pool("fm-" + secrets.token_hex(3),
                                                                                      vswitches))
     with pytest.raises(TaskDeferred) as deferred:

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from elastic_inference import manifests
 from elastic_inference.hooks.base import AlibabaCloudSettings
 from elastic_inference.hooks.kubernetes import KubeAccess, ResourceFailedError, ResourceWaitTimeout
-from elastic_inference.operators._kubernetes import raise_for_event
+from elastic_inference.waits import raise_for_event
 from elastic_inference.operators.ingress import CreateIngressOperator, ingress_rule
 from elastic_inference.operators.seldon import DeploySeldonOperator, seldon_names
 from elastic_inference.operators.volume import CreateOssVolumeOperator, default_oss_url, oss_secret_data

@@ -54,13 +54,13 @@ def _cs_models() -> Any:
 class AckHook(AlibabaCloudBaseHook):
     """Talk to the ACK (CS) OpenAPI with the ``alibaba_ack`` connection.
 
-    :param alibaba_cloud_conn_id: the connection (login/password = AccessKey pair; extras, see hooks.base).
+    :param ack_conn_id: the connection (login/password = AccessKey pair; extras, see hooks.base).
     :param cluster_id: default cluster for every call; falls back to the connection's ``extra.cluster_id``.
     """
 
-    def __init__(self, alibaba_cloud_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
+    def __init__(self, ack_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
                  cluster_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(alibaba_cloud_conn_id, **kwargs)
+        super().__init__(ack_conn_id, **kwargs)
         self._cluster_id = cluster_id
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ class AckHook(AlibabaCloudBaseHook):
         cid = cluster_id or self._cluster_id or (settings or self.settings).cluster_id
         if not cid:
             raise ValueError(
-                f"no ACK cluster id: pass cluster_id or set extra.cluster_id on connection {self.alibaba_cloud_conn_id!r}"
+                f"no ACK cluster id: pass cluster_id or set extra.cluster_id on connection {self.ack_conn_id!r}"
             )
         return cid
 

@@ -9,6 +9,7 @@ Connection layout: login = AccessKey ID, password = AccessKey secret, extras ``s
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -147,24 +148,40 @@ class AlibabaCloudSettings:
         return CredentialClient(cfg)
 
 
+def deprecated_alias(kwargs: dict[str, Any], value: Any, owner: str, *, old: str = "alibaba_cloud_conn_id",
+                     new: str = "ack_conn_id") -> Any:
+    """``value``, or the deprecated keyword ``old`` when given (popped from ``kwargs``, with a DeprecationWarning)."""
+    legacy = kwargs.pop(old, None)
+    if legacy is None:
+        return value
+    warnings.warn(f"{owner}: {old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+    return legacy
+
+
+def ack_conn_id_from(ack_conn_id: str | None, kwargs: dict[str, Any], owner: str) -> str:
+    """The ACK connection id: ``ack_conn_id``, or the deprecated ``alibaba_cloud_conn_id=`` in ``kwargs``."""
+    return str(deprecated_alias(kwargs, ack_conn_id, owner) or AlibabaCloudBaseHook.default_conn_name)
+
+
 class AlibabaCloudBaseHook(BaseHook):
     """Reads the ``alibaba_ack`` connection into :class:`AlibabaCloudSettings`; subclasses build SDK clients."""
 
-    conn_name_attr = "alibaba_cloud_conn_id"
+    conn_name_attr = "ack_conn_id"
     default_conn_name = "alibaba_ack_default"
     conn_type = "alibaba_ack"
     hook_name = "Alibaba Cloud (ACK / OSS)"
 
     def __init__(
         self,
-        alibaba_cloud_conn_id: str = default_conn_name,
+        ack_conn_id: str = default_conn_name,
         *,
         region_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> None:
+        ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
         super().__init__(**kwargs)
-        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self.ack_conn_id = ack_conn_id
         self._region_override = region_id
         self._retry_override = retry_policy
         self._settings: AlibabaCloudSettings | None = None
@@ -183,16 +200,21 @@ class AlibabaCloudBaseHook(BaseHook):
     def settings(self) -> AlibabaCloudSettings:
         """Sync access (workers). Triggers must use :meth:`aget_settings` instead."""
         if self._settings is None:
-            conn = self.get_connection(self.alibaba_cloud_conn_id)
+            conn = self.get_connection(self.ack_conn_id)
             self._settings = self._apply_overrides(AlibabaCloudSettings.from_connection(conn))
         return self._settings
 
     async def aget_settings(self) -> AlibabaCloudSettings:
         """Async access for triggers: ``aget_connection`` never blocks the triggerer's event loop."""
         if self._settings is None:
-            conn = await self.aget_connection(self.alibaba_cloud_conn_id)
+            conn = await self.aget_connection(self.ack_conn_id)
             self._settings = self._apply_overrides(AlibabaCloudSettings.from_connection(conn))
         return self._settings
+
+    @property
+    def alibaba_cloud_conn_id(self) -> str:
+        """Deprecated name of :attr:`ack_conn_id`."""
+        return self.ack_conn_id
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -29,8 +29,14 @@ from typing import Any, Literal
 import tenacity
 import yaml
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
+from elastic_inference.exceptions import (  # noqa: F401 - the wait errors are re-exported here
+    ElasticInferenceError,
+    ResourceFailedError,
+    ResourceWaitTimeout,
+    TerminalError,
+)
 from elastic_inference.k8s_objects import Json, ResourceRef, describe, desired_body, is_subset, ref_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,7 @@ FIELD_MANAGER = "elastic-inference"
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubernetesApiError(AirflowException):
+class KubernetesApiError(ElasticInferenceError):
     """A Kubernetes API call failed; carries the HTTP status, the Status reason and its message."""
 
     def __init__(self, message: str, *, status: int | None = None, reason: str = "", operation: str = "") -> None:
@@ -51,16 +57,8 @@ class KubernetesApiError(AirflowException):
                          f"{'HTTP ' + str(status) + ' ' if status else ''}{reason + ': ' if reason else ''}{message}")
 
 
-class KubernetesTerminalError(KubernetesApiError, AirflowFailException):
+class KubernetesTerminalError(KubernetesApiError, TerminalError):
     """4xx other than 429: retrying cannot help (invalid manifest, forbidden, immutable field, ...)."""
-
-
-class ResourceFailedError(AirflowFailException):
-    """The cluster reported a terminal state for what we wait on (PVC Lost, CrashLoopBackOff, sdep Failed...)."""
-
-
-class ResourceWaitTimeout(AirflowException):
-    """The wait ran past its deadline without a terminal state."""
 
 
 def _status_parts(exc: Exception) -> tuple[int | None, str, str]:

@@ -78,9 +78,9 @@ class OssHook(AlibabaCloudBaseHook):
     :param signature_version: ``"v4"`` (default, what OSS recommends) or ``"v1"``.
     """
 
-    def __init__(self, alibaba_cloud_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
+    def __init__(self, ack_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
                  signature_version: str = "v4", **kwargs: Any) -> None:
-        super().__init__(alibaba_cloud_conn_id, **kwargs)
+        super().__init__(ack_conn_id, **kwargs)
         if signature_version not in ("v1", "v4"):
             raise ValueError(f"signature_version must be 'v1' or 'v4', not {signature_version!r}")
         self.signature_version = signature_version

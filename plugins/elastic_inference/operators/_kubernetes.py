@@ -5,66 +5,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference import manifests
-from elastic_inference.hooks.kubernetes import (
-    ApplyResult,
-    KubeAccess,
-    KubeHook,
-    KubernetesApiError,
-    ResourceFailedError,
-    ResourceWaitTimeout,
-)
+from elastic_inference.hooks.kubernetes import ApplyResult, KubeAccess, KubeHook
 from elastic_inference.k8s_objects import Json, describe
+from elastic_inference.waits import default_deferrable, defer_timeout, raise_for_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from elastic_inference.triggers.kubernetes_watch import InlineWaiter, KubernetesWatchTrigger, Snapshot, WatchSpec
-
-# Slack between the trigger's own deadline and Airflow's deferral timeout, so the trigger reports first.
-DEFER_TIMEOUT_SLACK_SECONDS = 60
-
-
-def default_deferrable() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
-def list_snapshot(hook: KubeHook, specs: Sequence[WatchSpec]) -> Snapshot:
-    """One synchronous list per watch spec, in the shape :class:`WatchLoop` keeps (for poke-mode sensors)."""
-    snapshot: Snapshot = {}
-    for spec in specs:
-        query = {"labelSelector": spec.label_selector, "fieldSelector": spec.field_selector}
-        try:
-            lst = hook.request("GET", spec.path, query=query, operation=f"list {spec.key}")
-        except KubernetesApiError as e:
-            if not (e.status == 400 and spec.field_selector_optional and spec.field_selector):
-                raise
-            lst = hook.request("GET", spec.path, query={"labelSelector": spec.label_selector})
-        items = {}
-        for item in lst.get("items") or []:
-            item.setdefault("kind", spec.kind)
-            meta = item.get("metadata") or {}
-            items[f"{meta.get('namespace', '')}/{meta.get('name', '')}"] = item
-        snapshot[spec.key] = items
-    return snapshot
-
-
-def raise_for_event(event: Json, what: str) -> Json:
-    """Turn a trigger event into the task outcome: success → the event; error → fail (no retry); timeout."""
-    status = (event or {}).get("status")
-    if status == "success":
-        return event
-    message = (event or {}).get("message") or "no message"
-    if status == "timeout":
-        raise ResourceWaitTimeout(f"{what}: timed out: {message}")
-    raise ResourceFailedError(f"{what}: {message}")
-
+    from elastic_inference.triggers.kubernetes_watch import InlineWaiter, KubernetesWatchTrigger
 
 class KubernetesApplyOperator(BaseOperator):
     """Base: apply manifests idempotently, then wait for a terminal state with a watch trigger.
@@ -155,7 +110,7 @@ class KubernetesApplyOperator(BaseOperator):
         if self.deferrable:
             trigger.carry = carry  # comes back inside the event (see KubernetesWatchTrigger)
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"carry": carry},
-                       timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_SLACK_SECONDS))
+                       timeout=defer_timeout(self.timeout))
         from elastic_inference.triggers.kubernetes_watch import InlineWaiter
 
         self._waiter = InlineWaiter()

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from elastic_inference.hooks.base import ack_conn_id_from
 from elastic_inference.exceptions import ModelLayoutError, SpecError
 from elastic_inference.model_layout import ModelLayout, extract_archive, is_archive, resolve_layout
 from elastic_inference.specs import ModelSpec, coerce
@@ -87,7 +88,7 @@ class ModelUploadOperator(BaseOperator):
         model_name: str | None = None,
         prefix: str = "",
         version: int | str | None = None,
-        alibaba_cloud_conn_id: str = "alibaba_ack_default",
+        ack_conn_id: str = "alibaba_ack_default",
         create_bucket: bool = False,
         multipart_threshold: int = 10 * 1024 * 1024,
         part_size: int = 10 * 1024 * 1024,
@@ -96,6 +97,7 @@ class ModelUploadOperator(BaseOperator):
         signature_version: str = "v4",
         **kwargs: Any,
     ) -> None:
+        ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
         super().__init__(**kwargs)
         if model is None and not (source and bucket and model_name):
             raise ValueError(f"{type(self).__name__}: pass model= (a ModelSpec mapping) or source, bucket and "
@@ -106,7 +108,7 @@ class ModelUploadOperator(BaseOperator):
         self.prefix = prefix
         self.model_name: str = model_name or ""
         self.version = version
-        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self.ack_conn_id = ack_conn_id
         self.create_bucket = create_bucket
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
@@ -161,7 +163,7 @@ class ModelUploadOperator(BaseOperator):
         self.log.info("model %s: versions %s, %d files, %d bytes", self.model_name, list(layout.versions),
                       len(layout.files), layout.total_bytes)
 
-        hook = OssHook(self.alibaba_cloud_conn_id, signature_version=self.signature_version)
+        hook = OssHook(self.ack_conn_id, signature_version=self.signature_version)
         if not hook.bucket_exists(self.bucket):
             if not self.create_bucket:
                 raise ModelLayoutError(f"bucket {self.bucket!r} does not exist at {hook.endpoint}: create it, or pass "

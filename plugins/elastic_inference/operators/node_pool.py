@@ -5,23 +5,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from elastic_inference.exceptions import AlibabaCloudTerminalError, NodePoolFailedError
-from elastic_inference.node_pool_spec import NodePoolSpec
-from elastic_inference.sensors.node_pool import raise_for_event
-from elastic_inference.triggers.node_pool import (
-    ACTIVE_STATES,
-    FAILED_STATES,
-    FAILED_TASK_STATES,
-    NodePoolStateTrigger,
-    failure_cause,
-    pool_state,
+from elastic_inference.exceptions import (
+    AlibabaCloudTerminalError,
+    NodePoolFailedError,
+    WaitTimeoutError,
 )
+from elastic_inference.hooks.base import ack_conn_id_from
+from elastic_inference.node_pool_spec import NodePoolSpec
+from elastic_inference.triggers.node_pool import NodePoolStateTrigger, node_pool_verdict, pool_state
+from elastic_inference.waits import default_deferrable, defer_timeout, raise_for_event
 
 SPEC_FIELDS = tuple(NodePoolSpec.__dataclass_fields__)
 
@@ -40,6 +37,7 @@ class AckNodePoolOperator(BaseOperator):
     and the return value ``{"nodepool_id", "task_id", "created", "modified", "changes", "state"}``.
 
     :param cluster_id: the ACK cluster (templated); default: the connection's ``extra.cluster_id``.
+    :param ack_conn_id: the ``alibaba_ack`` connection (``alibaba_cloud_conn_id``: its deprecated name).
     :param wait_for_active: wait until the pool is ``active`` (fails fast with ACK's cause on failure).
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poll_interval: seconds between state checks while waiting.
@@ -55,28 +53,29 @@ class AckNodePoolOperator(BaseOperator):
         *,
         node_pool: dict[str, Any] | str | None = None,
         cluster_id: str | None = None,
-        alibaba_cloud_conn_id: str = "alibaba_ack_default",
+        ack_conn_id: str = "alibaba_ack_default",
         wait_for_active: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
         poll_interval: float = 15.0,
         wait_timeout: float = 30 * 60,
         **kwargs: Any,
     ) -> None:
         spec_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_FIELDS}
+        ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
         super().__init__(**kwargs)
         # A string is a template (e.g. "{{ params.node_pool }}") rendered before execute.
         self.node_pool = node_pool if isinstance(node_pool, str) else {**(node_pool or {}), **spec_kwargs}
         self.cluster_id = cluster_id
-        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self.ack_conn_id = ack_conn_id
         self.wait_for_active = wait_for_active
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
 
     def _hook(self) -> Any:
         from elastic_inference.hooks.ack import AckHook
 
-        return AckHook(self.alibaba_cloud_conn_id, cluster_id=self.cluster_id)
+        return AckHook(self.ack_conn_id, cluster_id=self.cluster_id)
 
     def ensure(self, hook: Any, spec: NodePoolSpec) -> dict[str, Any]:
         """Find-or-create, then modify-if-different. Returns the result dict (no waiting)."""
@@ -143,14 +142,14 @@ class AckNodePoolOperator(BaseOperator):
                 trigger=NodePoolStateTrigger(
                     nodepool_id=result["nodepool_id"],
                     cluster_id=self.cluster_id,
-                    alibaba_cloud_conn_id=self.alibaba_cloud_conn_id,
+                    ack_conn_id=self.ack_conn_id,
                     poll_interval=self.poll_interval,
                     cs_task_id=result["task_id"],
                     end_time=time.time() + self.wait_timeout,
                 ),
                 method_name="execute_complete",
                 kwargs={"result": result},
-                timeout=timedelta(seconds=self.wait_timeout + 60),
+                timeout=defer_timeout(self.wait_timeout),
             )
         return {**result, "state": self._wait_sync(hook, result)}
 
@@ -159,21 +158,22 @@ class AckNodePoolOperator(BaseOperator):
         state = ""
         for _ in range(100_000):
             pool = hook.describe_node_pool(result["nodepool_id"])
-            state = pool_state(pool)
             task = hook.describe_task(result["task_id"]) if result["task_id"] else None
-            if state in ACTIVE_STATES:
+            verdict = node_pool_verdict(pool, task, nodepool_id=result["nodepool_id"])
+            state = verdict.details["state"]
+            if verdict.state == "success":
                 return state
-            if state in FAILED_STATES or str((task or {}).get("state") or "").lower() in FAILED_TASK_STATES:
-                raise NodePoolFailedError(f"node pool {result['nodepool_id']} is {state!r}: {failure_cause(pool, task)}")
+            if verdict.state == "error":
+                raise NodePoolFailedError(verdict.message)
             if time.monotonic() >= deadline:
                 break
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
-        raise AirflowException(f"node pool {result['nodepool_id']} not active after {self.wait_timeout}s "
+        raise WaitTimeoutError(f"node pool {result['nodepool_id']} not active after {self.wait_timeout}s "
                                f"(last state {state!r})")
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None,
                          result: dict[str, Any] | None = None) -> dict[str, Any]:
-        done = raise_for_event(event)
+        done = raise_for_event(event, self.task_id, failed=NodePoolFailedError)
         self.log.info("%s", done.get("message"))
         # `airflow dags test` resumes without the defer() kwargs: fall back to what the event carries.
         return {**(result or {"nodepool_id": done.get("nodepool_id")}), "state": done.get("state")}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference import manifests
+from elastic_inference.hooks.base import deprecated_alias
 from elastic_inference.k8s_objects import Json, secret_manifest
 from elastic_inference.operators._kubernetes import KubernetesApplyOperator
 from elastic_inference.triggers.volume import PvcBoundTrigger
@@ -59,7 +60,9 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
     :param oss_url: endpoint the nodes mount from (default: the connection's ``oss_endpoint`` or
         ``oss-<region>-internal.aliyuncs.com``). (templated)
     :param other_opts: ossfs mount options.
-    :param alibaba_cloud_conn_id: ``alibaba_ack`` connection whose credentials go into the Secret.
+    :param secret_conn_id: ``alibaba_ack`` connection whose key goes into the Secret (use one with read-only
+        access to the model prefix); default: ``ack_conn_id``, else ``alibaba_ack_default``.
+        (``alibaba_cloud_conn_id``: its deprecated name.)
     """
 
     template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "bucket", "path", "pv_name",
@@ -68,7 +71,8 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
     def __init__(self, *, bucket: str, pv_name: str, pvc_name: str, path: str = "/models",
                  secret_name: str | None = None, storage: str = "5Gi", access_mode: str = "ReadOnlyMany",
                  oss_url: str | None = None, other_opts: str = DEFAULT_OTHER_OPTS,
-                 alibaba_cloud_conn_id: str = "alibaba_ack_default", **kwargs: Any) -> None:
+                 secret_conn_id: str | None = None, **kwargs: Any) -> None:
+        secret_conn_id = deprecated_alias(kwargs, secret_conn_id, type(self).__name__, new="secret_conn_id")
         super().__init__(**kwargs)
         self.bucket = bucket
         self.path = path
@@ -79,12 +83,13 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         self.access_mode = access_mode
         self.oss_url = oss_url
         self.other_opts = other_opts
-        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
+        self.secret_conn_id = secret_conn_id
 
     def _settings(self) -> AlibabaCloudSettings:
         from elastic_inference.hooks.base import AlibabaCloudBaseHook
 
-        return AlibabaCloudBaseHook(self.alibaba_cloud_conn_id).settings
+        return AlibabaCloudBaseHook(self.secret_conn_id or self.ack_conn_id or AlibabaCloudBaseHook.default_conn_name
+                                    ).settings
 
     def default_objects(self, settings: AlibabaCloudSettings, secret_name: str) -> list[Json]:
         variables = dict(pv_name=self.pv_name, pvc_name=self.pvc_name, namespace=self.namespace,

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook, ResourceFailedError
 from elastic_inference.k8s_objects import Json
-from elastic_inference.operators._kubernetes import (
-    DEFER_TIMEOUT_SLACK_SECONDS,
-    default_deferrable,
-    list_snapshot,
-    raise_for_event,
-)
 from elastic_inference.triggers.ingress import IngressAddressTrigger
 from elastic_inference.triggers.seldon import SeldonDeploymentTrigger
 from elastic_inference.triggers.volume import PvcBoundTrigger
+from elastic_inference.waits import default_deferrable, defer_timeout, list_snapshot, raise_for_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -77,7 +72,7 @@ class _KubernetesWatchSensor(BaseSensorOperator):
         if self.deferrable:
             timeout = float(self.timeout)
             self.defer(trigger=self.make_trigger(time.time() + timeout), method_name="execute_complete",
-                       timeout=timedelta(seconds=timeout + DEFER_TIMEOUT_SLACK_SECONDS))
+                       timeout=defer_timeout(timeout))
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue:

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from elastic_inference.exceptions import AlibabaCloudRetryableError, AlibabaCloudTerminalError
+from elastic_inference.k8s_objects import Verdict
 
 ACTIVE_STATES = frozenset({"active"})
 FAILED_STATES = frozenset({"failed", "deleting", "deleted"})
@@ -50,6 +51,24 @@ def failure_cause(pool: Mapping[str, Any] | None, task: Mapping[str, Any] | None
     return "; ".join(dict.fromkeys(reasons)) or "no cause reported by ACK (check the node pool's events in the console)"
 
 
+def node_pool_verdict(pool: Mapping[str, Any], task: Mapping[str, Any] | None = None, *,
+                      nodepool_id: str = "") -> Verdict:
+    """The node-pool state rules, in one place (trigger, operator, sensor): ``active`` is success; a failure
+    state of the pool, or a failed CS task, is an error with ACK's cause; anything else is pending.
+    ``details`` carries ``state`` (and ``nodepool_id``)."""
+    pool_id = nodepool_id or str((pool.get("nodepool_info") or {}).get("nodepool_id") or "")
+    state = pool_state(pool)
+    details = {"state": state, "nodepool_id": pool_id}
+    if state in ACTIVE_STATES:
+        return Verdict("success", f"node pool {pool_id} is active", details)
+    task_state = str((task or {}).get("state") or "").lower()
+    if state in FAILED_STATES or task_state in FAILED_TASK_STATES:
+        what = (f"is {state!r}" if state in FAILED_STATES
+                else f"task {(task or {}).get('task_id', '')} {task_state!r} (pool {state!r})")
+        return Verdict("error", f"node pool {pool_id} {what}: {failure_cause(pool, task)}", details)
+    return Verdict("pending", f"node pool {pool_id} is {state!r}", details)
+
+
 class NodePoolStateTrigger(BaseTrigger):
     """Poll DescribeClusterNodePoolDetail (async) until the pool is active, failed, or ``end_time`` passes.
 
@@ -66,15 +85,16 @@ class NodePoolStateTrigger(BaseTrigger):
         nodepool_id: str,
         end_time: float,
         cluster_id: str | None = None,
-        alibaba_cloud_conn_id: str = "alibaba_ack_default",
+        ack_conn_id: str = "alibaba_ack_default",
         poll_interval: float = 15.0,
         cs_task_id: str | None = None,
+        alibaba_cloud_conn_id: str | None = None,  # deprecated name (triggers serialized before the rename)
     ) -> None:
         super().__init__()
+        self.ack_conn_id = alibaba_cloud_conn_id or ack_conn_id
         self.nodepool_id = nodepool_id
         self.end_time = float(end_time)
         self.cluster_id = cluster_id
-        self.alibaba_cloud_conn_id = alibaba_cloud_conn_id
         self.poll_interval = float(poll_interval)
         self.cs_task_id = cs_task_id
 
@@ -85,7 +105,7 @@ class NodePoolStateTrigger(BaseTrigger):
                 "nodepool_id": self.nodepool_id,
                 "end_time": self.end_time,
                 "cluster_id": self.cluster_id,
-                "alibaba_cloud_conn_id": self.alibaba_cloud_conn_id,
+                "ack_conn_id": self.ack_conn_id,
                 "poll_interval": self.poll_interval,
                 "cs_task_id": self.cs_task_id,
             },
@@ -94,7 +114,7 @@ class NodePoolStateTrigger(BaseTrigger):
     def _hook(self) -> Any:
         from elastic_inference.hooks.ack import AckAsyncHook
 
-        return AckAsyncHook(self.alibaba_cloud_conn_id, cluster_id=self.cluster_id)
+        return AckAsyncHook(self.ack_conn_id, cluster_id=self.cluster_id)
 
     def _event(self, status: str, message: str, state: str) -> TriggerEvent:
         return TriggerEvent({"status": status, "message": message, "nodepool_id": self.nodepool_id, "state": state})
@@ -113,15 +133,11 @@ class NodePoolStateTrigger(BaseTrigger):
                 yield self._event("error", f"cannot read node pool {self.nodepool_id}: {e}", state)
                 return
             else:
-                if state in ACTIVE_STATES:
-                    yield self._event("success", f"node pool {self.nodepool_id} is active", state)
+                verdict = node_pool_verdict(pool, task, nodepool_id=self.nodepool_id)
+                if verdict.done:
+                    yield self._event(verdict.state, verdict.message, state)
                     return
-                task_state = str((task or {}).get("state") or "").lower()
-                if state in FAILED_STATES or task_state in FAILED_TASK_STATES:
-                    what = f"state {state!r}" if state in FAILED_STATES else f"task {self.cs_task_id} {task_state!r}"
-                    yield self._event("error", f"node pool {self.nodepool_id} {what}: {failure_cause(pool, task)}", state)
-                    return
-                self.log.info("node pool %s is %r; next check in %.1fs", self.nodepool_id, state, self.poll_interval)
+                self.log.info("%s; next check in %.1fs", verdict.message, self.poll_interval)
             remaining = self.end_time - time.time()
             if remaining <= 0:
                 break
