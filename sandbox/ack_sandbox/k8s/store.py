@@ -30,6 +30,10 @@ Errors are :class:`ack_sandbox.k8s.errors.ApiError` with the real code/reason (`
 resourceVersion keeps increasing across restarts. Pods bound to a node are deleted gracefully: they get
 ``deletionTimestamp`` and vanish after their grace period (a kubelet may delete them earlier with
 ``grace_period_seconds=0``).
+
+Garbage collection and the namespace lifecycle (``gc.py``) use a narrow public part of the store: ``stored``,
+``location``, ``by_uid``, ``dependents``, ``namespace_content`` (reads of the stored objects themselves, not copies:
+read-only), ``patch_raw``/``delete_raw``, ``finish_namespace`` and ``spawn``.
 """
 
 from __future__ import annotations
