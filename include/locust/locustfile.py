@@ -12,11 +12,9 @@ monkey-patches the process with gevent on import, so it never runs inside an Air
   Written on ``events.quit``, after the last requests and the workers' final reports are counted; the CSV
   files are rewritten only once a second and can miss the last in-flight requests.
 
-Requests: Seldon protocol posts ``{"data": {"ndarray": [[...]]}}`` and reads ``data.ndarray`` /
-``data.tensor`` (seldon-core ``TfServingProxy``/``seldon_core.utils`` response shapes); TF Serving posts
-``{"instances": [[...]], "signature_name": ...}`` to ``/v1/models/<name>:predict`` and reads
-``predictions`` (tensorflow/serving ``g3doc/api_rest.md``). HTTP errors and unparseable bodies are
-locust failures; a well-formed prediction of the wrong class is only counted as a mismatch, because a
+Requests and responses follow ``elastic_inference.protocol`` (Seldon or TF Serving REST; the one definition the
+smoke test uses too - standard library only, so importing it here is cheap). HTTP errors and unparseable bodies
+are locust failures; a well-formed prediction of the wrong class is only counted as a mismatch, because a
 model's accuracy is not an availability problem.
 """
 
@@ -25,12 +23,17 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import threading
 from typing import Any
 
 from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
 
-PROTOCOL_PATHS = {"seldon": "/api/v1.0/predictions", "tfserving": "/v1/models/{model_name}:predict"}
+try:
+    from elastic_inference import protocol
+except ImportError:  # the provider is not installed where locust runs: the operator says where its package is
+    sys.path.append(os.environ.get("EI_PROVIDER_PATH", ""))
+    from elastic_inference import protocol
 
 
 def _load_json(env: str) -> dict[str, Any]:
@@ -51,42 +54,14 @@ if not SAMPLES:
     raise RuntimeError(f"{os.environ['EI_PAYLOAD_FILE']} holds no samples")
 
 
-def _body(sample: dict[str, Any]) -> dict[str, Any]:
-    if PROTOCOL == "seldon":
-        return {"data": {"ndarray": [sample["x"]]}}
-    body: dict[str, Any] = {"instances": [sample["x"]]}
-    if PAYLOAD.get("signature_name"):
-        body["signature_name"] = PAYLOAD["signature_name"]
-    return body
-
-
 # Pre-encode once: the load generator should spend its CPU on sending, not on json.dumps.
-BODIES = [(json.dumps(_body(s)).encode(), s.get("label")) for s in SAMPLES]
-
-
-def _argmax(row: Any) -> int:
-    if isinstance(row, (int, float)) and not isinstance(row, bool):
-        return int(row)  # the model already returns a class id
-    if isinstance(row, dict):  # multi-output TF model: the first output
-        row = next(iter(row.values()))
-    while isinstance(row, list) and len(row) == 1 and isinstance(row[0], list):
-        row = row[0]
-    if not isinstance(row, list) or not row:
-        raise ValueError(f"expected a list of class scores, got {str(row)[:80]}")
-    return max(range(len(row)), key=lambda i: float(row[i]))
+BODIES = [(json.dumps(protocol.request_body(PROTOCOL, [s["x"]], PAYLOAD.get("signature_name"))).encode(),
+           s.get("label")) for s in SAMPLES]
 
 
 def predicted_class(body: dict[str, Any]) -> int:
     """The predicted class of the first (only) row of a Seldon or TF Serving response."""
-    if PROTOCOL == "seldon":
-        data = body["data"]
-        if "ndarray" in data:
-            return _argmax(data["ndarray"][0])
-        tensor = data["tensor"]
-        shape, values = tensor["shape"], tensor["values"]
-        width = shape[-1] if len(shape) > 1 else len(values)
-        return _argmax(values[:width])
-    return _argmax(body["predictions"][0])
+    return protocol.predicted_class(PROTOCOL, body)
 
 
 class _CheckStats:

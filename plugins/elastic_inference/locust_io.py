@@ -16,24 +16,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-PROTOCOLS = ("seldon", "tfserving")
+from elastic_inference.protocol import PROTOCOLS, request_path
+
+__all__ = ["PROTOCOLS", "load_samples", "parse_failures", "parse_history", "parse_stats", "read_summary",
+           "request_path", "write_payload"]
 SAMPLE_KEYS = (("x", "y"), ("x_test", "y_test"), ("images", "labels"), ("X", "y"), ("data", "labels"))
 
 
 # -- payload --------------------------------------------------------------------------------------------
-def request_path(protocol: str, model_name: str | None = None, path: str | None = None) -> str:
-    """The predict path for ``protocol``: Seldon's ``/api/v1.0/predictions`` or TF Serving's ``:predict``."""
-    if path:
-        return path if path.startswith("/") else "/" + path
-    if protocol == "seldon":
-        return "/api/v1.0/predictions"
-    if protocol == "tfserving":
-        if not model_name:
-            raise ValueError("model_name is required for protocol 'tfserving' (/v1/models/<model_name>:predict)")
-        return f"/v1/models/{model_name}:predict"
-    raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-
-
 def _pairs_from_arrays(x: Any, y: Any, source: str) -> tuple[Any, Any]:
     import numpy as np
 

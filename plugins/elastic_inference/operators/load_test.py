@@ -29,7 +29,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from elastic_inference.links import LOCUST_URL_KEY, LocustReportLink, report_url, run_dir
-from elastic_inference.specs.load_test import LoadTestSpec
+from elastic_inference.specs import LoadTestSpec, coerce
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -326,8 +326,7 @@ class LocustLoadTestOperator(BaseOperator):
 
         # The one coercion of the rendered spec; every problem named at once (SpecError: no retries).
         self.spec = LoadTestSpec.from_mapping(self.load_test).validate()
-        if isinstance(self.request_headers, str):
-            self.request_headers = json.loads(self.request_headers or "{}")
+        self.request_headers = coerce(self.request_headers, "object", "request_headers", optional=True) or {}
         self.request_headers = {str(k): str(v) for k, v in (self.request_headers or {}).items()
                                 if v not in (None, "", "None")}
         self.host, self.request_path = split_predict_url(str(self.host), self.request_path or None)
@@ -358,6 +357,7 @@ class LocustLoadTestOperator(BaseOperator):
 
         env = {**os.environ, "EI_PAYLOAD_FILE": str(payload), "EI_LOAD_PLAN": str(out / "plan.json"),
                "EI_SUMMARY": str(out / "summary.json"), "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
+               "EI_PROVIDER_PATH": str(_PKG.parent),  # where the locustfile finds elastic_inference.protocol
                "PYTHONUNBUFFERED": "1"}
         env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
         (out / "summary.json").unlink(missing_ok=True)

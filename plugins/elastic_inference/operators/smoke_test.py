@@ -10,22 +10,9 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-PROTOCOLS = ("seldon", "tfserving")
+from elastic_inference.protocol import PROTOCOLS, predicted_classes, request_body
 
-
-def request_body(protocol: str, images: list[Any]) -> dict[str, Any]:
-    """One predict request for a batch of images in the chosen REST protocol."""
-    if protocol == "seldon":
-        return {"data": {"ndarray": images}}
-    if protocol == "tfserving":
-        return {"instances": images}
-    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-
-
-def predicted_classes(protocol: str, body: dict[str, Any]) -> list[int]:
-    """argmax per row of the response's probabilities."""
-    rows = body["data"]["ndarray"] if protocol == "seldon" else body["predictions"]
-    return [max(range(len(row)), key=row.__getitem__) for row in rows]
+__all__ = ["PROTOCOLS", "PredictionSmokeTestOperator", "predicted_classes", "request_body"]
 
 
 class PredictionSmokeTestOperator(BaseOperator):
