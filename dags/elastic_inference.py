@@ -13,9 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
+from _assets import MODEL_ASSET
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
-from _assets import MODEL_ASSET
 from elastic_inference.operators.ingress import CreateIngressOperator
 from elastic_inference.operators.load_test import LocustLoadTestOperator
 from elastic_inference.operators.model_upload import ModelUploadOperator
@@ -34,7 +34,7 @@ def _plan(spec: str, field: str | None = None) -> str:
     """Template of one resolved spec (a dict, passed whole) or, for the few plain arguments, one of its fields;
     the DAG renders natively, so numbers and mappings arrive as such."""
     path = f"['{spec}']" + (f"['{field}']" if field else "")
-    return "{{ ti.xcom_pull(task_ids='%s')%s }}" % (PLAN, path)
+    return "{{ ti.xcom_pull(task_ids='" + PLAN + "')" + path + " }}"
 
 
 with DAG(

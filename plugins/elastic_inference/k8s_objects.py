@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Json = dict[str, Any]
@@ -158,7 +158,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
+    return now or datetime.now(UTC)
 
 
 def _events_for(events: list[Json], kind: str, name: str) -> list[Json]:
@@ -173,7 +173,7 @@ def _event_time(e: Json) -> datetime:
         if isinstance(value, str) and (t := parse_time(value)):
             return t
     meta_t = parse_time((e.get("metadata") or {}).get("creationTimestamp"))
-    return meta_t or datetime.min.replace(tzinfo=timezone.utc)
+    return meta_t or datetime.min.replace(tzinfo=UTC)
 
 
 # --- PersistentVolumeClaim --------------------------------------------------------------------------------------

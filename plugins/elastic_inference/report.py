@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +324,7 @@ def render_report(timeline: dict[str, Any], result: Verification, summary: dict[
     html = env.from_string(_TEMPLATE).render(
         title=title or f"Elastic inference scale report — {(timeline.get('meta') or {}).get('deployment') or ''}",
         verdict=summary["verdict"],
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         summary=summary,
         stats=locust.get("stats") or {},
         plan=(timeline.get("load") or {}).get("plan") or {},

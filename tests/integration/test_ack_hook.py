@@ -80,9 +80,8 @@ def test_cluster_detail_nodes_and_kubeconfig(sandbox, fast_conn):
 def test_bad_credentials_fail_at_once_with_code_and_request_id(sandbox):
     conn = sandbox_conn(sandbox)
     conn["login"] = "LTAI5tNotARealKey000000"
-    with connection("alibaba_ack_badkey", conn) as conn_id:
-        with pytest.raises(AlibabaCloudCredentialsError) as err:
-            AckHook(conn_id).describe_cluster()
+    with connection("alibaba_ack_badkey", conn) as conn_id, pytest.raises(AlibabaCloudCredentialsError) as err:
+        AckHook(conn_id).describe_cluster()
     e = err.value
     assert e.code.startswith("InvalidAccessKeyId")
     assert e.request_id
@@ -92,9 +91,9 @@ def test_bad_credentials_fail_at_once_with_code_and_request_id(sandbox):
 def test_wrong_secret_is_a_credentials_error(sandbox):
     conn = sandbox_conn(sandbox)
     conn["password"] = "wrong-secret-000000000000"
-    with connection("alibaba_ack_badsecret", conn) as conn_id:
-        with pytest.raises(AlibabaCloudCredentialsError, match="SignatureDoesNotMatch"):
-            AckHook(conn_id).describe_cluster()
+    with connection("alibaba_ack_badsecret", conn) as conn_id, \
+            pytest.raises(AlibabaCloudCredentialsError, match="SignatureDoesNotMatch"):
+        AckHook(conn_id).describe_cluster()
 
 
 @pytest.mark.parametrize("retry_after_ms", [0, 30])
@@ -133,9 +132,9 @@ def test_sts_credentials_work_and_a_bad_token_is_terminal(sandbox):
         assert hook.settings.credential_type == "sts"
         assert hook.describe_cluster()["cluster_id"] == sandbox["cluster_id"]
     conn["extra"]["security_token"] = "not-the-token"
-    with connection("alibaba_ack_sts_bad", conn) as conn_id:
-        with pytest.raises(AlibabaCloudCredentialsError, match="InvalidSecurityToken"):
-            AckHook(conn_id).describe_cluster()
+    with connection("alibaba_ack_sts_bad", conn) as conn_id, \
+            pytest.raises(AlibabaCloudCredentialsError, match="InvalidSecurityToken"):
+        AckHook(conn_id).describe_cluster()
 
 
 def test_secrets_stay_out_of_the_settings_repr(sandbox):

@@ -500,8 +500,8 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     assert Path(out["report_path"]).is_file() and verify_ti.xcom["report_url"].endswith("/report.html")
 
     # The same load against a deliberately too-low maxReplicas: verification fails and says why.
-    from kubernetes import client, config
     from airflow.sdk.exceptions import AirflowFailException as Fail
+    from kubernetes import client, config
 
     kube = config.new_client_from_config(config_file=elastic_echo["kubeconfig"])
     try:

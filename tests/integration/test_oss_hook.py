@@ -67,9 +67,8 @@ def test_create_bucket_is_idempotent(oss_conn, bucket):
 def test_bad_credentials_are_terminal(sandbox, bucket):
     conn = sandbox_conn(sandbox)
     conn["password"] = "wrong-secret-000000000000"
-    with connection("alibaba_oss_bad", conn) as conn_id:
-        with pytest.raises(AlibabaCloudCredentialsError) as err:
-            OssHook(conn_id).put_object(bucket, "k", b"x")
+    with connection("alibaba_oss_bad", conn) as conn_id, pytest.raises(AlibabaCloudCredentialsError) as err:
+        OssHook(conn_id).put_object(bucket, "k", b"x")
     assert err.value.code == "SignatureDoesNotMatch" and err.value.status_code == 403
     assert err.value.request_id
 

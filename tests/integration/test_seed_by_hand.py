@@ -7,7 +7,6 @@ container process is restarted; a spot node reclaimed under load has its pods re
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -172,7 +171,7 @@ class Load:
             if delay > 0:
                 time.sleep(delay)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for w in self.workers:
             w.start()
         return self

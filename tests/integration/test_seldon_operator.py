@@ -6,7 +6,6 @@ pull), and each test checks the task fails naming the pod and the reason - an er
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest

@@ -10,7 +10,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from elastic_inference import manifests
 from elastic_inference.hooks.base import AlibabaCloudSettings
 from elastic_inference.hooks.kubernetes import KubeAccess, ResourceFailedError, ResourceWaitTimeout
-from elastic_inference.waits import raise_for_event
 from elastic_inference.operators.ingress import CreateIngressOperator, ingress_rule
 from elastic_inference.operators.seldon import DeploySeldonOperator, seldon_names
 from elastic_inference.operators.volume import CreateOssVolumeOperator, default_oss_url, oss_secret_data
@@ -18,6 +17,7 @@ from elastic_inference.sensors.kubernetes import PvcBoundSensor, SeldonDeploymen
 from elastic_inference.triggers.ingress import IngressAddressTrigger
 from elastic_inference.triggers.seldon import SeldonDeploymentTrigger
 from elastic_inference.triggers.volume import PvcBoundTrigger
+from elastic_inference.waits import raise_for_event
 
 ACCESS = KubeAccess(kubernetes_conn_id=None, ack_conn_id="alibaba_ack_default", cluster_id="c123").to_dict()
 

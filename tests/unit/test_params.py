@@ -17,7 +17,7 @@ def _defaults(tmp_path) -> dict:
 
 
 def test_defaults_are_valid_against_their_own_schemas(tmp_path) -> None:
-    for name, (default, schema, _doc) in PARAM_SPECS.items():
+    for default, schema, _doc in PARAM_SPECS.values():
         jsonschema.validate(default, schema)
     assert check_run_config(_defaults(tmp_path)) == []
 

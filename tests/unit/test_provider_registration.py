@@ -20,9 +20,10 @@ def test_entry_point_points_at_provider_info() -> None:
 
 
 def test_provider_info_validates_against_airflow_schema() -> None:
+    from importlib.resources import files
+
     import jsonschema
     from airflow import providers_manager  # noqa: F401  (makes sure the schema file ships)
-    from importlib.resources import files
 
     schema = json.loads(files("airflow").joinpath("provider_info.schema.json").read_text())
     jsonschema.validate(get_provider_info(), schema)

@@ -116,7 +116,6 @@ class OssHook(AlibabaCloudBaseHook):
 
     # -- buckets --------------------------------------------------------------------------------------------
     def bucket_exists(self, bucket_name: str) -> bool:
-        import oss2
 
         try:
             self._call("GetBucketInfo", self.get_bucket(bucket_name).get_bucket_info)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -126,7 +126,7 @@ class KubernetesApplyOperator(BaseOperator):
 
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
         """The XCom return value once the wait succeeded (subclasses add their own fields)."""
-        return {**carry, "ready_at": datetime.now(timezone.utc).isoformat()}
+        return {**carry, "ready_at": datetime.now(UTC).isoformat()}
 
     def on_kill(self) -> None:
         if self._waiter is not None:

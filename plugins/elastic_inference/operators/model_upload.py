@@ -16,8 +16,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from elastic_inference.hooks.base import ack_conn_id_from
 from elastic_inference.exceptions import ModelLayoutError, SpecError
+from elastic_inference.hooks.base import ack_conn_id_from
 from elastic_inference.model_layout import ModelLayout, extract_archive, is_archive, resolve_layout
 from elastic_inference.specs import ModelSpec, coerce
 

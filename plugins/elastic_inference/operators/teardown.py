@@ -27,7 +27,6 @@ class DeleteKubernetesObjectsOperator(BaseOperator):
     def execute(self, context: Any) -> list[str]:
         from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook
         from elastic_inference.k8s_objects import ResourceRef
-
         from elastic_inference.specs import coerce
 
         if not coerce(self.enabled, "boolean", "enabled", optional=True):

@@ -125,10 +125,9 @@ class ScaleVerificationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from elastic_inference.report import render_report
+        from elastic_inference.specs import LoadTestSpec, coerce
         from elastic_inference.timeline import read_timeline
         from elastic_inference.verification import PoolPolicy, VerifyOptions, summary, verify
-
-        from elastic_inference.specs import LoadTestSpec, coerce
 
         if self.load_test is not None:
             spec = LoadTestSpec.from_mapping(self.load_test).validate()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -79,7 +79,7 @@ class _KubernetesWatchSensor(BaseSensorOperator):
         if self._hook is None:
             self._hook = KubeHook(self.access)
         trigger = self.make_trigger(time.time())
-        verdict = trigger.evaluate(list_snapshot(self._hook, trigger.watches()), datetime.now(timezone.utc))
+        verdict = trigger.evaluate(list_snapshot(self._hook, trigger.watches()), datetime.now(UTC))
         self.log.info("%s", verdict.message)
         if verdict.state == "error":
             raise ResourceFailedError(f"{self.task_id}: {verdict.message}")

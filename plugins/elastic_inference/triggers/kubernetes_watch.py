@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -157,7 +157,7 @@ class WatchLoop:
                                 "error_type": type(exc).__name__}
                 if all(e.is_set() for e in self.listed.values()):
                     self.changed.clear()
-                    last = self.evaluate(self.snapshot, datetime.now(timezone.utc))
+                    last = self.evaluate(self.snapshot, datetime.now(UTC))
                     if last.done:
                         return last.event()
                 remaining = self._remaining()
