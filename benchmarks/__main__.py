@@ -1,7 +1,8 @@
-"""Run every benchmark module: ``python -m benchmarks [name ...]``.
+"""Run every benchmark module: ``python -m benchmarks [name ...] [--flag ...]``.
 
-Discovers ``benchmarks/*.py`` modules that define ``main()`` and runs them one after another with no
-arguments (each module's defaults); names restrict the run to those modules.
+Discovers ``benchmarks/*.py`` modules that define ``main()`` and runs them one after another; names
+restrict the run to those modules, and arguments starting with ``-`` (and what follows them) are passed to
+each module's ``main`` (e.g. ``python -m benchmarks serving_path --rates 50,100``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ def modules() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    wanted = set(argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    first_flag = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    wanted, passed = set(args[:first_flag]), args[first_flag:]
     status = 0
     for name in modules():
         if wanted and name not in wanted:
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"=== benchmarks.{name} ===", flush=True)
         try:
-            rc = entry([])
+            rc = entry(passed)
         except SystemExit as exc:  # argparse-style exits
             rc = exc.code if isinstance(exc.code, int) else 1
         status = status or int(rc or 0)

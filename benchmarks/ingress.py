@@ -22,8 +22,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from ack_sandbox.context import SandboxContext
-from ack_sandbox.controllers import ingress
+from ack_sandbox.controllers import ingress_proxy
+from ack_sandbox.controllers.ingress_routes import Route, RoutingTable
 
 
 def _free_port() -> int:
@@ -77,11 +77,12 @@ def _upstream_process(port: int) -> None:
 
 
 def _proxy_process(port: int, upstream_port: int) -> None:
-    ctx = SandboxContext(state_dir=Path(tempfile.mkdtemp(prefix="bench-ingress-")))
-    app = ingress.create_app(ctx)
-    table: ingress.RoutingTable = ctx.services["ingress"]["table"]
-    table.replace([ingress.Route("bench", "bench", "bench.example.com", "/", "Prefix", "model", 8000,
-                                 endpoints=[f"127.0.0.1:{upstream_port}"])])
+    table = RoutingTable()
+    table.replace([Route("bench", "bench", "bench.example.com", "/", "Prefix", "model", 8000,
+                         endpoints=[f"127.0.0.1:{upstream_port}"])])
+    proxy = ingress_proxy.Proxy(table)  # the proxy process's request path; its access log is not shipped here
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handle_signals=True)
 
 

@@ -1,6 +1,7 @@
 """Train a small dense classifier and export it as a TensorFlow Serving SavedModel.
 
-Layout written: ``<output_dir>/<model_name>/<version>/saved_model.pb`` (+ ``variables/``), which is what
+Layout written: ``<output_dir>/<model_name>/<version>/saved_model.pb`` (+ ``variables/`` and the TF Serving
+warmup requests ``assets.extra/tf_serving_warmup_requests``), which is what
 ``tensorflow_model_server --model_base_path=<output_dir>/<model_name>`` serves. The exported
 ``serving_default`` signature takes ``images`` float32 ``[batch, 28, 28]`` (pixels scaled to [0, 1]) and
 returns ``output_0`` float32 ``[batch, 10]`` class probabilities.
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from training.data import IMAGE_SHAPE, NUM_CLASSES, load_split
+from training.warmup import write_warmup_requests
 
 INPUT_NAME = "images"
+WARMUP_REQUESTS = 10
 
 
 def train_and_export(
@@ -64,6 +67,8 @@ def train_and_export(
     shutil.rmtree(staging, ignore_errors=True)
     base_path.mkdir(parents=True, exist_ok=True)
     model.export(str(staging), verbose=False)
+    # TF Serving replays these before the version is AVAILABLE: a new replica answers fast from its first request.
+    write_warmup_requests(staging, model_name, INPUT_NAME, x_test[:WARMUP_REQUESTS])
     shutil.rmtree(version_dir, ignore_errors=True)
     staging.rename(version_dir)
 

@@ -1,8 +1,10 @@
 """The sandbox daemon: every service's aiohttp app on its own loopback port, one event loop.
 
 Started by ``ack-sandbox up`` as a child process; runs until SIGTERM/SIGINT. Each service lives in
-``ack_sandbox.<package>.service`` and exposes ``create_app(ctx) -> aiohttp.web.Application``, and may
-expose ``after_start(ctx)`` to write files that need every endpoint (e.g. the kubeconfig).
+``ack_sandbox.<package>.service`` and exposes ``create_app(ctx) -> aiohttp.web.Application`` — or, for a
+service that listens from a process of its own (the ingress proxy), ``async start(ctx, host, port)``
+returning the coroutine function that stops it — and may expose ``after_start(ctx)`` to write files that
+need every endpoint (e.g. the kubeconfig).
 Ports are chosen once per state directory and kept, so a kubeconfig stays valid across down/up.
 """
 
@@ -125,8 +127,13 @@ async def serve(ctx: SandboxContext, stop: asyncio.Event) -> None:
     for name in modules:
         ctx.endpoints[name] = f"http://{ctx.host}:{ports[name]}"
     runners: list[web.AppRunner] = []
+    stoppers: list[Any] = []
     try:
         for name, module in modules.items():
+            if hasattr(module, "start"):
+                stoppers.append(await module.start(ctx, ctx.host, ports[name]))
+                log.info("%s listening on %s (own process)", name, ctx.endpoints[name])
+                continue
             app = module.create_app(ctx)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -142,6 +149,8 @@ async def serve(ctx: SandboxContext, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         (ctx.state_dir / READY_FILE).unlink(missing_ok=True)
+        for stop_service in reversed(stoppers):
+            await stop_service()
         for runner in reversed(runners):
             await runner.cleanup()
 

@@ -1,7 +1,8 @@
 """The ingress proxy over real HTTP on loopback, routed from objects in the sandbox's real store.
 
 Two upstream servers stand in for two pods (127.0.0.1 and 127.0.0.2, same target port); the proxy is
-the daemon's ``ingress`` service app on its own port, its controller running against the store.
+the daemon's ``ingress`` service — its proxy process on its own port, its controller running against the
+store in this process.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ async def started(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     target = free_port_on("127.0.0.1", "127.0.0.2")
     runners = [await serve(upstream("web-a"), "127.0.0.1", target), await serve(upstream("web-b"), "127.0.0.2", target)]
     proxy_port = free_port_on("127.0.0.1")
-    runners.append(await serve(ingress.create_app(ctx), "127.0.0.1", proxy_port))
+    stop = await ingress.start(ctx, "127.0.0.1", proxy_port)
     ctx.endpoints["ingress"] = f"http://127.0.0.1:{proxy_port}"
     await ingress.after_start(ctx)
     session = aiohttp.ClientSession()
@@ -79,6 +80,7 @@ async def started(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         yield {"ctx": ctx, "api": api, "target": target, "url": ctx.endpoints["ingress"], "session": session}
     finally:
         await session.close()
+        await stop()
         for runner in reversed(runners):
             await runner.cleanup()
 
@@ -139,7 +141,13 @@ async def test_round_robin_to_ready_pods_counts_requests_and_fills_status(tmp_pa
         assert seen.count("web-a") == seen.count("web-b") == 25
         [route] = await routes(env)
         assert (route["route"], route["requests"]) == ("default-web-8000", 50)
-        # the metric over a window covering all 50 requests: int(50 / window in wall seconds)
+        # the access log reaches route_stats (SLS) within a few flushes: then the metric over a window covering
+        # all 50 requests is int(50 / window in wall seconds)
+        deadline = time.monotonic() + 10
+        while ingress.stats_of(env["ctx"]).totals().get("default-web-8000", 0) < 50:
+            assert time.monotonic() < deadline, ingress.stats_of(env["ctx"]).totals()
+            await asyncio.sleep(0.05)
+        assert ingress.stats_of(env["ctx"]).totals()["default-web-8000"] == 50
         window = metrics.external_metric_value_list(
             env["ctx"], "default", "sls_ingress_qps", SELECTOR + ",sls.query.interval=600,sls.query.delay=0")
         assert window["items"][0]["value"] == str(int(50 / env["ctx"].clock.real_seconds(600)))

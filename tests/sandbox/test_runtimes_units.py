@@ -243,10 +243,17 @@ def test_executor_graph_defaults_and_flags():
     assert info.value.code == 2
 
 
-def test_registry_passes_the_daemons_zygote_to_tf_serving_only(monkeypatch):
-    from ack_sandbox.runtimes.tf_zygote import ZYGOTE_ENV
+def test_registry_passes_the_daemons_zygote_to_every_python_runtime(monkeypatch):
+    from ack_sandbox.runtimes.tf_zygote import RUNTIME_MODULES, ZYGOTE_ENV
 
+    monkeypatch.delenv(ZYGOTE_ENV, raising=False)
+    assert ZYGOTE_ENV not in registry.resolve("tensorflow/serving:2.3.0", None, None, {}).env
     monkeypatch.setenv(ZYGOTE_ENV, "/tmp/x.sock")
     assert registry.resolve("tensorflow/serving:2.3.0", None, None, {}).env[ZYGOTE_ENV] == "/tmp/x.sock"
     proxy = registry.resolve("seldonio/tfserving-proxy_rest:1.3.0", None, None, {})
-    assert ZYGOTE_ENV not in proxy.env
+    executor = registry.resolve("seldonio/seldon-core-executor:1.14.0", None, ["--sdep", "s"], {})
+    for spec, module in ((proxy, "seldon_tfserving_proxy"), (executor, "seldon_executor")):
+        assert spec.env[ZYGOTE_ENV] == "/tmp/x.sock"
+        # the launcher imports nothing heavy and runs the module (as a zygote fork when one is up)
+        assert spec.argv[1:4] == ["-m", "ack_sandbox.runtimes.launcher", f"ack_sandbox.runtimes.{module}"]
+        assert spec.argv[3] in RUNTIME_MODULES

@@ -42,7 +42,7 @@ from ack_sandbox.controllers.base import (CONFIGMAPS, NODES, PODS, SECRETS, Cont
 from ack_sandbox.kubelet import logs
 from ack_sandbox.kubelet.ips import IpPool, block_for
 from ack_sandbox.kubelet.probes import ProbeSpec, run_probe
-from ack_sandbox.kubelet.process import ContainerProcess, PidFile
+from ack_sandbox.kubelet.process import ContainerProcess, PidFile, startup_priority_env
 from ack_sandbox.kubelet.status import ContainerRecord, build_status
 
 log = logging.getLogger("ack_sandbox.controllers.kubelet")
@@ -255,7 +255,8 @@ class ContainerRunner:
         full_env = {**w.base_env(), **env, **runspec.env,
                     # The runtimes' contract (ack_sandbox.runtimes.common): the pod IP and container path -> local dir.
                     "ACK_SANDBOX_POD_IP": w.ip, "ACK_SANDBOX_MOUNTS": json.dumps(mounts),
-                    "SANDBOX_VOLUME_MOUNTS": json.dumps(mounts), "SANDBOX_CONTAINER_NAME": self.name}
+                    "SANDBOX_VOLUME_MOUNTS": json.dumps(mounts), "SANDBOX_CONTAINER_NAME": self.name,
+                    **startup_priority_env()}
         log_path = logs.container_log_path(w.ctx, w.ns, w.name, w.uid, self.name, self.rec.restart_count)
         cwd = log_path.parent / "rootfs"
         working_dir = self.spec.get("workingDir")

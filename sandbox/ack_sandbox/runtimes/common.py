@@ -5,6 +5,10 @@ The kubelet passes two reserved variables to each container process:
 - ``ACK_SANDBOX_POD_IP``: the pod's loopback address (127.x.y.z), shared by the pod's containers.
 - ``ACK_SANDBOX_MOUNTS``: JSON ``{"<container mountPath>": "<local directory>", ...}`` so container paths
   in args (``--model_base_path=/mnt/arena/models/fashion-mnist``) resolve to the mapped local directory.
+- ``ACK_SANDBOX_SERVING_NICE`` (optional): the CPU priority to take once the server listens. The kubelet
+  starts containers at the lowest priority and sets this to its own: on ACK a new replica starts on a
+  node of its own, here every pod shares the machine's cores, and a replica importing, loading and warming
+  up its model must not take the CPU from the replicas already serving.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ POD_IP_ENV = "ACK_SANDBOX_POD_IP"
 MOUNTS_ENV = "ACK_SANDBOX_MOUNTS"
 # Upper bound for in-flight requests to finish after SIGTERM (the kubelet SIGKILLs after the pod's grace).
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
 
 log = logging.getLogger("ack_sandbox.runtimes")
 
@@ -116,7 +121,35 @@ async def start_site(
         await runner.cleanup()
         raise SystemExit(f"{name}: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     log.info("%s listening on http://%s:%d", name, host, port)
+    serving_priority()
     return runner
+
+
+def serving_priority(env: Mapping[str, str] | None = None) -> int | None:
+    """Leave the start-up priority: every thread of this process (TF's pools included) to
+    ``ACK_SANDBOX_SERVING_NICE``. Returns the niceness now in force, ``None`` when there is nothing to do.
+
+    Lowering niceness needs CAP_SYS_NICE (the kubelet only starts containers low when it has it); a
+    refusal leaves the process as it is, logged.
+    """
+    raw = (os.environ if env is None else env).get(SERVING_NICE_ENV)
+    if raw is None or not raw.lstrip("-").isdigit():
+        return None
+    target = int(raw)
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) > target:
+                os.setpriority(os.PRIO_PROCESS, tid, target)
+        except ProcessLookupError:
+            continue  # a thread that just ended
+        except PermissionError as exc:
+            log.info("start-up CPU priority kept (%s): %s", exc.strerror, "needs CAP_SYS_NICE")
+            break
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 async def drain(runner: web.AppRunner, name: str) -> None:

@@ -21,8 +21,9 @@ seldon-executor             ``seldonio/seldon-core-executor:1.x`` (ENTRYPOINT ``
 http-echo                   ``hashicorp/http-echo`` (``-listen=:5678 -text=...``): a tiny test server
 ==========================  ==========================================================================
 
-TF Serving specs carry ``ACK_SANDBOX_TF_ZYGOTE`` when the resolving process has it (``runtimes.service``
-runs the zygote in the daemon): the container then runs as a fork of pre-imported TensorFlow.
+Every spec carries ``ACK_SANDBOX_TF_ZYGOTE`` when the resolving process has it (``runtimes.service`` runs
+the zygote in the daemon): the container then runs as a fork of the pre-imported runtimes (``tf_zygote``),
+started by a launcher that imports nothing heavy (``launcher``, ``tensorflow_model_server``).
 
 The kubelet must add to ``spec.env``: ``ACK_SANDBOX_POD_IP`` (the pod's 127.x.y.z) and
 ``ACK_SANDBOX_MOUNTS`` (JSON ``{mountPath: localDir}``), see ``common.py``.
@@ -103,7 +104,15 @@ class RuntimeSpec:
 
 
 def _module_argv(module: str, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", f"ack_sandbox.runtimes.{module}", *args]
+    """The launcher runs ``module`` as a zygote fork when one is up, in its own process otherwise."""
+    return [sys.executable, "-m", "ack_sandbox.runtimes.launcher", f"ack_sandbox.runtimes.{module}", *args]
+
+
+def _with_zygote(env: dict[str, str]) -> dict[str, str]:
+    """A zygote run by this process (runtimes.service in the daemon) serves the container as a fork."""
+    if os.environ.get(ZYGOTE_ENV) and ZYGOTE_ENV not in env:
+        return {**env, ZYGOTE_ENV: os.environ[ZYGOTE_ENV]}
+    return env
 
 
 def resolve(
@@ -130,10 +139,7 @@ def resolve(
 def _tensorflow_serving(image: str, command: list[str], args: list[str], env: dict[str, str]) -> RuntimeSpec:
     from ack_sandbox.runtimes.tfserving import parse_flags
 
-    full_env = {"MODEL_NAME": "model", "MODEL_BASE_PATH": "/models", **env}
-    # A zygote run by this process (runtimes.service in the daemon) serves the container as a fork.
-    if os.environ.get(ZYGOTE_ENV) and ZYGOTE_ENV not in full_env:
-        full_env[ZYGOTE_ENV] = os.environ[ZYGOTE_ENV]
+    full_env = _with_zygote({"MODEL_NAME": "model", "MODEL_BASE_PATH": "/models", **env})
     if not command or command == [TF_ENTRYPOINT]:
         flags = [
             "--port=8500",
@@ -161,7 +167,7 @@ def _tensorflow_serving(image: str, command: list[str], args: list[str], env: di
     return RuntimeSpec(
         family="tensorflow-serving",
         image=image,
-        argv=_module_argv("tensorflow_model_server", flags),
+        argv=[sys.executable, "-m", "ack_sandbox.runtimes.tensorflow_model_server", *flags],
         env=full_env,
         ports=ports,
         ready_path=(f"/v1/models/{parsed.model_name}" if parsed is not None and ports else None),
@@ -182,7 +188,7 @@ def _tfserving_proxy(image: str, command: list[str], args: list[str], env: dict[
         family="seldon-tfserving-proxy",
         image=image,
         argv=_module_argv("seldon_tfserving_proxy", []),
-        env={"PREDICTIVE_UNIT_IMAGE": image, **env},
+        env=_with_zygote({"PREDICTIVE_UNIT_IMAGE": image, **env}),
         ports=ports,
         ready_path="/ready",
     )
@@ -203,7 +209,7 @@ def _executor(image: str, command: list[str], args: list[str], env: dict[str, st
         family="seldon-executor",
         image=image,
         argv=_module_argv("seldon_executor", flags),
-        env=env,
+        env=_with_zygote(env),
         ports=ports,
         ready_path="/ready",
     )
@@ -221,5 +227,6 @@ def _http_echo(image: str, command: list[str], args: list[str], env: dict[str, s
     except SystemExit:
         pass
     return RuntimeSpec(
-        family="http-echo", image=image, argv=_module_argv("http_echo", flags), env=env, ports=ports, ready_path="/health"
+        family="http-echo", image=image, argv=_module_argv("http_echo", flags), env=_with_zygote(env), ports=ports,
+        ready_path="/health"
     )

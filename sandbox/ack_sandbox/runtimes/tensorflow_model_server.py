@@ -7,25 +7,9 @@ otherwise, or when the zygote is unreachable, it runs the server (``tfserving.ma
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from ack_sandbox.runtimes.tf_zygote import ZYGOTE_ENV, launch
-
-    socket_path = os.environ.pop(ZYGOTE_ENV, "")
-    if socket_path:
-        logging.basicConfig(level="INFO", stream=sys.stdout, format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
-        rc = launch(socket_path, argv)
-        if rc is not None:
-            return rc
-    from ack_sandbox.runtimes.tfserving import main as serve
-
-    return serve(argv)
-
+from ack_sandbox.runtimes.launcher import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("ack_sandbox.runtimes.tfserving", sys.argv[1:]))

@@ -1,15 +1,19 @@
-"""Optional fork server for the TF Serving runtime: pay TensorFlow's import once, fork per container.
+"""Fork server for the container runtimes: pay the imports once, fork per container.
 
-``import tensorflow`` costs ~5 s and most of a TF Serving container's memory; every replica of every pod
-paying it makes scale-out slow and memory-bound on a 2-core machine. A zygote imports TensorFlow once
-(nothing executed, so no TF thread pools exist yet) and forks a child per container; the child loads the
-SavedModel and serves. Measured (benchmarks/runtimes.py): spawn -> AVAILABLE ~0.5 s instead of ~5 s, and
-the children share the imported pages copy-on-write.
+``import tensorflow`` costs ~5 s and most of a TF Serving container's memory, and even the Seldon executor
+and tfserving-proxy spend 0.25-0.35 s of CPU importing aiohttp and numpy: on a 2-core machine, a scale-out
+of ten replicas starting thirty such processes at once takes the CPU from the replicas already serving. The
+zygote imports TensorFlow and every runtime module once (nothing executed, so no TF thread pools exist
+yet) and forks a child per container; the child runs the runtime's ``main()``. Measured
+(benchmarks/runtimes.py): spawn -> AVAILABLE ~0.5 s instead of ~5 s, and the children share the imported
+pages copy-on-write.
 
-Protocol (Unix socket): the launcher (``python -m ack_sandbox.runtimes.tensorflow_model_server ...`` with
-``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in its env) sends one JSON line ``{"argv": [...], "env": {...},
-"cwd": "..."}`` with its stdout/stderr descriptors (SCM_RIGHTS); the zygote forks, replies
-``{"pid": N}`` and later ``{"exit": code}``. The launcher forwards SIGTERM/SIGINT to the child and
+Protocol (Unix socket): the launcher (``launch()``, from ``python -m ack_sandbox.runtimes.launcher
+MODULE ...`` or ``python -m ack_sandbox.runtimes.tensorflow_model_server ...``, with
+``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in its env) sends one JSON line ``{"module": ..., "argv": [...],
+"env": {...}, "cwd": "...", "nice": N}`` with its stdout/stderr descriptors (SCM_RIGHTS); the zygote forks,
+the child takes the launcher's CPU priority (``nice``), and the zygote replies ``{"pid": N}`` and later
+``{"exit": code}``. The launcher forwards SIGTERM/SIGINT to the child and
 exits with the child's code, so to the kubelet it *is* the container process. If the launcher dies
 (SIGKILL after the grace period), the zygote kills the child; if the zygote dies, children die too
 (PR_SET_PDEATHSIG). Without a reachable zygote the launcher serves in-process (logged), so the zygote is a
@@ -22,6 +26,7 @@ import array
 import contextlib
 import ctypes
 import errno
+import importlib
 import json
 import logging
 import os
@@ -37,24 +42,33 @@ from pathlib import Path
 
 ZYGOTE_ENV = "ACK_SANDBOX_TF_ZYGOTE"
 READY_LINE = "tf-zygote ready"
+DEFAULT_MODULE = "ack_sandbox.runtimes.tfserving"
+# What a child may run: each module has a ``main()`` reading ``sys.argv[1:]``; all are imported up front.
+RUNTIME_MODULES = (
+    DEFAULT_MODULE,
+    "ack_sandbox.runtimes.seldon_executor",
+    "ack_sandbox.runtimes.seldon_tfserving_proxy",
+    "ack_sandbox.runtimes.http_echo",
+)
 log = logging.getLogger("ack_sandbox.tf_zygote")
 
 
 # --- launcher side ----------------------------------------------------------------------------------
 
 
-def launch(socket_path: str, argv: list[str]) -> int | None:
-    """Run the TF Serving main in a zygote child; ``None`` if the zygote is not reachable (serve in-process)."""
+def launch(socket_path: str, argv: list[str], module: str = DEFAULT_MODULE) -> int | None:
+    """Run ``module``'s main in a zygote child; ``None`` if the zygote is not reachable (run in-process)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(2.0)
     try:
         sock.connect(socket_path)
     except OSError as exc:
         sock.close()
-        log.info("TF zygote at %s not reachable (%s): importing TensorFlow in this process", socket_path, exc)
+        log.info("zygote at %s not reachable (%s): running %s in this process", socket_path, exc, module)
         return None
     sock.settimeout(None)
-    request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
+    request = json.dumps({"module": module, "argv": argv, "env": dict(os.environ), "cwd": os.getcwd(),
+                          "nice": os.getpriority(os.PRIO_PROCESS, 0)}).encode() + b"\n"
     sys.stdout.flush()
     sys.stderr.flush()
     sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [1, 2]))])
@@ -87,7 +101,7 @@ def _exit_code(status: int) -> int:
 
 
 def _child(conn: socket.socket, fds: list[int], req: dict, keep_closed: list[socket.socket]) -> None:
-    """In the forked child: become the container's TF Serving process; never returns."""
+    """In the forked child: become the container's runtime process; never returns."""
     code = 1
     try:
         for s in keep_closed:
@@ -109,9 +123,14 @@ def _child(conn: socket.socket, fds: list[int], req: dict, keep_closed: list[soc
         os.environ.update(req.get("env") or {})
         os.environ.pop(ZYGOTE_ENV, None)
         os.chdir(req.get("cwd") or "/")
-        from ack_sandbox.runtimes import tfserving
-
-        code = tfserving.main(list(req["argv"]))
+        if isinstance(req.get("nice"), int):  # the launcher's priority (start-up priority, see common.py)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, max(req["nice"], os.getpriority(os.PRIO_PROCESS, 0)))
+        module = req.get("module") or DEFAULT_MODULE
+        if module not in RUNTIME_MODULES:
+            raise ValueError(f"zygote runs only {', '.join(RUNTIME_MODULES)}, not {module!r}")
+        sys.argv = [module, *req["argv"]]
+        code = importlib.import_module(module).main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - report anything, then exit like a crashed binary
@@ -134,8 +153,9 @@ def serve(socket_path: str, idle_exit_seconds: float = 0) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     started = time.perf_counter()
     import_tensorflow()
-    import ack_sandbox.runtimes.tfserving  # noqa: F401 - the server code too, so forks start serving at once
-    log.info("TensorFlow imported in %.2f s", time.perf_counter() - started)
+    for module in RUNTIME_MODULES:  # the runtimes' code too, so forks start serving at once
+        importlib.import_module(module)
+    log.info("TensorFlow and the runtimes imported in %.2f s", time.perf_counter() - started)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -62,18 +62,19 @@ class Flags:
     rest_api_timeout_in_ms: int = 30000
     rest_api_num_threads: int = 0
     enable_batching: bool = False
+    enable_model_warmup: bool = True
     version: bool = False
 
 
 _INT_FLAGS = {"port", "rest_api_port", "rest_api_timeout_in_ms", "rest_api_num_threads"}
 _FLOAT_FLAGS = {"file_system_poll_wait_seconds"}
 _STR_FLAGS = {"model_name", "model_base_path", "model_config_file"}
-_BOOL_FLAGS = {"enable_batching", "version"}
+_BOOL_FLAGS = {"enable_batching", "enable_model_warmup", "version"}
 # Accepted and ignored: they change nothing observable over REST in the sandbox.
 _IGNORED_FLAGS = {
     "batching_parameters_file", "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism",
     "tensorflow_inter_op_parallelism", "per_process_gpu_memory_fraction", "saved_model_tags",
-    "grpc_channel_arguments", "enable_model_warmup", "flush_filesystem_caches", "platform_config_file",
+    "grpc_channel_arguments", "flush_filesystem_caches", "platform_config_file",
     "monitoring_config_file", "model_config_file_poll_wait_seconds", "allow_version_labels_for_unavailable_models",
     "xla_cpu_compilation_enabled", "num_load_threads", "num_unload_threads", "max_num_load_retries",
     "load_retry_interval_micros", "enable_signature_method_name_check", "rest_api_enable_cors_support",
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if base_path != flags.model_base_path:
         log.info("(sandbox) %s is mounted from %s", flags.model_base_path, base_path)
-    manager = ModelManager(flags.model_name, base_path)
+    manager = ModelManager(flags.model_name, base_path, warmup=flags.enable_model_warmup)
     return asyncio.run(_run(flags, manager))
 
 

@@ -10,6 +10,8 @@ Mirrors ``tensorflow_serving`` behaviour (sources read: ``model_servers/main.cc`
 - A newer version is loaded *before* the old one is unloaded (AvailabilityPreservingPolicy), so the
   model stays available during a rollout. A version that fails to load ends in state END with its error.
 - Version states: START, LOADING, AVAILABLE, UNLOADING, END (``get_model_status.proto``).
+- A loaded version replays its warmup requests (``assets.extra/tf_serving_warmup_requests``,
+  ``tfserving_warmup.py``) before it becomes AVAILABLE; ``--enable_model_warmup=false`` skips that.
 
 No web code here; ``tfserving.py`` is the wire.
 """
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ack_sandbox.runtimes.tfserving_warmup import WarmupError, run_warmup
 
 log = logging.getLogger("tensorflow_serving")
 
@@ -228,10 +232,12 @@ class VersionState:
 class ModelManager:
     """Serves one model name from one base path, like ``--model_name``/``--model_base_path``."""
 
-    def __init__(self, name: str, base_path: str, *, loader: type[LoadedModel] = LoadedModel) -> None:
+    def __init__(self, name: str, base_path: str, *, loader: type[LoadedModel] = LoadedModel,
+                 warmup: bool = True) -> None:
         self.name = name
         self.base_path = Path(base_path)
         self._loader = loader
+        self._warmup = warmup  # --enable_model_warmup
         self._lock = threading.Lock()
         self._versions: dict[int, VersionState] = {}
         self._last_fs_error: str | None = None
@@ -332,8 +338,11 @@ class ModelManager:
         started = time.perf_counter()
         try:
             model = self._loader(path)
+            if self._warmup:  # before AVAILABLE, as SavedModelBundleFactory does: no request meets a cold model
+                run_warmup(model, path, self.name)
         except Exception as exc:  # noqa: BLE001 - any load failure ends the version with its cause
-            code, message = (exc.code, exc.message) if isinstance(exc, ServingError) else ("UNKNOWN", repr(exc))
+            code, message = ((exc.code, exc.message) if isinstance(exc, (ServingError, WarmupError))
+                             else ("UNKNOWN", repr(exc)))
             with self._lock:
                 state.state, state.error_code, state.error_message = "END", code, message
             log.error("Loading servable: %s failed: %s", servable, message)
