@@ -15,9 +15,7 @@ import asyncio
 import multiprocessing
 import socket
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web

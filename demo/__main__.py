@@ -22,16 +22,18 @@ WORK = Path(os.environ.get("DEMO_DIR", REPO / ".demo"))
 BIN = Path(sys.executable).parent
 TIME_SCALE = float(os.environ.get("DEMO_TIME_SCALE", "30"))
 
-# The deploy run's parameters: the seed's scenario (GPU pool with 30 % pay-as-you-go, 1..N replicas, QPS
-# target 10) with the load sized so the HPA must scale out.
+# The deploy run's parameters: the seed's scenario at its full scale (GPU pool with 30 % pay-as-you-go,
+# 1..10 replicas, QPS target 10) with the load sized so the HPA must scale out to (nearly) all of them:
+# 10 x 10 x 0.95 = 95 req/s offered, which the HPA formula ceil(95 / 10) maps to 10 replicas.
 RUN_CONF: dict = {
     "deployment_name": "fashion-mnist-ecs",
-    "max_replicas": int(os.environ.get("DEMO_MAX_REPLICAS", "5")),
+    "max_replicas": int(os.environ.get("DEMO_MAX_REPLICAS", "10")),
     "qps_target": 10,
     "teardown": False,
     # The cloud's durations compressed by the sandbox's time scale: HPA sync 15 s, SLS metric window + delay
     # 25 s and the 300 s scale-down stabilisation become 0.5 s, 0.8 s and 10 s at x30.
-    "load_test": {"ramp_seconds": 6, "hold_seconds": 24, "fill_factor": 0.8, "rps_per_user": 2, "workers": 0,
+    "load_test": {"ramp_seconds": 6, "hold_seconds": 24, "fill_factor": float(os.environ.get("DEMO_FILL_FACTOR", "0.95")),
+                  "rps_per_user": 2, "workers": 0,
                   "record_interval": 0.5, "scale_in_timeout": 60, "metric_lag_seconds": 25 / TIME_SCALE},
 }
 

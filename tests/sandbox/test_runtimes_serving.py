@@ -482,3 +482,52 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path, pod_ip):
         release.set()
         c.stop()
         unit.shutdown()
+
+
+def test_warmup_requests_run_before_the_version_is_available(pod):
+    """The training code writes TF Serving's warmup file; the stand-in replays it before AVAILABLE, as TF Serving
+    does, so a new replica's first real requests meet a warm model."""
+    warmup = Path(pod["trained"]["path"], "assets.extra", "tf_serving_warmup_requests")
+    assert warmup.is_file() and warmup.stat().st_size > 0
+    logs = pod["tfs"].logs()
+    assert f"Starting to read warmup data for model at {pod['volume']}" in logs
+    assert "Number of warmup records read: 10." in logs
+    assert logs.index("Number of warmup records read") < logs.index("Successfully loaded servable version")
+
+
+def test_a_corrupt_warmup_file_fails_the_load(pod, tmp_path, pod_ip, zygote):
+    version = tmp_path / "models" / "fashion-mnist" / "1"
+    shutil.copytree(pod["trained"]["path"], version)
+    (version / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"\x05\x00\x00\x00not a tfrecord")
+    spec = registry.resolve("tensorflow/serving:2.3.0", None, ["--rest_api_port=8504"],
+                            {"MODEL_NAME": "fashion-mnist", **zygote.env()})
+    c = Container(spec, pod_ip, {"/models": str(tmp_path / "models")}, tmp_path / "log")
+    assert c.proc.wait(timeout=START_DEADLINE) == 134
+    c.stop()
+    logs = c.logs()
+    assert "Loading servable: {name: fashion-mnist version: 1} failed:" in logs
+    assert "Please verify your warmup data is in TFRecord format." in logs
+
+
+def test_zygote_forks_the_seldon_runtimes_and_they_serve_at_the_kubelets_priority(zygote, tmp_path, pod_ip):
+    """Every Python runtime starts as a zygote fork (no aiohttp/numpy import of its own) at the start-up
+    priority the kubelet asks for, and takes the serving priority back once it listens."""
+    import psutil
+
+    env = {**zygote.env(), "ACK_SANDBOX_STARTUP_NICE": "10", "ACK_SANDBOX_SERVING_NICE": str(os.getpriority(
+        os.PRIO_PROCESS, 0))}
+    spec = registry.resolve("hashicorp/http-echo:1.0", None, ["-listen=:5681", "-text=forked"], env)
+    c = Container(spec, pod_ip, {}, tmp_path / "log")
+    try:
+        wait_http(f"http://{pod_ip}:5681/health", c)
+        assert http("GET", f"http://{pod_ip}:5681/")[1] == "forked\n"
+        launcher = psutil.Process(c.proc.pid)
+        server = next(p for p in psutil.Process(zygote.process.pid).children()
+                      if any(conn.laddr.port == 5681 for conn in p.net_connections(kind="tcp")))
+        assert launcher.nice() == 10  # the launcher runs at the start-up priority all along
+        if os.geteuid() == 0:  # giving the priority back needs CAP_SYS_NICE
+            assert server.nice() == os.getpriority(os.PRIO_PROCESS, 0)
+        else:
+            assert server.nice() == 10
+    finally:
+        assert c.stop() == 0

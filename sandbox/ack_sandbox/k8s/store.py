@@ -49,6 +49,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ack_sandbox.k8s import apply, convert, defaults, errors, meta, validation
 from ack_sandbox.k8s.gc import Collector
 from ack_sandbox.k8s.kinds import GR, Key, ResourceType
@@ -67,7 +69,11 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _copy(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
+    """A deep copy of a JSON document (orjson: ~8x faster than the json module, the same document)."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits: the json module copes
+        return json.loads(json.dumps(obj))
 
 
 class Event:

@@ -27,6 +27,8 @@ def listening_ips(proc_file: str = "/proc/net/tcp") -> set[str]:
     except OSError:
         return out
     for line in lines:
+        if " 0A " not in line:  # most sockets are established or in TIME_WAIT: skip them cheaply
+            continue
         parts = line.split()
         if len(parts) > 3 and parts[3] == "0A":
             hex_ip = parts[1].split(":")[0]

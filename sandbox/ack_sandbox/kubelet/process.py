@@ -1,49 +1,37 @@
 """One container = one local process group (asyncio subprocess), with graceful termination.
 
-The process runs in its own session (``start_new_session``) so SIGTERM/SIGKILL reach its children too,
-and asks the kernel to SIGKILL it if the daemon dies (``PR_SET_PDEATHSIG``), so no pod process outlives
-the sandbox. Its pid/pgid is recorded in a pid file so a restarted daemon can reap leftovers.
+The process runs in its own session (``start_new_session``) so SIGTERM/SIGKILL reach its children too.
+It is spawned without a pre-exec hook, so Python uses vfork and the daemon's memory is not copied for each
+container; the container's launcher (``runtimes.launcher``) asks the kernel to SIGKILL it if the daemon dies
+(``PR_SET_PDEATHSIG``), so no pod process outlives the sandbox. Its pid/pgid is recorded in a pid file so a
+restarted daemon can reap leftovers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import functools
 import json
 import os
 import signal
 import time
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
 # A container starts at a low CPU priority (nice 10) and takes the kubelet's own once it serves
 # (runtimes.common.serving_priority): on ACK a new replica starts on a node of its own; here all pods share
 # the machine's cores, and thirty processes starting for a scale-out must not starve the replicas serving.
 # Only with the privilege to give the priority back (root / CAP_SYS_NICE); ACK_SANDBOX_STARTUP_NICE=0 disables.
 STARTUP_NICE = int(os.environ.get("ACK_SANDBOX_STARTUP_NICE", "10"))
+STARTUP_NICE_ENV = "ACK_SANDBOX_STARTUP_NICE"
 SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
 
 
 def startup_priority_env() -> dict[str, str]:
-    """What to add to a container's env so it returns to the kubelet's priority once it serves; empty when
-    start-up priority is off (disabled, or no privilege to give the priority back)."""
+    """What to add to a container's env for the start-up priority (applied by the container's launcher,
+    ``runtimes.launcher``); empty when it is off (disabled, or no privilege to give the priority back)."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
     if STARTUP_NICE <= own or os.geteuid() != 0:
         return {}
-    return {SERVING_NICE_ENV: str(own)}
-
-
-def _child_setup(startup_nice: int | None) -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if startup_nice is not None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, startup_nice)
-        except OSError:
-            pass
+    return {STARTUP_NICE_ENV: str(STARTUP_NICE), SERVING_NICE_ENV: str(own)}
 
 
 class ContainerProcess:
@@ -67,8 +55,7 @@ class ContainerProcess:
         with open(self.log_path, "ab", buffering=0) as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                cwd=str(self.cwd), env=self.env, start_new_session=True,
-                preexec_fn=functools.partial(_child_setup, STARTUP_NICE if SERVING_NICE_ENV in self.env else None))
+                cwd=str(self.cwd), env=self.env, start_new_session=True)
         self.started_at = time.time()
 
     async def wait(self) -> int:

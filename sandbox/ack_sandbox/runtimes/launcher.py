@@ -8,15 +8,34 @@ importing aiohttp, numpy (and TensorFlow) again; otherwise, or when the zygote i
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
 import logging
 import os
+import signal
 import sys
+
+STARTUP_NICE_ENV = "ACK_SANDBOX_STARTUP_NICE"
+_PR_SET_PDEATHSIG = 1
+
+
+def adopt_container_settings() -> None:
+    """What the kubelet asks of every container process, done here so that it can spawn containers without
+    a pre-exec hook: die with the kubelet (``PR_SET_PDEATHSIG``) and start at the start-up CPU priority
+    (``ACK_SANDBOX_STARTUP_NICE``; the runtime takes the serving priority back once it listens)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    nice = os.environ.get(STARTUP_NICE_ENV, "")
+    if nice.isdigit() and int(nice) > os.getpriority(os.PRIO_PROCESS, 0):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, int(nice))
 
 
 def run(module: str, argv: list[str]) -> int:
     from ack_sandbox.runtimes.tf_zygote import RUNTIME_MODULES, ZYGOTE_ENV, launch
 
+    adopt_container_settings()
     if module not in RUNTIME_MODULES:
         print(f"launcher: unknown runtime {module!r} (one of {', '.join(RUNTIME_MODULES)})", file=sys.stderr)
         return 2
