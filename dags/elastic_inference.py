@@ -70,19 +70,15 @@ with DAG(
         ModelUploadOperator(task_id="upload_model", model=_plan("model"), create_bucket=True)
 
     with TaskGroup("volume", tooltip="Seed step 3: OSS-backed PV/PVC") as volume:
-        CreateOssVolumeOperator(task_id="oss_volume", namespace=_plan("serving", "namespace"),
-                                bucket=_plan("model", "bucket"), path="/" + _plan("model", "prefix"),
-                                pv_name=_plan("serving", "pv_name"), pvc_name=_plan("serving", "pvc_name"),
-                                secret_name=_plan("serving", "secret_name"), deferrable=True, timeout=300)
+        CreateOssVolumeOperator(task_id="oss_volume", serving=_plan("serving"), model=_plan("model"),
+                                deferrable=True, timeout=300)
 
     with TaskGroup("serving", tooltip="Seed step 4: SeldonDeployment + HPA") as serving:
         DeploySeldonOperator(task_id="seldon_deployment", serving=_plan("serving"), deferrable=True, timeout=900)
 
     with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
-        create_ingress = CreateIngressOperator(
-            task_id="ingress", namespace=_plan("serving", "namespace"), name=_plan("serving", "name"),
-            service_name=_plan("serving", "predictor_service"), service_port=8000,
-            host=_plan("serving", "ingress_host"), deferrable=True, timeout=300)
+        CreateIngressOperator(task_id="ingress", serving=_plan("serving"), service_port=8000, deferrable=True,
+                              timeout=300)
 
     predict_url = "{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}"
     host_header = "{{ ti.xcom_pull(task_ids='ingress.ingress')['host_header'] }}"

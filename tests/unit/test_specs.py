@@ -184,3 +184,28 @@ def test_plan_returns_the_specs_whole() -> None:
     assert out["serving"]["model_name"] == out["model"]["name"]
     assert out["model"]["samples_path"] == str(Path(__file__).parent.parent / "samples.json")
     assert LoadTestSpec.from_mapping(out["load_test"]).hold_seconds == 10
+
+
+def test_deploy_operators_take_the_serving_and_model_specs_whole(tmp_path: Path) -> None:
+    from elastic_inference.operators.ingress import CreateIngressOperator
+    from elastic_inference.operators.seldon import DeploySeldonOperator
+    from elastic_inference.operators.volume import CreateOssVolumeOperator
+
+    specs = plan_run({**{k: v[0] for k, v in param_specs().items()}, "model_source": str(tmp_path),
+                      "namespace": "ns", "deployment_name": "fm", "ingress_host": "fm.example", "prefix": "m/"})
+    # As the plan's templates render them natively: the dicts themselves (or their text otherwise).
+    volume = CreateOssVolumeOperator(task_id="v", serving=specs["serving"], model=str(specs["model"]))
+    volume.apply_specs()
+    assert (volume.namespace, volume.pv_name, volume.pvc_name, volume.secret_name) == (
+        "ns", "ns-fm-model", "fm-model", "fm-oss")
+    assert (volume.bucket, volume.path) == ("models", "/m")
+    ingress = CreateIngressOperator(task_id="i", serving=specs["serving"])
+    ingress.apply_specs()
+    assert (ingress.namespace, ingress.name, ingress.service_name, ingress.host) == (
+        "ns", "fm", "fm-predictor", "fm.example")
+    seldon = DeploySeldonOperator(task_id="s", serving=specs["serving"], sls_project="p")
+    seldon.apply_spec()
+    seldon.validate()
+    assert (seldon.namespace, seldon.name, seldon.model_name, seldon.pvc_name, seldon.max_replicas) == (
+        "ns", "fm", "fashion-mnist", "fm-model", 10)
+    assert seldon.node_selector == SEED_NODE_POOL["labels"]

@@ -4,7 +4,7 @@ manifest, and the wait (deferred to a watch trigger, or the same watch run in-pr
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from elastic_inference import manifests
 from elastic_inference.hooks.kubernetes import ApplyResult, KubeAccess, KubeHook
 from elastic_inference.k8s_objects import Json, describe
+from elastic_inference.specs.serving import ServingSpec
 from elastic_inference.waits import default_deferrable, defer_timeout, raise_for_event
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 class KubernetesApplyOperator(BaseOperator):
     """Base: apply manifests idempotently, then wait for a terminal state with a watch trigger.
 
+    :param serving: the run's :class:`~elastic_inference.specs.ServingSpec` whole (templated, e.g. the ``plan``
+        task's ``serving``): each operator takes the names it needs from it (namespace, object names); the single
+        keywords still work without it.
     :param namespace: namespace of the objects. (templated)
     :param manifest: YAML (or a ``.yaml``/``.yml``/``.j2`` file on the DAG's template search path, rendered with
         the task context) replacing the default rendered manifest. (templated)
@@ -38,17 +42,20 @@ class KubernetesApplyOperator(BaseOperator):
     :param watch_timeout_seconds: server-side timeout of each watch request (it is resumed after).
     """
 
-    template_fields: Sequence[str] = ("namespace", "manifest", "kubernetes_conn_id", "ack_conn_id", "cluster_id")
+    template_fields: Sequence[str] = ("serving", "namespace", "manifest", "kubernetes_conn_id", "ack_conn_id",
+                                      "cluster_id")
     template_ext: Sequence[str] = (".yaml", ".yml", ".j2")
-    template_fields_renderers = {"manifest": "yaml"}
+    template_fields_renderers = {"manifest": "yaml", "serving": "json"}
     ui_color = "#ff6a00"
 
-    def __init__(self, *, namespace: str = "default", manifest: str | None = None,
+    def __init__(self, *, serving: Mapping[str, Any] | str | None = None, namespace: str = "default",
+                 manifest: str | None = None,
                  template_dir: str | None = None, kubernetes_conn_id: str | None = "kubernetes_default",
                  ack_conn_id: str | None = None, cluster_id: str | None = None, cluster_context: str | None = None,
                  wait_for_completion: bool = True, deferrable: bool | None = None, timeout: float = 600,
                  watch_timeout_seconds: int = 60, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.serving = serving
         self.namespace = namespace
         self.manifest = manifest
         self.template_dir = template_dir
@@ -63,6 +70,14 @@ class KubernetesApplyOperator(BaseOperator):
         self.timeout = float(timeout)
         self.watch_timeout_seconds = watch_timeout_seconds
         self._waiter: InlineWaiter | None = None
+
+    def serving_spec(self) -> ServingSpec | None:
+        """The rendered ``serving`` spec (coerced, its namespace taken), or None when not given."""
+        if self.serving is None:
+            return None
+        spec = ServingSpec.from_mapping(self.serving)
+        self.namespace = spec.namespace
+        return spec
 
     # -- access -------------------------------------------------------------------------------------------
     @property

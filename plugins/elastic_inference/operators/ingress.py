@@ -30,6 +30,9 @@ class CreateIngressOperator(KubernetesApplyOperator):
     ``predict_url`` is ``http://<address>[:port][<path>]/api/v1.0/predictions`` (Seldon protocol). With a
     host rule, send ``Host: <host_header>``.
 
+    With ``serving=`` (see the base class), namespace, name, backend Service (the predictor) and host come from
+    the serving spec.
+
     :param name: Ingress name. (templated)
     :param service_name: backend Service, e.g. the DeploySeldonOperator's ``service`` XCom. (templated)
     :param service_port: backend port (Seldon's http port 8000).
@@ -42,7 +45,8 @@ class CreateIngressOperator(KubernetesApplyOperator):
     template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "service_name", "host",
                                       "path", "ingress_class")
 
-    def __init__(self, *, name: str, service_name: str, service_port: int = 8000, host: str | None = None,
+    def __init__(self, *, name: str | None = None, service_name: str | None = None, service_port: int = 8000,
+                 host: str | None = None,
                  path: str = "/", ingress_class: str | None = None, scheme: str = "http",
                  api_path: str = SELDON_PREDICT_PATH, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -55,10 +59,20 @@ class CreateIngressOperator(KubernetesApplyOperator):
         self.scheme = scheme
         self.api_path = api_path
 
+    def apply_specs(self) -> None:
+        """Take the names from the (rendered) serving spec, when given."""
+        serving = self.serving_spec()
+        if serving is not None:
+            self.name, self.service_name = serving.name, serving.predictor_service
+            self.host = serving.ingress_host
+
     def execute(self, context: Context) -> Any:
+        self.apply_specs()
         if self.manifest:
             objs = self.manifest_objects([])
         else:
+            if not self.name:
+                raise AirflowFailException(f"{self.task_id}: name is empty; pass the Ingress name or serving=")
             if not self.service_name:
                 raise AirflowFailException(f"{self.task_id}: service_name is empty; pass the predictor Service name")
             objs = manifests.render("ingress.yaml.j2", dict(

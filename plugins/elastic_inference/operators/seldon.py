@@ -80,16 +80,13 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         autoscaler says it will not scale up).
     """
 
-    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "serving", "name", "model_name",
-                                      "pvc_name",
+    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "model_name", "pvc_name",
                                       "model_subpath", "model_version", "proxy_image", "serving_image",
                                       "sls_project", "sls_route", "predictor", "gpu_count", "node_selector",
                                       "min_replicas", "max_replicas", "qps_target", "hpa_metric_format")
 
-    template_fields_renderers = {**KubernetesApplyOperator.template_fields_renderers, "serving": "json"}
-
-    def __init__(self, *, serving: dict[str, Any] | str | None = None, name: str | None = None,
-                 model_name: str | None = None, pvc_name: str | None = None, predictor: str = "predictor",
+    def __init__(self, *, name: str | None = None, model_name: str | None = None, pvc_name: str | None = None,
+                 predictor: str = "predictor",
                  model_subpath: str | None = None, model_version: str | int = 1,
                  proxy_image: str = DEFAULT_PROXY_IMAGE, serving_image: str = DEFAULT_SERVING_IMAGE,
                  gpu_count: int = 1, node_selector: dict[str, str] | None = None,
@@ -102,10 +99,9 @@ class DeploySeldonOperator(KubernetesApplyOperator):
                  termination_grace_seconds: int = 1, signature_name: str = "serving_default",
                  unschedulable_grace_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if serving is None and not (name and model_name and pvc_name):
+        if self.serving is None and not (name and model_name and pvc_name):
             raise ValueError(f"{type(self).__name__}: pass serving= (a ServingSpec mapping) or name, model_name and "
                              "pvc_name")
-        self.serving = serving
         self.name: str = name or ""  # set from serving= in execute
         self.model_name: str = model_name or ""
         self.pvc_name: str = pvc_name or ""
@@ -180,9 +176,9 @@ class DeploySeldonOperator(KubernetesApplyOperator):
 
     def apply_spec(self) -> None:
         """Take the (rendered) serving spec's values; explicit keywords the spec does not set stay."""
-        if self.serving is None:
+        spec = self.serving_spec()
+        if spec is None:
             return
-        spec = ServingSpec.from_mapping(self.serving)
         for field, attr in _FROM_SPEC.items():
             setattr(self, attr, getattr(spec, field))
         self.pvc_name = self.pvc_name or spec.pvc_name

@@ -3,7 +3,7 @@ references it (``nodePublishSecretRef``, never inline ``akId``/``akSecret``), an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -12,6 +12,7 @@ from elastic_inference import manifests
 from elastic_inference.hooks.base import deprecated_alias
 from elastic_inference.k8s_objects import Json, secret_manifest
 from elastic_inference.operators._kubernetes import KubernetesApplyOperator
+from elastic_inference.specs.model import ModelSpec
 from elastic_inference.triggers.volume import PvcBoundTrigger
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
     controller rejects the pairing (VolumeMismatch). Returns names, uids and what was done to each object;
     the credentials never leave the Secret (not in logs, XCom or rendered templates).
 
+    With ``serving=`` (see the base class) and ``model=`` (the run's
+    :class:`~elastic_inference.specs.ModelSpec`, templated), namespace, PV, PVC and Secret names come from the
+    serving spec and bucket and path (``/<prefix>``) from the model spec.
+
     :param bucket: OSS bucket holding the models. (templated)
     :param path: directory inside the bucket the volume exposes, e.g. ``/models``. (templated)
     :param pv_name: PersistentVolume name (also the CSI ``volumeHandle``). (templated)
@@ -65,15 +70,18 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         (``alibaba_cloud_conn_id``: its deprecated name.)
     """
 
-    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "bucket", "path", "pv_name",
+    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "model", "bucket", "path", "pv_name",
                                       "pvc_name", "secret_name", "oss_url", "storage")
+    template_fields_renderers = {**KubernetesApplyOperator.template_fields_renderers, "model": "json"}
 
-    def __init__(self, *, bucket: str, pv_name: str, pvc_name: str, path: str = "/models",
+    def __init__(self, *, model: Mapping[str, Any] | str | None = None, bucket: str | None = None,
+                 pv_name: str | None = None, pvc_name: str | None = None, path: str = "/models",
                  secret_name: str | None = None, storage: str = "5Gi", access_mode: str = "ReadOnlyMany",
                  oss_url: str | None = None, other_opts: str = DEFAULT_OTHER_OPTS,
                  secret_conn_id: str | None = None, **kwargs: Any) -> None:
         secret_conn_id = deprecated_alias(kwargs, secret_conn_id, type(self).__name__, new="secret_conn_id")
         super().__init__(**kwargs)
+        self.model = model
         self.bucket = bucket
         self.path = path
         self.pv_name = pv_name
@@ -99,7 +107,18 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         return (manifests.render("pv.yaml.j2", variables, self.template_dir)
                 + manifests.render("pvc.yaml.j2", variables, self.template_dir))
 
+    def apply_specs(self) -> None:
+        """Take the names from the (rendered) serving and model specs, when given."""
+        serving = self.serving_spec()
+        if serving is not None:
+            self.pv_name, self.pvc_name = serving.pv_name, serving.pvc_name
+            self.secret_name = self.secret_name or serving.secret_name
+        if self.model is not None:
+            model = ModelSpec.from_mapping(self.model)
+            self.bucket, self.path = model.bucket, "/" + model.prefix.strip("/")
+
     def execute(self, context: Context) -> Any:
+        self.apply_specs()
         for field in ("bucket", "pv_name", "pvc_name"):
             if not getattr(self, field):
                 raise AirflowFailException(f"{self.task_id}: {field} is empty; pass the {field} to the operator")

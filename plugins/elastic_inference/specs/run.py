@@ -93,8 +93,12 @@ class RunSpecs:
 
 
 def _pick(params: Mapping[str, Any], spec: type[Spec]) -> dict[str, Any]:
-    return {field: params[name] for name, src in _SCALARS.items()
-            if src is not None and src[0] is spec and name in params for field in (src[1],)}
+    """The top-level params that set fields of ``spec``, keyed by field."""
+    out: dict[str, Any] = {}
+    for name, source in _SCALARS.items():
+        if source is not None and source[0] is spec and name in params:
+            out[source[1]] = params[name]
+    return out
 
 
 def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
