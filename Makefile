@@ -25,7 +25,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 setup: $(VENV)/.synced
 
 test: setup
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python -m demo
@@ -34,8 +34,8 @@ bench: setup
 	$(VENV)/bin/python -m benchmarks
 
 # Paths kept in `ruff format` style; the rest of the tree joins as its owners format it.
-LINT_FORMATTED := sandbox/ack_sandbox/cs sandbox/ack_sandbox/k8s sandbox/ack_sandbox/oss $(wildcard tests/helpers.py) \
-	$(filter-out tests/sandbox/test_runtimes_% tests/sandbox/test_ingress_proxy.py,$(wildcard tests/sandbox/*.py))
+LINT_FORMATTED := sandbox benchmarks demo include/training dags/train_fashion_mnist.py tests/conftest.py \
+	$(wildcard tests/helpers.py) tests/sandbox
 
 # ruff (lint + format), mypy on the provider, the import contracts (all configured in pyproject.toml).
 lint: setup

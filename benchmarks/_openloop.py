@@ -19,7 +19,6 @@ import math
 import os
 import resource
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -37,12 +36,13 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def summarise(latencies_ms: list[float]) -> dict[str, float | None]:
     ordered = sorted(latencies_ms)
-    return {f"p{int(q * 100)}_ms": (round(v, 2) if (v := percentile(ordered, q)) is not None else None)
-            for q in (0.50, 0.95, 0.99)}
+    return {
+        f"p{int(q * 100)}_ms": (round(v, 2) if (v := percentile(ordered, q)) is not None else None)
+        for q in (0.50, 0.95, 0.99)
+    }
 
 
-async def run(url: str, rate: float, seconds: float, body: bytes, headers: dict[str, str],
-              window: float) -> dict:
+async def run(url: str, rate: float, seconds: float, body: bytes, headers: dict[str, str], window: float) -> dict:
     total = max(1, round(rate * seconds))
     results: list[tuple[float, float, bool]] = []  # (scheduled offset s, latency ms, ok)
     connector = aiohttp.TCPConnector(limit=512, force_close=False)
@@ -57,7 +57,7 @@ async def run(url: str, rate: float, seconds: float, body: bytes, headers: dict[
                 async with session.post(url, data=body) as resp:
                     await resp.read()
                     ok = resp.status == 200
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 ok = False
             results.append((offset, (loop.time() - (t0 + offset)) * 1000.0, ok))
 
@@ -82,7 +82,9 @@ async def run(url: str, rate: float, seconds: float, body: bytes, headers: dict[
             errs = sum(1 for off, _, ok in results if lo <= off < hi and not ok)
             windows.append({"start_s": round(lo, 3), "ok": len(lat), "errors": errs, **summarise(lat)})
     return {
-        "sent": total, "ok": len(ok_lat), "errors": errors,
+        "sent": total,
+        "ok": len(ok_lat),
+        "errors": errors,
         "achieved_rps": round(len(ok_lat) / elapsed, 2) if elapsed > 0 else None,
         **summarise(ok_lat),
         "client_cpu_s": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 3),

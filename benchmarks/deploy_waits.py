@@ -32,15 +32,35 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _ingress(name: str) -> dict[str, Any]:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
-            "spec": {"ingressClassName": "bench-unserved", "rules": [{"http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "svc", "port": {"number": 8000}}}}]}}]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name},
+        "spec": {
+            "ingressClassName": "bench-unserved",
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "svc", "port": {"number": 8000}}},
+                            }
+                        ]
+                    }
+                }
+            ],
+        },
+    }
 
 
 def _set_address(net: Any, ns: str, name: str) -> float:
-    net.patch_namespaced_ingress_status(name, ns, {"status": {"loadBalancer": {"ingress": [
-        {"ip": "127.0.0.1", "ports": [{"port": 8080, "protocol": "TCP"}]}]}}})
+    net.patch_namespaced_ingress_status(
+        name,
+        ns,
+        {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1", "ports": [{"port": 8080, "protocol": "TCP"}]}]}}},
+    )
     return time.perf_counter()
 
 
@@ -51,8 +71,12 @@ async def watch_rounds(net: Any, ns: str, rounds: int) -> list[float]:
     for i in range(rounds):
         name = f"w{i}"
         net.create_namespaced_ingress(ns, _ingress(name))
-        trigger = IngressAddressTrigger(access={"kubernetes_conn_id": "kubernetes_default"}, namespace=ns, name=name,
-                                        deadline=time.time() + WAIT_DEADLINE)
+        trigger = IngressAddressTrigger(
+            access={"kubernetes_conn_id": "kubernetes_default"},
+            namespace=ns,
+            name=name,
+            deadline=time.time() + WAIT_DEADLINE,
+        )
         task = asyncio.create_task(trigger.wait())
         await asyncio.sleep(0.5)  # let it list and open its watch
         committed = await asyncio.to_thread(_set_address, net, ns, name)
@@ -75,7 +99,9 @@ def poke_rounds(net: Any, ns: str, rounds: int, interval: float) -> list[float]:
         sensor = IngressAddressSensor(task_id=f"p{i}", name=name, namespace=ns, deferrable=False, timeout=WAIT_DEADLINE)
         committed: list[float] = []
         # the write lands at a random phase of the poke cycle, as it would in real life
-        timer = threading.Timer(0.37 + (i * 0.61) % interval, lambda n=name: committed.append(_set_address(net, ns, n)))
+        timer = threading.Timer(
+            0.37 + (i * 0.61) % interval, lambda n=name, c=committed: c.append(_set_address(net, ns, n))
+        )
         timer.start()
         for _ in range(int(WAIT_DEADLINE / interval) + 1):
             if sensor.poke({}).is_done:
@@ -97,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("AIRFLOW_HOME", str(Path(tmp) / "airflow"))
         os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-        from ack_sandbox import cli
         from kubernetes import client, config
+
+        from ack_sandbox import cli
 
         state = Path(tmp) / "sandbox"
         state.mkdir()
@@ -117,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cli.down(state)
     res = {
-        "watch_median_ms": statistics.median(watch) * 1000, "watch_p95_ms": _pct(watch, 0.95) * 1000,
-        "poke_median_ms": statistics.median(poke) * 1000, "poke_p95_ms": _pct(poke, 0.95) * 1000,
+        "watch_median_ms": statistics.median(watch) * 1000,
+        "watch_p95_ms": _pct(watch, 0.95) * 1000,
+        "poke_median_ms": statistics.median(poke) * 1000,
+        "poke_p95_ms": _pct(poke, 0.95) * 1000,
     }
     res["ratio_poke_to_watch_median"] = res["poke_median_ms"] / res["watch_median_ms"]
     for k, v in res.items():

@@ -44,6 +44,7 @@ async def _round(url: str, seconds: float, concurrency: int, headers: dict[str, 
     deadline = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
         async def worker() -> None:
             for _ in range(10_000_000):
                 if time.monotonic() >= deadline:
@@ -76,8 +77,20 @@ def _upstream_process(port: int) -> None:
 
 def _proxy_process(port: int, upstream_port: int) -> None:
     table = RoutingTable()
-    table.replace([Route("bench", "bench", "bench.example.com", "/", "Prefix", "model", 8000,
-                         endpoints=[f"127.0.0.1:{upstream_port}"])])
+    table.replace(
+        [
+            Route(
+                "bench",
+                "bench",
+                "bench.example.com",
+                "/",
+                "Prefix",
+                "model",
+                8000,
+                endpoints=[f"127.0.0.1:{upstream_port}"],
+            )
+        ]
+    )
     proxy = ingress_proxy.Proxy(table)  # the proxy process's request path; its access log is not shipped here
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
@@ -98,8 +111,10 @@ async def _wait_port(port: int) -> None:
 async def run(rounds: int, seconds: float, concurrency: int) -> dict[str, float]:
     up_port, proxy_port = _free_port(), _free_port()
     spawn = multiprocessing.get_context("spawn")
-    procs = [spawn.Process(target=_upstream_process, args=(up_port,), daemon=True),
-             spawn.Process(target=_proxy_process, args=(proxy_port, up_port), daemon=True)]
+    procs = [
+        spawn.Process(target=_upstream_process, args=(up_port,), daemon=True),
+        spawn.Process(target=_proxy_process, args=(proxy_port, up_port), daemon=True),
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -118,8 +133,14 @@ async def run(rounds: int, seconds: float, concurrency: int) -> dict[str, float]
             proc.terminate()
             proc.join(timeout=10)
     med = lambda rows, i: statistics.median(r[i] for r in rows)  # noqa: E731
-    out = {"direct_rps": med(direct, 0), "direct_p50_ms": med(direct, 1), "direct_p95_ms": med(direct, 2),
-           "proxy_rps": med(proxied, 0), "proxy_p50_ms": med(proxied, 1), "proxy_p95_ms": med(proxied, 2)}
+    out = {
+        "direct_rps": med(direct, 0),
+        "direct_p50_ms": med(direct, 1),
+        "direct_p95_ms": med(direct, 2),
+        "proxy_rps": med(proxied, 0),
+        "proxy_p50_ms": med(proxied, 1),
+        "proxy_p95_ms": med(proxied, 2),
+    }
     out["rps_ratio_proxy_over_direct"] = out["proxy_rps"] / out["direct_rps"]
     out["p50_ratio_proxy_over_direct"] = out["proxy_p50_ms"] / out["direct_p50_ms"]
     out["p95_ratio_proxy_over_direct"] = out["proxy_p95_ms"] / out["direct_p95_ms"]
@@ -133,12 +154,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args(argv if argv is not None else [])
     res = asyncio.run(run(args.rounds, args.seconds, args.concurrency))
-    print(f"ingress proxy overhead, {args.rounds} rounds x {args.seconds:g}s, {args.concurrency} connections "
-          f"(medians over rounds)")
-    print(f"  direct : {res['direct_rps']:8.0f} req/s  p50 {res['direct_p50_ms']:6.2f} ms  p95 {res['direct_p95_ms']:6.2f} ms")
-    print(f"  ingress: {res['proxy_rps']:8.0f} req/s  p50 {res['proxy_p50_ms']:6.2f} ms  p95 {res['proxy_p95_ms']:6.2f} ms")
-    print(f"  ratios ingress/direct: req/s {res['rps_ratio_proxy_over_direct']:.2f}  "
-          f"p50 {res['p50_ratio_proxy_over_direct']:.2f}  p95 {res['p95_ratio_proxy_over_direct']:.2f}")
+    print(
+        f"ingress proxy overhead, {args.rounds} rounds x {args.seconds:g}s, {args.concurrency} connections "
+        f"(medians over rounds)"
+    )
+    print(
+        f"  direct : {res['direct_rps']:8.0f} req/s  p50 {res['direct_p50_ms']:6.2f} ms  p95 {res['direct_p95_ms']:6.2f} ms"
+    )
+    print(
+        f"  ingress: {res['proxy_rps']:8.0f} req/s  p50 {res['proxy_p50_ms']:6.2f} ms  p95 {res['proxy_p95_ms']:6.2f} ms"
+    )
+    print(
+        f"  ratios ingress/direct: req/s {res['rps_ratio_proxy_over_direct']:.2f}  "
+        f"p50 {res['p50_ratio_proxy_over_direct']:.2f}  p95 {res['p95_ratio_proxy_over_direct']:.2f}"
+    )
     return 0
 
 

@@ -74,8 +74,11 @@ async def run(base: str, token: str, objects: int, repeats: int, writes: int) ->
         for i in range(writes):
             t = time.perf_counter()
             patch = {"data": {"w": str(i)}}
-            async with http.patch(f"{url}/bench-{i % objects}", data=json.dumps(patch),
-                                  headers={"Content-Type": "application/merge-patch+json"}) as r:
+            async with http.patch(
+                f"{url}/bench-{i % objects}",
+                data=json.dumps(patch),
+                headers={"Content-Type": "application/merge-patch+json"},
+            ) as r:
                 obj = await r.json()
             rvw = obj["metadata"]["resourceVersion"]
             sent[rvw], acked[rvw] = t, time.perf_counter()
@@ -99,9 +102,13 @@ async def run(base: str, token: str, objects: int, repeats: int, writes: int) ->
         t_start = time.perf_counter()
 
         async def one(i: int) -> None:
-            async with http.patch(f"{url}/bench-{i % objects}", data=json.dumps({"data": {"b": str(i)}}),
-                                  headers={"Content-Type": "application/merge-patch+json"}) as r:
+            async with http.patch(
+                f"{url}/bench-{i % objects}",
+                data=json.dumps({"data": {"b": str(i)}}),
+                headers={"Content-Type": "application/merge-patch+json"},
+            ) as r:
                 await r.read()
+
         await asyncio.gather(*(one(i) for i in range(writes_burst)))
         await asyncio.wait_for(all_seen.wait(), PHASE_TIMEOUT)
         out["watch_burst_events_per_s"] = writes_burst / (max(seen.values()) - t_start)
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writes", type=int, default=300)
     args = parser.parse_args(argv)
     from ack_sandbox import cli
+
     with tempfile.TemporaryDirectory(prefix="k8s-bench-") as tmp:
         state = Path(tmp)
         endpoints = cli.up(state, time_scale=30)

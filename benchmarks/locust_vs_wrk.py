@@ -41,8 +41,9 @@ def serve(port: int) -> None:
     async def predict(request: web.Request) -> web.Response:
         body = await request.json()
         k = int(round(body["data"]["ndarray"][0][0])) % 10
-        return web.json_response({"data": {"names": [f"t:{i}" for i in range(10)],
-                                           "ndarray": [[1.0 if i == k else 0.0 for i in range(10)]]}})
+        return web.json_response(
+            {"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [[1.0 if i == k else 0.0 for i in range(10)]]}}
+        )
 
     app = web.Application()
     app.router.add_post(PATH, predict)
@@ -79,30 +80,58 @@ def _image(label: int) -> list[float]:
 # -- clients --------------------------------------------------------------------------------------------
 def run_locust(url: str, seconds: float, users: int, work: Path, pin: list[str]) -> dict[str, float]:
     payload = work / "payload.json"
-    payload.write_text(json.dumps({"protocol": "seldon", "path": PATH,
-                                   "samples": [{"x": _image(i), "label": i} for i in range(10)]}))
+    payload.write_text(
+        json.dumps({"protocol": "seldon", "path": PATH, "samples": [{"x": _image(i), "label": i} for i in range(10)]})
+    )
     plan = work / "plan.json"
     # One stage at full strength; 1e6 RPS per user means constant_throughput never makes a user wait.
-    plan.write_text(json.dumps({"target_rps": 1e6 * users, "rps_per_user": 1e6,
-                                "stages": [{"end": seconds, "users": users, "spawn_rate": users, "phase": "hold"}]}))
+    plan.write_text(
+        json.dumps(
+            {
+                "target_rps": 1e6 * users,
+                "rps_per_user": 1e6,
+                "stages": [{"end": seconds, "users": users, "spawn_rate": users, "phase": "hold"}],
+            }
+        )
+    )
     summary = work / "summary.json"
     summary.unlink(missing_ok=True)
     env = {**os.environ, "EI_PAYLOAD_FILE": str(payload), "EI_LOAD_PLAN": str(plan), "EI_SUMMARY": str(summary)}
-    cmd = [*pin, sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
-           "--only-summary", "--loglevel", "WARNING"]
-    subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=seconds + 60, check=False)
+    cmd = [
+        *pin,
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        url,
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    subprocess.run(
+        cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 60, check=False
+    )
     data = json.loads(summary.read_text())
     stats = data["stats"]
-    return {"rps": stats["rps"], "requests": stats["requests"], "failures": stats["failures"],
-            "p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"], "mismatches": data["mismatches"]}
+    return {
+        "rps": stats["rps"],
+        "requests": stats["requests"],
+        "failures": stats["failures"],
+        "p50_ms": stats["p50_ms"],
+        "p99_ms": stats["p99_ms"],
+        "mismatches": data["mismatches"],
+    }
 
 
 def run_wrk(url: str, seconds: float, connections: int, work: Path, pin: list[str]) -> dict[str, float]:
     script = work / "post.lua"
     body = json.dumps({"data": {"ndarray": [_image(3)]}})
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = {json.dumps(body)}\n")
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+    )
     cmd = [*pin, "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url + PATH]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -117,8 +146,12 @@ def run_wrk(url: str, seconds: float, connections: int, work: Path, pin: list[st
             return None
         return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
-    return {"rps": float(rps.group(1)), "requests": int(total.group(1)),
-            "failures": int(errors.group(1)) if errors else 0, "p50_ms": ms(p50)}
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)),
+        "failures": int(errors.group(1)) if errors else 0,
+        "p50_ms": ms(p50),
+    }
 
 
 def ensure_wrk(install: bool) -> str | None:
@@ -152,32 +185,46 @@ def main(argv: list[str] | None = None) -> int:
     note = ensure_wrk(args.install_wrk)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([*server_pin, sys.executable, str(Path(__file__).resolve()), "--serve", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*server_pin, sys.executable, str(Path(__file__).resolve()), "--serve", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results: dict[str, list[dict[str, float]]] = {"locust": [], "wrk": []}
     try:
         _wait_port(port)
-        print(f"endpoint {url}{PATH} (aiohttp, {'core 0' if server_pin else 'unpinned'}); client "
-              f"{'on core 1' if client_pin else 'unpinned'}; {args.repeats} x {args.seconds:.0f} s, "
-              f"{args.users} users/connections")
+        print(
+            f"endpoint {url}{PATH} (aiohttp, {'core 0' if server_pin else 'unpinned'}); client "
+            f"{'on core 1' if client_pin else 'unpinned'}; {args.repeats} x {args.seconds:.0f} s, "
+            f"{args.users} users/connections"
+        )
         with tempfile.TemporaryDirectory(prefix="ei-bench-") as tmp:
             for i in range(args.repeats):
                 r = run_locust(url, args.seconds, args.users, Path(tmp), client_pin)
                 results["locust"].append(r)
-                print(f"  locust run {i + 1}: {r['rps']:.0f} req/s ({r['requests']} requests, "
-                      f"{r['failures']} failed, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms)")
+                print(
+                    f"  locust run {i + 1}: {r['rps']:.0f} req/s ({r['requests']} requests, "
+                    f"{r['failures']} failed, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms)"
+                )
                 if note is None:
                     w = run_wrk(url, args.seconds, args.users, Path(tmp), client_pin)
                     results["wrk"].append(w)
-                    print(f"  wrk    run {i + 1}: {w['rps']:.0f} req/s ({w['requests']} requests, "
-                          f"{w['failures']} non-2xx, p50 {w['p50_ms']} ms)")
+                    print(
+                        f"  wrk    run {i + 1}: {w['rps']:.0f} req/s ({w['requests']} requests, "
+                        f"{w['failures']} non-2xx, p50 {w['p50_ms']} ms)"
+                    )
     finally:
         server.terminate()
         server.wait(timeout=10)
 
     locust_median = statistics.median(r["rps"] for r in results["locust"])
-    line: dict[str, object] = {"benchmark": "locust_vs_wrk", "locust_rps_median": round(locust_median, 1),
-                               "users": args.users, "seconds": args.seconds, "repeats": args.repeats}
+    line: dict[str, object] = {
+        "benchmark": "locust_vs_wrk",
+        "locust_rps_median": round(locust_median, 1),
+        "users": args.users,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+    }
     print(f"locust (1 core, our locustfile): median {locust_median:.0f} req/s")
     if note:
         print(note)

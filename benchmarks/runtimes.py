@@ -105,7 +105,9 @@ def measure_start(model_base: Path, work: Path, repeats: int) -> dict[str, list[
     from ack_sandbox.runtimes import registry, tf_zygote
 
     spec = registry.resolve(
-        "tensorflow/serving:2.3.0", None, ["--rest_api_port=8501"],
+        "tensorflow/serving:2.3.0",
+        None,
+        ["--rest_api_port=8501"],
         {"MODEL_NAME": MODEL, "MODEL_BASE_PATH": str(model_base)},
     )
     results: dict[str, list[dict[str, float]]] = {"with-keras": [], "in-process": [], "zygote": []}
@@ -162,22 +164,49 @@ def measure_latency(model_base: Path, work: Path, requests: int) -> dict[str, li
     from training.data import sample_images
 
     images, _ = sample_images(1)
-    tfs = registry.resolve("tensorflow/serving:2.3.0", None, ["--rest_api_port=8501"],
-                           {"MODEL_NAME": MODEL, "MODEL_BASE_PATH": str(model_base)})
+    tfs = registry.resolve(
+        "tensorflow/serving:2.3.0",
+        None,
+        ["--rest_api_port=8501"],
+        {"MODEL_NAME": MODEL, "MODEL_BASE_PATH": str(model_base)},
+    )
     params = [
         {"name": "rest_endpoint", "type": "STRING", "value": "http://127.x.x.x:8501"},
         {"name": "model_name", "type": "STRING", "value": MODEL},
     ]
-    graph = {"name": "tfserving-proxy", "type": "MODEL", "endpoint": {"service_host": "localhost", "service_port": 9000}}
-    proxy = registry.resolve("seldonio/tfserving-proxy_rest:1.3.0", None, None,
-                             {"PREDICTIVE_UNIT_PARAMETERS": json.dumps(params), "SELDON_LOG_LEVEL": "WARNING"})
+    graph = {
+        "name": "tfserving-proxy",
+        "type": "MODEL",
+        "endpoint": {"service_host": "localhost", "service_port": 9000},
+    }
+    proxy = registry.resolve(
+        "seldonio/tfserving-proxy_rest:1.3.0",
+        None,
+        None,
+        {"PREDICTIVE_UNIT_PARAMETERS": json.dumps(params), "SELDON_LOG_LEVEL": "WARNING"},
+    )
     executor = registry.resolve(
-        "seldonio/seldon-core-executor:1.18.2", None,
-        ["--sdep", "bench", "--namespace", "default", "--predictor", "p", "--http_port", "8000", "--log_level", "WARNING"],
+        "seldonio/seldon-core-executor:1.18.2",
+        None,
+        [
+            "--sdep",
+            "bench",
+            "--namespace",
+            "default",
+            "--predictor",
+            "p",
+            "--http_port",
+            "8000",
+            "--log_level",
+            "WARNING",
+        ],
         {"ENGINE_PREDICTOR": base64.b64encode(json.dumps({"name": "p", "graph": graph}).encode()).decode()},
     )
-    procs = [_spawn(tfs, {}, work / "lat-tfs.log"), _spawn(proxy, {}, work / "lat-proxy.log"),
-             _spawn(executor, {}, work / "lat-executor.log")]
+    procs = [
+        _spawn(tfs, {}, work / "lat-tfs.log"),
+        _spawn(proxy, {}, work / "lat-proxy.log"),
+        _spawn(executor, {}, work / "lat-executor.log"),
+    ]
     try:
         _wait_ready(procs[0], 8501, f"/v1/models/{MODEL}")
         _wait_ready(procs[1], 9000, "/ready")
@@ -212,8 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         if base is None:
             base = work / "models"
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "training.train", str(base)], check=True, timeout=600,
-                           env={**os.environ, "PYTHONPATH": str(REPO / "include")}, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "training.train", str(base)],
+                check=True,
+                timeout=600,
+                env={**os.environ, "PYTHONPATH": str(REPO / "include")},
+                capture_output=True,
+            )
             print(f"trained the demo model in {time.perf_counter() - t:.1f} s (process incl. TF import)")
         starts = measure_start(base, work, args.repeats)
         print("TF Serving runtime start (spawn -> model AVAILABLE over REST) and memory, medians:")

@@ -51,8 +51,12 @@ DEPLOYMENT = f"{SDEP}-predictor-0-tfserving-proxy-{MODEL}"
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "sandbox"), str(REPO / "include"), str(REPO)]),
-            "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "sandbox"), str(REPO / "include"), str(REPO)]),
+        "PYTHONWARNINGS": "ignore",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -97,17 +101,31 @@ def _tree_cpu(root_pids: list[int]) -> float:
 
 
 def _load(url: str, rate: float, seconds: float, body: Path, headers: dict[str, str], window: float = 0) -> dict:
-    cmd = [PY, "-m", "benchmarks._openloop", url, "--rate", str(rate), "--seconds", str(seconds),
-           "--body", str(body), "--window", str(window)]
+    cmd = [
+        PY,
+        "-m",
+        "benchmarks._openloop",
+        url,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--body",
+        str(body),
+        "--window",
+        str(window),
+    ]
     for k, v in headers.items():
         cmd += ["--header", f"{k}:{v}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_env(), cwd=REPO,
-                         timeout=seconds + 60).stdout
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, env=_env(), cwd=REPO, timeout=seconds + 60
+    ).stdout
     return json.loads(out)
 
 
-def _measure(url: str, rate: float, seconds: float, body: Path, headers: dict[str, str],
-             server_pids: list[int]) -> dict:
+def _measure(
+    url: str, rate: float, seconds: float, body: Path, headers: dict[str, str], server_pids: list[int]
+) -> dict:
     cpu0 = _tree_cpu(server_pids)
     result = _load(url, rate, seconds, body, headers)
     cpu = _tree_cpu(server_pids) - cpu0
@@ -121,10 +139,12 @@ def _measure(url: str, rate: float, seconds: float, body: Path, headers: dict[st
 @contextmanager
 def echo_server() -> Iterator[tuple[str, list[int]]]:
     port = _free_port()
-    code = ("import sys\nfrom aiohttp import web\n"
-            "async def echo(r):\n    return web.Response(body=await r.read(), content_type='application/json')\n"
-            "app = web.Application()\napp.router.add_post('/{tail:.*}', echo)\n"
-            f"web.run_app(app, host='127.0.0.1', port={port}, access_log=None, print=None)\n")
+    code = (
+        "import sys\nfrom aiohttp import web\n"
+        "async def echo(r):\n    return web.Response(body=await r.read(), content_type='application/json')\n"
+        "app = web.Application()\napp.router.add_post('/{tail:.*}', echo)\n"
+        f"web.run_app(app, host='127.0.0.1', port={port}, access_log=None, print=None)\n"
+    )
     proc = subprocess.Popen([PY, "-c", code], env=_env())
     try:
         url = f"http://127.0.0.1:{port}/echo"
@@ -140,12 +160,23 @@ def tf_serving(model_base: Path) -> Iterator[tuple[str, list[int]]]:
     port = _free_port()
     env = {**_env(), "ACK_SANDBOX_POD_IP": "127.0.0.1"}
     log = open(model_base.parent / "tfserving.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([PY, "-m", "ack_sandbox.runtimes.tfserving", f"--rest_api_port={port}",
-                             f"--model_name={MODEL}", f"--model_base_path={model_base}"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "ack_sandbox.runtimes.tfserving",
+            f"--rest_api_port={port}",
+            f"--model_name={MODEL}",
+            f"--model_base_path={model_base}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        _until("TF Serving stand-in", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
-               120)
+        _until(
+            "TF Serving stand-in", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 120
+        )
         yield f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict", [proc.pid]
     finally:
         proc.terminate()
@@ -164,8 +195,14 @@ class Chain:
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         kubectl = shutil.which("kubectl", path=f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        return subprocess.run([kubectl or "kubectl", "--kubeconfig", str(self.state_dir / "kubeconfig"), *args],
-                              input=stdin, capture_output=True, text=True, check=True, timeout=60).stdout
+        return subprocess.run(
+            [kubectl or "kubectl", "--kubeconfig", str(self.state_dir / "kubeconfig"), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
 
     def up(self) -> None:
         sys.path.insert(0, str(REPO / "sandbox"))
@@ -174,8 +211,9 @@ class Chain:
         self.endpoints = cli.up(self.state_dir, time_scale=30.0)
         self._pool()
         self._model()
-        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                                                           "metadata": {"name": NS}}))
+        self.kubectl(
+            "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        )
         for doc in self._manifests(replicas=1):
             self.kubectl("apply", "-f", "-", stdin=json.dumps(doc))
 
@@ -194,22 +232,40 @@ class Chain:
         from alibabacloud_tea_openapi.utils_models import Config
 
         e = self.endpoints
-        client = Client(Config(access_key_id=e["access_key_id"], access_key_secret=e["access_key_secret"],
-                               endpoint=e["cs"].split("//", 1)[1], protocol="http"))
+        client = Client(
+            Config(
+                access_key_id=e["access_key_id"],
+                access_key_secret=e["access_key_secret"],
+                endpoint=e["cs"].split("//", 1)[1],
+                protocol="http",
+            )
+        )
         vsw = client.describe_cluster_detail(e["cluster_id"]).body.vswitch_ids
         req = cs.CreateClusterNodePoolRequest(
             nodepool_info=cs.CreateClusterNodePoolRequestNodepoolInfo(name=LABEL, type="ess"),
-            auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(enable=True, min_instances=0, max_instances=10,
-                                                                    type="spot"),
+            auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(
+                enable=True, min_instances=0, max_instances=10, type="spot"
+            ),
             kubernetes_config=cs.CreateClusterNodePoolRequestKubernetesConfig(
-                labels=[cs.Tag(key="seldon", value=LABEL)], runtime="containerd"),
+                labels=[cs.Tag(key="seldon", value=LABEL)], runtime="containerd"
+            ),
             scaling_group=cs.CreateClusterNodePoolRequestScalingGroup(
-                instance_types=[GPU_TYPE], vswitch_ids=vsw, instance_charge_type="PostPaid",
-                spot_strategy="SpotAsPriceGo", multi_az_policy="COST_OPTIMIZED", on_demand_base_capacity=0,
-                on_demand_percentage_above_base_capacity=30, compensate_with_on_demand=True))
+                instance_types=[GPU_TYPE],
+                vswitch_ids=vsw,
+                instance_charge_type="PostPaid",
+                spot_strategy="SpotAsPriceGo",
+                multi_az_policy="COST_OPTIMIZED",
+                on_demand_base_capacity=0,
+                on_demand_percentage_above_base_capacity=30,
+                compensate_with_on_demand=True,
+            ),
+        )
         pool_id = client.create_cluster_node_pool(e["cluster_id"], req).body.nodepool_id
-        _until("pool active", lambda: client.describe_cluster_node_pool_detail(
-            e["cluster_id"], pool_id).body.status.state == "active", timeout=60)
+        _until(
+            "pool active",
+            lambda: client.describe_cluster_node_pool_detail(e["cluster_id"], pool_id).body.status.state == "active",
+            timeout=60,
+        )
 
     def _model(self) -> None:
         import oss2
@@ -224,47 +280,136 @@ class Chain:
     def _manifests(self, replicas: int) -> list[dict]:
         """What the DAG applies (include/manifests), written out: Secret, PV, PVC, SeldonDeployment, Ingress."""
         e = self.endpoints
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bench-oss", "namespace": NS},
-                  "stringData": {"akId": e["access_key_id"], "akSecret": e["access_key_secret"]}}
-        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "bench-model"},
-              "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadOnlyMany"],
-                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                       "csi": {"driver": "ossplugin.csi.alibabacloud.com", "volumeHandle": "bench-model",
-                               "nodePublishSecretRef": {"name": "bench-oss", "namespace": NS},
-                               "volumeAttributes": {"bucket": "bench-models", "url": e["oss"], "path": "/models",
-                                                    "otherOpts": "-o max_stat_cache_size=0 -o allow_other"}}}}
-        pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "bench-model", "namespace": NS},
-               "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "5Gi"}},
-                        "storageClassName": "", "volumeName": "bench-model"}}
-        sdep = {"apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
-                "metadata": {"name": SDEP, "namespace": NS},
-                "spec": {"name": SDEP, "predictors": [{
-                    "name": "predictor", "replicas": replicas,
-                    "componentSpecs": [{"spec": {
-                        "containers": [
-                            {"name": "tfserving-proxy", "image": "seldonio/tfserving-proxy_rest:1.3.0",
-                             "env": [{"name": "SELDON_LOG_LEVEL", "value": "INFO"}],
-                             "resources": {"requests": {"cpu": "0.5"}}},
-                            {"name": MODEL, "image": "tensorflow/serving:2.3.0-gpu",
-                             "args": ["--port=8500", "--rest_api_port=8501", f"--model_name={MODEL}",
-                                      f"--model_base_path=/mnt/{MODEL}"],
-                             "volumeMounts": [{"name": "model-storage", "mountPath": "/mnt", "readOnly": True}],
-                             "ports": [{"containerPort": 8501, "protocol": "TCP"}],
-                             "readinessProbe": {"httpGet": {"path": f"/v1/models/{MODEL}", "port": 8501},
-                                                "periodSeconds": 2, "failureThreshold": 3},
-                             "resources": {"limits": {"nvidia.com/gpu": 1}, "requests": {"nvidia.com/gpu": 1}}}],
-                        "nodeSelector": {"seldon": LABEL},
-                        "volumes": [{"name": "model-storage",
-                                     "persistentVolumeClaim": {"claimName": "bench-model", "readOnly": True}}],
-                        "terminationGracePeriodSeconds": 1}}],
-                    "graph": {"name": "tfserving-proxy", "type": "MODEL", "endpoint": {"type": "REST"}, "children": [],
-                              "parameters": [
-                                  {"name": "rest_endpoint", "type": "STRING", "value": "http://localhost:8501"},
-                                  {"name": "model_name", "type": "STRING", "value": MODEL},
-                                  {"name": "signature_name", "type": "STRING", "value": "serving_default"}]}}]}}
-        ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": SDEP, "namespace": NS},
-                   "spec": {"rules": [{"host": HOST, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                       "service": {"name": f"{SDEP}-predictor", "port": {"number": 8000}}}}]}}]}}
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "bench-oss", "namespace": NS},
+            "stringData": {"akId": e["access_key_id"], "akSecret": e["access_key_secret"]},
+        }
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "bench-model"},
+            "spec": {
+                "capacity": {"storage": "5Gi"},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "csi": {
+                    "driver": "ossplugin.csi.alibabacloud.com",
+                    "volumeHandle": "bench-model",
+                    "nodePublishSecretRef": {"name": "bench-oss", "namespace": NS},
+                    "volumeAttributes": {
+                        "bucket": "bench-models",
+                        "url": e["oss"],
+                        "path": "/models",
+                        "otherOpts": "-o max_stat_cache_size=0 -o allow_other",
+                    },
+                },
+            },
+        }
+        pvc = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "bench-model", "namespace": NS},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "resources": {"requests": {"storage": "5Gi"}},
+                "storageClassName": "",
+                "volumeName": "bench-model",
+            },
+        }
+        sdep = {
+            "apiVersion": "machinelearning.seldon.io/v1",
+            "kind": "SeldonDeployment",
+            "metadata": {"name": SDEP, "namespace": NS},
+            "spec": {
+                "name": SDEP,
+                "predictors": [
+                    {
+                        "name": "predictor",
+                        "replicas": replicas,
+                        "componentSpecs": [
+                            {
+                                "spec": {
+                                    "containers": [
+                                        {
+                                            "name": "tfserving-proxy",
+                                            "image": "seldonio/tfserving-proxy_rest:1.3.0",
+                                            "env": [{"name": "SELDON_LOG_LEVEL", "value": "INFO"}],
+                                            "resources": {"requests": {"cpu": "0.5"}},
+                                        },
+                                        {
+                                            "name": MODEL,
+                                            "image": "tensorflow/serving:2.3.0-gpu",
+                                            "args": [
+                                                "--port=8500",
+                                                "--rest_api_port=8501",
+                                                f"--model_name={MODEL}",
+                                                f"--model_base_path=/mnt/{MODEL}",
+                                            ],
+                                            "volumeMounts": [
+                                                {"name": "model-storage", "mountPath": "/mnt", "readOnly": True}
+                                            ],
+                                            "ports": [{"containerPort": 8501, "protocol": "TCP"}],
+                                            "readinessProbe": {
+                                                "httpGet": {"path": f"/v1/models/{MODEL}", "port": 8501},
+                                                "periodSeconds": 2,
+                                                "failureThreshold": 3,
+                                            },
+                                            "resources": {
+                                                "limits": {"nvidia.com/gpu": 1},
+                                                "requests": {"nvidia.com/gpu": 1},
+                                            },
+                                        },
+                                    ],
+                                    "nodeSelector": {"seldon": LABEL},
+                                    "volumes": [
+                                        {
+                                            "name": "model-storage",
+                                            "persistentVolumeClaim": {"claimName": "bench-model", "readOnly": True},
+                                        }
+                                    ],
+                                    "terminationGracePeriodSeconds": 1,
+                                }
+                            }
+                        ],
+                        "graph": {
+                            "name": "tfserving-proxy",
+                            "type": "MODEL",
+                            "endpoint": {"type": "REST"},
+                            "children": [],
+                            "parameters": [
+                                {"name": "rest_endpoint", "type": "STRING", "value": "http://localhost:8501"},
+                                {"name": "model_name", "type": "STRING", "value": MODEL},
+                                {"name": "signature_name", "type": "STRING", "value": "serving_default"},
+                            ],
+                        },
+                    }
+                ],
+            },
+        }
+        ingress = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": SDEP, "namespace": NS},
+            "spec": {
+                "rules": [
+                    {
+                        "host": HOST,
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": f"{SDEP}-predictor", "port": {"number": 8000}}},
+                                }
+                            ]
+                        },
+                    }
+                ]
+            },
+        }
         return [secret, pv, pvc, sdep, ingress]
 
     def scale(self, replicas: int) -> None:
@@ -287,8 +432,13 @@ class Chain:
 
 
 def _train(work: Path) -> Path:
-    subprocess.run([PY, "-m", "training.train", str(work / "models"), "--epochs", "1"], check=True, env=_env(),
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [PY, "-m", "training.train", str(work / "models"), "--epochs", "1"],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=600,
+    )
     return work / "models" / MODEL
 
 
@@ -338,30 +488,44 @@ def main(argv: list[str] | None = None) -> int:
         tf_body, seldon_body = _bodies(work)
         with echo_server() as (url, pids):
             for rate in rates:
-                rows.append({"setup": "(c) aiohttp echo", "offered": rate,
-                             **_measure(url, rate, args.seconds, seldon_body, {}, pids)})
+                rows.append(
+                    {
+                        "setup": "(c) aiohttp echo",
+                        "offered": rate,
+                        **_measure(url, rate, args.seconds, seldon_body, {}, pids),
+                    }
+                )
         with tf_serving(model_base) as (url, pids):
             _load(url, 20, 1, tf_body, {})  # first requests after start
             for rate in rates:
-                rows.append({"setup": "(b) TF Serving", "offered": rate,
-                             **_measure(url, rate, args.seconds, tf_body, {}, pids)})
+                rows.append(
+                    {"setup": "(b) TF Serving", "offered": rate, **_measure(url, rate, args.seconds, tf_body, {}, pids)}
+                )
         chain = Chain(work, model_base)
         chain.up()
         chain.scale(args.replicas)
         chain.wait_ready(args.replicas)
         _load(chain.url, 20, 1, seldon_body, {"Host": HOST})
         for rate in rates:
-            rows.append({"setup": f"(a) chain x{args.replicas}", "offered": rate,
-                         **_measure(chain.url, rate, args.seconds, seldon_body, {"Host": HOST}, chain.daemon_pids)})
+            rows.append(
+                {
+                    "setup": f"(a) chain x{args.replicas}",
+                    "offered": rate,
+                    **_measure(chain.url, rate, args.seconds, seldon_body, {"Host": HOST}, chain.daemon_pids),
+                }
+            )
         _table(rows)
         by = {(r["setup"][:3], r["offered"]): r for r in rows}
         print("\nratios per offered load: (a)/(b) and (b)/(c) of p50, p95 and CPU-seconds per request")
         for rate in rates:
             a, b, c = by[("(a)", rate)], by[("(b)", rate)], by[("(c)", rate)]
-            print(f"  {rate:>5.0f} req/s  p50 {_ratio(a['p50_ms'], b['p50_ms'])} / {_ratio(b['p50_ms'], c['p50_ms'])}"
-                  f"  p95 {_ratio(a['p95_ms'], b['p95_ms'])} / {_ratio(b['p95_ms'], c['p95_ms'])}"
-                  f"  cpu {_ratio(a['cpu_s_per_request'], b['cpu_s_per_request'])} / "
-                  f"{_ratio(b['cpu_s_per_request'], c['cpu_s_per_request'])}", flush=True)
+            print(
+                f"  {rate:>5.0f} req/s  p50 {_ratio(a['p50_ms'], b['p50_ms'])} / {_ratio(b['p50_ms'], c['p50_ms'])}"
+                f"  p95 {_ratio(a['p95_ms'], b['p95_ms'])} / {_ratio(b['p95_ms'], c['p95_ms'])}"
+                f"  cpu {_ratio(a['cpu_s_per_request'], b['cpu_s_per_request'])} / "
+                f"{_ratio(b['cpu_s_per_request'], c['cpu_s_per_request'])}",
+                flush=True,
+            )
         if not args.skip_scale_out:
             _scale_out(chain, seldon_body, args.scale_rate, args.scale_seconds)
     finally:
@@ -376,11 +540,19 @@ def _scale_out(chain: Chain, body: Path, rate: float, seconds: float) -> None:
     import threading
 
     chain.scale(1)
-    _until("back to 1 replica", lambda: chain.ready_replicas() == 1 and len(json.loads(chain.kubectl(
-        "get", "pods", "-n", NS, "-o", "json"))["items"]) == 1, 240, interval=0.5)
+    _until(
+        "back to 1 replica",
+        lambda: (
+            chain.ready_replicas() == 1
+            and len(json.loads(chain.kubectl("get", "pods", "-n", NS, "-o", "json"))["items"]) == 1
+        ),
+        240,
+        interval=0.5,
+    )
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(_load(chain.url, rate, seconds, body, {"Host": HOST},
-                                                                 window=1.0)))
+    runner = threading.Thread(
+        target=lambda: result.update(_load(chain.url, rate, seconds, body, {"Host": HOST}, window=1.0))
+    )
     started = time.monotonic()
     runner.start()
     time.sleep(5)
@@ -395,11 +567,14 @@ def _scale_out(chain: Chain, body: Path, rate: float, seconds: float) -> None:
     runner.join()
     windows = [w for w in result.get("windows", []) if w["ok"]]
     worst = max(windows, key=lambda w: w["p99_ms"] or 0) if windows else {}
-    print(f"\nscale-out 1 -> 10 replicas under {rate:.0f} req/s for {seconds:.0f} s (scaled at "
-          f"{scaled_at - started:.0f} s): achieved {result.get('achieved_rps')} req/s, errors {result.get('errors')}, "
-          f"p50 {result.get('p50_ms')} / p95 {result.get('p95_ms')} / p99 {result.get('p99_ms')} ms; worst 1-s "
-          f"window p99 {worst.get('p99_ms')} ms at {worst.get('start_s')} s; 10 replicas ready "
-          f"{ready_after if ready_after is not None else 'not within the run'} s after scaling", flush=True)
+    print(
+        f"\nscale-out 1 -> 10 replicas under {rate:.0f} req/s for {seconds:.0f} s (scaled at "
+        f"{scaled_at - started:.0f} s): achieved {result.get('achieved_rps')} req/s, errors {result.get('errors')}, "
+        f"p50 {result.get('p50_ms')} / p95 {result.get('p95_ms')} / p99 {result.get('p99_ms')} ms; worst 1-s "
+        f"window p99 {worst.get('p99_ms')} ms at {worst.get('start_s')} s; 10 replicas ready "
+        f"{ready_after if ready_after is not None else 'not within the run'} s after scaling",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

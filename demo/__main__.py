@@ -32,9 +32,16 @@ RUN_CONF: dict = {
     "teardown": False,
     # The cloud's durations compressed by the sandbox's time scale: HPA sync 15 s, SLS metric window + delay
     # 25 s and the 300 s scale-down stabilisation become 0.5 s, 0.8 s and 10 s at x30.
-    "load_test": {"ramp_seconds": 6, "hold_seconds": 24, "fill_factor": float(os.environ.get("DEMO_FILL_FACTOR", "0.95")),
-                  "rps_per_user": 2, "workers": 0,
-                  "record_interval": 0.5, "scale_in_timeout": 60, "metric_lag_seconds": 25 / TIME_SCALE},
+    "load_test": {
+        "ramp_seconds": 6,
+        "hold_seconds": 24,
+        "fill_factor": float(os.environ.get("DEMO_FILL_FACTOR", "0.95")),
+        "rps_per_user": 2,
+        "workers": 0,
+        "record_interval": 0.5,
+        "scale_in_timeout": 60,
+        "metric_lag_seconds": 25 / TIME_SCALE,
+    },
 }
 
 phases: dict[str, float] = {}
@@ -59,21 +66,23 @@ def sandbox_env(state_dir: Path) -> dict[str, str]:
     env = {}
     for line in (state_dir / "airflow.env").read_text().splitlines():
         key, _, value = line.partition("=")
-        env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True,
-                                  check=True).stdout
+        env[key] = subprocess.run(
+            ["bash", "-c", f"printf %s {value}"], capture_output=True, text=True, check=True
+        ).stdout
     return env
 
 
 def airflow(env: dict[str, str], *args: str, log: Path) -> subprocess.CompletedProcess[str]:
     with log.open("w") as out:
-        return subprocess.run([str(BIN / "airflow"), *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                              text=True, timeout=1200)
+        return subprocess.run(
+            [str(BIN / "airflow"), *args], env=env, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=1200
+        )
 
 
 def last_summary(log: Path) -> dict | None:
     for line in reversed(log.read_text(errors="replace").splitlines()):
         if "Summary: {" in line:
-            text = line[line.index("Summary: ") + len("Summary: "):]
+            text = line[line.index("Summary: ") + len("Summary: ") :]
             return json.JSONDecoder().raw_decode(text)[0]
     return None
 
@@ -105,20 +114,33 @@ def main() -> int:
             if r.returncode:
                 raise SystemExit(f"airflow db migrate failed: see {WORK / 'db-migrate.log'}")
         with phase("train (train_fashion_mnist)"):
-            r = airflow(env, "dags", "test", "train_fashion_mnist", "-c", json.dumps({"output_dir": str(models)}),
-                        log=WORK / "train.log")
+            r = airflow(
+                env,
+                "dags",
+                "test",
+                "train_fashion_mnist",
+                "-c",
+                json.dumps({"output_dir": str(models)}),
+                log=WORK / "train.log",
+            )
             if r.returncode:
                 raise SystemExit(f"training failed: see {WORK / 'train.log'}")
         conf = {**RUN_CONF, "model_source": str(models / "fashion-mnist")}
         with phase("deploy, load test, verify (elastic_inference)"):
-            r = airflow(env, "dags", "test", "elastic_inference", "-c", json.dumps(conf),
-                        log=WORK / "elastic_inference.log")
+            r = airflow(
+                env, "dags", "test", "elastic_inference", "-c", json.dumps(conf), log=WORK / "elastic_inference.log"
+            )
         summary = last_summary(WORK / "elastic_inference.log")
         if summary is None:
-            say(f"elastic_inference ended (rc={r.returncode}) without a verification summary: "
-                f"see {WORK / 'elastic_inference.log'}")
-            summary = {"verdict": "failed", "error": f"DAG run failed before verification (rc={r.returncode})",
-                       "log": str(WORK / "elastic_inference.log")}
+            say(
+                f"elastic_inference ended (rc={r.returncode}) without a verification summary: "
+                f"see {WORK / 'elastic_inference.log'}"
+            )
+            summary = {
+                "verdict": "failed",
+                "error": f"DAG run failed before verification (rc={r.returncode})",
+                "log": str(WORK / "elastic_inference.log"),
+            }
     finally:
         with phase("sandbox down"):
             sandbox_cli.down(state_dir)

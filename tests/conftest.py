@@ -60,7 +60,12 @@ def trained_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("savedmodel")
     env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run([sys.executable, "-m", "training.train", str(out), "--epochs", "8"], env=env, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "training.train", str(out), "--epochs", "8"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (out / "fashion-mnist" / "1" / "saved_model.pb").is_file()
     return out

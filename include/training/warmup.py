@@ -44,8 +44,13 @@ def prediction_log(model_name: str, signature_name: str, inputs: dict[str, np.nd
     return _field(6, _field(1, request))  # PredictionLog.predict_log -> PredictLog.request
 
 
-def write_warmup_requests(version_dir: str | Path, model_name: str, input_name: str, images: Iterable[np.ndarray],
-                          signature_name: str = "serving_default") -> Path:
+def write_warmup_requests(
+    version_dir: str | Path,
+    model_name: str,
+    input_name: str,
+    images: Iterable[np.ndarray],
+    signature_name: str = "serving_default",
+) -> Path:
     """Write one single-image Predict request per image (the shape the endpoint is called with)."""
     import tensorflow as tf
 

@@ -19,8 +19,10 @@ class FaultSwitch(Protocol):
 
 def require_admin(request: web.Request, ctx: SandboxContext) -> None:
     if request.headers.get("Authorization") != f"Bearer {ctx.account.access_key_id}":
-        raise web.HTTPUnauthorized(text=json.dumps({"message": "send Authorization: Bearer <demo access_key_id>"}),
-                                   content_type="application/json")
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"message": "send Authorization: Bearer <demo access_key_id>"}),
+            content_type="application/json",
+        )
 
 
 def add_fault_routes(app: web.Application, faults_key: web.AppKey[Any], ctx_key: web.AppKey[SandboxContext]) -> None:

@@ -121,7 +121,8 @@ def credential_store(ctx: SandboxContext) -> CredentialStore:
     """The one store per daemon, created by whichever service asks first."""
     store = ctx.services.get(SERVICE_KEY)
     if store is None:
-        store = CredentialStore(ctx.account.access_key_id, ctx.account.access_key_secret,
-                                ctx.service_dir("sts") / "issued.json")
+        store = CredentialStore(
+            ctx.account.access_key_id, ctx.account.access_key_secret, ctx.service_dir("sts") / "issued.json"
+        )
         ctx.services[SERVICE_KEY] = store
     return store

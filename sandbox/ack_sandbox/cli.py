@@ -67,8 +67,19 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, time_scale: float = 1.0, timeout: fl
         (state_dir / READY_FILE).unlink(missing_ok=True)
         with open(state_dir / "sandbox.log", "ab") as log:
             proc = subprocess.Popen(
-            [sys.executable, "-m", "ack_sandbox.server", "--state-dir", str(state_dir), "--time-scale", str(time_scale)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "ack_sandbox.server",
+                    "--state-dir",
+                    str(state_dir),
+                    "--time-scale",
+                    str(time_scale),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,7 +89,9 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, time_scale: float = 1.0, timeout: fl
         if proc is not None and proc.poll() is not None:
             break  # the daemon exited: its log says why
         time.sleep(0.1)
-    tail = (state_dir / "sandbox.log").read_text(errors="replace")[-2000:] if (state_dir / "sandbox.log").exists() else ""
+    tail = (
+        (state_dir / "sandbox.log").read_text(errors="replace")[-2000:] if (state_dir / "sandbox.log").exists() else ""
+    )
     raise SandboxError(f"sandbox did not come up within {timeout:.0f}s; last log lines:\n{tail}")
 
 

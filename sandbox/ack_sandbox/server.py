@@ -160,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--time-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("ACK_SANDBOX_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("ACK_SANDBOX_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     ctx = SandboxContext.load_or_create(args.state_dir.resolve(), args.time_scale)
     (ctx.state_dir / PID_FILE).write_text(str(os.getpid()))
 

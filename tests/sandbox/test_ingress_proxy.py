@@ -53,9 +53,16 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
 def upstream(name: str) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
         body = await request.read()
-        return web.json_response({"pod": name, "path": request.path_qs, "method": request.method,
-                                  "host": request.host, "xff": request.headers.get("X-Forwarded-For"),
-                                  "body": body.decode()})
+        return web.json_response(
+            {
+                "pod": name,
+                "path": request.path_qs,
+                "method": request.method,
+                "host": request.host,
+                "xff": request.headers.get("X-Forwarded-For"),
+                "body": body.decode(),
+            }
+        )
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
@@ -86,24 +93,46 @@ async def started(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
 
 
 async def add_pod(api: Api, name: str, ip: str, ready: bool = True) -> None:
-    pod = await api.create(PODS, {"metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
-                                  "spec": {"containers": [{"name": "c", "image": "nginx",
-                                                           "ports": [{"name": "http", "containerPort": 1}]}]}})
-    pod["status"] = {"phase": "Running", "podIP": ip,
-                     "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    pod = await api.create(
+        PODS,
+        {
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"name": "http", "containerPort": 1}]}]},
+        },
+    )
+    pod["status"] = {
+        "phase": "Running",
+        "podIP": ip,
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
     await api.update_status(PODS, pod)
 
 
 async def add_route(api: Api, target: int, host: str | None = None) -> None:
-    await api.create(SERVICES, {"metadata": {"name": "web", "namespace": "default"},
-                                "spec": {"selector": {"app": "web"},
-                                         "ports": [{"name": "http", "port": 8000, "targetPort": target}]}})
-    rule: dict[str, Any] = {"http": {"paths": [{"path": "/api", "pathType": "Prefix", "backend": {
-        "service": {"name": "web", "port": {"number": 8000}}}}]}}
+    await api.create(
+        SERVICES,
+        {
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8000, "targetPort": target}]},
+        },
+    )
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": "/api",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 8000}}},
+                }
+            ]
+        }
+    }
     if host:
         rule["host"] = host
-    await api.create(INGRESSES, {"metadata": {"name": "web", "namespace": "default"},
-                                 "spec": {"ingressClassName": "nginx", "rules": [rule]}})
+    await api.create(
+        INGRESSES,
+        {"metadata": {"name": "web", "namespace": "default"}, "spec": {"ingressClassName": "nginx", "rules": [rule]}},
+    )
 
 
 async def routes(env: dict) -> list[dict]:
@@ -149,11 +178,14 @@ async def test_round_robin_to_ready_pods_counts_requests_and_fills_status(tmp_pa
             await asyncio.sleep(0.05)
         assert ingress.stats_of(env["ctx"]).totals()["default-web-8000"] == 50
         window = metrics.external_metric_value_list(
-            env["ctx"], "default", "sls_ingress_qps", SELECTOR + ",sls.query.interval=600,sls.query.delay=0")
+            env["ctx"], "default", "sls_ingress_qps", SELECTOR + ",sls.query.interval=600,sls.query.delay=0"
+        )
         assert window["items"][0]["value"] == str(int(50 / env["ctx"].clock.real_seconds(600)))
         ing = await api.get(INGRESSES, "default", "web")
         port = int(env["url"].rsplit(":", 1)[1])
-        assert ing["status"]["loadBalancer"] == {"ingress": [{"ip": "127.0.0.1", "ports": [{"port": port, "protocol": "TCP"}]}]}
+        assert ing["status"]["loadBalancer"] == {
+            "ingress": [{"ip": "127.0.0.1", "ports": [{"port": port, "protocol": "TCP"}]}]
+        }
 
 
 async def test_nginx_error_pages(tmp_path: Path) -> None:

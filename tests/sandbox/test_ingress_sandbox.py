@@ -62,9 +62,17 @@ def test_requests_through_the_ingress_reach_the_model_and_are_counted(sandbox: d
     # once the proxy's access log has reached the log store (shipped every 0.1 s, as SLS ingests with a lag)
     window_wall = 600 / float(sandbox["time_scale"])
     expected = str(int((sent + 1) / window_wall))
-    body = until("the access log in the metric", lambda: (
-        b := metric(sandbox, ns, {**labels, "sls.query.interval": "600", "sls.query.delay": "0"})
-    )["items"][0]["value"] == expected and b, timeout=10)
+    body = until(
+        "the access log in the metric",
+        lambda: (
+            (b := metric(sandbox, ns, {**labels, "sls.query.interval": "600", "sls.query.delay": "0"}))["items"][0][
+                "value"
+            ]
+            == expected
+            and b
+        ),
+        timeout=10,
+    )
     assert body["kind"] == "ExternalMetricValueList"
     assert body["items"][0]["value"] == expected
     latency = metric(

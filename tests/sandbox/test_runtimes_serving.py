@@ -71,7 +71,9 @@ class Container:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} not logged by {self.spec.family} (rc={self.proc.poll()}):\n{self.logs()[-3000:]}")
+        raise AssertionError(
+            f"{text!r} not logged by {self.spec.family} (rc={self.proc.poll()}):\n{self.logs()[-3000:]}"
+        )
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -103,7 +105,9 @@ def wait_http(url: str, container: Container, deadline: float = START_DEADLINE) 
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if container.proc.poll() is not None:
-            raise AssertionError(f"{container.spec.family} exited rc={container.proc.returncode}:\n{container.logs()[-3000:]}")
+            raise AssertionError(
+                f"{container.spec.family} exited rc={container.proc.returncode}:\n{container.logs()[-3000:]}"
+            )
         try:
             status, body = http("GET", url)
             if status == 200:
@@ -155,7 +159,10 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str):
         train = subprocess.run(
             [sys.executable, "-m", "training.train", str(volume / "arena" / "models"), "--epochs", "8"],
             env={**os.environ, "PYTHONPATH": str(REPO / "include")},
-            capture_output=True, text=True, timeout=300, check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert train.returncode == 0, train.stderr[-3000:]
         trained = json.loads(train.stdout.strip().splitlines()[-1])
@@ -171,20 +178,46 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str):
         proxy = Container(registry.resolve(PROXY_IMAGE, None, None, proxy_env), pod_ip, mounts, root / "proxy.log")
         started.append(proxy)
         executor_args = [
-            "--sdep", "fashion-mnist-ecs", "--namespace", "default", "--predictor", "predictor",
-            "--http_port", "8000", "--grpc_port", "5001", "--protocol", "seldon", "--prometheus_path", "/prometheus",
-            "--server_type", "rpc", "--log_work_buffer_size", "10000", "--log_write_timeout_ms", "2000",
+            "--sdep",
+            "fashion-mnist-ecs",
+            "--namespace",
+            "default",
+            "--predictor",
+            "predictor",
+            "--http_port",
+            "8000",
+            "--grpc_port",
+            "5001",
+            "--protocol",
+            "seldon",
+            "--prometheus_path",
+            "/prometheus",
+            "--server_type",
+            "rpc",
+            "--log_work_buffer_size",
+            "10000",
+            "--log_write_timeout_ms",
+            "2000",
             "--full_health_checks=false",
         ]
         executor = Container(
             registry.resolve(EXECUTOR_IMAGE, None, executor_args, {"ENGINE_PREDICTOR": engine_predictor}),
-            pod_ip, mounts, root / "executor.log",
+            pod_ip,
+            mounts,
+            root / "executor.log",
         )
         started.append(executor)
         wait_http(f"http://{pod_ip}:9000/ready", proxy)
         wait_http(f"http://{pod_ip}:8000/ready", executor)
-        yield {"ip": pod_ip, "tfs": tfs, "proxy": proxy, "executor": executor, "trained": trained,
-               "status": status, "volume": volume}
+        yield {
+            "ip": pod_ip,
+            "tfs": tfs,
+            "proxy": proxy,
+            "executor": executor,
+            "trained": trained,
+            "status": status,
+            "volume": volume,
+        }
     finally:
         for c in reversed(started):
             c.stop()
@@ -227,13 +260,18 @@ def _sample(n: int = 16):
 
 def test_direct_predict_row_and_columnar_classify_real_images(pod):
     images, labels = _sample()
-    status, body = http("POST", f"http://{pod['ip']}:8501/v1/models/fashion-mnist:predict",
-                        {"signature_name": "serving_default", "instances": images})
+    status, body = http(
+        "POST",
+        f"http://{pod['ip']}:8501/v1/models/fashion-mnist:predict",
+        {"signature_name": "serving_default", "instances": images},
+    )
     assert status == 200
     predicted = [argmax(p) for p in body["predictions"]]
     assert sum(p == y for p, y in zip(predicted, labels)) >= 13, (predicted, labels)
     assert all(abs(sum(p) - 1.0) < 1e-3 for p in body["predictions"])  # softmax probabilities
-    status, col = http("POST", f"http://{pod['ip']}:8501/v1/models/fashion-mnist/versions/1:predict", {"inputs": images[:2]})
+    status, col = http(
+        "POST", f"http://{pod['ip']}:8501/v1/models/fashion-mnist/versions/1:predict", {"inputs": images[:2]}
+    )
     assert status == 200 and [argmax(p) for p in col["outputs"]] == predicted[:2]
 
 
@@ -243,12 +281,25 @@ def test_direct_predict_row_and_columnar_classify_real_images(pod):
         ("fashion-mnist:predict", {"instances": [[1.0, 2.0, 3.0]]}, 400, "incompatible with the signature's shape"),
         ("fashion-mnist:predict", b"{not json", 400, "JSON Parse error"),
         ("fashion-mnist:predict", {"images": []}, 400, "Missing 'inputs' or 'instances' key"),
-        ("fashion-mnist:predict", {"signature_name": "nope", "instances": [[0]]}, 400,
-         'Serving signature name: "nope" not found in signature def'),
+        (
+            "fashion-mnist:predict",
+            {"signature_name": "nope", "instances": [[0]]},
+            400,
+            'Serving signature name: "nope" not found in signature def',
+        ),
         ("other:predict", {"instances": [[0]]}, 404, "Servable not found for request: Latest(other)"),
-        ("fashion-mnist/versions/7:predict", {"instances": [[0]]}, 404,
-         "Servable not found for request: Specific(fashion-mnist, 7)"),
-        ("fashion-mnist:explode", {"instances": [[0]]}, 400, "Malformed request: POST /v1/models/fashion-mnist:explode"),
+        (
+            "fashion-mnist/versions/7:predict",
+            {"instances": [[0]]},
+            404,
+            "Servable not found for request: Specific(fashion-mnist, 7)",
+        ),
+        (
+            "fashion-mnist:explode",
+            {"instances": [[0]]},
+            400,
+            "Malformed request: POST /v1/models/fashion-mnist:explode",
+        ),
     ],
 )
 def test_tf_serving_errors_use_its_json_shape_and_codes(pod, path, body, code, message):
@@ -270,11 +321,14 @@ def test_seldon_rest_through_executor_and_proxy_gives_the_same_classes(pod):
     assert body["meta"]["requestPath"] == {"tfserving-proxy": PROXY_IMAGE}
 
     flat = [v for img in images[:2] for row in img for v in row]
-    status, body = http("POST", f"http://{pod['ip']}:8000/api/v1.0/predictions",
-                        {"data": {"tensor": {"shape": [2, 28, 28], "values": flat}}})
+    status, body = http(
+        "POST",
+        f"http://{pod['ip']}:8000/api/v1.0/predictions",
+        {"data": {"tensor": {"shape": [2, 28, 28], "values": flat}}},
+    )
     assert status == 200 and body["data"]["tensor"]["shape"] == [2, 10]
     values = body["data"]["tensor"]["values"]
-    assert [argmax(values[i * 10:(i + 1) * 10]) for i in range(2)] == expected[:2]
+    assert [argmax(values[i * 10 : (i + 1) * 10]) for i in range(2)] == expected[:2]
 
     # The model unit's own endpoint answers the same (what the executor calls).
     status, unit = http("POST", f"http://{pod['ip']}:9000/predict", {"data": {"ndarray": images[:1]}})
@@ -299,12 +353,27 @@ def test_seldon_error_paths(pod):
 
 
 def test_executor_tensorflow_protocol_fronts_tf_serving_directly(pod, tmp_path):
-    graph = {"name": "fashion-mnist", "type": "MODEL",
-             "endpoint": {"type": "REST", "service_host": "localhost", "service_port": 8501}}
+    graph = {
+        "name": "fashion-mnist",
+        "type": "MODEL",
+        "endpoint": {"type": "REST", "service_host": "localhost", "service_port": 8501},
+    }
     predictor = base64.b64encode(json.dumps({"name": "p", "graph": graph}).encode()).decode()
-    args = ["--sdep", "tf", "--namespace", "default", "--predictor", "p", "--http_port", "8001", "--protocol", "tensorflow"]
-    c = Container(registry.resolve(EXECUTOR_IMAGE, None, args, {"ENGINE_PREDICTOR": predictor}), pod["ip"], {},
-                  tmp_path / "log")
+    args = [
+        "--sdep",
+        "tf",
+        "--namespace",
+        "default",
+        "--predictor",
+        "p",
+        "--http_port",
+        "8001",
+        "--protocol",
+        "tensorflow",
+    ]
+    c = Container(
+        registry.resolve(EXECUTOR_IMAGE, None, args, {"ENGINE_PREDICTOR": predictor}), pod["ip"], {}, tmp_path / "log"
+    )
     try:
         wait_http(f"http://{pod['ip']}:8001/ready", c)
         images, _ = _sample(3)
@@ -356,8 +425,9 @@ def test_unloadable_model_aborts_like_tf_check_failure(tmp_path, pod_ip, zygote)
     bad.mkdir(parents=True)
     (bad / "saved_model.pb").write_bytes(b"\x08\x01garbage-not-a-saved-model")
     # MODEL_NAME feeds the image entrypoint's --model_name and --model_base_path=$MODEL_BASE_PATH/$MODEL_NAME.
-    spec = registry.resolve("tensorflow/serving:2.3.0", None, ["--rest_api_port=8503"],
-                            {"MODEL_NAME": "broken", **zygote.env()})
+    spec = registry.resolve(
+        "tensorflow/serving:2.3.0", None, ["--rest_api_port=8503"], {"MODEL_NAME": "broken", **zygote.env()}
+    )
     c = Container(spec, pod_ip, {"/models": str(tmp_path / "models")}, tmp_path / "log")
     assert c.proc.wait(timeout=START_DEADLINE) == 134
     c.stop()
@@ -454,12 +524,17 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path, pod_ip):
     graph = {"name": "slow", "type": "MODEL", "endpoint": {"service_host": pod_ip, "service_port": unit.server_port}}
     predictor = base64.b64encode(json.dumps({"name": "p", "graph": graph}).encode()).decode()
     args = ["--sdep", "s", "--namespace", "default", "--predictor", "p", "--http_port", "8002"]
-    c = Container(registry.resolve(EXECUTOR_IMAGE, None, args, {"ENGINE_PREDICTOR": predictor}), pod_ip, {}, tmp_path / "log")
+    c = Container(
+        registry.resolve(EXECUTOR_IMAGE, None, args, {"ENGINE_PREDICTOR": predictor}), pod_ip, {}, tmp_path / "log"
+    )
     try:
         wait_http(f"http://{pod_ip}:8002/live", c)
         result: dict[str, Any] = {}
-        client = threading.Thread(target=lambda: result.update(
-            reply=http("POST", f"http://{pod_ip}:8002/api/v1.0/predictions", {"data": {"ndarray": [[0]]}})))
+        client = threading.Thread(
+            target=lambda: result.update(
+                reply=http("POST", f"http://{pod_ip}:8002/api/v1.0/predictions", {"data": {"ndarray": [[0]]}})
+            )
+        )
         client.start()
         assert received.wait(timeout=30)
         c.proc.send_signal(signal.SIGTERM)
@@ -499,8 +574,9 @@ def test_a_corrupt_warmup_file_fails_the_load(pod, tmp_path, pod_ip, zygote):
     version = tmp_path / "models" / "fashion-mnist" / "1"
     shutil.copytree(pod["trained"]["path"], version)
     (version / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"\x05\x00\x00\x00not a tfrecord")
-    spec = registry.resolve("tensorflow/serving:2.3.0", None, ["--rest_api_port=8504"],
-                            {"MODEL_NAME": "fashion-mnist", **zygote.env()})
+    spec = registry.resolve(
+        "tensorflow/serving:2.3.0", None, ["--rest_api_port=8504"], {"MODEL_NAME": "fashion-mnist", **zygote.env()}
+    )
     c = Container(spec, pod_ip, {"/models": str(tmp_path / "models")}, tmp_path / "log")
     assert c.proc.wait(timeout=START_DEADLINE) == 134
     c.stop()
@@ -514,16 +590,22 @@ def test_zygote_forks_the_seldon_runtimes_and_they_serve_at_the_kubelets_priorit
     priority the kubelet asks for, and takes the serving priority back once it listens."""
     import psutil
 
-    env = {**zygote.env(), "ACK_SANDBOX_STARTUP_NICE": "10", "ACK_SANDBOX_SERVING_NICE": str(os.getpriority(
-        os.PRIO_PROCESS, 0))}
+    env = {
+        **zygote.env(),
+        "ACK_SANDBOX_STARTUP_NICE": "10",
+        "ACK_SANDBOX_SERVING_NICE": str(os.getpriority(os.PRIO_PROCESS, 0)),
+    }
     spec = registry.resolve("hashicorp/http-echo:1.0", None, ["-listen=:5681", "-text=forked"], env)
     c = Container(spec, pod_ip, {}, tmp_path / "log")
     try:
         wait_http(f"http://{pod_ip}:5681/health", c)
         assert http("GET", f"http://{pod_ip}:5681/")[1] == "forked\n"
         launcher = psutil.Process(c.proc.pid)
-        server = next(p for p in psutil.Process(zygote.process.pid).children()
-                      if any(conn.laddr.port == 5681 for conn in p.net_connections(kind="tcp")))
+        server = next(
+            p
+            for p in psutil.Process(zygote.process.pid).children()
+            if any(conn.laddr.port == 5681 for conn in p.net_connections(kind="tcp"))
+        )
         assert launcher.nice() == 10  # the launcher runs at the start-up priority all along
         if os.geteuid() == 0:  # giving the priority back needs CAP_SYS_NICE
             assert server.nice() == os.getpriority(os.PRIO_PROCESS, 0)

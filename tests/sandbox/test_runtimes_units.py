@@ -101,11 +101,15 @@ def test_unsupported_command_is_an_error_not_a_pull_failure():
 
 
 def test_proxy_and_executor_ports():
-    proxy = registry.resolve("seldonio/tfserving-proxy_rest:1.3.0", None, None, {"PREDICTIVE_UNIT_HTTP_SERVICE_PORT": "9001"})
+    proxy = registry.resolve(
+        "seldonio/tfserving-proxy_rest:1.3.0", None, None, {"PREDICTIVE_UNIT_HTTP_SERVICE_PORT": "9001"}
+    )
     assert proxy.ports == [9001] and proxy.env["PREDICTIVE_UNIT_IMAGE"].endswith(":1.3.0")
     executor = registry.resolve(
-        "seldonio/seldon-core-executor:1.18.2", None,
-        ["--sdep", "s", "--namespace", "n", "--predictor", "p", "--http_port", "8000", "--protocol", "seldon"], {},
+        "seldonio/seldon-core-executor:1.18.2",
+        None,
+        ["--sdep", "s", "--namespace", "n", "--predictor", "p", "--http_port", "8000", "--protocol", "seldon"],
+        {},
     )
     assert executor.ports == [8000]
 
@@ -213,14 +217,22 @@ def test_seldon_bad_data_is_400_with_seldon_status(message):
 
 
 def test_predictive_unit_parameters_types():
-    raw = json.dumps([
-        {"name": "rest_endpoint", "type": "STRING", "value": "http://127.x.x.x:8501"},
-        {"name": "n", "type": "INT", "value": "3"},
-        {"name": "f", "type": "FLOAT", "value": "0.5"},
-        {"name": "b", "type": "BOOL", "value": "true"},
-        {"name": "j", "type": "JSON", "value": "{\"k\": [1]}"},
-    ])
-    assert parse_parameters(raw) == {"rest_endpoint": "http://127.x.x.x:8501", "n": 3, "f": 0.5, "b": True, "j": {"k": [1]}}
+    raw = json.dumps(
+        [
+            {"name": "rest_endpoint", "type": "STRING", "value": "http://127.x.x.x:8501"},
+            {"name": "n", "type": "INT", "value": "3"},
+            {"name": "f", "type": "FLOAT", "value": "0.5"},
+            {"name": "b", "type": "BOOL", "value": "true"},
+            {"name": "j", "type": "JSON", "value": '{"k": [1]}'},
+        ]
+    )
+    assert parse_parameters(raw) == {
+        "rest_endpoint": "http://127.x.x.x:8501",
+        "n": 3,
+        "f": 0.5,
+        "b": True,
+        "j": {"k": [1]},
+    }
     with pytest.raises(ValueError, match="cannot convert"):
         parse_parameters(json.dumps([{"name": "n", "type": "INT", "value": "x"}]))
 
@@ -232,7 +244,11 @@ def test_rest_endpoint_pod_local_hosts_resolve_to_the_pod_ip():
 
 
 def test_executor_graph_defaults_and_flags():
-    graph = {"name": "a", "type": "TRANSFORMER", "children": [{"name": "b", "endpoint": {"service_host": "localhost", "service_port": 9005}}]}
+    graph = {
+        "name": "a",
+        "type": "TRANSFORMER",
+        "children": [{"name": "b", "endpoint": {"service_host": "localhost", "service_port": 9005}}],
+    }
     root = build_graph(graph, "127.0.9.9")
     assert (root.host, root.port, root.type) == ("127.0.9.9", 9000, "TRANSFORMER")
     assert (root.children[0].port, root.children[0].type) == (9005, "MODEL")

@@ -53,7 +53,7 @@ Obj = dict[str, Any]
 class Kind:
     group: str
     version: str
-    resource: str      # plural, as in the URL
+    resource: str  # plural, as in the URL
     kind: str
     namespaced: bool = True
 
@@ -78,8 +78,26 @@ HPAS = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutos
 INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", "Ingress")
 SELDON_DEPLOYMENTS = Kind("machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment")
 
-KINDS_BY_NAME = {k.kind: k for k in (PODS, NODES, EVENTS, SECRETS, SERVICES, ENDPOINTS, CONFIGMAPS, NAMESPACES,
-                                     PVS, PVCS, DEPLOYMENTS, REPLICASETS, HPAS, INGRESSES, SELDON_DEPLOYMENTS)}
+KINDS_BY_NAME = {
+    k.kind: k
+    for k in (
+        PODS,
+        NODES,
+        EVENTS,
+        SECRETS,
+        SERVICES,
+        ENDPOINTS,
+        CONFIGMAPS,
+        NAMESPACES,
+        PVS,
+        PVCS,
+        DEPLOYMENTS,
+        REPLICASETS,
+        HPAS,
+        INGRESSES,
+        SELDON_DEPLOYMENTS,
+    )
+}
 
 
 def now_iso(ts: float | None = None) -> str:
@@ -101,8 +119,14 @@ def is_conflict(exc: BaseException) -> bool:
 
 
 def owner_ref(owner: Obj, kind: Kind, controller: bool = True) -> dict[str, Any]:
-    return {"apiVersion": kind.api_version, "kind": kind.kind, "name": owner["metadata"]["name"],
-            "uid": owner["metadata"]["uid"], "controller": controller, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
 
 
 def controller_of(obj: Obj) -> dict[str, Any] | None:
@@ -138,15 +162,26 @@ class Api:
                 return None
             raise
 
-    async def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-                   field_selector: str | None = None) -> list[Obj]:
+    async def list(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Obj]:
         items, _rv = await self.list_with_rv(kind, namespace, label_selector, field_selector)
         return items
 
-    async def list_with_rv(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-                           field_selector: str | None = None) -> tuple[list[Obj], str]:
-        items, rv = await self.store.list(self._what(kind), namespace=namespace or None,
-                                          label_selector=label_selector, field_selector=field_selector)
+    async def list_with_rv(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], str]:
+        items, rv = await self.store.list(
+            self._what(kind), namespace=namespace or None, label_selector=label_selector, field_selector=field_selector
+        )
         return list(items), str(rv)
 
     async def create(self, kind: Kind, obj: Obj) -> Obj:
@@ -159,21 +194,40 @@ class Api:
         return await self.store.update(obj, field_manager=self.field_manager, what=self._what(kind))
 
     async def update_status(self, kind: Kind, obj: Obj) -> Obj:
-        return await self.store.update(obj, subresource="status", field_manager=self.field_manager,
-                                       what=self._what(kind))
+        return await self.store.update(
+            obj, subresource="status", field_manager=self.field_manager, what=self._what(kind)
+        )
 
     async def patch(self, kind: Kind, namespace: str, name: str, patch: Obj, subresource: str | None = None) -> Obj:
         """A JSON merge patch (RFC 7386) of the object or its ``status`` subresource."""
-        return await self.store.patch(self._what(kind), name, patch, namespace=namespace or None,
-                                      patch_type="merge", subresource=subresource, field_manager=self.field_manager)
+        return await self.store.patch(
+            self._what(kind),
+            name,
+            patch,
+            namespace=namespace or None,
+            patch_type="merge",
+            subresource=subresource,
+            field_manager=self.field_manager,
+        )
 
-    async def delete(self, kind: Kind, namespace: str, name: str, grace_period_seconds: int | None = None,
-                     propagation_policy: str | None = None, uid: str | None = None) -> Obj | None:
+    async def delete(
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        uid: str | None = None,
+    ) -> Obj | None:
         try:
-            return await self.store.delete(self._what(kind), name, namespace=namespace or None,
-                                           grace_period_seconds=grace_period_seconds,
-                                           propagation_policy=propagation_policy,
-                                           preconditions={"uid": uid} if uid else None)
+            return await self.store.delete(
+                self._what(kind),
+                name,
+                namespace=namespace or None,
+                grace_period_seconds=grace_period_seconds,
+                propagation_policy=propagation_policy,
+                preconditions={"uid": uid} if uid else None,
+            )
         except ApiError as exc:
             if exc.code in (404, 409):
                 return None
@@ -186,20 +240,26 @@ class Api:
             return await binder(namespace, name, node_name, uid=uid)
         pod = await self.get(PODS, namespace, name)
         if uid and pod["metadata"].get("uid") != uid:
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": '
-                                            f"the pod's UID changed")
+            raise ApiError(
+                409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": the pod\'s UID changed'
+            )
         if pod.get("spec", {}).get("nodeName"):
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": '
-                                            f"pod {name} is already assigned to node "
-                                            f'"{pod["spec"]["nodeName"]}"')
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods/binding "{name}": '
+                f"pod {name} is already assigned to node "
+                f'"{pod["spec"]["nodeName"]}"',
+            )
         pod["spec"]["nodeName"] = node_name
         pod = await self.update(PODS, pod)
         conds = pod.setdefault("status", {}).setdefault("conditions", [])
         set_condition(conds, "PodScheduled", "True", None, None, probe_time=True)
         return await self.update_status(PODS, pod)
 
-    async def watch(self, kind: Kind, namespace: str | None = None, resource_version: str | None = None
-                    ) -> AsyncIterator[tuple[str, Obj]]:
+    async def watch(
+        self, kind: Kind, namespace: str | None = None, resource_version: str | None = None
+    ) -> AsyncIterator[tuple[str, Obj]]:
         """``(type, obj)`` with type ADDED / MODIFIED / DELETED, from after ``resource_version``."""
         w = self.store.watch(self._what(kind), namespace=namespace or None, since_rv=resource_version)
         try:
@@ -209,8 +269,16 @@ class Api:
             w.close()
 
 
-def set_condition(conditions: list[dict[str, Any]], ctype: str, status: str, reason: str | None = None,
-                  message: str | None = None, *, probe_time: bool = False, ts: float | None = None) -> bool:
+def set_condition(
+    conditions: list[dict[str, Any]],
+    ctype: str,
+    status: str,
+    reason: str | None = None,
+    message: str | None = None,
+    *,
+    probe_time: bool = False,
+    ts: float | None = None,
+) -> bool:
     """Set one condition in a ``status.conditions`` list in place; True when something changed.
 
     ``lastTransitionTime`` moves only when ``status`` flips, as the real controllers do; pods also carry
@@ -262,17 +330,19 @@ class EventRecorder:
         self.api = api
         self.component = component
         self.host = host
-        self._seen: dict[tuple[str, str, str, str, str], tuple[str, str]] = {}   # -> (namespace, event name)
+        self._seen: dict[tuple[str, str, str, str, str], tuple[str, str]] = {}  # -> (namespace, event name)
 
-    async def record(self, obj: Obj, etype: str, reason: str, message: str, *, field_path: str | None = None,
-                     host: str | None = None) -> None:
+    async def record(
+        self, obj: Obj, etype: str, reason: str, message: str, *, field_path: str | None = None, host: str | None = None
+    ) -> None:
         try:
             await self._record(obj, etype, reason, message, field_path, host)
         except Exception:  # events are best-effort, as in client-go
             log.debug("could not record event %s for %s", reason, key_of(obj), exc_info=True)
 
-    async def _record(self, obj: Obj, etype: str, reason: str, message: str, field_path: str | None,
-                      host: str | None) -> None:
+    async def _record(
+        self, obj: Obj, etype: str, reason: str, message: str, field_path: str | None, host: str | None
+    ) -> None:
         meta = obj.get("metadata", {})
         namespace = meta.get("namespace") or "default"
         uid = meta.get("uid", "")
@@ -289,10 +359,14 @@ class EventRecorder:
                     return
                 except ApiError:
                     pass
-        involved: dict[str, Any] = {"kind": obj.get("kind", ""), "namespace": meta.get("namespace", ""),
-                                    "name": meta.get("name", ""), "uid": uid,
-                                    "apiVersion": obj.get("apiVersion", ""),
-                                    "resourceVersion": meta.get("resourceVersion", "")}
+        involved: dict[str, Any] = {
+            "kind": obj.get("kind", ""),
+            "namespace": meta.get("namespace", ""),
+            "name": meta.get("name", ""),
+            "uid": uid,
+            "apiVersion": obj.get("apiVersion", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        }
         if not involved["namespace"]:
             del involved["namespace"]
         if field_path:
@@ -301,11 +375,19 @@ class EventRecorder:
         if host or self.host:
             source["host"] = host or self.host
         event = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"name": f"{meta.get('name', 'unknown')}.{secrets.token_hex(8)}", "namespace": namespace},
-            "involvedObject": involved, "reason": reason, "message": message, "type": etype,
-            "source": source, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-            "reportingComponent": self.component, "reportingInstance": host or self.host or self.component,
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message,
+            "type": etype,
+            "source": source,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "reportingComponent": self.component,
+            "reportingInstance": host or self.host or self.component,
         }
         created = await self.api.create(EVENTS, event)
         if len(self._seen) > 4096:
@@ -377,9 +459,9 @@ class Controller:
     name: str = "controller"
     primary: Kind = PODS
     watches: tuple[Kind, ...] = ()
-    resync: float | None = 300.0           # cloud seconds between full re-queues; None disables
+    resync: float | None = 300.0  # cloud seconds between full re-queues; None disables
     workers: int = 1
-    max_backoff: float = 30.0              # real seconds, the cap of the error back-off
+    max_backoff: float = 30.0  # real seconds, the cap of the error back-off
 
     def __init__(self, ctx: SandboxContext, api: Api | None = None) -> None:
         self.ctx = ctx
@@ -428,7 +510,9 @@ class Controller:
                 self._synced.set()
 
         for kind in (self.primary, *self.watches):
-            self._tasks.append(loop.create_task(self._watch_loop(kind, synced), name=f"{self.name}-watch-{kind.resource}"))
+            self._tasks.append(
+                loop.create_task(self._watch_loop(kind, synced), name=f"{self.name}-watch-{kind.resource}")
+            )
         for i in range(self.workers):
             self._tasks.append(loop.create_task(self._worker(), name=f"{self.name}-worker-{i}"))
         if self.resync:
@@ -507,8 +591,7 @@ class Controller:
                     log.debug("%s: conflict on %s, retrying", self.name, key)
                     backoff = min(0.005 * n, 0.5)
                 else:
-                    log.warning("%s: reconcile %s failed (attempt %d): %s", self.name, key, n, exc,
-                                exc_info=n == 1)
+                    log.warning("%s: reconcile %s failed (attempt %d): %s", self.name, key, n, exc, exc_info=n == 1)
                 self.queue.done(key)
                 self.queue.add_after(key, backoff)
                 continue

@@ -22,8 +22,18 @@ import math
 import time
 from typing import Any
 
-from ack_sandbox.controllers.base import (DEPLOYMENTS, PODS, REPLICASETS, Controller, Key, Kind, Obj, controller_of,
-                                         now_iso, owner_ref)
+from ack_sandbox.controllers.base import (
+    DEPLOYMENTS,
+    PODS,
+    REPLICASETS,
+    Controller,
+    Key,
+    Kind,
+    Obj,
+    controller_of,
+    now_iso,
+    owner_ref,
+)
 from ack_sandbox.k8s.meta import parse_time
 
 log = logging.getLogger("ack_sandbox.controllers.deployment")
@@ -87,8 +97,9 @@ def _revision(rs: Obj) -> int:
         return 0
 
 
-def set_dep_condition(conds: list[dict[str, Any]], ctype: str, status: str, reason: str, message: str,
-                      touch: bool = False) -> None:
+def set_dep_condition(
+    conds: list[dict[str, Any]], ctype: str, status: str, reason: str, message: str, touch: bool = False
+) -> None:
     """Deployment conditions carry lastUpdateTime (moves on every reason change) and lastTransitionTime."""
     now = now_iso()
     for c in conds:
@@ -99,8 +110,16 @@ def set_dep_condition(conds: list[dict[str, Any]], ctype: str, status: str, reas
                 c["lastUpdateTime"] = now
             c.update(status=status, reason=reason, message=message)
             return
-    conds.append({"type": ctype, "status": status, "lastUpdateTime": now, "lastTransitionTime": now,
-                  "reason": reason, "message": message})
+    conds.append(
+        {
+            "type": ctype,
+            "status": status,
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+            "reason": reason,
+            "message": message,
+        }
+    )
 
 
 class DeploymentController(Controller):
@@ -131,8 +150,7 @@ class DeploymentController(Controller):
             return None
         ns = key[0]
         uid = dep["metadata"]["uid"]
-        rss = [rs for rs in await self.api.list(REPLICASETS, ns)
-               if (controller_of(rs) or {}).get("uid") == uid]
+        rss = [rs for rs in await self.api.list(REPLICASETS, ns) if (controller_of(rs) or {}).get("uid") == uid]
         template = dep["spec"].get("template") or {}
         new_rs = next((rs for rs in rss if _template_without_hash(rs) == template), None)
         old = [rs for rs in rss if rs is not new_rs]
@@ -142,8 +160,13 @@ class DeploymentController(Controller):
         if new_rs is None:
             new_rs = await self._create_new_rs(dep, max_rev + 1, old)
             rss.append(new_rs)
-            set_dep_condition(dep.setdefault("status", {}).setdefault("conditions", []), "Progressing", "True",
-                              "NewReplicaSetCreated", f'Created new replica set "{new_rs["metadata"]["name"]}"')
+            set_dep_condition(
+                dep.setdefault("status", {}).setdefault("conditions", []),
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                f'Created new replica set "{new_rs["metadata"]["name"]}"',
+            )
         elif _revision(new_rs) <= max((_revision(r) for r in old), default=0):
             new_rs["metadata"].setdefault("annotations", {})[REVISION] = str(max_rev + 1)
             new_rs = await self.api.update(REPLICASETS, new_rs)
@@ -169,14 +192,21 @@ class DeploymentController(Controller):
         # A brand-new deployment starts its RS at full size; a rollout starts it at 0 and grows it.
         start = replicas if not any(_replicas(rs) for rs in old) else 0
         rs = {
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": f"{dep['metadata']['name']}-{h}", "namespace": dep["metadata"].get("namespace"),
-                         "labels": dict(template["metadata"]["labels"]),
-                         "annotations": {REVISION: str(revision), DESIRED: str(replicas),
-                                         MAX_REPLICAS: str(replicas + surge)},
-                         "ownerReferences": [owner_ref(dep, DEPLOYMENTS)]},
-            "spec": {"replicas": start, "minReadySeconds": int(dep["spec"].get("minReadySeconds") or 0),
-                     "selector": selector, "template": template},
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": f"{dep['metadata']['name']}-{h}",
+                "namespace": dep["metadata"].get("namespace"),
+                "labels": dict(template["metadata"]["labels"]),
+                "annotations": {REVISION: str(revision), DESIRED: str(replicas), MAX_REPLICAS: str(replicas + surge)},
+                "ownerReferences": [owner_ref(dep, DEPLOYMENTS)],
+            },
+            "spec": {
+                "replicas": start,
+                "minReadySeconds": int(dep["spec"].get("minReadySeconds") or 0),
+                "selector": selector,
+                "template": template,
+            },
         }
         created = await self.api.create(REPLICASETS, rs)
         if start:
@@ -200,8 +230,12 @@ class DeploymentController(Controller):
 
     async def _event_scaled(self, dep: Obj, rs: Obj, frm: int, to: int) -> None:
         direction = "up" if to > frm else "down"
-        await self.events.record(dep, "Normal", "ScalingReplicaSet",
-                                 f"Scaled {direction} replica set {rs['metadata']['name']} to {to} from {frm}")
+        await self.events.record(
+            dep,
+            "Normal",
+            "ScalingReplicaSet",
+            f"Scaled {direction} replica set {rs['metadata']['name']} to {to} from {frm}",
+        )
 
     async def _recreate(self, dep: Obj, new_rs: Obj, old: list[Obj]) -> None:
         for rs in old:
@@ -264,7 +298,7 @@ class DeploymentController(Controller):
     async def _cleanup(self, dep: Obj, idle_old: list[Obj]) -> None:
         limit = int(dep["spec"].get("revisionHistoryLimit", 10))
         idle = sorted(idle_old, key=_revision)
-        for rs in idle[:max(0, len(idle) - limit)]:
+        for rs in idle[: max(0, len(idle) - limit)]:
             if (rs.get("status") or {}).get("replicas"):
                 continue
             await self.api.delete(REPLICASETS, rs["metadata"].get("namespace", ""), rs["metadata"]["name"])
@@ -276,51 +310,90 @@ class DeploymentController(Controller):
         total = sum(st(rs, "replicas") for rs in rss)
         available = sum(st(rs, "availableReplicas") for rs in rss)
         status: dict[str, Any] = copy.deepcopy(dep.get("status") or {})
-        status.update({
-            "observedGeneration": dep["metadata"].get("generation", 1),
-            "replicas": total,
-            "updatedReplicas": st(new_rs, "replicas") if new_rs else 0,
-            "readyReplicas": sum(st(rs, "readyReplicas") for rs in rss),
-            "availableReplicas": available,
-            "unavailableReplicas": max(total - available, replicas - available, 0),
-        })
+        status.update(
+            {
+                "observedGeneration": dep["metadata"].get("generation", 1),
+                "replicas": total,
+                "updatedReplicas": st(new_rs, "replicas") if new_rs else 0,
+                "readyReplicas": sum(st(rs, "readyReplicas") for rs in rss),
+                "availableReplicas": available,
+                "unavailableReplicas": max(total - available, replicas - available, 0),
+            }
+        )
         for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"):
             if not status[k]:
                 del status[k]
         conds = status.setdefault("conditions", [])
         if available >= replicas - unavailable_allowed:
-            set_dep_condition(conds, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            set_dep_condition(
+                conds, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+            )
         else:
-            set_dep_condition(conds, "Available", "False", "MinimumReplicasUnavailable",
-                              "Deployment does not have minimum availability.")
+            set_dep_condition(
+                conds,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
         requeue: float | None = None
         if new_rs is not None:
             name = new_rs["metadata"]["name"]
-            complete = (st(new_rs, "replicas") == replicas and st(new_rs, "availableReplicas") == replicas
-                        and not sum(st(rs, "replicas") for rs in old) and _replicas(new_rs) == replicas)
+            complete = (
+                st(new_rs, "replicas") == replicas
+                and st(new_rs, "availableReplicas") == replicas
+                and not sum(st(rs, "replicas") for rs in old)
+                and _replicas(new_rs) == replicas
+            )
             prog = next((c for c in conds if c["type"] == "Progressing"), None)
             deadline = int(dep["spec"].get("progressDeadlineSeconds", 600))
             if complete:
-                set_dep_condition(conds, "Progressing", "True", "NewReplicaSetAvailable",
-                                  f'ReplicaSet "{name}" has successfully progressed.')
+                set_dep_condition(
+                    conds,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    f'ReplicaSet "{name}" has successfully progressed.',
+                )
             elif dep["spec"].get("paused"):
                 set_dep_condition(conds, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused")
             else:
-                last = parse_time((prog or {}).get("lastUpdateTime")) if prog and prog.get("reason") in (
-                    "ReplicaSetUpdated", "NewReplicaSetCreated") else None
+                last = (
+                    parse_time((prog or {}).get("lastUpdateTime"))
+                    if prog and prog.get("reason") in ("ReplicaSetUpdated", "NewReplicaSetCreated")
+                    else None
+                )
                 progressed = self._progressed(dep, status)
                 if prog is not None and prog.get("reason") == "ProgressDeadlineExceeded" and not progressed:
                     requeue = 30.0
-                elif last is not None and not progressed and \
-                        time.time() - last > self.ctx.clock.real_seconds(deadline):
-                    set_dep_condition(conds, "Progressing", "False", "ProgressDeadlineExceeded",
-                                      f'ReplicaSet "{name}" has timed out progressing.')
-                    await self.events.record(dep, "Warning", "ProgressDeadlineExceeded",
-                                             f'Deployment "{dep["metadata"]["name"]}" has timed out progressing.')
+                elif last is not None and not progressed and time.time() - last > self.ctx.clock.real_seconds(deadline):
+                    set_dep_condition(
+                        conds,
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        f'ReplicaSet "{name}" has timed out progressing.',
+                    )
+                    await self.events.record(
+                        dep,
+                        "Warning",
+                        "ProgressDeadlineExceeded",
+                        f'Deployment "{dep["metadata"]["name"]}" has timed out progressing.',
+                    )
                 else:
-                    if progressed or prog is None or prog.get("reason") not in ("ReplicaSetUpdated", "NewReplicaSetCreated"):
-                        set_dep_condition(conds, "Progressing", "True", "ReplicaSetUpdated",
-                                          f'ReplicaSet "{name}" is progressing.', touch=progressed)
+                    if (
+                        progressed
+                        or prog is None
+                        or prog.get("reason") not in ("ReplicaSetUpdated", "NewReplicaSetCreated")
+                    ):
+                        set_dep_condition(
+                            conds,
+                            "Progressing",
+                            "True",
+                            "ReplicaSetUpdated",
+                            f'ReplicaSet "{name}" is progressing.',
+                            touch=progressed,
+                        )
                     requeue = min(float(deadline), 30.0)
         order = {"Available": 0, "Progressing": 1, "ReplicaFailure": 2}
         conds.sort(key=lambda c: order.get(c["type"], 9))
@@ -332,8 +405,9 @@ class DeploymentController(Controller):
 
     @staticmethod
     def _counts(status: dict[str, Any]) -> tuple[int, ...]:
-        return tuple(int(status.get(k, 0)) for k in ("replicas", "updatedReplicas", "readyReplicas",
-                                                      "availableReplicas"))
+        return tuple(
+            int(status.get(k, 0)) for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        )
 
     def _progressed(self, dep: Obj, status: dict[str, Any]) -> bool:
         """Did the rollout move since the last sync (new pods updated/ready/available)?"""

@@ -28,7 +28,8 @@ log = logging.getLogger("ack_sandbox.controllers.hpa")
 def _pod_ready(pod: dict) -> bool:
     st = pod.get("status") or {}
     return st.get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+    )
 
 
 class HpaController(Controller):
@@ -36,8 +37,13 @@ class HpaController(Controller):
     primary = HPAS
     resync = None  # the per-key requeue every sync period replaces the informer resync
 
-    def __init__(self, ctx: SandboxContext, sync_period: float = alg.SYNC_PERIOD_SECONDS,
-                 tolerance: float = alg.TOLERANCE, **kw: Any) -> None:
+    def __init__(
+        self,
+        ctx: SandboxContext,
+        sync_period: float = alg.SYNC_PERIOD_SECONDS,
+        tolerance: float = alg.TOLERANCE,
+        **kw: Any,
+    ) -> None:
         super().__init__(ctx, **kw)
         self.sync_period = sync_period
         self.tolerance = tolerance
@@ -70,7 +76,7 @@ class HpaController(Controller):
         target = None
         error = ""
         if kind is None or kind != DEPLOYMENTS:
-            error = f"no matches for kind \"{ref.get('kind')}\" in group \"{ref.get('apiVersion', '').split('/')[0]}\""
+            error = f'no matches for kind "{ref.get("kind")}" in group "{ref.get("apiVersion", "").split("/")[0]}"'
         else:
             try:
                 target = await self.api.get(DEPLOYMENTS, ns, ref.get("name", ""))
@@ -79,8 +85,14 @@ class HpaController(Controller):
         if target is None:
             await self.events.record(hpa, "Warning", "FailedGetScale", error)
             conds = [dict(c) for c in old_status.get("conditions") or []]
-            alg.set_condition(conds, "AbleToScale", "False", "FailedGetScale",
-                              f"the HPA controller was unable to get the target's current scale: {error}", now_iso())
+            alg.set_condition(
+                conds,
+                "AbleToScale",
+                "False",
+                "FailedGetScale",
+                f"the HPA controller was unable to get the target's current scale: {error}",
+                now_iso(),
+            )
             await self._write_status(hpa, {**old_status, "conditions": conds})
             return
 
@@ -89,8 +101,9 @@ class HpaController(Controller):
         selector = label_selector_string((target.get("spec") or {}).get("selector"))
         ready = 0
         outcomes: list[alg.MetricResult | alg.MetricError] = []
-        needs_ready = any(((m.get("external") or {}).get("target") or {}).get("type") == "Value"
-                          for m in spec.get("metrics") or [])
+        needs_ready = any(
+            ((m.get("external") or {}).get("target") or {}).get("type") == "Value" for m in spec.get("metrics") or []
+        )
         if needs_ready:
             ready = sum(1 for p in await self.api.list(PODS, ns, label_selector=selector) if _pod_ready(p))
         for metric in spec.get("metrics") or []:
@@ -103,23 +116,43 @@ class HpaController(Controller):
         rescaled = False
         if decision.rescale:
             try:
-                await self.api.patch(DEPLOYMENTS, ns, target["metadata"]["name"],
-                                     {"spec": {"replicas": decision.desired_replicas}})
+                await self.api.patch(
+                    DEPLOYMENTS, ns, target["metadata"]["name"], {"spec": {"replicas": decision.desired_replicas}}
+                )
                 rescaled = True
             except ApiError as exc:
                 events = [e for e in events if e[1] != "SuccessfulRescale"]
-                events.append(("Warning", "FailedRescale", f"New size: {decision.desired_replicas}; "
-                                                           f"reason: {decision.reason}; error: {exc.message}"))
-                alg.set_condition(conds, "AbleToScale", "False", "FailedUpdateScale",
-                                  f"the HPA controller was unable to update the target scale: {exc.message}", now_iso())
+                events.append(
+                    (
+                        "Warning",
+                        "FailedRescale",
+                        f"New size: {decision.desired_replicas}; reason: {decision.reason}; error: {exc.message}",
+                    )
+                )
+                alg.set_condition(
+                    conds,
+                    "AbleToScale",
+                    "False",
+                    "FailedUpdateScale",
+                    f"the HPA controller was unable to update the target scale: {exc.message}",
+                    now_iso(),
+                )
         for etype, reason, message in events:
             await self.events.record(hpa, etype, reason, message)
         if rescaled:
-            log.info("Successful rescale of %s/%s, old size: %d, new size: %d, reason: %s", ns, key[1],
-                     decision.current_replicas, decision.desired_replicas, decision.reason)
+            log.info(
+                "Successful rescale of %s/%s, old size: %d, new size: %d, reason: %s",
+                ns,
+                key[1],
+                decision.current_replicas,
+                decision.desired_replicas,
+                decision.reason,
+            )
         new_status: dict[str, Any] = {
             "currentReplicas": decision.current_replicas,
-            "desiredReplicas": decision.desired_replicas if rescaled or not decision.rescale else decision.current_replicas,
+            "desiredReplicas": decision.desired_replicas
+            if rescaled or not decision.rescale
+            else decision.current_replicas,
             "conditions": conds,
         }
         if decision.metric_statuses:
@@ -131,15 +164,22 @@ class HpaController(Controller):
             new_status["lastScaleTime"] = last_scale
         await self._write_status(hpa, new_status)
 
-    def _metric(self, ns: str, metric: dict, spec_replicas: int, status_replicas: int,
-                ready: int) -> alg.MetricResult | alg.MetricError:
+    def _metric(
+        self, ns: str, metric: dict, spec_replicas: int, status_replicas: int, ready: int
+    ) -> alg.MetricResult | alg.MetricError:
         mtype = metric.get("type")
         if mtype != "External":
-            reason = {"Resource": "FailedGetResourceMetric", "Pods": "FailedGetPodsMetric",
-                      "Object": "FailedGetObjectMetric", "ContainerResource": "FailedGetContainerResourceMetric"}
-            return alg.MetricError(reason.get(mtype or "", "InvalidMetricSourceType"),
-                                   f"unable to get metrics for {mtype}: no metrics server runs in this sandbox; "
-                                   f"use an External metric (sls_ingress_qps)")
+            reason = {
+                "Resource": "FailedGetResourceMetric",
+                "Pods": "FailedGetPodsMetric",
+                "Object": "FailedGetObjectMetric",
+                "ContainerResource": "FailedGetContainerResourceMetric",
+            }
+            return alg.MetricError(
+                reason.get(mtype or "", "InvalidMetricSourceType"),
+                f"unable to get metrics for {mtype}: no metrics server runs in this sandbox; "
+                f"use an External metric (sls_ingress_qps)",
+            )
         ext = metric.get("external") or {}
         m = ext.get("metric") or {}
         selector = label_selector_string(m.get("selector"))
@@ -147,9 +187,11 @@ class HpaController(Controller):
             values = external_metric_values(self.ctx, m.get("name", ""), selector)
             return alg.external_metric_result(metric, values, spec_replicas, status_replicas, ready, self.tolerance)
         except ApiError as exc:
-            return alg.MetricError("FailedGetExternalMetric",
-                                   f"failed to get {m.get('name')} external metric: unable to get external metric "
-                                   f"{ns}/{m.get('name')}/{alg.selector_text(m.get('selector'))}: {exc.message}")
+            return alg.MetricError(
+                "FailedGetExternalMetric",
+                f"failed to get {m.get('name')} external metric: unable to get external metric "
+                f"{ns}/{m.get('name')}/{alg.selector_text(m.get('selector'))}: {exc.message}",
+            )
         except (alg.MetricError, ValueError) as exc:
             return exc if isinstance(exc, alg.MetricError) else alg.MetricError("FailedGetExternalMetric", str(exc))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,11 +22,24 @@ DOWNSCALE_STABILISATION_SECONDS = 300
 SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4.0
 
-_SUFFIXES = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-             "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-             "P": Decimal("1e15"), "E": Decimal("1e18"),
-             "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
-             "Pi": Decimal(2**50), "Ei": Decimal(2**60)}
+_SUFFIXES = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
 
 
 class MetricError(Exception):
@@ -54,8 +67,9 @@ def parse_quantity_milli(value: Any) -> int:
     try:
         return math.ceil(Decimal(number) * mult * 1000)
     except InvalidOperation:
-        raise ValueError(f"quantities must match the regular expression "
-                         f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {value!r}") from None
+        raise ValueError(
+            f"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {value!r}"
+        ) from None
 
 
 def format_milli_quantity(milli: int) -> str:
@@ -73,8 +87,9 @@ def format_milli_quantity(milli: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------- replica calculator
-def external_per_pod_replicas(status_replicas: int, target_milli: int, values_milli: list[int],
-                              tolerance: float = TOLERANCE) -> tuple[int, int]:
+def external_per_pod_replicas(
+    status_replicas: int, target_milli: int, values_milli: list[int], tolerance: float = TOLERANCE
+) -> tuple[int, int]:
     """GetExternalPerPodMetricReplicas (AverageValue target): returns (replicas, current averageValue milli).
 
     The metric total is divided by ``status.replicas`` of the scale target (unready pods included).
@@ -91,8 +106,9 @@ def external_per_pod_replicas(status_replicas: int, target_milli: int, values_mi
     return replicas, average
 
 
-def external_value_replicas(spec_replicas: int, ready_pods: int, target_milli: int, values_milli: list[int],
-                            tolerance: float = TOLERANCE) -> tuple[int, int]:
+def external_value_replicas(
+    spec_replicas: int, ready_pods: int, target_milli: int, values_milli: list[int], tolerance: float = TOLERANCE
+) -> tuple[int, int]:
     """GetExternalMetricReplicas (Value target): returns (replicas, current value milli)."""
     total = sum(values_milli)
     usage_ratio = total / target_milli
@@ -122,9 +138,14 @@ class Rules:
         return max((p.period_seconds for p in self.policies), default=0)
 
 
-DEFAULT_SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
-                    "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
-                                 {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+DEFAULT_SCALE_UP = {
+    "stabilizationWindowSeconds": 0,
+    "selectPolicy": "Max",
+    "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15},
+        {"type": "Percent", "value": 100, "periodSeconds": 15},
+    ],
+}
 DEFAULT_SCALE_DOWN = {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}
 
 
@@ -157,7 +178,9 @@ def _rules(raw: dict, default_window: int) -> Rules:
 
 
 # --------------------------------------------------------------------------------------------- conditions
-def set_condition(conditions: list[dict], ctype: str, status: str, reason: str, message: str, now_iso: str) -> list[dict]:
+def set_condition(
+    conditions: list[dict], ctype: str, status: str, reason: str, message: str, now_iso: str
+) -> list[dict]:
     """setConditionInList: update in place (lastTransitionTime only moves when the status changes)."""
     for cond in conditions:
         if cond["type"] == ctype:
@@ -165,13 +188,14 @@ def set_condition(conditions: list[dict], ctype: str, status: str, reason: str, 
                 cond["lastTransitionTime"] = now_iso
             cond.update(status=status, reason=reason, message=message)
             return conditions
-    conditions.append({"type": ctype, "status": status, "lastTransitionTime": now_iso,
-                       "reason": reason, "message": message})
+    conditions.append(
+        {"type": ctype, "status": status, "lastTransitionTime": now_iso, "reason": reason, "message": message}
+    )
     return conditions
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -268,9 +292,15 @@ class Normalized:
     limited_message: str
 
 
-def normalize_without_behavior(memory: HpaMemory, current: int, desired: int, min_replicas: int,
-                               max_replicas: int, now: float,
-                               window: int = DOWNSCALE_STABILISATION_SECONDS) -> Normalized:
+def normalize_without_behavior(
+    memory: HpaMemory,
+    current: int,
+    desired: int,
+    min_replicas: int,
+    max_replicas: int,
+    now: float,
+    window: int = DOWNSCALE_STABILISATION_SECONDS,
+) -> Normalized:
     """normalizeDesiredReplicas: 5-minute downscale stabilisation, then clamp to [min, min(max, max(2*cur, 4))]."""
     stabilized = desired
     cutoff = now - window
@@ -285,18 +315,29 @@ def normalize_without_behavior(memory: HpaMemory, current: int, desired: int, mi
     else:
         memory.recommendations.append((desired, now))
     if stabilized != desired:
-        able = ("ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation")
+        able = (
+            "ScaleDownStabilized",
+            "recent recommendations were higher than current one, applying the highest recent recommendation",
+        )
     else:
         able = ("ReadyForNewScale", "recommended size matches current size")
 
     limit = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
     if max_replicas > limit:
-        maximum, why = limit, ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate")
+        maximum, why = (
+            limit,
+            ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate"),
+        )
     else:
-        maximum, why = max_replicas, ("TooManyReplicas", "the desired replica count is more than the maximum replica count")
+        maximum, why = (
+            max_replicas,
+            ("TooManyReplicas", "the desired replica count is more than the maximum replica count"),
+        )
     if stabilized < min_replicas:
-        final, why = min_replicas, ("TooFewReplicas", "the desired replica count is less than the minimum replica count")
+        final, why = (
+            min_replicas,
+            ("TooFewReplicas", "the desired replica count is less than the minimum replica count"),
+        )
     elif stabilized > maximum:
         final = maximum
     else:
@@ -304,21 +345,32 @@ def normalize_without_behavior(memory: HpaMemory, current: int, desired: int, mi
     return Normalized(final, *able, final != stabilized, *why)
 
 
-def normalize_with_behavior(memory: HpaMemory, behavior: dict, current: int, desired: int, min_replicas: int,
-                            max_replicas: int, now: float,
-                            default_down_window: int = DOWNSCALE_STABILISATION_SECONDS) -> Normalized:
+def normalize_with_behavior(
+    memory: HpaMemory,
+    behavior: dict,
+    current: int,
+    desired: int,
+    min_replicas: int,
+    max_replicas: int,
+    now: float,
+    default_down_window: int = DOWNSCALE_STABILISATION_SECONDS,
+) -> Normalized:
     """normalizeDesiredReplicasWithBehaviors: per-direction stabilisation window, then the policy rate limits."""
     up = _rules(behavior["scaleUp"], 0)
     down = _rules(behavior["scaleDown"], default_down_window)
     # stabilizeRecommendationWithBehaviors
     if desired >= current:
         window, better = up.stabilization_window_seconds, min
-        able = ("ScaleUpStabilized",
-                "recent recommendations were lower than current one, applying the lowest recent recommendation")
+        able = (
+            "ScaleUpStabilized",
+            "recent recommendations were lower than current one, applying the lowest recent recommendation",
+        )
     else:
         window, better = down.stabilization_window_seconds, max
-        able = ("ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation")
+        able = (
+            "ScaleDownStabilized",
+            "recent recommendations were higher than current one, applying the highest recent recommendation",
+        )
     obsolete = now - max(up.stabilization_window_seconds, down.stabilization_window_seconds)
     cutoff = now - window
     stabilized = desired
@@ -335,17 +387,29 @@ def normalize_with_behavior(memory: HpaMemory, behavior: dict, current: int, des
     if stabilized > current:
         limit = max(scale_up_limit(current, memory.scale_up_events, up, now), current)
         if max_replicas > limit:
-            maximum, reason = limit, ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate")
+            maximum, reason = (
+                limit,
+                ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate"),
+            )
         else:
-            maximum, reason = max_replicas, ("TooManyReplicas", "the desired replica count is more than the maximum replica count")
+            maximum, reason = (
+                max_replicas,
+                ("TooManyReplicas", "the desired replica count is more than the maximum replica count"),
+            )
         if stabilized > maximum:
             final, why = maximum, reason
     elif stabilized < current:
         limit = min(scale_down_limit(current, memory.scale_down_events, down, now), current)
         if min_replicas < limit:
-            minimum, reason = limit, ("ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate")
+            minimum, reason = (
+                limit,
+                ("ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate"),
+            )
         else:
-            minimum, reason = min_replicas, ("TooFewReplicas", "the desired replica count is less than the minimum replica count")
+            minimum, reason = (
+                min_replicas,
+                ("TooFewReplicas", "the desired replica count is less than the minimum replica count"),
+            )
         if stabilized < minimum:
             final, why = minimum, reason
     return Normalized(final, *able, final != stabilized, *why)
@@ -364,11 +428,19 @@ def selector_text(selector: dict | None) -> str:
     if not selector:
         return "nil"
     labels = ",".join(f"{k}: {v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
-    return f"&LabelSelector{{MatchLabels:map[string]string{{{labels}}},MatchExpressions:[]LabelSelectorRequirement{{}},}}"
+    return (
+        f"&LabelSelector{{MatchLabels:map[string]string{{{labels}}},MatchExpressions:[]LabelSelectorRequirement{{}},}}"
+    )
 
 
-def external_metric_result(spec: dict, values_milli: list[int], spec_replicas: int, status_replicas: int,
-                           ready_pods: int, tolerance: float = TOLERANCE) -> MetricResult:
+def external_metric_result(
+    spec: dict,
+    values_milli: list[int],
+    spec_replicas: int,
+    status_replicas: int,
+    ready_pods: int,
+    tolerance: float = TOLERANCE,
+) -> MetricResult:
     """computeStatusForExternalMetric for one v2 ``External`` MetricSpec, given the fetched metric values."""
     ext = spec.get("external") or {}
     metric = ext.get("metric") or {}
@@ -377,17 +449,30 @@ def external_metric_result(spec: dict, values_milli: list[int], spec_replicas: i
     label = f"external metric {name}({selector_text(metric.get('selector'))})"
     ident = {"name": name, **({"selector": metric["selector"]} if metric.get("selector") else {})}
     if target.get("averageValue") is not None:
-        replicas, avg = external_per_pod_replicas(status_replicas, parse_quantity_milli(target["averageValue"]),
-                                                  values_milli, tolerance)
-        return MetricResult(replicas, label, {"type": "External", "external": {
-            "metric": ident, "current": {"averageValue": format_milli_quantity(avg)}}})
+        replicas, avg = external_per_pod_replicas(
+            status_replicas, parse_quantity_milli(target["averageValue"]), values_milli, tolerance
+        )
+        return MetricResult(
+            replicas,
+            label,
+            {
+                "type": "External",
+                "external": {"metric": ident, "current": {"averageValue": format_milli_quantity(avg)}},
+            },
+        )
     if target.get("value") is not None:
-        replicas, total = external_value_replicas(spec_replicas, ready_pods, parse_quantity_milli(target["value"]),
-                                                  values_milli, tolerance)
-        return MetricResult(replicas, label, {"type": "External", "external": {
-            "metric": ident, "current": {"value": format_milli_quantity(total)}}})
-    raise MetricError("FailedGetExternalMetric",
-                      "invalid external metric source: neither a value target nor an average value target was set")
+        replicas, total = external_value_replicas(
+            spec_replicas, ready_pods, parse_quantity_milli(target["value"]), values_milli, tolerance
+        )
+        return MetricResult(
+            replicas,
+            label,
+            {"type": "External", "external": {"metric": ident, "current": {"value": format_milli_quantity(total)}}},
+        )
+    raise MetricError(
+        "FailedGetExternalMetric",
+        "invalid external metric source: neither a value target nor an average value target was set",
+    )
 
 
 # --------------------------------------------------------------------------------------------- reconcile
@@ -402,9 +487,16 @@ class Decision:
     events: list[tuple[str, str, str]]  # (type, reason, message)
 
 
-def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
-           metric_outcomes: list[MetricResult | MetricError], memory: HpaMemory, now: float,
-           stamp: str | None = None) -> Decision:
+def decide(
+    hpa: dict,
+    spec_replicas: int,
+    status_replicas: int,
+    ready_pods: int,
+    metric_outcomes: list[MetricResult | MetricError],
+    memory: HpaMemory,
+    now: float,
+    stamp: str | None = None,
+) -> Decision:
     """reconcileAutoscaler after the scale was read: which size to set, the status and conditions to write.
 
     ``metric_outcomes`` holds, per entry of ``spec.metrics``, the computed result or the error fetching it.
@@ -416,8 +508,14 @@ def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
     now_iso = stamp or iso(now)
     conditions = [dict(c) for c in status.get("conditions") or []]
     events: list[tuple[str, str, str]] = []
-    set_condition(conditions, "AbleToScale", "True", "SucceededGetScale",
-                  "the HPA controller was able to get the target's current scale", now_iso)
+    set_condition(
+        conditions,
+        "AbleToScale",
+        "True",
+        "SucceededGetScale",
+        "the HPA controller was able to get the target's current scale",
+        now_iso,
+    )
     current = spec_replicas
     memory.record_initial(current, now)
     min_replicas = spec.get("minReplicas")
@@ -431,8 +529,14 @@ def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
 
     if spec_replicas == 0 and min_replicas != 0:
         desired, rescale = 0, False
-        set_condition(conditions, "ScalingActive", "False", "ScalingDisabled",
-                      "scaling is disabled since the replica count of the target is zero", now_iso)
+        set_condition(
+            conditions,
+            "ScalingActive",
+            "False",
+            "ScalingDisabled",
+            "scaling is disabled since the replica count of the target is zero",
+            now_iso,
+        )
     elif current > max_replicas:
         reason, desired = "Current number of replicas above Spec.MaxReplicas", max_replicas
     elif current < min_replicas:
@@ -449,15 +553,33 @@ def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
                 events.append(("Warning", outcome.reason, str(outcome)))
         if best is None:
             first = errors[0] if errors else MetricError("InvalidMetricSourceType", "no metrics specified")
-            set_condition(conditions, "ScalingActive", "False", first.reason,
-                          f"the HPA was unable to compute the replica count: {first}", now_iso)
-            message = (f"invalid metrics ({len(errors)} invalid out of {len(metric_outcomes)}), "
-                       f"first error is: {first}")
+            set_condition(
+                conditions,
+                "ScalingActive",
+                "False",
+                first.reason,
+                f"the HPA was unable to compute the replica count: {first}",
+                now_iso,
+            )
+            message = f"invalid metrics ({len(errors)} invalid out of {len(metric_outcomes)}), first error is: {first}"
             events.append(("Warning", "FailedComputeMetricsReplicas", message))
-            return Decision(current, int(status.get("desiredReplicas") or 0), False, "",
-                            list(status.get("currentMetrics") or []), conditions, events)
-        set_condition(conditions, "ScalingActive", "True", "ValidMetricFound",
-                      f"the HPA was able to successfully calculate a replica count from {best.name}", now_iso)
+            return Decision(
+                current,
+                int(status.get("desiredReplicas") or 0),
+                False,
+                "",
+                list(status.get("currentMetrics") or []),
+                conditions,
+                events,
+            )
+        set_condition(
+            conditions,
+            "ScalingActive",
+            "True",
+            "ValidMetricFound",
+            f"the HPA was able to successfully calculate a replica count from {best.name}",
+            now_iso,
+        )
         desired = best.replicas
         if desired > current:
             reason = f"{best.name} above target"
@@ -465,14 +587,26 @@ def decide(hpa: dict, spec_replicas: int, status_replicas: int, ready_pods: int,
             reason = "All metrics below target"
         norm = normalize_with_behavior(memory, behavior, current, desired, min_replicas, max_replicas, now)
         set_condition(conditions, "AbleToScale", "True", norm.able_reason, norm.able_message, now_iso)
-        set_condition(conditions, "ScalingLimited", "True" if norm.limited else "False",
-                      norm.limited_reason, norm.limited_message, now_iso)
+        set_condition(
+            conditions,
+            "ScalingLimited",
+            "True" if norm.limited else "False",
+            norm.limited_reason,
+            norm.limited_message,
+            now_iso,
+        )
         desired = norm.replicas
         rescale = desired != current
 
     if rescale:
-        set_condition(conditions, "AbleToScale", "True", "SucceededRescale",
-                      f"the HPA controller was able to update the target scale to {desired}", now_iso)
+        set_condition(
+            conditions,
+            "AbleToScale",
+            "True",
+            "SucceededRescale",
+            f"the HPA controller was able to update the target scale to {desired}",
+            now_iso,
+        )
         events.append(("Normal", "SuccessfulRescale", f"New size: {desired}; reason: {reason}"))
         memory.store_scale_event(behavior, current, desired, now)
     else:

@@ -34,7 +34,15 @@ from ack_sandbox.context import SandboxContext
 from ack_sandbox.controllers.base import INGRESSES, PODS, SERVICES, Controller, Key, Kind, Obj
 from ack_sandbox.controllers.ingress_proxy import TOKEN_ENV
 from ack_sandbox.controllers.ingress_routes import (  # noqa: F401 - re-exported: the routing rules' old home
-    INGRESS_CLASS, Route, RoutingTable, build_routes, host_matches, ready_pod, served, target_port)
+    INGRESS_CLASS,
+    Route,
+    RoutingTable,
+    build_routes,
+    host_matches,
+    ready_pod,
+    served,
+    target_port,
+)
 from ack_sandbox.controllers.route_stats import stats_of
 from ack_sandbox.k8s.errors import ApiError
 
@@ -137,8 +145,9 @@ def control_app(ctx: SandboxContext, token: str) -> web.Application:
         try:
             rows = (await request.json())["records"]
         except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "expected {\"records\": [[route, age_s, seconds, status], ...]}"},
-                                     status=400)
+            return web.json_response(
+                {"error": 'expected {"records": [[route, age_s, seconds, status], ...]}'}, status=400
+            )
         stats, now, scale = stats_of(ctx), ctx.clock.now(), ctx.clock.time_scale
         for route, age, elapsed, status in rows:
             stats.record(str(route), now - float(age) * scale, float(elapsed), int(status))
@@ -154,8 +163,17 @@ class ProxyProcess:
     """Runs ``ingress_proxy`` on the public port and starts it again if it dies, until stopped."""
 
     def __init__(self, ctx: SandboxContext, host: str, port: int, control_url: str, token: str) -> None:
-        self.argv = [sys.executable, "-m", "ack_sandbox.controllers.ingress_proxy", "--host", host,
-                     "--port", str(port), "--control", control_url]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "ack_sandbox.controllers.ingress_proxy",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--control",
+            control_url,
+        ]
         self.env = {**os.environ, TOKEN_ENV: token}
         self.log_path = ctx.service_dir("ingress") / "proxy.log"
         self.host, self.port = host, port
@@ -174,14 +192,17 @@ class ProxyProcess:
                 return
             except OSError:
                 if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeError(f"ingress proxy not listening on {self.host}:{self.port} after "
-                                       f"{ready_timeout:.0f}s; see {self.log_path}") from None
+                    raise RuntimeError(
+                        f"ingress proxy not listening on {self.host}:{self.port} after "
+                        f"{ready_timeout:.0f}s; see {self.log_path}"
+                    ) from None
                 await asyncio.sleep(0.05)
 
     async def _spawn(self) -> None:
         with open(self.log_path, "ab", buffering=0) as out:
-            self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-                                                             stdout=out, stderr=asyncio.subprocess.STDOUT)
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT
+            )
 
     async def _supervise(self) -> None:
         while not self.stopping:
@@ -200,7 +221,7 @@ class ProxyProcess:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self.task is not None:

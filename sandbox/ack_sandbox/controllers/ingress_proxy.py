@@ -42,13 +42,25 @@ TOKEN_ENV = "ACK_SANDBOX_INGRESS_TOKEN"
 UPSTREAM_TIMEOUT = 60.0  # proxy_read_timeout
 FLUSH_INTERVAL = 0.1  # seconds between access-log batches to the daemon
 MAX_PENDING = 200_000  # access-log rows kept while the daemon does not answer
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-              "transfer-encoding", "upgrade", "content-length", "host"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+}
 
 
 def nginx_page(status: int, reason: str) -> web.Response:
-    body = (f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
-            f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+    body = (
+        f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
     return web.Response(status=status, text=body, content_type="text/html", headers={"Server": "nginx"})
 
 
@@ -64,9 +76,11 @@ class Proxy:
     def _session(self) -> aiohttp.ClientSession:
         if self.session is None or self.session.closed:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=60, ttl_dns_cache=None)
-            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
-                                                                               sock_read=UPSTREAM_TIMEOUT))
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=UPSTREAM_TIMEOUT),
+            )
         return self.session
 
     async def close(self) -> None:
@@ -104,33 +118,53 @@ class Proxy:
         for endpoint in endpoints[:3]:  # proxy_next_upstream_tries: a few endpoints on connection errors
             url = f"http://{endpoint}{request.rel_url}"
             try:
-                async with self._session().request(request.method, url, headers=headers, data=body,
-                                                   allow_redirects=False) as upstream:
+                async with self._session().request(
+                    request.method, url, headers=headers, data=body, allow_redirects=False
+                ) as upstream:
                     payload = await upstream.read()
-                    return web.Response(status=upstream.status, body=payload, headers={
-                        k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
+                    return web.Response(
+                        status=upstream.status,
+                        body=payload,
+                        headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP},
+                    )
             except (aiohttp.ClientConnectionError, ConnectionError) as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError):
                     return nginx_page(504, "Gateway Time-out")
                 log.debug("upstream %s of %s failed: %s", endpoint, route.name, exc)
                 continue
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return nginx_page(504, "Gateway Time-out")
         return nginx_page(502, "Bad Gateway")
 
     def admin(self) -> web.Response:
-        return web.json_response({"routes": [
-            {"route": r.name, "namespace": r.namespace, "ingress": r.ingress, "host": r.host, "path": r.path,
-             "pathType": r.path_type, "service": r.service, "port": r.port, "endpoints": r.endpoints,
-             "requests": self.totals.get(r.name, 0)} for r in self.table.routes],
-            "totals": dict(self.totals)})
+        return web.json_response(
+            {
+                "routes": [
+                    {
+                        "route": r.name,
+                        "namespace": r.namespace,
+                        "ingress": r.ingress,
+                        "host": r.host,
+                        "path": r.path,
+                        "pathType": r.path_type,
+                        "service": r.service,
+                        "port": r.port,
+                        "endpoints": r.endpoints,
+                        "requests": self.totals.get(r.name, 0),
+                    }
+                    for r in self.table.routes
+                ],
+                "totals": dict(self.totals),
+            }
+        )
 
     def take_pending(self) -> list[list[Any]]:
         """The rows to ship, with each row's finish time turned into its age (the daemon's clock is not ours)."""
         rows, self.pending = self.pending, []
         now = time.monotonic()
-        return [[route, round(now - finished, 4), round(elapsed, 6), status]
-                for route, finished, elapsed, status in rows]
+        return [
+            [route, round(now - finished, 4), round(elapsed, 6), status] for route, finished, elapsed, status in rows
+        ]
 
 
 async def follow_table(control: str, headers: dict[str, str], table: RoutingTable) -> None:
@@ -146,7 +180,7 @@ async def follow_table(control: str, headers: dict[str, str], table: RoutingTabl
                         table.replace([Route.from_dict(r) for r in doc["routes"]])
                         continue
                     log.warning("routing table from %s: HTTP %d", control, resp.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
                 log.debug("routing table from %s: %s", control, exc)
             await asyncio.sleep(0.2)
 
@@ -164,7 +198,7 @@ async def ship_records(control: str, headers: dict[str, str], proxy: Proxy) -> N
                     if resp.status == 204:
                         continue
                     log.warning("access log to %s: HTTP %d", control, resp.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 log.debug("access log to %s: %s", control, exc)
             # Not delivered: put the rows back (as if they finished now-age, i.e. unchanged ages grow later).
             now = time.monotonic()
@@ -181,8 +215,10 @@ async def serve(host: str, port: int, control: str, token: str) -> None:
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     log.info("ingress proxy listening on http://%s:%d (control %s)", host, port, control)
     headers = {"Authorization": f"Bearer {token}"}
-    tasks = [asyncio.create_task(follow_table(control, headers, table)),
-             asyncio.create_task(ship_records(control, headers, proxy))]
+    tasks = [
+        asyncio.create_task(follow_table(control, headers, table)),
+        asyncio.create_task(ship_records(control, headers, proxy)),
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -206,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print(f"{TOKEN_ENV} is not set: the control channel needs its bearer token", file=sys.stderr)
         return 2
-    logging.basicConfig(level=os.environ.get("ACK_SANDBOX_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("ACK_SANDBOX_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     with contextlib.suppress(OSError):  # die with the daemon that supervises us
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     asyncio.run(serve(args.host, args.port, args.control, token))

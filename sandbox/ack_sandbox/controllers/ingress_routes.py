@@ -45,14 +45,29 @@ class Route:
         return (self.namespace, self.host, self.path, self.path_type, self.service, self.port)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "ingress": self.ingress, "host": self.host, "path": self.path,
-                "path_type": self.path_type, "service": self.service, "port": self.port,
-                "endpoints": list(self.endpoints)}
+        return {
+            "namespace": self.namespace,
+            "ingress": self.ingress,
+            "host": self.host,
+            "path": self.path,
+            "path_type": self.path_type,
+            "service": self.service,
+            "port": self.port,
+            "endpoints": list(self.endpoints),
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Route:
-        return cls(doc["namespace"], doc["ingress"], doc.get("host"), doc["path"], doc["path_type"],
-                   doc["service"], doc["port"], list(doc.get("endpoints") or []))
+        return cls(
+            doc["namespace"],
+            doc["ingress"],
+            doc.get("host"),
+            doc["path"],
+            doc["path_type"],
+            doc["service"],
+            doc["port"],
+            list(doc.get("endpoints") or []),
+        )
 
     def matches_path(self, path: str) -> bool:
         if self.path_type == "Exact":
@@ -79,7 +94,9 @@ def host_matches(rule_host: str, host: str) -> bool:
 
 def served(ingress: Obj) -> bool:
     spec = ingress.get("spec") or {}
-    cls = spec.get("ingressClassName") or (ingress["metadata"].get("annotations") or {}).get("kubernetes.io/ingress.class")
+    cls = spec.get("ingressClassName") or (ingress["metadata"].get("annotations") or {}).get(
+        "kubernetes.io/ingress.class"
+    )
     return cls in (None, "", INGRESS_CLASS)
 
 
@@ -87,8 +104,9 @@ def ready_pod(pod: Obj) -> bool:
     if pod["metadata"].get("deletionTimestamp"):
         return False
     st = pod.get("status") or {}
-    return bool(st.get("podIP")) and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                         for c in st.get("conditions") or [])
+    return bool(st.get("podIP")) and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+    )
 
 
 def target_port(pod: Obj, target: int | str) -> int | None:
@@ -115,8 +133,15 @@ def build_routes(ingresses: list[Obj], services: list[Obj], pods: list[Obj]) -> 
                 port = (backend.get("port") or {}).get("number") or (backend.get("port") or {}).get("name")
                 if not backend.get("name") or port is None:
                     continue
-                route = Route(ns, ing["metadata"]["name"], rule.get("host") or None, p.get("path") or "/",
-                              p.get("pathType") or "Prefix", backend["name"], port)
+                route = Route(
+                    ns,
+                    ing["metadata"]["name"],
+                    rule.get("host") or None,
+                    p.get("path") or "/",
+                    p.get("pathType") or "Prefix",
+                    backend["name"],
+                    port,
+                )
                 svc = svc_by_key.get((ns, backend["name"]))
                 if svc is not None:
                     route.endpoints = _endpoints(svc, port, [q for q in pods if q["metadata"].get("namespace") == ns])

@@ -37,8 +37,18 @@ from typing import Any
 
 import aiohttp
 
-from ack_sandbox.controllers.base import (CONFIGMAPS, NODES, PODS, SECRETS, Controller, Key, Kind, Obj, is_not_found,
-                                         key_of)
+from ack_sandbox.controllers.base import (
+    CONFIGMAPS,
+    NODES,
+    PODS,
+    SECRETS,
+    Controller,
+    Key,
+    Kind,
+    Obj,
+    is_not_found,
+    key_of,
+)
 from ack_sandbox.kubelet import logs
 from ack_sandbox.kubelet.ips import IpPool, block_for
 from ack_sandbox.kubelet.probes import ProbeSpec, run_probe
@@ -47,10 +57,10 @@ from ack_sandbox.kubelet.status import ContainerRecord, build_status
 
 log = logging.getLogger("ack_sandbox.controllers.kubelet")
 
-BACKOFF_INITIAL = 10.0        # cloud seconds (kubelet: initial container/image back-off 10 s)
-BACKOFF_MAX = 300.0           # cloud seconds (MaxContainerBackOff 5 min)
-BACKOFF_RESET = 600.0         # a container that ran this long resets its back-off (2 x MaxContainerBackOff)
-MOUNT_RETRY = 2.0             # cloud seconds between mount attempts (volume manager's reconciler loop ~100ms-2s)
+BACKOFF_INITIAL = 10.0  # cloud seconds (kubelet: initial container/image back-off 10 s)
+BACKOFF_MAX = 300.0  # cloud seconds (MaxContainerBackOff 5 min)
+BACKOFF_RESET = 600.0  # a container that ran this long resets its back-off (2 x MaxContainerBackOff)
+MOUNT_RETRY = 2.0  # cloud seconds between mount attempts (volume manager's reconciler loop ~100ms-2s)
 
 
 class RunSpec:
@@ -61,8 +71,24 @@ class RunSpec:
         self.env = env or {}
 
 
-_SHELL_APPLETS = {"sh", "sleep", "echo", "cat", "true", "false", "ls", "env", "printf", "date", "wc", "head",
-                  "tail", "grep", "test", "["}
+_SHELL_APPLETS = {
+    "sh",
+    "sleep",
+    "echo",
+    "cat",
+    "true",
+    "false",
+    "ls",
+    "env",
+    "printf",
+    "date",
+    "wc",
+    "head",
+    "tail",
+    "grep",
+    "test",
+    "[",
+}
 
 
 def _builtin_resolve(image: str, command: list[str] | None, args: list[str] | None) -> RunSpec | None:
@@ -97,8 +123,9 @@ class StartError(Exception):
     """The image runs, but not this command (the runtime's ``StartError``, exit code 128)."""
 
 
-def resolve_runtime(image: str, command: list[str] | None, args: list[str] | None,
-                    env: dict[str, str]) -> RunSpec | None:
+def resolve_runtime(
+    image: str, command: list[str] | None, args: list[str] | None, env: dict[str, str]
+) -> RunSpec | None:
     """The process for a container: the runtimes registry first, then the kubelet's built-ins.
 
     None: the image cannot be pulled (ImagePullBackOff). ``StartError``: the image is known but cannot
@@ -125,7 +152,7 @@ def translate_paths(value: str, mounts: dict[str, str]) -> str:
     for mount_path in sorted(mounts, key=len, reverse=True):
         local = mounts[mount_path]
         pattern = r"(?<![\w/.-])" + re.escape(mount_path.rstrip("/")) + r"(?=/|$|[\s\"',;:])"
-        value = re.sub(pattern, lambda _m: local, value)
+        value = re.sub(pattern, lambda _m, local=local: local, value)
     return value
 
 
@@ -135,10 +162,12 @@ _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 def expand_vars(value: str, env: dict[str, str]) -> str:
     """``$(VAR)`` references in command/args/env values (k8s.io/kubernetes third_party/forked/golang/expansion):
     defined variables are substituted, undefined ones stay as written, ``$$`` escapes a ``$``."""
+
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
         return env.get(m.group(1), m.group(0))
+
     return _VAR_REF.sub(sub, value)
 
 
@@ -157,7 +186,7 @@ class ContainerRunner:
         self.spec = spec
         self.rec = record
         self.proc: ContainerProcess | None = None
-        self.failures = 0          # consecutive crash restarts (back-off index)
+        self.failures = 0  # consecutive crash restarts (back-off index)
         self.pull_failures = 0
         self._liveness_failed = asyncio.Event()
 
@@ -205,12 +234,18 @@ class ContainerRunner:
             self.rec.last_state = self.rec.terminated_snapshot()
             if delay > 0:
                 self.rec.state, self.rec.reason = "waiting", "CrashLoopBackOff"
-                self.rec.message = (f"back-off {int(delay)}s restarting failed container={self.name} "
-                                    f"pod={self.w.name}_{self.w.ns}({self.w.uid})")
+                self.rec.message = (
+                    f"back-off {int(delay)}s restarting failed container={self.name} "
+                    f"pod={self.w.name}_{self.w.ns}({self.w.uid})"
+                )
                 self.rec.ready = False
                 await self.w.push()
-                await self.w.event("Warning", "BackOff", f"Back-off restarting failed container {self.name} in pod "
-                                                         f"{self.w.name}_{self.w.ns}({self.w.uid})", self.field_path)
+                await self.w.event(
+                    "Warning",
+                    "BackOff",
+                    f"Back-off restarting failed container {self.name} in pod {self.w.name}_{self.w.ns}({self.w.uid})",
+                    self.field_path,
+                )
                 await self.w.clock_sleep(delay)
                 if self.w.stopping:
                     return
@@ -231,15 +266,21 @@ class ContainerRunner:
     async def _image_pull_backoff(self, image: str) -> None:
         self.pull_failures += 1
         self.rec.state, self.rec.reason, self.rec.ready = "waiting", "ErrImagePull", False
-        why = (f'failed to pull and unpack image "{image}": the ACK sandbox cannot run this image '
-               f"(no local runtime is registered for it)") if image else "image is empty"
-        self.rec.message = f'rpc error: code = NotFound desc = {why}'
+        why = (
+            (
+                f'failed to pull and unpack image "{image}": the ACK sandbox cannot run this image '
+                f"(no local runtime is registered for it)"
+            )
+            if image
+            else "image is empty"
+        )
+        self.rec.message = f"rpc error: code = NotFound desc = {why}"
         await self.w.event("Normal", "Pulling", f'Pulling image "{image}"', self.field_path)
         await self.w.push()
         await self.w.event("Warning", "Failed", f'Failed to pull image "{image}": {self.rec.message}', self.field_path)
         await self.w.event("Warning", "Failed", "Error: ErrImagePull", self.field_path)
         delay = min(BACKOFF_INITIAL * 2 ** (self.pull_failures - 1), BACKOFF_MAX)
-        await self.w.clock_sleep(min(delay, 2.0))   # ErrImagePull is shown briefly before the back-off starts
+        await self.w.clock_sleep(min(delay, 2.0))  # ErrImagePull is shown briefly before the back-off starts
         if self.w.stopping:
             return
         self.rec.reason, self.rec.message = "ImagePullBackOff", f'Back-off pulling image "{image}"'
@@ -252,11 +293,17 @@ class ContainerRunner:
         w = self.w
         if self.rec.restart_count == 0 and not self.rec.container_id:
             await w.event("Normal", "Pulled", f'Container image "{image}" already present on machine', self.field_path)
-        full_env = {**w.base_env(), **env, **runspec.env,
-                    # The runtimes' contract (ack_sandbox.runtimes.common): the pod IP and container path -> local dir.
-                    "ACK_SANDBOX_POD_IP": w.ip, "ACK_SANDBOX_MOUNTS": json.dumps(mounts),
-                    "SANDBOX_VOLUME_MOUNTS": json.dumps(mounts), "SANDBOX_CONTAINER_NAME": self.name,
-                    **startup_priority_env()}
+        full_env = {
+            **w.base_env(),
+            **env,
+            **runspec.env,
+            # The runtimes' contract (ack_sandbox.runtimes.common): the pod IP and container path -> local dir.
+            "ACK_SANDBOX_POD_IP": w.ip,
+            "ACK_SANDBOX_MOUNTS": json.dumps(mounts),
+            "SANDBOX_VOLUME_MOUNTS": json.dumps(mounts),
+            "SANDBOX_CONTAINER_NAME": self.name,
+            **startup_priority_env(),
+        }
         log_path = logs.container_log_path(w.ctx, w.ns, w.name, w.uid, self.name, self.rec.restart_count)
         cwd = log_path.parent / "rootfs"
         working_dir = self.spec.get("workingDir")
@@ -293,8 +340,12 @@ class ContainerRunner:
         try:
             await asyncio.wait({wait_task, live_task}, return_when=asyncio.FIRST_COMPLETED)
             if not wait_task.done():  # liveness failed: kill and restart
-                await w.event("Normal", "Killing", f"Container {self.name} failed liveness probe, will be restarted",
-                              self.field_path)
+                await w.event(
+                    "Normal",
+                    "Killing",
+                    f"Container {self.name} failed liveness probe, will be restarted",
+                    self.field_path,
+                )
                 await self.proc.terminate(w.grace_real())
             code = await wait_task
         finally:
@@ -313,8 +364,11 @@ class ContainerRunner:
 
     async def _probe_loop(self) -> None:
         """Startup, then readiness and liveness, each on its own period (prober.worker)."""
-        specs = {k: ProbeSpec.from_k8s(self.spec[k]) for k in ("startupProbe", "readinessProbe", "livenessProbe")
-                 if self.spec.get(k)}
+        specs = {
+            k: ProbeSpec.from_k8s(self.spec[k])
+            for k in ("startupProbe", "readinessProbe", "livenessProbe")
+            if self.spec.get(k)
+        }
         if not specs:
             return
         tasks = []
@@ -384,8 +438,9 @@ class PodWorker:
         meta = pod["metadata"]
         self.ns, self.name, self.uid = meta.get("namespace", "default"), meta["name"], meta["uid"]
         self.node_name = node["metadata"]["name"]
-        self.host_ip = next((a["address"] for a in node.get("status", {}).get("addresses") or []
-                             if a.get("type") == "InternalIP"), "")
+        self.host_ip = next(
+            (a["address"] for a in node.get("status", {}).get("addresses") or [] if a.get("type") == "InternalIP"), ""
+        )
         self.ip = ""
         self.stopping = False
         self.start_time = time.time()
@@ -394,7 +449,7 @@ class PodWorker:
         for c in pod["spec"].get("containers") or []:
             rec = ContainerRecord(name=c["name"], image=c.get("image", ""))
             prev = old.get(c["name"])
-            if prev:   # the daemon restarted: the containers restart, as after a node reboot
+            if prev:  # the daemon restarted: the containers restart, as after a node reboot
                 rec.restart_count = int(prev.get("restartCount") or 0) + (1 if prev.get("containerID") else 0)
             self.records.append(rec)
         self.runners = [ContainerRunner(self, c, r) for c, r in zip(pod["spec"].get("containers") or [], self.records)]
@@ -426,10 +481,22 @@ class PodWorker:
         await self.kubelet.events.record(self.pod, etype, reason, message, field_path=field_path, host=self.node_name)
 
     def base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "PYTHONPATH",
-                                                             "VIRTUAL_ENV", "TMPDIR", "ACK_SANDBOX_LOG_LEVEL")}
-        env.update({"HOSTNAME": self.name, "POD_IP": self.ip, "POD_NAME": self.name, "POD_NAMESPACE": self.ns,
-                    "NODE_NAME": self.node_name, "HOST_IP": self.host_ip, "PYTHONUNBUFFERED": "1"})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in ("PATH", "LANG", "LC_ALL", "HOME", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "ACK_SANDBOX_LOG_LEVEL")
+        }
+        env.update(
+            {
+                "HOSTNAME": self.name,
+                "POD_IP": self.ip,
+                "POD_NAME": self.name,
+                "POD_NAMESPACE": self.ns,
+                "NODE_NAME": self.node_name,
+                "HOST_IP": self.host_ip,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def container_mounts(self, container: dict[str, Any]) -> dict[str, str]:
@@ -484,10 +551,17 @@ class PodWorker:
 
     def _field(self, path: str) -> str:
         meta = self.pod["metadata"]
-        simple = {"metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
-                  "spec.nodeName": self.node_name, "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", "default"),
-                  "status.podIP": self.ip, "status.hostIP": self.host_ip, "status.podIPs": self.ip,
-                  "status.hostIPs": self.host_ip}
+        simple = {
+            "metadata.name": self.name,
+            "metadata.namespace": self.ns,
+            "metadata.uid": self.uid,
+            "spec.nodeName": self.node_name,
+            "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", "default"),
+            "status.podIP": self.ip,
+            "status.hostIP": self.host_ip,
+            "status.podIPs": self.ip,
+            "status.hostIPs": self.host_ip,
+        }
         if path in simple:
             return simple[path]
         m = re.match(r"metadata\.(labels|annotations)\['(.+)'\]$", path)
@@ -505,14 +579,16 @@ class PodWorker:
         data = dict(obj.get("data") or {})
         if kind == SECRETS:
             from ack_sandbox.controllers.volumes import secret_bytes
+
             data = {k: v.decode(errors="replace") for k, v in secret_bytes(obj).items()}
         if key is None:
             return data
         if key not in data:
             if ref.get("optional"):
                 return None
-            raise LookupError(f"couldn't find key {key} in {'Secret' if kind == SECRETS else 'ConfigMap'} "
-                              f"{self.ns}/{ref.get('name')}")
+            raise LookupError(
+                f"couldn't find key {key} in {'Secret' if kind == SECRETS else 'ConfigMap'} {self.ns}/{ref.get('name')}"
+            )
         return data[key]
 
     async def push(self) -> None:
@@ -520,11 +596,18 @@ class PodWorker:
         if self._gone:
             return
         async with self._push_lock:
-            status = build_status(self.pod, self.records, pod_ip=self.ip, host_ip=self.host_ip,
-                                  start_time=self.start_time, sandbox_ready=self.sandbox_ready)
+            status = build_status(
+                self.pod,
+                self.records,
+                pod_ip=self.ip,
+                host_ip=self.host_ip,
+                start_time=self.start_time,
+                sandbox_ready=self.sandbox_ready,
+            )
             try:
-                updated = await self.kubelet.api.patch(PODS, self.ns, self.name, {"status": status},
-                                                       subresource="status")
+                updated = await self.kubelet.api.patch(
+                    PODS, self.ns, self.name, {"status": status}, subresource="status"
+                )
             except Exception as exc:
                 if is_not_found(exc):
                     self._gone = True
@@ -538,9 +621,10 @@ class PodWorker:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"pod-{self.ns}-{self.name}")
 
     async def _run(self) -> None:
-        await self.push()   # Pending / ContainerCreating, PodScheduled=True
+        await self.push()  # Pending / ContainerCreating, PodScheduled=True
         attempt = 0
         from ack_sandbox.controllers.volumes import MountError, mount_pod_volumes
+
         while not self.stopping:
             try:
                 self.volume_dirs = await mount_pod_volumes(self.ctx, self.kubelet.api, self.pod, self.pod_dir)
@@ -586,6 +670,7 @@ class PodWorker:
                 log.debug("final delete of %s/%s: %s", self.ns, self.name, exc)
         self.kubelet.ips.release(self.uid)
         from ack_sandbox.controllers.volumes import unmount_pod_volumes
+
         unmount_pod_volumes(self.pod_dir)
         if final_delete or self._gone:
             # The pod object is gone: its logs go with it (the kubelet's pod directory cleanup).
@@ -612,7 +697,7 @@ class Kubelet(Controller):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ips = IpPool(block_for(self.ctx.state_dir))
-        self.pods: dict[str, PodWorker] = {}          # uid -> worker
+        self.pods: dict[str, PodWorker] = {}  # uid -> worker
         self.pids = PidFile(self.ctx.service_dir("kubelet") / "pids.json")
         self.session: aiohttp.ClientSession | None = None  # type: ignore[assignment]
         self._bg: set[asyncio.Task[Any]] = set()
@@ -638,14 +723,16 @@ class Kubelet(Controller):
         previous = query.get("previous", "").lower() == "true"
         tail = int(query["tailLines"]) if query.get("tailLines", "").lstrip("-").isdigit() else None
         limit = int(query["limitBytes"]) if query.get("limitBytes", "").isdigit() else None
-        data = logs.read_container_log(self.ctx, ns, name, uid, container, previous=previous, tail_lines=tail,
-                                       limit_bytes=limit)
+        data = logs.read_container_log(
+            self.ctx, ns, name, uid, container, previous=previous, tail_lines=tail, limit_bytes=limit
+        )
         if data is None:
             if previous:
                 raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
             statuses = {c.get("name"): c for c in (pod.get("status") or {}).get("containerStatuses") or []}
             reason = (((statuses.get(container) or {}).get("state") or {}).get("waiting") or {}).get(
-                "reason", "ContainerCreating")
+                "reason", "ContainerCreating"
+            )
             raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
         if query.get("follow", "").lower() != "true" or previous:
             return data
@@ -655,7 +742,7 @@ class Kubelet(Controller):
         yield first
         path = logs.find_log(self.ctx, ns, name, uid, container)
         offset = path.stat().st_size if path is not None and path.exists() else 0
-        for _ in range(36000):          # at most ~2 h of following
+        for _ in range(36000):  # at most ~2 h of following
             worker = self.pods.get(uid)
             runner = next((r for r in worker.runners if r.name == container), None) if worker else None
             if path is not None and path.exists() and path.stat().st_size > offset:
@@ -677,7 +764,7 @@ class Kubelet(Controller):
                 if r.proc is not None and r.proc.proc is not None:
                     try:
                         await asyncio.wait_for(r.proc.proc.wait(), 5)
-                    except (asyncio.TimeoutError, ProcessLookupError):
+                    except (TimeoutError, ProcessLookupError):
                         pass
                     self.pids.remove(r.proc.pid or 0)
         for t in list(self._bg):
@@ -738,7 +825,7 @@ class Kubelet(Controller):
             return None
         node = await self.api.get_or_none(NODES, "", node_name)
         if node is None:
-            return None   # the pod GC (nodes controller) deletes pods of nodes that are gone
+            return None  # the pod GC (nodes controller) deletes pods of nodes that are gone
         worker = PodWorker(self, pod, node)
         self.pods[uid] = worker
         worker.start()

@@ -49,8 +49,13 @@ LABEL_INTERVAL = "sls.query.interval"
 LABEL_DELAY = "sls.query.delay"
 
 QPS = "sls_ingress_qps"
-LATENCY = {"sls_ingress_latency_avg": None, "sls_ingress_latency_p50": 0.50, "sls_ingress_latency_p95": 0.95,
-           "sls_ingress_latency_p99": 0.99, "sls_ingress_latency_p9999": 0.9999}
+LATENCY = {
+    "sls_ingress_latency_avg": None,
+    "sls_ingress_latency_p50": 0.50,
+    "sls_ingress_latency_p95": 0.95,
+    "sls_ingress_latency_p99": 0.99,
+    "sls_ingress_latency_p9999": 0.9999,
+}
 METRICS = (QPS, *LATENCY)
 
 
@@ -96,11 +101,15 @@ def external_metric_values(ctx: Any, metric: str, label_selector: str | None) ->
     logstore = labels.get(LABEL_LOGSTORE, DEFAULT_LOGSTORE)
     # SLS answers ProjectNotExist / LogStoreNotExist; the adapter passes the error text on.
     if project != default_project(ctx):
-        raise internal_error(f"failed to query sls: ProjectNotExist: The Project does not exist : {project} "
-                             f"(this cluster logs ingress to {default_project(ctx)})")
+        raise internal_error(
+            f"failed to query sls: ProjectNotExist: The Project does not exist : {project} "
+            f"(this cluster logs ingress to {default_project(ctx)})"
+        )
     if logstore != DEFAULT_LOGSTORE:
-        raise internal_error(f"failed to query sls: LogStoreNotExist: logstore {logstore} does not exist "
-                             f"(the ingress access log store is {DEFAULT_LOGSTORE})")
+        raise internal_error(
+            f"failed to query sls: LogStoreNotExist: logstore {logstore} does not exist "
+            f"(the ingress access log store is {DEFAULT_LOGSTORE})"
+        )
     interval = _seconds(labels, LABEL_INTERVAL, DEFAULT_INTERVAL, MIN_INTERVAL)
     delay = _seconds(labels, LABEL_DELAY, DEFAULT_DELAY)
     route = labels.get(LABEL_ROUTE)
@@ -121,16 +130,33 @@ def external_metric_value_list(ctx: Any, namespace: str, metric: str, label_sele
     from ack_sandbox.controllers.base import now_iso
 
     stamp = now_iso()
-    return {"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {},
-            "items": [{"metricName": metric, "metricLabels": None, "timestamp": stamp,
-                       "value": str(v // 1000) if v % 1000 == 0 else f"{v}m"} for v in values]}
+    return {
+        "kind": "ExternalMetricValueList",
+        "apiVersion": GROUP_VERSION,
+        "metadata": {},
+        "items": [
+            {
+                "metricName": metric,
+                "metricLabels": None,
+                "timestamp": stamp,
+                "value": str(v // 1000) if v % 1000 == 0 else f"{v}m",
+            }
+            for v in values
+        ],
+    }
 
 
 def api_resource_list() -> dict[str, Any]:
     """GET /apis/external.metrics.k8s.io/v1beta1 (custom-metrics-apiserver lists the served metric names)."""
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION,
-            "resources": [{"name": m, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
-                           "verbs": ["get"]} for m in METRICS]}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": GROUP_VERSION,
+        "resources": [
+            {"name": m, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList", "verbs": ["get"]}
+            for m in METRICS
+        ],
+    }
 
 
 def api_group() -> dict[str, Any]:
@@ -150,12 +176,12 @@ async def handle(ctx: Any, request: web.Request) -> web.Response:
     base = f"/apis/{GROUP}"
     try:
         if request.method != "GET":
-            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if path == base:
             return _json(api_group())
         if path == f"{base}/{VERSION}":
             return _json(api_resource_list())
-        parts = path[len(base) + 1:].split("/")
+        parts = path[len(base) + 1 :].split("/")
         # v1beta1/namespaces/{ns}/{metric}
         if len(parts) == 4 and parts[0] == VERSION and parts[1] == "namespaces":
             ns, metric = unquote(parts[2]), unquote(parts[3])

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from ack_sandbox.controllers.base import NODES, PODS, Api, EventRecorder, Obj, now_iso
 from ack_sandbox.controllers.nodes import is_daemon_pod
-from ack_sandbox.controllers.scheduler import fit_reasons, is_unschedulable, needs_scheduling, parse_quantity, pod_requests
+from ack_sandbox.controllers.scheduler import (
+    fit_reasons,
+    is_unschedulable,
+    needs_scheduling,
+    parse_quantity,
+    pod_requests,
+)
 from ack_sandbox.cs.catalogue import lookup
 
 if TYPE_CHECKING:
@@ -39,11 +45,11 @@ TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 
 @dataclass
 class AutoscalerConfig:
-    scan_interval: float = 15.0                # cloud seconds
+    scan_interval: float = 15.0  # cloud seconds
     scale_down_enabled: bool = True
-    scale_down_unneeded: float = 600.0         # ACK unneeded_duration default 10 min
+    scale_down_unneeded: float = 600.0  # ACK unneeded_duration default 10 min
     scale_down_delay_after_add: float = 600.0  # ACK cool_down_duration default 10 min
-    failed_pool_backoff: float = 300.0         # cluster-autoscaler node group back-off (5 min)
+    failed_pool_backoff: float = 300.0  # cluster-autoscaler node group back-off (5 min)
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name: f.type for f in fields(self)}
@@ -76,11 +82,17 @@ def pool_templates(cs: CsState, pool: NodePool) -> list[Template]:
         t = lookup(itype)
         if t is None:
             continue
-        labels = {**pool.labels(), "alibabacloud.com/nodepool-id": pool.nodepool_id,
-                  "node.alibabacloud.com/nodepool-id": pool.nodepool_id,
-                  "node.kubernetes.io/instance-type": itype, "beta.kubernetes.io/instance-type": itype,
-                  "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                  "topology.kubernetes.io/region": cs.ctx.region, "ack.aliyun.com": cs.ctx.cluster_id}
+        labels = {
+            **pool.labels(),
+            "alibabacloud.com/nodepool-id": pool.nodepool_id,
+            "node.alibabacloud.com/nodepool-id": pool.nodepool_id,
+            "node.kubernetes.io/instance-type": itype,
+            "beta.kubernetes.io/instance-type": itype,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "topology.kubernetes.io/region": cs.ctx.region,
+            "ack.aliyun.com": cs.ctx.cluster_id,
+        }
         alloc = {k: parse_quantity(v) for k, v in t.allocatable().items()}
         out.append(Template(pool.nodepool_id, itype, labels, pool.taints(), alloc))
     return out
@@ -109,8 +121,9 @@ def nodes_needed(pods: list[Obj], tpl: Template) -> int:
     for pod in ordered:
         req = pod_requests(pod)
         for used in bins:
-            if all(used.get(k, 0) + v <= tpl.allocatable.get(k, 0) + 1e-9 for k, v in req.items() if v > 0) \
-                    and used.get("pods", 0) + 1 <= tpl.allocatable.get("pods", 110):
+            if all(
+                used.get(k, 0) + v <= tpl.allocatable.get(k, 0) + 1e-9 for k, v in req.items() if v > 0
+            ) and used.get("pods", 0) + 1 <= tpl.allocatable.get("pods", 110):
                 for k, v in req.items():
                     used[k] = used.get(k, 0) + v
                 used["pods"] = used.get("pods", 0) + 1
@@ -136,18 +149,20 @@ class NodeAutoscaler:
         self.cs: CsState = ctx.services["cs"]
         self.config = config or AutoscalerConfig()
         self.events = EventRecorder(self.api, self.name)
-        self.in_flight: dict[str, int] = {}            # pool id -> nodes being provisioned
-        self.backoff_until: dict[str, float] = {}      # pool id -> sandbox time
-        self.unneeded_since: dict[str, float] = {}     # node name -> sandbox time
-        self.removing: set[str] = set()                # node names being released
+        self.in_flight: dict[str, int] = {}  # pool id -> nodes being provisioned
+        self.backoff_until: dict[str, float] = {}  # pool id -> sandbox time
+        self.unneeded_since: dict[str, float] = {}  # node name -> sandbox time
+        self.removing: set[str] = set()  # node names being released
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._main = [loop.create_task(self._loop(), name="node-autoscaler"),
-                      loop.create_task(self._watch_pods(), name="node-autoscaler-watch")]
+        self._main = [
+            loop.create_task(self._loop(), name="node-autoscaler"),
+            loop.create_task(self._watch_pods(), name="node-autoscaler-watch"),
+        ]
 
     async def stop(self) -> None:
         tasks = [*self._main, *self._tasks]
@@ -172,9 +187,13 @@ class NodeAutoscaler:
             try:
                 _, rv = await self.api.list_with_rv(PODS)
                 async for etype, pod in self.api.watch(PODS, resource_version=rv):
-                    if etype != "DELETED" and is_unschedulable(pod) and needs_scheduling(pod):
-                        self._wake.set()
-                    elif etype == "DELETED" and pod.get("spec", {}).get("nodeName"):
+                    if (
+                        etype != "DELETED"
+                        and is_unschedulable(pod)
+                        and needs_scheduling(pod)
+                        or etype == "DELETED"
+                        and pod.get("spec", {}).get("nodeName")
+                    ):
                         self._wake.set()
             except asyncio.CancelledError:
                 raise
@@ -186,7 +205,7 @@ class NodeAutoscaler:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.ctx.clock.real_seconds(self.config.scan_interval))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -209,8 +228,13 @@ class NodeAutoscaler:
 
     async def scale_up(self, pods: list[Obj]) -> None:
         # Pods blocked on their volumes (unbound/missing PVCs) would not fit a new node either.
-        pending = [p for p in pods if needs_scheduling(p) and is_unschedulable(p)
-                   and "persistentvolumeclaim" not in _scheduled_message(p).lower()]
+        pending = [
+            p
+            for p in pods
+            if needs_scheduling(p)
+            and is_unschedulable(p)
+            and "persistentvolumeclaim" not in _scheduled_message(p).lower()
+        ]
         if not pending:
             return
         now = self.ctx.clock.now()
@@ -231,9 +255,13 @@ class NodeAutoscaler:
                 if best is None or cand[:2] < best[:2]:
                     best = cand
             if best is None:
-                why = (f"{backed_off} in backoff after failed scale-up" if backed_off else
-                       f"{len(templates)} node group(s) whose template does not fit (node selector, taints or resources)"
-                       if templates else "no node group with auto scaling enabled")
+                why = (
+                    f"{backed_off} in backoff after failed scale-up"
+                    if backed_off
+                    else f"{len(templates)} node group(s) whose template does not fit (node selector, taints or resources)"
+                    if templates
+                    else "no node group with auto scaling enabled"
+                )
                 await self.events.record(pod, "Normal", "NotTriggerScaleUp", f"pod didn't trigger scale-up: {why}")
                 continue
             by_pool.setdefault(best[1], []).append((pod, best[2]))
@@ -249,9 +277,13 @@ class NodeAutoscaler:
             if count <= 0:
                 if need > 0 and room <= 0:
                     for pod, _ in items:
-                        await self.events.record(pod, "Normal", "NotTriggerScaleUp",
-                                                 f"pod didn't trigger scale-up: 1 max node group size reached "
-                                                 f"({pool.name}, max: {pool.max_size})")
+                        await self.events.record(
+                            pod,
+                            "Normal",
+                            "NotTriggerScaleUp",
+                            f"pod didn't trigger scale-up: 1 max node group size reached "
+                            f"({pool.name}, max: {pool.max_size})",
+                        )
                 continue
             self.in_flight[pool_id] = self.in_flight.get(pool_id, 0) + count
             msg = f"pod triggered scale-up: [{{{pool_id} {live}->{live + count} (max: {pool.max_size})}}]"
@@ -279,9 +311,13 @@ class NodeAutoscaler:
             self.backoff_until[pool_id] = self.ctx.clock.now() + self.config.failed_pool_backoff
             log.warning("autoscaler: scale-out of %s failed: %s %s", pool_id, code, message)
             for pod in pods:
-                await self.events.record(pod, "Warning", "FailedScaleUp",
-                                         f"Node scale up in zones associated with this pod failed: {code}: {message}. "
-                                         f"Pod is at risk of not being scheduled.")
+                await self.events.record(
+                    pod,
+                    "Warning",
+                    "FailedScaleUp",
+                    f"Node scale up in zones associated with this pod failed: {code}: {message}. "
+                    f"Pod is at risk of not being scheduled.",
+                )
         finally:
             self.in_flight[pool_id] = max(0, self.in_flight.get(pool_id, 0) - count)
             self._wake.set()
@@ -289,9 +325,13 @@ class NodeAutoscaler:
     # --- scale-down --------------------------------------------------------------------------------------
     async def scale_down(self, pods: list[Obj], nodes: list[Obj]) -> None:
         now = self.ctx.clock.now()
-        busy = {p["spec"]["nodeName"] for p in pods
-                if p.get("spec", {}).get("nodeName") and not is_daemon_pod(p)
-                and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")}
+        busy = {
+            p["spec"]["nodeName"]
+            for p in pods
+            if p.get("spec", {}).get("nodeName")
+            and not is_daemon_pod(p)
+            and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        }
         node_names = {n["metadata"]["name"] for n in nodes}
         for name in list(self.unneeded_since):
             if name not in node_names or name in busy:
@@ -321,12 +361,17 @@ class NodeAutoscaler:
             if node is not None:
                 taints = node.setdefault("spec", {}).setdefault("taints", [])
                 if not any(t.get("key") == TO_BE_DELETED_TAINT for t in taints):
-                    taints.append({"key": TO_BE_DELETED_TAINT, "value": str(int(self.ctx.clock.now())),
-                                   "effect": "NoSchedule", "timeAdded": now_iso()})
+                    taints.append(
+                        {
+                            "key": TO_BE_DELETED_TAINT,
+                            "value": str(int(self.ctx.clock.now())),
+                            "effect": "NoSchedule",
+                            "timeAdded": now_iso(),
+                        }
+                    )
                 node["spec"]["unschedulable"] = True
                 node = await self.api.update(NODES, node)
-                await self.events.record(node, "Normal", "ScaleDown",
-                                         "marked the node as toBeDeleted/unschedulable")
+                await self.events.record(node, "Normal", "ScaleDown", "marked the node as toBeDeleted/unschedulable")
             log.info("autoscaler: removing idle node %s (%s) from %s", node_name, instance_id, pool_id)
             await self.cs.remove_instances(pool_id, [instance_id])
         except Exception:
@@ -335,5 +380,9 @@ class NodeAutoscaler:
             self.removing.discard(node_name)
 
     def describe(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "in_flight": dict(self.in_flight),
-                "unneeded_since": dict(self.unneeded_since), "removing": sorted(self.removing)}
+        return {
+            "config": asdict(self.config),
+            "in_flight": dict(self.in_flight),
+            "unneeded_since": dict(self.unneeded_since),
+            "removing": sorted(self.removing),
+        }

@@ -29,7 +29,7 @@ log = logging.getLogger("ack_sandbox.controllers.nodes")
 
 KUBELET_VERSION = "v1.31.1-aliyun.1"
 UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
-PODGC_PERIOD = 20.0      # cloud seconds
+PODGC_PERIOD = 20.0  # cloud seconds
 # A pod that is not drained from a reclaimed/removed node (its owner is a DaemonSet) stays until podgc.
 _DAEMON_KINDS = ("DaemonSet",)
 
@@ -37,10 +37,11 @@ _DAEMON_KINDS = ("DaemonSet",)
 def healthy_conditions() -> list[dict[str, Any]]:
     conds: list[dict[str, Any]] = []
     for ctype, status, reason, msg in (
-            ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            ("Ready", "True", "KubeletReady", "kubelet is posting ready status")):
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ):
         set_condition(conds, ctype, status, reason, msg)
         conds[-1]["lastHeartbeatTime"] = now_iso()
     return conds
@@ -53,25 +54,39 @@ def node_object(spec: dict[str, Any], inst: Instance) -> Obj:
     if spec.get("unschedulable"):
         taints.append(dict(UNSCHEDULABLE_TAINT))
     node: Obj = {
-        "apiVersion": "v1", "kind": "Node",
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {
-            "name": spec["name"], "labels": dict(spec["labels"]),
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0",
-                            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-                            "alibabacloud.com/instance-id": inst.instance_id},
+            "name": spec["name"],
+            "labels": dict(spec["labels"]),
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                "alibabacloud.com/instance-id": inst.instance_id,
+            },
         },
         "spec": {"providerID": spec["provider_id"], "podCIDR": "", "taints": taints},
         "status": {
-            "capacity": dict(spec["capacity"]), "allocatable": dict(spec["allocatable"]),
+            "capacity": dict(spec["capacity"]),
+            "allocatable": dict(spec["allocatable"]),
             "conditions": healthy_conditions(),
-            "addresses": [{"type": "InternalIP", "address": spec["internal_ip"]},
-                          {"type": "Hostname", "address": spec["name"]}],
+            "addresses": [
+                {"type": "InternalIP", "address": spec["internal_ip"]},
+                {"type": "Hostname", "address": spec["name"]},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {"machineID": uid_seed[:32], "systemUUID": uid_seed[32:64], "bootID": uid_seed[:36],
-                         "kernelVersion": "5.10.134-16.3.al8.x86_64",
-                         "osImage": "Alibaba Cloud Linux 3.2104 U10 (OpenAnolis Edition)",
-                         "containerRuntimeVersion": "containerd://1.6.28", "kubeletVersion": KUBELET_VERSION,
-                         "kubeProxyVersion": KUBELET_VERSION, "operatingSystem": "linux", "architecture": "amd64"},
+            "nodeInfo": {
+                "machineID": uid_seed[:32],
+                "systemUUID": uid_seed[32:64],
+                "bootID": uid_seed[:36],
+                "kernelVersion": "5.10.134-16.3.al8.x86_64",
+                "osImage": "Alibaba Cloud Linux 3.2104 U10 (OpenAnolis Edition)",
+                "containerRuntimeVersion": "containerd://1.6.28",
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": KUBELET_VERSION,
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         },
     }
     if spec.get("unschedulable"):
@@ -172,16 +187,22 @@ class NodeSync:
                     raise
                 current = await self.api.get(NODES, "", spec["name"])
             else:
-                await self.events.record(created, "Normal", "RegisteredNode",
-                                         f"Node {spec['name']} event: Registered Node {spec['name']} in Controller")
-                await self.events.record(created, "Normal", "NodeReady",
-                                         f"Node {spec['name']} status is now: NodeReady", host=spec["name"])
+                await self.events.record(
+                    created,
+                    "Normal",
+                    "RegisteredNode",
+                    f"Node {spec['name']} event: Registered Node {spec['name']} in Controller",
+                )
+                await self.events.record(
+                    created, "Normal", "NodeReady", f"Node {spec['name']} status is now: NodeReady", host=spec["name"]
+                )
                 return
         current["metadata"]["labels"] = {**(current["metadata"].get("labels") or {}), **desired["metadata"]["labels"]}
         current["spec"]["providerID"] = desired["spec"]["providerID"]
         current = await self.api.update(NODES, current)
-        current["status"].update({k: desired["status"][k] for k in ("capacity", "allocatable", "addresses",
-                                                                     "nodeInfo", "daemonEndpoints")})
+        current["status"].update(
+            {k: desired["status"][k] for k in ("capacity", "allocatable", "addresses", "nodeInfo", "daemonEndpoints")}
+        )
         conds = current["status"].setdefault("conditions", [])
         set_condition(conds, "Ready", "True", "KubeletReady", "kubelet is posting ready status")
         await self.api.update_status(NODES, current)
@@ -215,10 +236,14 @@ class NodeSync:
         node = await self.cordon(inst.node_name)
         if node is None:
             return
-        await self.events.record(node, "Warning", "PreemptibleInstanceInterrupted",
-                                 f"The preemptible instance {inst.instance_id} ({inst.instance_type}) will be "
-                                 f"released by the spot market; the node is cordoned and drained",
-                                 host=inst.node_name)
+        await self.events.record(
+            node,
+            "Warning",
+            "PreemptibleInstanceInterrupted",
+            f"The preemptible instance {inst.instance_id} ({inst.instance_type}) will be "
+            f"released by the spot market; the node is cordoned and drained",
+            host=inst.node_name,
+        )
         n = await self.drain(inst.node_name)
         log.info("spot reclaim notice for %s: cordoned, %d pods evicted", inst.node_name, n)
 
@@ -229,15 +254,17 @@ class NodeSync:
         conds = node.setdefault("status", {}).setdefault("conditions", [])
         if set_condition(conds, "Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."):
             await self.api.update_status(NODES, node)
-            await self.events.record(node, "Normal", "NodeNotReady",
-                                     f"Node {inst.node_name} status is now: NodeNotReady")
+            await self.events.record(
+                node, "Normal", "NodeNotReady", f"Node {inst.node_name} status is now: NodeNotReady"
+            )
         await self.drain(inst.node_name)
 
     async def delete_node(self, name: str) -> None:
         node = await self.api.get_or_none(NODES, "", name)
         if node is not None:
-            await self.events.record(node, "Normal", "RemovingNode",
-                                     f"Node {name} event: Removing Node {name} from Controller")
+            await self.events.record(
+                node, "Normal", "RemovingNode", f"Node {name} event: Removing Node {name} from Controller"
+            )
             await self.api.delete(NODES, "", name)
         await self.collect_orphans()
 
@@ -248,8 +275,9 @@ class NodeSync:
         for pod in await self.api.list(PODS):
             node_name = pod.get("spec", {}).get("nodeName")
             if node_name and node_name not in nodes:
-                await self.api.delete(PODS, pod["metadata"].get("namespace", ""), pod["metadata"]["name"],
-                                      grace_period_seconds=0)
+                await self.api.delete(
+                    PODS, pod["metadata"].get("namespace", ""), pod["metadata"]["name"], grace_period_seconds=0
+                )
                 n += 1
         return n
 

@@ -15,8 +15,16 @@ import logging
 import time
 from typing import Any
 
-from ack_sandbox.controllers.base import (PODS, REPLICASETS, Controller, Key, Obj, controller_of, get_condition,
-                                         owner_ref)
+from ack_sandbox.controllers.base import (
+    PODS,
+    REPLICASETS,
+    Controller,
+    Key,
+    Obj,
+    controller_of,
+    get_condition,
+    owner_ref,
+)
 from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.meta import labels_match, parse_time, selector_from_label_selector
 
@@ -26,8 +34,10 @@ BURST_REPLICAS = 500
 
 
 def pod_is_active(pod: Obj) -> bool:
-    return (not pod["metadata"].get("deletionTimestamp")
-            and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"))
+    return not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get("phase") not in (
+        "Succeeded",
+        "Failed",
+    )
 
 
 def pod_is_ready(pod: Obj) -> bool:
@@ -52,17 +62,25 @@ def _deletion_rank(pod: Obj) -> tuple[Any, ...]:
     ready_since = parse_time((get_condition(pod, "Ready") or {}).get("lastTransitionTime")) or 0.0
     restarts = max((c.get("restartCount", 0) for c in st.get("containerStatuses") or []), default=0)
     created = parse_time(pod["metadata"].get("creationTimestamp")) or 0.0
-    return (bool(pod.get("spec", {}).get("nodeName")), phase_rank, ready, -ready_since if ready else 0.0,
-            -restarts, -created)
+    return (
+        bool(pod.get("spec", {}).get("nodeName")),
+        phase_rank,
+        ready,
+        -ready_since if ready else 0.0,
+        -restarts,
+        -created,
+    )
 
 
 def pod_from_template(rs: Obj) -> Obj:
     template = copy.deepcopy(rs["spec"].get("template") or {})
     tmeta = template.get("metadata") or {}
-    meta: dict[str, Any] = {"generateName": rs["metadata"]["name"] + "-",
-                            "namespace": rs["metadata"].get("namespace", "default"),
-                            "labels": dict(tmeta.get("labels") or {}),
-                            "ownerReferences": [owner_ref(rs, REPLICASETS)]}
+    meta: dict[str, Any] = {
+        "generateName": rs["metadata"]["name"] + "-",
+        "namespace": rs["metadata"].get("namespace", "default"),
+        "labels": dict(tmeta.get("labels") or {}),
+        "ownerReferences": [owner_ref(rs, REPLICASETS)],
+    }
     if tmeta.get("annotations"):
         meta["annotations"] = dict(tmeta["annotations"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec") or {}}
@@ -115,8 +133,12 @@ class ReplicaSetController(Controller):
     async def _adopt(self, rs: Obj, pod: Obj) -> Obj:
         refs = list(pod["metadata"].get("ownerReferences") or []) + [owner_ref(rs, REPLICASETS)]
         try:
-            return await self.api.patch(PODS, pod["metadata"].get("namespace", ""), pod["metadata"]["name"],
-                                        {"metadata": {"ownerReferences": refs}})
+            return await self.api.patch(
+                PODS,
+                pod["metadata"].get("namespace", ""),
+                pod["metadata"]["name"],
+                {"metadata": {"ownerReferences": refs}},
+            )
         except ApiError:
             return pod
 
@@ -130,21 +152,29 @@ class ReplicaSetController(Controller):
         available = [p for p in active if pod_is_available(p, min_ready_real, now)]
         status: dict[str, Any] = {
             "replicas": len(active),
-            "fullyLabeledReplicas": sum(1 for p in active if all(
-                (p["metadata"].get("labels") or {}).get(k) == v for k, v in tlabels.items())),
+            "fullyLabeledReplicas": sum(
+                1 for p in active if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in tlabels.items())
+            ),
             "readyReplicas": len(ready),
             "availableReplicas": len(available),
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         conds = [c for c in (rs.get("status") or {}).get("conditions") or [] if c.get("type") != "ReplicaFailure"]
         if failure:
-            conds.append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": failure,
-                          "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+            conds.append(
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": failure,
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                }
+            )
         if conds:
             status["conditions"] = conds
         for k in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
             if not status[k]:
-                del status[k]      # omitempty, as the API serialises zero counts
+                del status[k]  # omitempty, as the API serialises zero counts
         if status != {k: v for k, v in (rs.get("status") or {}).items()}:
             rs["status"] = status
             await self.api.update_status(REPLICASETS, rs)

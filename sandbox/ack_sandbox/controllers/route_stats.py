@@ -15,8 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-RETENTION_SECONDS = 900          # cloud seconds of history kept per route
-SAMPLES_PER_BUCKET = 256         # request-time samples kept per second (reservoir)
+RETENTION_SECONDS = 900  # cloud seconds of history kept per route
+SAMPLES_PER_BUCKET = 256  # request-time samples kept per second (reservoir)
 
 
 def route_name(namespace: str, service: str, port: int | str) -> str:
@@ -111,9 +111,10 @@ class RouteStats:
         return dict(self._totals)
 
     def snapshot(self) -> dict[str, Any]:
-        return {route: {"total": self._totals.get(route, 0),
-                        "buckets": [[b.second, b.count] for b in ring]}
-                for route, ring in self._routes.items()}
+        return {
+            route: {"total": self._totals.get(route, 0), "buckets": [[b.second, b.count] for b in ring]}
+            for route, ring in self._routes.items()
+        }
 
 
 def stats_of(ctx: Any) -> RouteStats:

@@ -22,8 +22,24 @@ log = logging.getLogger("ack_sandbox.controllers.scheduler")
 
 SCHEDULER_NAME = "default-scheduler"
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_SUFFIX = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+}
 _QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
 
@@ -33,8 +49,10 @@ def parse_quantity(value: Any) -> float:
         return float(value)
     m = _QTY.match(str(value).strip())
     if not m:
-        raise ValueError(f"quantities must match the regular expression "
-                         f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$', got {value!r}")
+        raise ValueError(
+            f"quantities must match the regular expression "
+            f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$', got {value!r}"
+        )
     return float(m.group(1)) * _SUFFIX[m.group(2) or ""]
 
 
@@ -103,8 +121,9 @@ def matches_node_selector(pod: Obj, labels: dict[str, str], node_name: str = "")
     for k, v in (spec.get("nodeSelector") or {}).items():
         if labels.get(k) != v:
             return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     terms = required.get("nodeSelectorTerms") or []
     if not terms:
         return True
@@ -114,7 +133,8 @@ def matches_node_selector(pod: Obj, labels: dict[str, str], node_name: str = "")
         if not exprs and not fields:
             continue  # an empty term matches nothing
         if all(_match_expression(e, labels) for e in exprs) and all(
-                _match_expression(f, {"metadata.name": node_name}) for f in fields):
+            _match_expression(f, {"metadata.name": node_name}) for f in fields
+        ):
             return True
     return False
 
@@ -152,9 +172,17 @@ def node_is_ready(node: Obj) -> bool:
     return False
 
 
-def fit_reasons(pod: Obj, labels: dict[str, str], taints: list[dict[str, Any]], allocatable: dict[str, float],
-                used: dict[str, float], *, node_name: str = "", unschedulable: bool = False,
-                ready: bool = True) -> list[str]:
+def fit_reasons(
+    pod: Obj,
+    labels: dict[str, str],
+    taints: list[dict[str, Any]],
+    allocatable: dict[str, float],
+    used: dict[str, float],
+    *,
+    node_name: str = "",
+    unschedulable: bool = False,
+    ready: bool = True,
+) -> list[str]:
     """Why ``pod`` does not fit a node with these properties (empty = it fits). Reason strings are the
     upstream plugins' (``ErrReasonUnschedulable``, ``ErrReasonAffinityRulesNotMatch``, untolerated taint,
     ``Insufficient <resource>``, ``Too many pods``)."""
@@ -184,9 +212,16 @@ def fit_reasons(pod: Obj, labels: dict[str, str], taints: list[dict[str, Any]], 
 
 def node_fit_reasons(pod: Obj, node: Obj, pods: Iterable[Obj]) -> list[str]:
     name = node["metadata"]["name"]
-    return fit_reasons(pod, node["metadata"].get("labels") or {}, node.get("spec", {}).get("taints") or [],
-                       node_allocatable(node), node_usage(name, pods), node_name=name,
-                       unschedulable=bool(node.get("spec", {}).get("unschedulable")), ready=node_is_ready(node))
+    return fit_reasons(
+        pod,
+        node["metadata"].get("labels") or {},
+        node.get("spec", {}).get("taints") or [],
+        node_allocatable(node),
+        node_usage(name, pods),
+        node_name=name,
+        unschedulable=bool(node.get("spec", {}).get("unschedulable")),
+        ready=node_is_ready(node),
+    )
 
 
 _RESOURCE_REASONS = ("Insufficient ", "Too many pods")
@@ -206,8 +241,10 @@ def fit_error_message(total: int, reasons_by_node: dict[str, list[str]]) -> str:
         pre.append(f"{helpful} No preemption victims found for incoming pod")
     if total - helpful:
         pre.append(f"{total - helpful} Preemption is not helpful for scheduling")
-    return (f"0/{total} nodes are available: {', '.join(parts)}. "
-            f"preemption: 0/{total} nodes are available: {', '.join(sorted(pre))}.")
+    return (
+        f"0/{total} nodes are available: {', '.join(parts)}. "
+        f"preemption: 0/{total} nodes are available: {', '.join(sorted(pre))}."
+    )
 
 
 def _owner_uid(pod: Obj) -> str | None:
@@ -226,8 +263,11 @@ def score(pod: Obj, node: Obj, pods: Iterable[Obj]) -> float:
     used = node_usage(name, pods)
     req = pod_requests(pod)
     owner = _owner_uid(pod)
-    siblings = sum(1 for p in pods if owner and p.get("spec", {}).get("nodeName") == name and pod_is_active(p)
-                   and _owner_uid(p) == owner)
+    siblings = sum(
+        1
+        for p in pods
+        if owner and p.get("spec", {}).get("nodeName") == name and pod_is_active(p) and _owner_uid(p) == owner
+    )
     total = -float(siblings)
     for res in ("cpu", "memory"):
         cap = alloc.get(res, 0.0)
@@ -257,8 +297,12 @@ def choose_node(pod: Obj, nodes: list[Obj], pods: list[Obj]) -> tuple[Obj | None
 
 def needs_scheduling(pod: Obj) -> bool:
     spec = pod.get("spec", {})
-    return (not spec.get("nodeName") and not pod.get("metadata", {}).get("deletionTimestamp")
-            and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME and pod_is_active(pod))
+    return (
+        not spec.get("nodeName")
+        and not pod.get("metadata", {}).get("deletionTimestamp")
+        and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
+        and pod_is_active(pod)
+    )
 
 
 def is_unschedulable(pod: Obj) -> bool:
@@ -289,7 +333,7 @@ class Scheduler(Controller):
     primary = PODS
     watches = (NODES, PVCS)
     resync = 60.0
-    retry_unschedulable = 60.0         # cloud seconds; node changes retry sooner (they re-queue pending pods)
+    retry_unschedulable = 60.0  # cloud seconds; node changes retry sooner (they re-queue pending pods)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -326,8 +370,10 @@ class Scheduler(Controller):
         if node is None:
             if volume_error is not None:
                 # PreFilter failures name no node: "0/N nodes are available: <why>. preemption: ..."
-                message = (f"0/{len(nodes)} nodes are available: {volume_error}. preemption: 0/{len(nodes)} nodes "
-                           f"are available: {len(nodes)} Preemption is not helpful for scheduling.")
+                message = (
+                    f"0/{len(nodes)} nodes are available: {volume_error}. preemption: 0/{len(nodes)} nodes "
+                    f"are available: {len(nodes)} Preemption is not helpful for scheduling."
+                )
             else:
                 message = fit_error_message(len(nodes), reasons)
             conds = pod.setdefault("status", {}).setdefault("conditions", [])
@@ -345,6 +391,5 @@ class Scheduler(Controller):
         """What the pods/binding subresource does: set spec.nodeName and PodScheduled=True."""
         ns, name = key_of(pod)
         await self.api.bind(ns, name, node_name, pod["metadata"].get("uid"))
-        await self.events.record(pod, "Normal", "Scheduled",
-                                 f"Successfully assigned {ns}/{name} to {node_name}")
+        await self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}")
         log.debug("bound %s/%s to %s at %s", ns, name, node_name, now_iso())

@@ -19,8 +19,19 @@ from typing import Any
 
 from ack_sandbox.context import SandboxContext
 from ack_sandbox.controllers import seldon_objects as so
-from ack_sandbox.controllers.base import (DEPLOYMENTS, HPAS, SELDON_DEPLOYMENTS, SERVICES, Controller, Key, Kind,
-                                          Obj, controller_of, now_iso, owner_ref)
+from ack_sandbox.controllers.base import (
+    DEPLOYMENTS,
+    HPAS,
+    SELDON_DEPLOYMENTS,
+    SERVICES,
+    Controller,
+    Key,
+    Kind,
+    Obj,
+    controller_of,
+    now_iso,
+    owner_ref,
+)
 from ack_sandbox.k8s.errors import ApiError
 
 log = logging.getLogger("ack_sandbox.controllers.seldon")
@@ -52,8 +63,9 @@ class SeldonController(Controller):
             comps = so.build(sdep, self.engine_image)
         except so.SeldonSpecError as exc:
             await self.events.record(sdep, "Warning", "InternalError", str(exc))
-            await self._write_status(sdep, so.compute_status(None, {}, False, sdep.get("status") or {},
-                                                             now_iso(), error=str(exc)))
+            await self._write_status(
+                sdep, so.compute_status(None, {}, False, sdep.get("status") or {}, now_iso(), error=str(exc))
+            )
             return None
         ref = owner_ref(sdep, SELDON_DEPLOYMENTS)
         try:
@@ -64,16 +76,18 @@ class SeldonController(Controller):
             if exc.code == 409:
                 raise  # retried by the loop, as Seldon ignores conflicts in updateStatusForError
             await self.events.record(sdep, "Warning", "InternalError", exc.message)
-            await self._write_status(sdep, so.compute_status(None, {}, False, sdep.get("status") or {},
-                                                             now_iso(), error=exc.message))
+            await self._write_status(
+                sdep, so.compute_status(None, {}, False, sdep.get("status") or {}, now_iso(), error=exc.message)
+            )
             raise
         status = so.compute_status(comps, deployments, services_ready, sdep.get("status") or {}, now_iso())
         await self._write_status(sdep, status)
         return None
 
     # --- children ------------------------------------------------------------------------------------
-    async def _upsert(self, sdep: Obj, kind: Kind, desired: Obj, ref: dict, owned: tuple[str, ...],
-                      event: str) -> tuple[Obj, bool]:
+    async def _upsert(
+        self, sdep: Obj, kind: Kind, desired: Obj, ref: dict, owned: tuple[str, ...], event: str
+    ) -> tuple[Obj, bool]:
         """Create ``desired`` or update the fields in ``owned`` of the existing object; (object, existed)."""
         desired["metadata"]["ownerReferences"] = [ref]
         meta = desired["metadata"]
@@ -105,8 +119,14 @@ class SeldonController(Controller):
     async def _hpas(self, sdep: Obj, comps: so.Components, ref: dict) -> None:
         wanted = {h["metadata"]["name"] for h in comps.hpas}
         for hpa in comps.hpas:
-            await self._upsert(sdep, HPAS, hpa, ref, ("scaleTargetRef", "minReplicas", "maxReplicas", "metrics"),
-                               "UpdateHorizontalPodAutoscaler")
+            await self._upsert(
+                sdep,
+                HPAS,
+                hpa,
+                ref,
+                ("scaleTargetRef", "minReplicas", "maxReplicas", "metrics"),
+                "UpdateHorizontalPodAutoscaler",
+            )
         ns = sdep["metadata"].get("namespace", "default")
         for dep in comps.deployments:  # an HPA whose hpaSpec was removed goes away
             name = dep["metadata"]["name"]
@@ -115,8 +135,9 @@ class SeldonController(Controller):
             found = await self.api.get_or_none(HPAS, ns, name)
             if found is not None and (controller_of(found) or {}).get("uid") == ref["uid"]:
                 await self.api.delete(HPAS, ns, name, propagation_policy="Foreground")
-                await self.events.record(sdep, "Normal", "DeleteHorizontalPodAutoscaler",
-                                         f'Deleted HorizontalPodAutoscaler "{name}"')
+                await self.events.record(
+                    sdep, "Normal", "DeleteHorizontalPodAutoscaler", f'Deleted HorizontalPodAutoscaler "{name}"'
+                )
 
     async def _deployments(self, sdep: Obj, comps: so.Components, ref: dict) -> dict[str, Obj | None]:
         out: dict[str, Obj | None] = {}

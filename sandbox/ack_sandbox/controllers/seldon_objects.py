@@ -40,8 +40,12 @@ UNIT_HTTP_PORT = 9000
 UNIT_GRPC_PORT = 9500
 UNIT_METRICS_PORT = 6000
 
-PREDICTION_PATHS = {"seldon": "/api/v1.0/predictions", "tensorflow": "/v1/models/{graph}:predict",
-                    "kfserving": "/v2/models/{graph}/infer", "v2": "/v2/models/{graph}/infer"}
+PREDICTION_PATHS = {
+    "seldon": "/api/v1.0/predictions",
+    "tensorflow": "/v1/models/{graph}:predict",
+    "kfserving": "/v2/models/{graph}/infer",
+    "v2": "/v2/models/{graph}/infer",
+}
 
 
 class SeldonSpecError(ValueError):
@@ -59,7 +63,7 @@ def _limit(name: str) -> str:
 def deployment_name(sdep: str, predictor: str, index: int, component: dict) -> str:
     """GetDeploymentName."""
     meta_name = (component.get("metadata") or {}).get("name")
-    containers = ((component.get("spec") or {}).get("containers") or [])
+    containers = (component.get("spec") or {}).get("containers") or []
     suffix = meta_name or "-".join(c["name"] for c in containers)
     return _limit(f"{sdep}-{predictor}-{index}-{suffix}")
 
@@ -103,8 +107,13 @@ def convert_metric_v2beta1(m: dict) -> dict:
     if mtype == "Pods":
         p = m.get("pods") or {}
         metric = {"name": p.get("metricName"), **({"selector": p["selector"]} if p.get("selector") else {})}
-        return {"type": "Pods", "pods": {"metric": metric,
-                                         "target": {"type": "AverageValue", "averageValue": _qty(p.get("targetAverageValue"))}}}
+        return {
+            "type": "Pods",
+            "pods": {
+                "metric": metric,
+                "target": {"type": "AverageValue", "averageValue": _qty(p.get("targetAverageValue"))},
+            },
+        }
     if mtype == "Object":
         o = m.get("object") or {}
         metric = {"name": o.get("metricName"), **({"selector": o["selector"]} if o.get("selector") else {})}
@@ -146,12 +155,18 @@ def validate(sdep: dict) -> None:
         seen.add(name)
         if not p.get("graph") or not p["graph"].get("name"):
             raise SeldonSpecError(f"spec.predictors[{i}].graph.name: Required value")
-        containers = {c.get("name") for cs in p.get("componentSpecs") or [] for c in (cs.get("spec") or {}).get("containers") or []}
+        containers = {
+            c.get("name")
+            for cs in p.get("componentSpecs") or []
+            for c in (cs.get("spec") or {}).get("containers") or []
+        }
         for unit in graph_units(p["graph"]):
             if unit.get("name") not in containers and not unit.get("implementation"):
-                raise SeldonSpecError(f'spec.predictors[{i}].graph: Invalid value: "{unit.get("name")}": '
-                                      f"Can't find container for Predictive Unit; graph.name must match a container "
-                                      f"name in componentSpecs (have: {', '.join(sorted(c for c in containers if c)) or 'none'})")
+                raise SeldonSpecError(
+                    f'spec.predictors[{i}].graph: Invalid value: "{unit.get("name")}": '
+                    f"Can't find container for Predictive Unit; graph.name must match a container "
+                    f"name in componentSpecs (have: {', '.join(sorted(c for c in containers if c)) or 'none'})"
+                )
 
 
 def _replicas(spec: dict, predictor: dict, component: dict) -> int:
@@ -183,21 +198,49 @@ def _engine_predictor(predictor: dict) -> dict:
 def engine_container(sdep: dict, predictor: dict, image: str = ENGINE_IMAGE) -> dict:
     meta, spec = sdep["metadata"], sdep.get("spec") or {}
     encoded = base64.b64encode(json.dumps(_engine_predictor(predictor), separators=(",", ":")).encode()).decode()
-    probe = {"initialDelaySeconds": 20, "periodSeconds": 5, "failureThreshold": 3, "successThreshold": 1,
-             "timeoutSeconds": 60}
+    probe = {
+        "initialDelaySeconds": 20,
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+        "successThreshold": 1,
+        "timeoutSeconds": 60,
+    }
     container = {
         "name": ENGINE_CONTAINER,
         "image": image,
-        "args": ["--sdep", meta["name"], "--namespace", meta.get("namespace", "default"),
-                 "--predictor", predictor["name"], "--http_port", str(ENGINE_HTTP_PORT),
-                 "--grpc_port", str(ENGINE_GRPC_PORT), "--protocol", spec.get("protocol") or "seldon",
-                 "--transport", spec.get("transport") or "rest", "--prometheus_path", "/prometheus",
-                 "--server_type", spec.get("serverType") or "rpc",
-                 "--log_work_buffer_size", "10000", "--log_write_timeout_ms", "2000", "--full_health_checks=false"],
-        "env": [{"name": "ENGINE_PREDICTOR", "value": encoded},
-                {"name": "REQUEST_LOGGER_DEFAULT_ENDPOINT", "value": "http://default-broker"}],
-        "ports": [{"name": "http", "containerPort": ENGINE_HTTP_PORT, "protocol": "TCP"},
-                  {"name": "grpc", "containerPort": ENGINE_GRPC_PORT, "protocol": "TCP"}],
+        "args": [
+            "--sdep",
+            meta["name"],
+            "--namespace",
+            meta.get("namespace", "default"),
+            "--predictor",
+            predictor["name"],
+            "--http_port",
+            str(ENGINE_HTTP_PORT),
+            "--grpc_port",
+            str(ENGINE_GRPC_PORT),
+            "--protocol",
+            spec.get("protocol") or "seldon",
+            "--transport",
+            spec.get("transport") or "rest",
+            "--prometheus_path",
+            "/prometheus",
+            "--server_type",
+            spec.get("serverType") or "rpc",
+            "--log_work_buffer_size",
+            "10000",
+            "--log_write_timeout_ms",
+            "2000",
+            "--full_health_checks=false",
+        ],
+        "env": [
+            {"name": "ENGINE_PREDICTOR", "value": encoded},
+            {"name": "REQUEST_LOGGER_DEFAULT_ENDPOINT", "value": "http://default-broker"},
+        ],
+        "ports": [
+            {"name": "http", "containerPort": ENGINE_HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": ENGINE_GRPC_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": ENGINE_HTTP_PORT, "scheme": "HTTP"}, **probe},
         "livenessProbe": {"httpGet": {"path": "/live", "port": ENGINE_HTTP_PORT, "scheme": "HTTP"}, **probe},
         "resources": predictor.get("engineResources") or {"requests": {"cpu": "100m"}},
@@ -239,8 +282,12 @@ def build(sdep: dict, engine_image: str = ENGINE_IMAGE) -> Components:
                 continue
             dep_name = deployment_name(name, pname, c_index, component)
             has_engine = any(c["name"] == root for c in containers)
-            labels = {LABEL_SELDON_ID: seldon_id, "app": dep_name, LABEL_MANAGED_BY: MANAGED_BY,
-                      **(predictor.get("labels") or {})}
+            labels = {
+                LABEL_SELDON_ID: seldon_id,
+                "app": dep_name,
+                LABEL_MANAGED_BY: MANAGED_BY,
+                **(predictor.get("labels") or {}),
+            }
             tmpl_labels = dict(labels)
             if has_engine:
                 tmpl_labels[LABEL_SELDON_APP] = psvc
@@ -250,39 +297,51 @@ def build(sdep: dict, engine_image: str = ENGINE_IMAGE) -> Components:
                     continue
                 svc_name = unit_service_name(name, pname, c["name"])
                 tmpl_labels[LABEL_SELDON_APP_SVC] = svc_name
-                for key, value in (("PREDICTIVE_UNIT_SERVICE_PORT", UNIT_HTTP_PORT),
-                                   ("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", UNIT_HTTP_PORT),
-                                   ("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", UNIT_GRPC_PORT),
-                                   ("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", UNIT_METRICS_PORT),
-                                   ("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/prometheus"),
-                                   ("PREDICTIVE_UNIT_PARAMETERS", json.dumps(params_by_unit[c["name"]], separators=(",", ":"))),
-                                   ("PREDICTIVE_UNIT_ID", c["name"]),
-                                   ("PREDICTIVE_UNIT_IMAGE", c.get("image", "")),
-                                   ("PREDICTOR_ID", pname),
-                                   ("PREDICTOR_LABELS", json.dumps(predictor.get("labels") or {}, separators=(",", ":"))),
-                                   ("SELDON_DEPLOYMENT_ID", seldon_id),
-                                   ("SELDON_EXECUTOR_ENABLED", "true")):
+                for key, value in (
+                    ("PREDICTIVE_UNIT_SERVICE_PORT", UNIT_HTTP_PORT),
+                    ("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", UNIT_HTTP_PORT),
+                    ("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", UNIT_GRPC_PORT),
+                    ("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", UNIT_METRICS_PORT),
+                    ("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/prometheus"),
+                    ("PREDICTIVE_UNIT_PARAMETERS", json.dumps(params_by_unit[c["name"]], separators=(",", ":"))),
+                    ("PREDICTIVE_UNIT_ID", c["name"]),
+                    ("PREDICTIVE_UNIT_IMAGE", c.get("image", "")),
+                    ("PREDICTOR_ID", pname),
+                    ("PREDICTOR_LABELS", json.dumps(predictor.get("labels") or {}, separators=(",", ":"))),
+                    ("SELDON_DEPLOYMENT_ID", seldon_id),
+                    ("SELDON_EXECUTOR_ENABLED", "true"),
+                ):
                     _env_set(c, key, str(value))
                 ports = c.setdefault("ports", [])
                 if not any(pt.get("containerPort") == UNIT_HTTP_PORT for pt in ports):
                     ports.append({"containerPort": UNIT_HTTP_PORT, "protocol": "TCP"})
-                out.services.append(_service(svc_name, ns, seldon_id, {LABEL_SELDON_APP_SVC: svc_name},
-                                             UNIT_HTTP_PORT, UNIT_GRPC_PORT))
+                out.services.append(
+                    _service(svc_name, ns, seldon_id, {LABEL_SELDON_APP_SVC: svc_name}, UNIT_HTTP_PORT, UNIT_GRPC_PORT)
+                )
                 out.service_status[svc_name] = _svc_status(svc_name, ns, UNIT_HTTP_PORT, UNIT_GRPC_PORT)
             if has_engine:
                 containers.append(engine_container(sdep, predictor, engine_image))
             pod_spec.setdefault("terminationGracePeriodSeconds", 20)
             deployment = {
-                "apiVersion": "apps/v1", "kind": "Deployment",
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
                 "metadata": {"name": dep_name, "namespace": ns, "labels": labels},
-                "spec": {"replicas": _replicas(spec, predictor, component),
-                         "selector": {"matchLabels": {LABEL_SELDON_ID: seldon_id, "app": dep_name}},
-                         "template": {"metadata": {"labels": tmpl_labels,
-                                                   "annotations": {"prometheus.io/path": "/prometheus",
-                                                                   "prometheus.io/scrape": "true"}},
-                                      "spec": pod_spec},
-                         **({"progressDeadlineSeconds": int(predictor["progressDeadlineSeconds"])}
-                            if predictor.get("progressDeadlineSeconds") is not None else {})},
+                "spec": {
+                    "replicas": _replicas(spec, predictor, component),
+                    "selector": {"matchLabels": {LABEL_SELDON_ID: seldon_id, "app": dep_name}},
+                    "template": {
+                        "metadata": {
+                            "labels": tmpl_labels,
+                            "annotations": {"prometheus.io/path": "/prometheus", "prometheus.io/scrape": "true"},
+                        },
+                        "spec": pod_spec,
+                    },
+                    **(
+                        {"progressDeadlineSeconds": int(predictor["progressDeadlineSeconds"])}
+                        if predictor.get("progressDeadlineSeconds") is not None
+                        else {}
+                    ),
+                },
             }
             out.deployments.append(deployment)
             if p_index == 0 and (not out.default_deployment or has_engine):
@@ -291,16 +350,29 @@ def build(sdep: dict, engine_image: str = ENGINE_IMAGE) -> Components:
             if hpa_spec:
                 out.hpa_targets.add(dep_name)
                 hpa: dict[str, Any] = {
-                    "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                    "apiVersion": "autoscaling/v2",
+                    "kind": "HorizontalPodAutoscaler",
                     "metadata": {"name": dep_name, "namespace": ns, "labels": {LABEL_SELDON_ID: seldon_id}},
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep_name},
-                             "maxReplicas": int(hpa_spec["maxReplicas"]), "metrics": hpa_metrics(hpa_spec)},
+                    "spec": {
+                        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep_name},
+                        "maxReplicas": int(hpa_spec["maxReplicas"]),
+                        "metrics": hpa_metrics(hpa_spec),
+                    },
                 }
                 if hpa_spec.get("minReplicas") is not None:
                     hpa["spec"]["minReplicas"] = int(hpa_spec["minReplicas"])
                 out.hpas.append(hpa)
-        out.services.append(_service(psvc, ns, seldon_id, {LABEL_SELDON_APP: psvc}, ENGINE_HTTP_PORT, ENGINE_GRPC_PORT,
-                                     extra_labels={LABEL_SELDON_APP: psvc}))
+        out.services.append(
+            _service(
+                psvc,
+                ns,
+                seldon_id,
+                {LABEL_SELDON_APP: psvc},
+                ENGINE_HTTP_PORT,
+                ENGINE_GRPC_PORT,
+                extra_labels={LABEL_SELDON_APP: psvc},
+            )
+        )
         out.service_status[psvc] = _svc_status(psvc, ns, ENGINE_HTTP_PORT, ENGINE_GRPC_PORT)
         if p_index == 0:
             protocol = spec.get("protocol") or "seldon"
@@ -309,14 +381,27 @@ def build(sdep: dict, engine_image: str = ENGINE_IMAGE) -> Components:
     return out
 
 
-def _service(name: str, ns: str, seldon_id: str, selector: dict, http: int, grpc: int,
-             extra_labels: dict | None = None) -> dict:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": ns,
-                         "labels": {LABEL_SELDON_ID: seldon_id, LABEL_MANAGED_BY: MANAGED_BY, **(extra_labels or {})}},
-            "spec": {"type": "ClusterIP", "selector": selector, "sessionAffinity": "None",
-                     "ports": [{"name": "http", "protocol": "TCP", "port": http, "targetPort": http},
-                               {"name": "grpc", "protocol": "TCP", "port": grpc, "targetPort": grpc}]}}
+def _service(
+    name: str, ns: str, seldon_id: str, selector: dict, http: int, grpc: int, extra_labels: dict | None = None
+) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {LABEL_SELDON_ID: seldon_id, LABEL_MANAGED_BY: MANAGED_BY, **(extra_labels or {})},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "sessionAffinity": "None",
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": http, "targetPort": http},
+                {"name": "grpc", "protocol": "TCP", "port": grpc, "targetPort": grpc},
+            ],
+        },
+    }
 
 
 def _svc_status(name: str, ns: str, http: int, grpc: int) -> dict:
@@ -334,8 +419,11 @@ def contains(found: Any, desired: Any) -> bool:
     if isinstance(desired, dict):
         return isinstance(found, dict) and all(contains(found.get(k), v) for k, v in desired.items())
     if isinstance(desired, list):
-        return isinstance(found, list) and len(found) == len(desired) and all(
-            contains(f, d) for f, d in zip(found, desired))
+        return (
+            isinstance(found, list)
+            and len(found) == len(desired)
+            and all(contains(f, d) for f, d in zip(found, desired))
+        )
     if isinstance(desired, (int, float)) and isinstance(found, str):
         return str(desired) == found
     return found == desired
@@ -368,15 +456,24 @@ def deployment_failed(dep: dict | None) -> bool:
         return False
     conds = {c.get("type"): c for c in (dep.get("status") or {}).get("conditions") or []}
     prog, avail = conds.get("Progressing") or {}, conds.get("Available") or {}
-    return (prog.get("status") == "False" and prog.get("reason") == "ProgressDeadlineExceeded"
-            and avail.get("status") != "True")
+    return (
+        prog.get("status") == "False"
+        and prog.get("reason") == "ProgressDeadlineExceeded"
+        and avail.get("status") != "True"
+    )
 
 
 FAILED_PROGRESS = "Deployment is no longer progressing and not available."
 
 
-def compute_status(comps: Components | None, deployments: dict[str, dict | None], services_ready: bool,
-                   old_status: dict, stamp: str, error: str | None = None) -> dict:
+def compute_status(
+    comps: Components | None,
+    deployments: dict[str, dict | None],
+    services_ready: bool,
+    old_status: dict,
+    stamp: str,
+    error: str | None = None,
+) -> dict:
     """The SeldonDeployment ``status`` after a reconcile (state, description, per-object status, conditions).
 
     Conditions follow the knative duck type Seldon uses (sorted by type, ``Ready`` aggregating the
@@ -386,9 +483,12 @@ def compute_status(comps: Components | None, deployments: dict[str, dict | None]
     status: dict[str, Any] = {}
     if comps is not None:
         status["deploymentStatus"] = {
-            name: {"replicas": int(((dep or {}).get("status") or {}).get("replicas") or 0),
-                   "availableReplicas": int(((dep or {}).get("status") or {}).get("availableReplicas") or 0)}
-            for name, dep in deployments.items()}
+            name: {
+                "replicas": int(((dep or {}).get("status") or {}).get("replicas") or 0),
+                "availableReplicas": int(((dep or {}).get("status") or {}).get("availableReplicas") or 0),
+            }
+            for name, dep in deployments.items()
+        }
         status["serviceStatus"] = comps.service_status
         default = deployments.get(comps.default_deployment)
         status["replicas"] = int(((default or {}).get("status") or {}).get("replicas") or 0)
@@ -398,15 +498,40 @@ def compute_status(comps: Components | None, deployments: dict[str, dict | None]
     failed_dep = next((n for n, d in deployments.items() if deployment_failed(d)), None)
     if comps is not None:
         first_unready = next((d for d in deployments.values() if not deployment_ready(d)), None)
-        avail = next((c for c in ((first_unready or next(iter(deployments.values()), None) or {}).get("status") or {})
-                      .get("conditions") or [] if c.get("type") == "Available"), {})
-        conds.append(_cond("DeploymentsReady", deps_ready, avail.get("reason", "" if deps_ready else "DeploymentsNotReady"),
-                           avail.get("message", ""), stamp))
-        conds.append(_cond("HpasReady", True, "All HPAs resources ready" if comps.hpas else "No HPAs defined", "", stamp))
+        avail = next(
+            (
+                c
+                for c in ((first_unready or next(iter(deployments.values()), None) or {}).get("status") or {}).get(
+                    "conditions"
+                )
+                or []
+                if c.get("type") == "Available"
+            ),
+            {},
+        )
+        conds.append(
+            _cond(
+                "DeploymentsReady",
+                deps_ready,
+                avail.get("reason", "" if deps_ready else "DeploymentsNotReady"),
+                avail.get("message", ""),
+                stamp,
+            )
+        )
+        conds.append(
+            _cond("HpasReady", True, "All HPAs resources ready" if comps.hpas else "No HPAs defined", "", stamp)
+        )
         conds.append(_cond("KedaReady", True, "No KEDA resources defined", "", stamp))
         conds.append(_cond("PdbsReady", True, "No PDBs defined", "", stamp))
-        conds.append(_cond("ServicesReady", services_ready,
-                           "All services created" if services_ready else "Not all services created", "", stamp))
+        conds.append(
+            _cond(
+                "ServicesReady",
+                services_ready,
+                "All services created" if services_ready else "Not all services created",
+                "",
+                stamp,
+            )
+        )
     dependents_ok = comps is not None and deps_ready and services_ready
     if error is not None:
         state, description = "Failed", error
@@ -422,7 +547,9 @@ def compute_status(comps: Components | None, deployments: dict[str, dict | None]
     elif blocking is None and conds:
         conds.append(_cond("Ready", True, "", "", stamp))
     else:
-        conds.append(_cond("Ready", False, (blocking or {}).get("reason", ""), (blocking or {}).get("message", ""), stamp))
+        conds.append(
+            _cond("Ready", False, (blocking or {}).get("reason", ""), (blocking or {}).get("message", ""), stamp)
+        )
     for c in conds:
         old = old_conds.get(c["type"])
         if old is not None and old.get("status") == c["status"] and old.get("lastTransitionTime"):

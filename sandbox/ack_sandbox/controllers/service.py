@@ -104,8 +104,11 @@ async def reclaim_node(request: web.Request) -> web.Response:
     if inst is None:
         raise _json_error(web.HTTPNotFound, f'node "{name}" is not an ECS instance of this cluster')
     if not inst.is_spot:
-        raise _json_error(web.HTTPBadRequest, f'node "{name}" ({inst.instance_id}) is pay-as-you-go '
-                                              f"(spot_strategy NoSpot); only spot instances are reclaimed")
+        raise _json_error(
+            web.HTTPBadRequest,
+            f'node "{name}" ({inst.instance_id}) is pay-as-you-go '
+            f"(spot_strategy NoSpot); only spot instances are reclaimed",
+        )
     notice_q = request.query.get("notice")
     try:
         notice = float(notice_q) if notice_q is not None else None
@@ -116,8 +119,14 @@ async def reclaim_node(request: web.Request) -> web.Response:
     task = asyncio.get_running_loop().create_task(cs.reclaim_spot(inst.instance_id, notice))
     request.app["bg"].add(task)
     task.add_done_callback(request.app["bg"].discard)
-    return web.json_response({"node_name": name, "instance_id": inst.instance_id,
-                              "notice_seconds": DELAYS["reclaim_notice"] if notice is None else notice}, status=202)
+    return web.json_response(
+        {
+            "node_name": name,
+            "instance_id": inst.instance_id,
+            "notice_seconds": DELAYS["reclaim_notice"] if notice is None else notice,
+        },
+        status=202,
+    )
 
 
 def _autoscaler(request: web.Request) -> Any:

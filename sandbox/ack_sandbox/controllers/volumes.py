@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ack_sandbox.context import SandboxContext
-from ack_sandbox.controllers.base import (CONFIGMAPS, PVCS, PVS, SECRETS, Api, Controller, Key, Kind, Obj, key_of)
+from ack_sandbox.controllers.base import CONFIGMAPS, PVCS, PVS, SECRETS, Api, Controller, Key, Kind, Obj, key_of
 from ack_sandbox.controllers.scheduler import parse_quantity
 from ack_sandbox.k8s.meta import labels_match, selector_from_label_selector
 
@@ -45,6 +45,7 @@ class MountError(Exception):
 
 # --- binding (pure) ----------------------------------------------------------------------------------------
 
+
 def _class(obj: Obj) -> str:
     return obj.get("spec", {}).get("storageClassName") or ""
 
@@ -54,9 +55,11 @@ def pv_matches_claim(pv: Obj, pvc: Obj) -> bool:
     if pv.get("metadata", {}).get("deletionTimestamp"):
         return False
     ref = pspec.get("claimRef")
-    if ref and not (ref.get("name") == pvc["metadata"]["name"]
-                    and ref.get("namespace") == pvc["metadata"].get("namespace")
-                    and (not ref.get("uid") or ref.get("uid") == pvc["metadata"].get("uid"))):
+    if ref and not (
+        ref.get("name") == pvc["metadata"]["name"]
+        and ref.get("namespace") == pvc["metadata"].get("namespace")
+        and (not ref.get("uid") or ref.get("uid") == pvc["metadata"].get("uid"))
+    ):
         return False
     if cspec.get("volumeName") and cspec["volumeName"] != pv["metadata"]["name"]:
         return False
@@ -76,16 +79,24 @@ def pv_matches_claim(pv: Obj, pvc: Obj) -> bool:
 
 def best_pv(pvs: list[Obj], pvc: Obj) -> Obj | None:
     """The claim's pre-bound PV if any, else the smallest matching Available one (findBestMatchForClaim)."""
-    candidates = [pv for pv in pvs if pv_matches_claim(pv, pvc)
-                  and (pv.get("status", {}).get("phase") in (None, "", "Available", "Pending")
-                       or (pv.get("spec", {}).get("claimRef") or {}).get("name") == pvc["metadata"]["name"])]
+    candidates = [
+        pv
+        for pv in pvs
+        if pv_matches_claim(pv, pvc)
+        and (
+            pv.get("status", {}).get("phase") in (None, "", "Available", "Pending")
+            or (pv.get("spec", {}).get("claimRef") or {}).get("name") == pvc["metadata"]["name"]
+        )
+    ]
     if not candidates:
         return None
     prebound = [pv for pv in candidates if pv.get("spec", {}).get("claimRef")]
     if prebound:
         return prebound[0]
-    return min(candidates, key=lambda pv: (parse_quantity(pv["spec"].get("capacity", {}).get("storage", 0)),
-                                           pv["metadata"]["name"]))
+    return min(
+        candidates,
+        key=lambda pv: (parse_quantity(pv["spec"].get("capacity", {}).get("storage", 0)), pv["metadata"]["name"]),
+    )
 
 
 class ClaimBinder(Controller):
@@ -94,7 +105,7 @@ class ClaimBinder(Controller):
     name = "persistentvolume-binder-controller"
     primary = PVCS
     watches = (PVS,)
-    resync = 15.0      # the upstream controller re-syncs claims every 15 s
+    resync = 15.0  # the upstream controller re-syncs claims every 15 s
 
     def map_event(self, kind: Kind, etype: str, obj: Obj) -> Iterable[Key]:
         if kind == PVCS:
@@ -120,8 +131,12 @@ class ClaimBinder(Controller):
             if pv is None:
                 status["phase"] = "Lost"
                 await self.api.update_status(PVCS, pvc)
-                await self.events.record(pvc, "Warning", "ClaimLost",
-                                         "Bound claim has lost its PersistentVolume. Data on the volume is lost!")
+                await self.events.record(
+                    pvc,
+                    "Warning",
+                    "ClaimLost",
+                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+                )
             return None
         pvs = await self.api.list(PVS)
         pv = best_pv(pvs, pvc)
@@ -130,10 +145,17 @@ class ClaimBinder(Controller):
             if status.get("phase") != "Pending":
                 status["phase"] = "Pending"
                 await self.api.update_status(PVCS, pvc)
-            msg = ("no persistent volumes available for this claim and no storage class is set" if not _class(pvc)
-                   else f'storageclass.storage.k8s.io "{_class(pvc)}" not found')
-            await self.events.record(pvc, "Normal" if not _class(pvc) else "Warning", "FailedBinding"
-                                     if not _class(pvc) else "ProvisioningFailed", msg)
+            msg = (
+                "no persistent volumes available for this claim and no storage class is set"
+                if not _class(pvc)
+                else f'storageclass.storage.k8s.io "{_class(pvc)}" not found'
+            )
+            await self.events.record(
+                pvc,
+                "Normal" if not _class(pvc) else "Warning",
+                "FailedBinding" if not _class(pvc) else "ProvisioningFailed",
+                msg,
+            )
             return None
         await self._bind(pv, pvc)
         self._pending.discard(key)
@@ -142,9 +164,14 @@ class ClaimBinder(Controller):
     async def _bind(self, pv: Obj, pvc: Obj) -> None:
         pv_name = pv["metadata"]["name"]
         if not pv["spec"].get("claimRef"):
-            pv["spec"]["claimRef"] = {"kind": "PersistentVolumeClaim", "namespace": pvc["metadata"]["namespace"],
-                                      "name": pvc["metadata"]["name"], "uid": pvc["metadata"]["uid"],
-                                      "apiVersion": "v1", "resourceVersion": pvc["metadata"].get("resourceVersion", "")}
+            pv["spec"]["claimRef"] = {
+                "kind": "PersistentVolumeClaim",
+                "namespace": pvc["metadata"]["namespace"],
+                "name": pvc["metadata"]["name"],
+                "uid": pvc["metadata"]["uid"],
+                "apiVersion": "v1",
+                "resourceVersion": pvc["metadata"].get("resourceVersion", ""),
+            }
             pv["metadata"].setdefault("annotations", {})[ANN_BOUND_BY_CONTROLLER] = "yes"
             pv = await self.api.update(PVS, pv)
         elif not pv["spec"]["claimRef"].get("uid"):
@@ -158,8 +185,11 @@ class ClaimBinder(Controller):
         ann[ANN_BOUND_BY_CONTROLLER] = "yes"
         pvc["spec"]["volumeName"] = pv_name
         pvc = await self.api.update(PVCS, pvc)
-        pvc["status"] = {"phase": "Bound", "accessModes": list(pv["spec"].get("accessModes") or []),
-                         "capacity": dict(pv["spec"].get("capacity") or {})}
+        pvc["status"] = {
+            "phase": "Bound",
+            "accessModes": list(pv["spec"].get("accessModes") or []),
+            "capacity": dict(pv["spec"].get("capacity") or {}),
+        }
         await self.api.update_status(PVCS, pvc)
 
 
@@ -189,7 +219,11 @@ class VolumePhases(Controller):
         else:
             pvc = await self.api.get_or_none(PVCS, ref.get("namespace", ""), ref.get("name", ""))
             if pvc is not None and (not ref.get("uid") or pvc["metadata"]["uid"] == ref.get("uid")):
-                want = "Bound" if pvc.get("spec", {}).get("volumeName") == pv["metadata"]["name"] else (phase or "Available")
+                want = (
+                    "Bound"
+                    if pvc.get("spec", {}).get("volumeName") == pv["metadata"]["name"]
+                    else (phase or "Available")
+                )
             elif ref.get("uid") or phase == "Bound":
                 if pv["spec"].get("persistentVolumeReclaimPolicy") == "Delete":
                     await self.api.delete(PVS, "", pv["metadata"]["name"])
@@ -206,6 +240,7 @@ class VolumePhases(Controller):
 
 
 # --- mounting ----------------------------------------------------------------------------------------------
+
 
 def secret_bytes(secret: Obj) -> dict[str, bytes]:
     """A Secret's data; ``stringData`` overlays ``data`` as the apiserver merges it on write."""
@@ -252,7 +287,7 @@ def _download_prefix(endpoint: str, creds: tuple[str, str, str], bucket: str, pr
     b = oss2.Bucket(auth, endpoint, bucket, connect_timeout=10)
     count = 0
     for obj in oss2.ObjectIteratorV2(b, prefix=prefix):
-        rel = obj.key[len(prefix):].lstrip("/")
+        rel = obj.key[len(prefix) :].lstrip("/")
         if not rel:
             continue
         dest = target / rel
@@ -278,15 +313,19 @@ async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target:
     if ref:
         secret = await api.get_or_none(SECRETS, ref.get("namespace") or pod_ns, ref.get("name", ""))
         if secret is None:
-            raise MountError(f'MountVolume.SetUp failed for volume "{pv_name}" : kubernetes.io/csi: '
-                             f"mounter.SetUpAt failed to get CSI client: fetching NodePublishSecretRef "
-                             f'{ref.get("namespace") or pod_ns}/{ref.get("name")} failed: secrets '
-                             f'"{ref.get("name")}" not found')
+            raise MountError(
+                f'MountVolume.SetUp failed for volume "{pv_name}" : kubernetes.io/csi: '
+                f"mounter.SetUpAt failed to get CSI client: fetching NodePublishSecretRef "
+                f"{ref.get('namespace') or pod_ns}/{ref.get('name')} failed: secrets "
+                f'"{ref.get("name")}" not found'
+            )
         secret_data = {k: v.decode(errors="replace") for k, v in secret_bytes(secret).items()}
     creds = oss_credentials(secret_data, attrs)
     if creds is None:
-        raise MountError(prefix_msg + "InvalidArgument desc = missing access key in node publish secret or "
-                                      "volumeAttributes (akId/akSecret or AccessKeyId/AccessKeySecret)")
+        raise MountError(
+            prefix_msg + "InvalidArgument desc = missing access key in node publish secret or "
+            "volumeAttributes (akId/akSecret or AccessKeyId/AccessKeySecret)"
+        )
     path = (_ci(attrs, "path") or "/").strip("/")
     prefix = path + "/" if path else ""
     endpoint = oss_endpoint(ctx, _ci(attrs, "url"))
@@ -301,8 +340,9 @@ async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target:
         shutil.rmtree(tmp, ignore_errors=True)
         code = getattr(exc, "code", "") or type(exc).__name__
         message = getattr(exc, "message", "") or str(exc)
-        raise MountError(prefix_msg + f"Internal desc = failed to mount oss bucket {bucket}:/{path} "
-                                      f"(ossfs: {code}: {message})") from exc
+        raise MountError(
+            prefix_msg + f"Internal desc = failed to mount oss bucket {bucket}:/{path} (ossfs: {code}: {message})"
+        ) from exc
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
@@ -356,16 +396,21 @@ async def mount_pod_volumes(ctx: SandboxContext, api: Api, pod: Obj, pod_dir: Pa
             claim = vol["persistentVolumeClaim"].get("claimName", "")
             pvc = await api.get_or_none(PVCS, ns, claim)
             if pvc is None:
-                raise MountError(f'Unable to attach or mount volumes: unmounted volumes=[{name}]: '
-                                 f'persistentvolumeclaim "{claim}" not found')
+                raise MountError(
+                    f"Unable to attach or mount volumes: unmounted volumes=[{name}]: "
+                    f'persistentvolumeclaim "{claim}" not found'
+                )
             pv_name = pvc.get("spec", {}).get("volumeName")
             if not pv_name or pvc.get("status", {}).get("phase") != "Bound":
-                raise MountError(f"Unable to attach or mount volumes: unmounted volumes=[{name}]: "
-                                 f'PVC {ns}/{claim} is not bound')
+                raise MountError(
+                    f"Unable to attach or mount volumes: unmounted volumes=[{name}]: PVC {ns}/{claim} is not bound"
+                )
             pv = await api.get_or_none(PVS, "", pv_name)
             if pv is None:
-                raise MountError(f'Unable to attach or mount volumes: unmounted volumes=[{name}]: '
-                                 f'persistentvolume "{pv_name}" not found')
+                raise MountError(
+                    f"Unable to attach or mount volumes: unmounted volumes=[{name}]: "
+                    f'persistentvolume "{pv_name}" not found'
+                )
             pspec = pv.get("spec", {})
             if (pspec.get("csi") or {}).get("driver") == OSS_DRIVER:
                 await mount_oss(ctx, api, pv, ns, target)
@@ -373,14 +418,18 @@ async def mount_pod_volumes(ctx: SandboxContext, api: Api, pod: Obj, pod_dir: Pa
                 target = Path((pspec.get("hostPath") or pspec.get("local"))["path"])
                 target.mkdir(parents=True, exist_ok=True)
             elif "csi" in pspec:
-                raise MountError(f'MountVolume.MountDevice failed for volume "{pv_name}" : kubernetes.io/csi: '
-                                 f"attacher.MountDevice failed to create newCsiDriverClient: driver name "
-                                 f"{pspec['csi'].get('driver')} not found in the list of registered CSI drivers")
+                raise MountError(
+                    f'MountVolume.MountDevice failed for volume "{pv_name}" : kubernetes.io/csi: '
+                    f"attacher.MountDevice failed to create newCsiDriverClient: driver name "
+                    f"{pspec['csi'].get('driver')} not found in the list of registered CSI drivers"
+                )
             else:
-                raise MountError(f'MountVolume.SetUp failed for volume "{pv_name}" : the sandbox cannot mount '
-                                 f"this volume source ({', '.join(k for k in pspec if k not in ('capacity', 'accessModes', 'claimRef', 'persistentVolumeReclaimPolicy', 'storageClassName', 'volumeMode', 'mountOptions', 'nodeAffinity'))})")
+                raise MountError(
+                    f'MountVolume.SetUp failed for volume "{pv_name}" : the sandbox cannot mount '
+                    f"this volume source ({', '.join(k for k in pspec if k not in ('capacity', 'accessModes', 'claimRef', 'persistentVolumeReclaimPolicy', 'storageClassName', 'volumeMode', 'mountOptions', 'nodeAffinity'))})"
+                )
         else:
-            target.mkdir(parents=True, exist_ok=True)   # projected / downwardAPI: an empty directory
+            target.mkdir(parents=True, exist_ok=True)  # projected / downwardAPI: an empty directory
         out[name] = str(target)
     return out
 

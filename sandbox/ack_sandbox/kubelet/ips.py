@@ -38,7 +38,7 @@ def listening_ips(proc_file: str = "/proc/net/tcp") -> set[str]:
 
 class IpPool:
     def __init__(self, block: int = 0) -> None:
-        if block == 0:   # legacy/default range for tests: 127.0.1.1 upwards
+        if block == 0:  # legacy/default range for tests: 127.0.1.1 upwards
             self.first = int(ipaddress.IPv4Address("127.0.1.1"))
             self.last = int(ipaddress.IPv4Address("127.0.255.254"))
         else:
@@ -46,7 +46,7 @@ class IpPool:
                 raise ValueError(f"block must be 1..254, got {block}")
             self.first = int(ipaddress.IPv4Address(f"127.{block}.0.1"))
             self.last = int(ipaddress.IPv4Address(f"127.{block}.255.254"))
-        self._used: dict[str, str] = {}       # ip -> owner (pod uid)
+        self._used: dict[str, str] = {}  # ip -> owner (pod uid)
         self._next = self.first
 
     def reserve(self, ip: str, owner: str) -> bool:
@@ -72,8 +72,9 @@ class IpPool:
             if ip not in self._used and ip not in busy:
                 self._used[ip] = owner
                 return ip
-        raise RuntimeError(f"the pod IP pool {ipaddress.IPv4Address(self.first)}-"
-                           f"{ipaddress.IPv4Address(self.last)} is exhausted")
+        raise RuntimeError(
+            f"the pod IP pool {ipaddress.IPv4Address(self.first)}-{ipaddress.IPv4Address(self.last)} is exhausted"
+        )
 
     def release(self, owner: str) -> None:
         for ip in [ip for ip, holder in self._used.items() if holder == owner]:

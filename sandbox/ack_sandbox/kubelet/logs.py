@@ -23,15 +23,17 @@ def pod_dir(ctx: SandboxContext, namespace: str, name: str, uid: str) -> Path:
     return pods_dir(ctx) / f"{namespace}_{name}_{uid}"
 
 
-def container_log_path(ctx: SandboxContext, namespace: str, name: str, uid: str, container: str,
-                       restart_count: int) -> Path:
+def container_log_path(
+    ctx: SandboxContext, namespace: str, name: str, uid: str, container: str, restart_count: int
+) -> Path:
     path = pod_dir(ctx, namespace, name, uid) / container
     path.mkdir(parents=True, exist_ok=True)
     return path / f"{restart_count}.log"
 
 
-def find_log(ctx: SandboxContext, namespace: str, name: str, uid: str | None, container: str,
-             previous: bool = False) -> Path | None:
+def find_log(
+    ctx: SandboxContext, namespace: str, name: str, uid: str | None, container: str, previous: bool = False
+) -> Path | None:
     """The current (or previous) log file of a container, or None if it never started."""
     base = pods_dir(ctx)
     if uid:
@@ -42,7 +44,7 @@ def find_log(ctx: SandboxContext, namespace: str, name: str, uid: str | None, co
         cdir = pdir / container
         if not cdir.is_dir():
             continue
-        runs = sorted((int(p.stem) for p in cdir.glob("*.log") if p.stem.isdigit()))
+        runs = sorted(int(p.stem) for p in cdir.glob("*.log") if p.stem.isdigit())
         if not runs:
             continue
         if previous:
@@ -51,9 +53,17 @@ def find_log(ctx: SandboxContext, namespace: str, name: str, uid: str | None, co
     return None
 
 
-def read_container_log(ctx: SandboxContext, namespace: str, name: str, uid: str | None, container: str, *,
-                       previous: bool = False, tail_lines: int | None = None, limit_bytes: int | None = None
-                       ) -> bytes | None:
+def read_container_log(
+    ctx: SandboxContext,
+    namespace: str,
+    name: str,
+    uid: str | None,
+    container: str,
+    *,
+    previous: bool = False,
+    tail_lines: int | None = None,
+    limit_bytes: int | None = None,
+) -> bytes | None:
     """The bytes ``GET .../pods/{name}/log?container=&previous=&tailLines=&limitBytes=`` returns; None when
     the container has no log (the API then answers 400 'container ... is waiting to start' / 'previous
     terminated container ... not found')."""

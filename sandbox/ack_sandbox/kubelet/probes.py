@@ -29,10 +29,14 @@ class ProbeSpec:
     @classmethod
     def from_k8s(cls, probe: dict[str, Any]) -> ProbeSpec:
         handler = {k: probe[k] for k in ("httpGet", "tcpSocket", "exec", "grpc") if k in probe}
-        return cls(handler=handler, initial_delay=float(probe.get("initialDelaySeconds") or 0),
-                   period=float(probe.get("periodSeconds") or 10), timeout=float(probe.get("timeoutSeconds") or 1),
-                   success_threshold=int(probe.get("successThreshold") or 1),
-                   failure_threshold=int(probe.get("failureThreshold") or 3))
+        return cls(
+            handler=handler,
+            initial_delay=float(probe.get("initialDelaySeconds") or 0),
+            period=float(probe.get("periodSeconds") or 10),
+            timeout=float(probe.get("timeoutSeconds") or 1),
+            success_threshold=int(probe.get("successThreshold") or 1),
+            failure_threshold=int(probe.get("failureThreshold") or 3),
+        )
 
 
 def resolve_port(port: Any, container: dict[str, Any]) -> int:
@@ -44,8 +48,9 @@ def resolve_port(port: Any, container: dict[str, Any]) -> int:
     raise ValueError(f"port {port!r} is not a named port of container {container.get('name')!r}")
 
 
-async def run_probe(spec: ProbeSpec, pod_ip: str, container: dict[str, Any],
-                    session: aiohttp.ClientSession) -> tuple[bool, str]:
+async def run_probe(
+    spec: ProbeSpec, pod_ip: str, container: dict[str, Any], session: aiohttp.ClientSession
+) -> tuple[bool, str]:
     """(success, message) — the message is what the ``Unhealthy`` event carries on failure."""
     timeout = max(spec.timeout, 1.0)
     h = spec.handler
@@ -61,8 +66,9 @@ async def run_probe(spec: ProbeSpec, pod_ip: str, container: dict[str, Any],
             headers = {x["name"]: x.get("value", "") for x in g.get("httpHeaders") or []}
             headers.setdefault("User-Agent", "kube-probe/1.31")
             url = f"{scheme}://{host}:{port}{path}"
-            async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
-                                   allow_redirects=False) as resp:
+            async with session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+            ) as resp:
                 if 200 <= resp.status < 400:
                     return True, ""
                 return False, f"HTTP probe failed with statuscode: {resp.status}"
@@ -81,22 +87,25 @@ async def run_probe(spec: ProbeSpec, pod_ip: str, container: dict[str, Any],
         if "exec" in h:
             cmd = list(h["exec"].get("command") or [])
             if cmd and os.path.isabs(cmd[0]) and os.access(cmd[0], os.X_OK):
-                proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
-                                                            stderr=asyncio.subprocess.DEVNULL)
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                )
                 try:
                     code = await asyncio.wait_for(proc.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     return False, f"command timed out after {timeout:g}s"
                 return code == 0, "" if code == 0 else f"command {cmd!r} exited with {code}"
             return True, ""
-    except asyncio.TimeoutError:
-        return False, f"Get \"probe\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+    except TimeoutError:
+        return False, 'Get "probe": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
     except (aiohttp.ClientError, OSError) as exc:
         if "httpGet" in h:
             g = h["httpGet"]
-            return False, (f'Get "http://{g.get("host") or pod_ip}:{g.get("port")}{g.get("path") or "/"}": '
-                           f"dial tcp {pod_ip}:{g.get('port')}: connect: connection refused")
+            return False, (
+                f'Get "http://{g.get("host") or pod_ip}:{g.get("port")}{g.get("path") or "/"}": '
+                f"dial tcp {pod_ip}:{g.get('port')}: connect: connection refused"
+            )
         return False, f"dial tcp {pod_ip}:{h.get('tcpSocket', {}).get('port')}: connect: connection refused ({exc})"
     except ValueError as exc:
         return False, str(exc)

@@ -29,7 +29,7 @@ def startup_priority_env() -> dict[str, str]:
     """What to add to a container's env for the start-up priority (applied by the container's launcher,
     ``runtimes.launcher``); empty when it is off (disabled, or no privilege to give the priority back)."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    if STARTUP_NICE <= own or os.geteuid() != 0:
+    if own >= STARTUP_NICE or os.geteuid() != 0:
         return {}
     return {STARTUP_NICE_ENV: str(STARTUP_NICE), SERVING_NICE_ENV: str(own)}
 
@@ -54,8 +54,14 @@ class ContainerProcess:
         self.cwd.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab", buffering=0) as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                cwd=str(self.cwd), env=self.env, start_new_session=True)
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=str(self.cwd),
+                env=self.env,
+                start_new_session=True,
+            )
         self.started_at = time.time()
 
     async def wait(self) -> int:
@@ -87,7 +93,7 @@ class ContainerProcess:
             self._killpg(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self.proc.wait()), max(grace_real_seconds, 0.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._killpg(signal.SIGKILL)
         else:
             self._killpg(signal.SIGKILL)  # leftovers of the group

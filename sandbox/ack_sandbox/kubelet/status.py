@@ -43,24 +43,28 @@ class ContainerRecord:
     name: str
     image: str
     restart_count: int = 0
-    state: str = "waiting"                 # waiting | running | terminated
-    reason: str = "ContainerCreating"      # waiting/terminated reason
+    state: str = "waiting"  # waiting | running | terminated
+    reason: str = "ContainerCreating"  # waiting/terminated reason
     message: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
     exit_code: int | None = None
     container_id: str = ""
     ready: bool = False
-    started: bool = False                  # startup probe passed (or none) and running
+    started: bool = False  # startup probe passed (or none) and running
     last_state: dict[str, Any] = field(default_factory=dict)
 
     def to_status(self) -> dict[str, Any]:
         if self.state == "running":
             state: dict[str, Any] = {"running": {"startedAt": now_iso(self.started_at)}}
         elif self.state == "terminated":
-            term: dict[str, Any] = {"exitCode": self.exit_code if self.exit_code is not None else 0,
-                                    "reason": self.reason, "startedAt": now_iso(self.started_at),
-                                    "finishedAt": now_iso(self.finished_at), "containerID": self.container_id}
+            term: dict[str, Any] = {
+                "exitCode": self.exit_code if self.exit_code is not None else 0,
+                "reason": self.reason,
+                "startedAt": now_iso(self.started_at),
+                "finishedAt": now_iso(self.finished_at),
+                "containerID": self.container_id,
+            }
             if self.message:
                 term["message"] = self.message
             state = {"terminated": term}
@@ -70,8 +74,12 @@ class ContainerRecord:
                 waiting["message"] = self.message
             state = {"waiting": waiting}
         status: dict[str, Any] = {
-            "name": self.name, "state": state, "lastState": self.last_state, "ready": self.ready,
-            "restartCount": self.restart_count, "image": image_ref(self.image),
+            "name": self.name,
+            "state": state,
+            "lastState": self.last_state,
+            "ready": self.ready,
+            "restartCount": self.restart_count,
+            "image": image_ref(self.image),
             "imageID": image_id(self.image) if self.container_id else "",
             "started": self.state == "running" and self.started,
         }
@@ -80,9 +88,13 @@ class ContainerRecord:
         return status
 
     def terminated_snapshot(self) -> dict[str, Any]:
-        term: dict[str, Any] = {"exitCode": self.exit_code if self.exit_code is not None else 0,
-                                "reason": self.reason, "startedAt": now_iso(self.started_at),
-                                "finishedAt": now_iso(self.finished_at), "containerID": self.container_id}
+        term: dict[str, Any] = {
+            "exitCode": self.exit_code if self.exit_code is not None else 0,
+            "reason": self.reason,
+            "startedAt": now_iso(self.started_at),
+            "finishedAt": now_iso(self.finished_at),
+            "containerID": self.container_id,
+        }
         if self.message:
             term["message"] = self.message
         return {"terminated": term}
@@ -125,14 +137,21 @@ def qos_class(pod: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def build_status(pod: dict[str, Any], records: list[ContainerRecord], *, pod_ip: str, host_ip: str,
-                 start_time: float, sandbox_ready: bool, initialized: bool = True) -> dict[str, Any]:
+def build_status(
+    pod: dict[str, Any],
+    records: list[ContainerRecord],
+    *,
+    pod_ip: str,
+    host_ip: str,
+    start_time: float,
+    sandbox_ready: bool,
+    initialized: bool = True,
+) -> dict[str, Any]:
     """The whole ``status`` the kubelet writes (conditions keep their transition times)."""
     old = pod.get("status") or {}
     conds: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
     restart_policy = pod.get("spec", {}).get("restartPolicy") or "Always"
-    set_condition(conds, "PodReadyToStartContainers", "True" if sandbox_ready else "False", None, None,
-                  probe_time=True)
+    set_condition(conds, "PodReadyToStartContainers", "True" if sandbox_ready else "False", None, None, probe_time=True)
     set_condition(conds, "Initialized", "True" if initialized else "False", None, None, probe_time=True)
     unready = [r.name for r in records if not r.ready]
     phase = pod_phase(restart_policy, records, initialized)

@@ -81,7 +81,7 @@ def parse_image(image: str) -> ImageRef | None:
     if not name:
         name, tag = ref, ""
     if registry in ("docker.io", "index.docker.io", "registry-1.docker.io") and name.startswith("library/"):
-        name = name[len("library/"):]
+        name = name[len("library/") :]
     if registry in ("docker.io", "index.docker.io", "registry-1.docker.io"):
         registry = ""
     if not _NAME.match(name) or (tag and not re.match(r"^[\w][\w.-]{0,127}$", tag)):
@@ -127,7 +127,11 @@ def resolve(
     last, ns = ref.last, ref.namespace
     if (ref.repository == "tensorflow/serving" or last == "tensorflow-serving") and _TF_TAG.match(ref.tag):
         return _tensorflow_serving(image, command, args, env)
-    if re.fullmatch(r"(seldonio-)?tfserving-proxy(_rest)?", last) and (ns in ("seldonio", "") or ref.registry) and _SELDON_TAG.match(ref.tag):
+    if (
+        re.fullmatch(r"(seldonio-)?tfserving-proxy(_rest)?", last)
+        and (ns in ("seldonio", "") or ref.registry)
+        and _SELDON_TAG.match(ref.tag)
+    ):
         return _tfserving_proxy(image, command, args, env)
     if re.fullmatch(r"(seldonio-)?seldon-core-executor", last) and _SELDON_TAG.match(ref.tag):
         return _executor(image, command, args, env)
@@ -227,6 +231,10 @@ def _http_echo(image: str, command: list[str], args: list[str], env: dict[str, s
     except SystemExit:
         pass
     return RuntimeSpec(
-        family="http-echo", image=image, argv=_module_argv("http_echo", flags), env=_with_zygote(env), ports=ports,
-        ready_path="/health"
+        family="http-echo",
+        image=image,
+        argv=_module_argv("http_echo", flags),
+        env=_with_zygote(env),
+        ports=ports,
+        ready_path="/health",
     )

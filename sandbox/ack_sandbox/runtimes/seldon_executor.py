@@ -133,7 +133,9 @@ class Executor:
 
     # -- calls to units --
 
-    async def call(self, unit: Unit, method: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes, str]:
+    async def call(
+        self, unit: Unit, method: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes, str]:
         if self.protocol == "tensorflow":
             path = {"status": f"/v1/models/{unit.name}", "metadata": f"/v1/models/{unit.name}/metadata"}.get(
                 method, f"/v1/models/{unit.name}:predict"
@@ -148,15 +150,17 @@ class Executor:
                 ctx = self.session.post(url, data=body, headers={"Content-Type": "application/json", **headers})
             async with ctx as resp:
                 return resp.status, await resp.read(), resp.headers.get("Content-Type", "application/json")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            info = f"Post \"{url}\": {exc.__class__.__name__}: {exc}" if body is not None else f"Get \"{url}\": {exc}"
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            info = f'Post "{url}": {exc.__class__.__name__}: {exc}' if body is not None else f'Get "{url}": {exc}'
             return 500, json.dumps({"status": {"code": 500, "info": info}}).encode(), "application/json"
 
     async def predict(self, unit: Unit, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
         """predictor_process.go Predict: transform input, then children, then transform output."""
         status, out, ctype = 200, body, "application/json"
         if unit.type in ("MODEL", "TRANSFORMER", "UNKNOWN_TYPE"):
-            status, out, ctype = await self.call(unit, "predict" if unit.type != "TRANSFORMER" else "transform_input", body, headers)
+            status, out, ctype = await self.call(
+                unit, "predict" if unit.type != "TRANSFORMER" else "transform_input", body, headers
+            )
             if status != 200:
                 return status, out, ctype
         if unit.children:
@@ -165,9 +169,19 @@ class Executor:
                 if status != 200:
                     return status, routed, ctype
                 branch = _route_from(routed)
-                targets = unit.children if branch == -1 else [unit.children[branch]] if 0 <= branch < len(unit.children) else None
+                targets = (
+                    unit.children
+                    if branch == -1
+                    else [unit.children[branch]]
+                    if 0 <= branch < len(unit.children)
+                    else None
+                )
                 if targets is None:
-                    return 500, _error(f"invalid route {branch} for {len(unit.children)} children of {unit.name}"), ctype
+                    return (
+                        500,
+                        _error(f"invalid route {branch} for {len(unit.children)} children of {unit.name}"),
+                        ctype,
+                    )
             else:
                 targets = unit.children
             results = await asyncio.gather(*(self.predict(child, out, headers) for child in targets))
@@ -178,11 +192,17 @@ class Executor:
                 status, out, ctype = results[0]
             elif unit.type == "COMBINER":
                 msgs = [json.loads(r[1]) for r in results]
-                status, out, ctype = await self.call(unit, "aggregate", json.dumps({"seldonMessages": msgs}).encode(), headers)
+                status, out, ctype = await self.call(
+                    unit, "aggregate", json.dumps({"seldonMessages": msgs}).encode(), headers
+                )
                 if status != 200:
                     return status, out, ctype
             else:
-                return 500, _error(f"node {unit.name} ({unit.type}) has {len(results)} children: needs a COMBINER or ROUTER"), ctype
+                return (
+                    500,
+                    _error(f"node {unit.name} ({unit.type}) has {len(results)} children: needs a COMBINER or ROUTER"),
+                    ctype,
+                )
         if unit.type == "OUTPUT_TRANSFORMER":
             status, out, ctype = await self.call(unit, "transform_output", out, headers)
         return status, out, ctype
@@ -191,7 +211,7 @@ class Executor:
         for unit in self.root.walk():
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(unit.host, unit.port), timeout=2)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 return f"dial tcp {unit.host}:{unit.port}: {exc}"
             writer.close()
         return None
@@ -220,7 +240,9 @@ def create_app(executor: Executor, prometheus_path: str = "/prometheus") -> web.
 
     def _respond(result: tuple[int, bytes, str], headers: dict[str, str]) -> web.Response:
         status, body, ctype = result
-        return web.Response(status=status, body=body, content_type=ctype.split(";")[0] or "application/json", headers=headers)
+        return web.Response(
+            status=status, body=body, content_type=ctype.split(";")[0] or "application/json", headers=headers
+        )
 
     async def predictions(request: web.Request) -> web.Response:
         headers = _headers(request)
@@ -229,7 +251,9 @@ def create_app(executor: Executor, prometheus_path: str = "/prometheus") -> web.
         if executor.protocol == "tensorflow" and (name := request.match_info.get("model")):
             found = [u for u in executor.root.walk() if u.name == name]
             if not found:
-                return web.Response(status=500, body=_error(f"Failed to find model {name}"), content_type="application/json")
+                return web.Response(
+                    status=500, body=_error(f"Failed to find model {name}"), content_type="application/json"
+                )
             root = found[0]
         return _respond(await executor.predict(root, body, headers), headers)
 
@@ -247,7 +271,9 @@ def create_app(executor: Executor, prometheus_path: str = "/prometheus") -> web.
         name = request.match_info["model"]
         found = [u for u in executor.root.walk() if u.name == name]
         if not found:
-            return web.Response(status=500, body=_error(f"Failed to find model {name}"), content_type="application/json")
+            return web.Response(
+                status=500, body=_error(f"Failed to find model {name}"), content_type="application/json"
+            )
         headers = _headers(request)
         return _respond(await executor.call(found[0], method, None, headers), headers)
 
@@ -316,22 +342,41 @@ class _GoFlagParser(argparse.ArgumentParser):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = _GoFlagParser(prog="executor", add_help=False)
     for name, default in (
-        ("config", ""), ("sdep", ""), ("namespace", ""), ("predictor", ""), ("protocol", "seldon"),
-        ("transport", "rest"), ("file", ""), ("hostname", "localhost"), ("prometheus_path", "/metrics"),
-        ("server_type", "rpc"), ("graceful_timeout", "15s"), ("log_level", "INFO"),
-        ("full_health_checks", "false"), ("log_kafka_broker", ""), ("log_kafka_topic", ""),
+        ("config", ""),
+        ("sdep", ""),
+        ("namespace", ""),
+        ("predictor", ""),
+        ("protocol", "seldon"),
+        ("transport", "rest"),
+        ("file", ""),
+        ("hostname", "localhost"),
+        ("prometheus_path", "/metrics"),
+        ("server_type", "rpc"),
+        ("graceful_timeout", "15s"),
+        ("log_level", "INFO"),
+        ("full_health_checks", "false"),
+        ("log_kafka_broker", ""),
+        ("log_kafka_topic", ""),
     ):
         p.add_argument(f"--{name}", default=default)
-    for name, default in (("http_port", 8080), ("grpc_port", 5000), ("logger_workers", 5),
-                          ("log_work_buffer_size", 10000), ("log_write_timeout_ms", 2000)):
+    for name, default in (
+        ("http_port", 8080),
+        ("grpc_port", 5000),
+        ("logger_workers", 5),
+        ("log_work_buffer_size", 10000),
+        ("log_write_timeout_ms", 2000),
+    ):
         p.add_argument(f"--{name}", type=int, default=default)
     return p.parse_args(common.go_style_args(argv))
 
 
 async def _run(args: argparse.Namespace) -> int:
     own_ip = common.pod_ip()
-    for flag, what in (("sdep", "Seldon deployment name must be provided"), ("namespace", "Namespace must be provied"),
-                       ("predictor", "Predictor must be provied")):
+    for flag, what in (
+        ("sdep", "Seldon deployment name must be provided"),
+        ("namespace", "Namespace must be provied"),
+        ("predictor", "Predictor must be provied"),
+    ):
         if not getattr(args, flag):
             log.critical("%s (--%s)", what, flag)
             return 1
@@ -339,7 +384,9 @@ async def _run(args: argparse.Namespace) -> int:
         log.critical("Protocol must be seldon or tensorflow (got --protocol=%s)", args.protocol)
         return 1
     if args.transport != "rest":
-        log.critical("Only the rest transport is implemented by the sandbox executor (got --transport=%s)", args.transport)
+        log.critical(
+            "Only the rest transport is implemented by the sandbox executor (got --transport=%s)", args.transport
+        )
         return 1
     try:
         predictor = load_predictor(args.file, args.predictor)

@@ -140,7 +140,9 @@ def parse_parameters(raw: str | None) -> dict[str, Any]:
             else:
                 raise ValueError(f"unknown type {kind}")
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"PREDICTIVE_UNIT_PARAMETERS {item['name']}: cannot convert {value!r} to {kind}: {exc}") from None
+            raise ValueError(
+                f"PREDICTIVE_UNIT_PARAMETERS {item['name']}: cannot convert {value!r} to {kind}: {exc}"
+            ) from None
         out[str(item["name"])] = value
     return out
 

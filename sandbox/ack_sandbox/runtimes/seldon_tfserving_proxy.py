@@ -93,7 +93,7 @@ class TfServingProxy:
             async with self.session.post(self.predict_url, data=json.dumps(payload)) as resp:
                 text = await resp.text()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise SeldonMicroserviceError(
                 f"TensorFlow Serving at {self.predict_url} is unreachable: {exc!r}",
                 status_code=500,
@@ -119,7 +119,7 @@ class TfServingProxy:
         try:
             async with self.session.get(self.status_url) as resp:
                 doc = _json_or_text(await resp.text())
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return False, f"TensorFlow Serving at {self.status_url} is unreachable: {exc!r}"
         states = [v.get("state") for v in doc.get("model_version_status", [])] if isinstance(doc, dict) else []
         if "AVAILABLE" in states:
@@ -192,7 +192,9 @@ def create_app(model: TfServingProxy) -> web.Application:
         return web.Response(status=200 if ok else 503, text=detail)
 
     async def metadata(_: web.Request) -> web.Response:
-        return web.json_response({"name": model.model_name, "versions": [], "platform": "tensorflow", "inputs": [], "outputs": []})
+        return web.json_response(
+            {"name": model.model_name, "versions": [], "platform": "tensorflow", "inputs": [], "outputs": []}
+        )
 
     for path in ("/predict",):
         app.router.add_route("GET", path, predict)
@@ -235,7 +237,8 @@ async def _run() -> int:
     if missing:
         log.critical(
             "PREDICTIVE_UNIT_PARAMETERS is missing %s: the graph node needs parameters rest_endpoint "
-            "(e.g. http://localhost:8501) and model_name", ", ".join(missing)
+            "(e.g. http://localhost:8501) and model_name",
+            ", ".join(missing),
         )
         return 1
     endpoint = resolve_endpoint(str(params["rest_endpoint"]), own_ip)

@@ -67,8 +67,18 @@ def launch(socket_path: str, argv: list[str], module: str = DEFAULT_MODULE) -> i
         log.info("zygote at %s not reachable (%s): running %s in this process", socket_path, exc, module)
         return None
     sock.settimeout(None)
-    request = json.dumps({"module": module, "argv": argv, "env": dict(os.environ), "cwd": os.getcwd(),
-                          "nice": os.getpriority(os.PRIO_PROCESS, 0)}).encode() + b"\n"
+    request = (
+        json.dumps(
+            {
+                "module": module,
+                "argv": argv,
+                "env": dict(os.environ),
+                "cwd": os.getcwd(),
+                "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            }
+        ).encode()
+        + b"\n"
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [1, 2]))])
@@ -302,7 +312,9 @@ def spawn(socket_path: str | Path, log_path: str | Path) -> Zygote:
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ack_sandbox.runtimes.tf_zygote", socket_path],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     return Zygote(socket_path, proc, log_path)
 

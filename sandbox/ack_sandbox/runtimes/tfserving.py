@@ -72,13 +72,29 @@ _STR_FLAGS = {"model_name", "model_base_path", "model_config_file"}
 _BOOL_FLAGS = {"enable_batching", "enable_model_warmup", "version"}
 # Accepted and ignored: they change nothing observable over REST in the sandbox.
 _IGNORED_FLAGS = {
-    "batching_parameters_file", "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism",
-    "tensorflow_inter_op_parallelism", "per_process_gpu_memory_fraction", "saved_model_tags",
-    "grpc_channel_arguments", "flush_filesystem_caches", "platform_config_file",
-    "monitoring_config_file", "model_config_file_poll_wait_seconds", "allow_version_labels_for_unavailable_models",
-    "xla_cpu_compilation_enabled", "num_load_threads", "num_unload_threads", "max_num_load_retries",
-    "load_retry_interval_micros", "enable_signature_method_name_check", "rest_api_enable_cors_support",
-    "grpc_max_threads", "ssl_config_file", "thread_pool_factory_config_file", "mixed_precision",
+    "batching_parameters_file",
+    "tensorflow_session_parallelism",
+    "tensorflow_intra_op_parallelism",
+    "tensorflow_inter_op_parallelism",
+    "per_process_gpu_memory_fraction",
+    "saved_model_tags",
+    "grpc_channel_arguments",
+    "flush_filesystem_caches",
+    "platform_config_file",
+    "monitoring_config_file",
+    "model_config_file_poll_wait_seconds",
+    "allow_version_labels_for_unavailable_models",
+    "xla_cpu_compilation_enabled",
+    "num_load_threads",
+    "num_unload_threads",
+    "max_num_load_retries",
+    "load_retry_interval_micros",
+    "enable_signature_method_name_check",
+    "rest_api_enable_cors_support",
+    "grpc_max_threads",
+    "ssl_config_file",
+    "thread_pool_factory_config_file",
+    "mixed_precision",
 }
 
 USAGE = (
@@ -251,7 +267,8 @@ async def _run(flags: Flags, manager: ModelManager) -> int:
     await preimport
     log.info(
         "gRPC ModelServer port %d: not served by the sandbox runtime (REST API only; Seldon's tfserving-proxy "
-        "uses REST)", flags.port
+        "uses REST)",
+        flags.port,
     )
     runner = None
     if flags.rest_api_port == 0:
@@ -302,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     base_path = common.host_path(flags.model_base_path)
     log.info(
         "Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
-        flags.model_name, flags.model_base_path,
+        flags.model_name,
+        flags.model_base_path,
     )
     if base_path != flags.model_base_path:
         log.info("(sandbox) %s is mounted from %s", flags.model_base_path, base_path)

@@ -58,8 +58,9 @@ def request_tensors(doc: dict[str, Any], sig: SignatureInfo) -> tuple[str, dict[
                 missing = [n for n in names if n not in inst]
                 if missing:
                     raise ServingError(
-                        "INVALID_ARGUMENT", f"Failed to process element: {i} of 'instances' list. JSON object: "
-                        f"{_clip(json.dumps(inst))} does not have named input: {missing[0]}"
+                        "INVALID_ARGUMENT",
+                        f"Failed to process element: {i} of 'instances' list. JSON object: "
+                        f"{_clip(json.dumps(inst))} does not have named input: {missing[0]}",
                     )
                 for n in names:
                     columns[n].append(inst[n])
@@ -76,16 +77,17 @@ def request_tensors(doc: dict[str, Any], sig: SignatureInfo) -> tuple[str, dict[
     if isinstance(inputs, dict) and not _is_b64(inputs):
         unknown = [k for k in inputs if k not in sig.inputs]
         if unknown:
-            raise ServingError("INVALID_ARGUMENT", f"input tensor alias not found in signature: {unknown[0]}. "
-                               f"Inputs expected to be in the set {{{','.join(names)}}}.")
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"input tensor alias not found in signature: {unknown[0]}. "
+                f"Inputs expected to be in the set {{{','.join(names)}}}.",
+            )
         missing = [n for n in names if n not in inputs]
         if missing:
             raise ServingError("INVALID_ARGUMENT", f"Missing input tensor alias: {missing[0]}")
         return "columnar", {n: _to_array(n, inputs[n], sig, row=False) for n in names}
     if len(names) != 1:
-        raise ServingError(
-            "INVALID_ARGUMENT", f"Expecting object with {len(names)} named inputs: {names} in 'inputs'"
-        )
+        raise ServingError("INVALID_ARGUMENT", f"Expecting object with {len(names)} named inputs: {names} in 'inputs'")
     return "columnar", {names[0]: _to_array(names[0], inputs, sig, row=False)}
 
 
@@ -104,13 +106,14 @@ def _to_array(name: str, value: Any, sig: SignatureInfo, *, row: bool) -> np.nda
     if dtype in (np.float32, np.float64, np.float16) and arr.size and not np.all(np.isfinite(arr)):
         bad = next(v for v in arr.ravel() if not math.isfinite(float(v)))
         raise ServingError("INVALID_ARGUMENT", f"Input {name} contains a non-finite value: {bad}")
-    if spec.shape is not None:
-        if arr.ndim != len(spec.shape) or any(d not in (-1, a) for d, a in zip(spec.shape, arr.shape)):
-            raise ServingError(
-                "INVALID_ARGUMENT",
-                f"Input to {spec.tensor_name} has shape [{','.join(map(str, arr.shape))}] which is incompatible "
-                f"with the signature's shape [{','.join(map(str, spec.shape))}] (-1 = any size)",
-            )
+    if spec.shape is not None and (
+        arr.ndim != len(spec.shape) or any(d not in (-1, a) for d, a in zip(spec.shape, arr.shape))
+    ):
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Input to {spec.tensor_name} has shape [{','.join(map(str, arr.shape))}] which is incompatible "
+            f"with the signature's shape [{','.join(map(str, spec.shape))}] (-1 = any size)",
+        )
     return arr
 
 

@@ -78,9 +78,11 @@ def import_tensorflow() -> types.ModuleType:
     instead of 10-12 s / 615 MiB (benchmarks/runtimes.py).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" not in sys.modules and "keras" not in sys.modules and os.environ.get(
-        "ACK_SANDBOX_TF_WITH_KERAS", ""
-    ).lower() not in ("1", "true"):
+    if (
+        "tensorflow" not in sys.modules
+        and "keras" not in sys.modules
+        and os.environ.get("ACK_SANDBOX_TF_WITH_KERAS", "").lower() not in ("1", "true")
+    ):
         import importlib.machinery
 
         spec = importlib.machinery.PathFinder.find_spec("keras")
@@ -232,8 +234,9 @@ class VersionState:
 class ModelManager:
     """Serves one model name from one base path, like ``--model_name``/``--model_base_path``."""
 
-    def __init__(self, name: str, base_path: str, *, loader: type[LoadedModel] = LoadedModel,
-                 warmup: bool = True) -> None:
+    def __init__(
+        self, name: str, base_path: str, *, loader: type[LoadedModel] = LoadedModel, warmup: bool = True
+    ) -> None:
         self.name = name
         self.base_path = Path(base_path)
         self._loader = loader
@@ -341,8 +344,9 @@ class ModelManager:
             if self._warmup:  # before AVAILABLE, as SavedModelBundleFactory does: no request meets a cold model
                 run_warmup(model, path, self.name)
         except Exception as exc:  # noqa: BLE001 - any load failure ends the version with its cause
-            code, message = ((exc.code, exc.message) if isinstance(exc, (ServingError, WarmupError))
-                             else ("UNKNOWN", repr(exc)))
+            code, message = (
+                (exc.code, exc.message) if isinstance(exc, (ServingError, WarmupError)) else ("UNKNOWN", repr(exc))
+            )
             with self._lock:
                 state.state, state.error_code, state.error_message = "END", code, message
             log.error("Loading servable: %s failed: %s", servable, message)
