@@ -68,7 +68,7 @@ def prediction_rows(protocol: str, body: dict[str, Any]) -> list[Any]:
     tensor = data["tensor"]
     shape, values = tensor["shape"], tensor["values"]
     width = shape[-1] if len(shape) > 1 else len(values)
-    return [values[i:i + width] for i in range(0, len(values), width)]
+    return [values[i : i + width] for i in range(0, len(values), width)]
 
 
 def predicted_classes(protocol: str, body: dict[str, Any]) -> list[int]:

@@ -34,8 +34,9 @@ def defer_timeout(wait_seconds: float) -> timedelta:
     return timedelta(seconds=float(wait_seconds) + DEFER_TIMEOUT_SLACK_SECONDS)
 
 
-def raise_for_event(event: Mapping[str, Any] | None, what: str,
-                    failed: type[WaitFailedError] = ResourceFailedError) -> dict[str, Any]:
+def raise_for_event(
+    event: Mapping[str, Any] | None, what: str, failed: type[WaitFailedError] = ResourceFailedError
+) -> dict[str, Any]:
     """A trigger event as the task outcome: success → the event; error → ``failed`` (terminal, no retry);
     timeout → :class:`WaitTimeoutError` (transient); no event at all → a transient error too."""
     if not event:

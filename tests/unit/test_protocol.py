@@ -37,8 +37,15 @@ def test_responses_in_every_shape() -> None:
 
 
 def test_the_protocol_module_is_light_enough_for_the_locust_process() -> None:
-    code = ("import sys; import elastic_inference.protocol; "
-            "heavy = [m for m in ('airflow', 'numpy', 'locust', 'gevent') if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(REPO / "plugins")}).stdout
+    code = (
+        "import sys; import elastic_inference.protocol; "
+        "heavy = [m for m in ('airflow', 'numpy', 'locust', 'gevent') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "plugins")},
+    ).stdout
     assert out.strip() == "[]"

@@ -15,22 +15,45 @@ from elastic_inference.specs.run import param_specs, plan_run
 
 
 # -- one coercion path -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("value", "kind", "expected"), [
-    ("10", "integer", 10), ("10.0", "integer", 10), (10.0, "integer", 10), (" 3 ", "integer", 3),
-    ("0.5", "number", 0.5), ("10", "number", 10), (2.0, "number", 2), (7, "number", 7),
-    ("True", "boolean", True), ("false", "boolean", False), ("1", "boolean", True), (False, "boolean", False),
-    ("{'seldon': 'fm'}", "object", {"seldon": "fm"}), ('{"a": 1}', "object", {"a": 1}),
-    ("['ecs.gn6i-c4g1.xlarge']", "array", ["ecs.gn6i-c4g1.xlarge"]), (("a", "b"), "array", ["a", "b"]),
-    (5, "string", "5"),
-])
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        ("10", "integer", 10),
+        ("10.0", "integer", 10),
+        (10.0, "integer", 10),
+        (" 3 ", "integer", 3),
+        ("0.5", "number", 0.5),
+        ("10", "number", 10),
+        (2.0, "number", 2),
+        (7, "number", 7),
+        ("True", "boolean", True),
+        ("false", "boolean", False),
+        ("1", "boolean", True),
+        (False, "boolean", False),
+        ("{'seldon': 'fm'}", "object", {"seldon": "fm"}),
+        ('{"a": 1}', "object", {"a": 1}),
+        ("['ecs.gn6i-c4g1.xlarge']", "array", ["ecs.gn6i-c4g1.xlarge"]),
+        (("a", "b"), "array", ["a", "b"]),
+        (5, "string", "5"),
+    ],
+)
 def test_coerce_turns_rendered_strings_into_the_declared_type(value, kind, expected) -> None:
     out = coerce(value, kind, "f")
     assert out == expected and type(out) is type(expected)
 
 
-@pytest.mark.parametrize(("value", "kind"), [("2.5", "integer"), ("ten", "number"), (True, "integer"),
-                                              ("maybe", "boolean"), ("[1,", "array"), ("[1]", "object"),
-                                              (None, "integer")])
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("2.5", "integer"),
+        ("ten", "number"),
+        (True, "integer"),
+        ("maybe", "boolean"),
+        ("[1,", "array"),
+        ("[1]", "object"),
+        (None, "integer"),
+    ],
+)
 def test_coerce_names_the_field_and_the_type(value, kind) -> None:
     with pytest.raises(SpecError, match=r"^load_test\.x must be .+, got "):
         coerce(value, kind, "load_test.x")
@@ -42,9 +65,17 @@ def test_optional_values_rendered_as_none_become_none() -> None:
 
 
 def test_load_test_spec_from_rendered_strings() -> None:
-    spec = LoadTestSpec.from_mapping({"ramp_seconds": "2", "hold_seconds": "10.5", "fill_factor": "0.8",
-                                      "workers": "2", "slo_p95_ms": "None", "flatten_images": "True",
-                                      "max_replicas": "3"})
+    spec = LoadTestSpec.from_mapping(
+        {
+            "ramp_seconds": "2",
+            "hold_seconds": "10.5",
+            "fill_factor": "0.8",
+            "workers": "2",
+            "slo_p95_ms": "None",
+            "flatten_images": "True",
+            "max_replicas": "3",
+        }
+    )
     assert (spec.ramp_seconds, spec.hold_seconds, spec.fill_factor, spec.workers) == (2, 10.5, 0.8, 2)
     assert spec.slo_p95_ms is None and spec.flatten_images is True and spec.max_replicas == 3
     assert spec.problems() == []
@@ -71,16 +102,30 @@ def test_problems_name_the_param_and_the_range() -> None:
 
 
 def test_serving_spec_coerces_and_derives_names() -> None:
-    spec = ServingSpec.from_mapping({"name": "fm", "namespace": "ns", "min_replicas": "2", "max_replicas": "4",
-                                     "qps_target": "10", "gpu_count": "0", "node_selector": "{'seldon': 'fm'}"})
+    spec = ServingSpec.from_mapping(
+        {
+            "name": "fm",
+            "namespace": "ns",
+            "min_replicas": "2",
+            "max_replicas": "4",
+            "qps_target": "10",
+            "gpu_count": "0",
+            "node_selector": "{'seldon': 'fm'}",
+        }
+    )
     assert (spec.min_replicas, spec.max_replicas, spec.qps_target, spec.gpu_count) == (2, 4, 10, 0)
     assert isinstance(spec.qps_target, int) and spec.node_selector == {"seldon": "fm"}
     d = spec.to_dict()
     assert (d["pv_name"], d["pvc_name"], d["secret_name"], d["predictor_service"]) == (
-        "ns-fm-model", "fm-model", "fm-oss", "fm-predictor")
+        "ns-fm-model",
+        "fm-model",
+        "fm-oss",
+        "fm-predictor",
+    )
     assert ServingSpec.from_mapping(d) == spec  # derived names are accepted back and ignored
-    bad = ServingSpec.from_mapping({"name": "Bad_Name", "min_replicas": 5, "max_replicas": 2,
-                                    "hpa_metric_format": "v3"}).problems()
+    bad = ServingSpec.from_mapping(
+        {"name": "Bad_Name", "min_replicas": 5, "max_replicas": 2, "hpa_metric_format": "v3"}
+    ).problems()
     assert any(p.startswith("deployment_name 'Bad_Name' is not a DNS-1123 label") for p in bad)
     assert "min_replicas (5) is greater than max_replicas (2): lower min_replicas or raise max_replicas" in bad
     assert "hpa_metric_format='v3': use one of ('v2beta1', 'v2')" in bad
@@ -91,8 +136,9 @@ def test_model_spec_problems(tmp_path: Path) -> None:
     assert spec.version == 2
     (problem,) = spec.problems()
     assert problem.startswith("bucket 'B!' is not an OSS bucket name")
-    assert ModelSpec.from_mapping({"source": str(tmp_path)}).resolved_samples_path == str(tmp_path.parent /
-                                                                                           "samples.json")
+    assert ModelSpec.from_mapping({"source": str(tmp_path)}).resolved_samples_path == str(
+        tmp_path.parent / "samples.json"
+    )
 
 
 def test_node_pool_spec_from_rendered_mapping_and_back() -> None:
@@ -127,11 +173,14 @@ def _dag():
     return bag.dags["elastic_inference"]
 
 
-@pytest.mark.parametrize("conf", [
-    {"node_pool": {"labels": {"seldon": "fm-2"}}},
-    {"load_test": {"hold_seconds": 30}},
-    {"node_pool": {"max_instances": 3}, "load_test": {}},
-])
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"node_pool": {"labels": {"seldon": "fm-2"}}},
+        {"load_test": {"hold_seconds": 30}},
+        {"node_pool": {"max_instances": 3}, "load_test": {}},
+    ],
+)
 def test_partial_object_params_are_accepted_at_trigger_time(conf) -> None:
     from airflow.sdk.definitions.param import ParamsDict
 
@@ -175,8 +224,16 @@ def test_plan_rejects_a_bad_label_key_before_any_task_touches_the_cloud() -> Non
 
 def test_plan_returns_the_specs_whole() -> None:
     dag = _dag()
-    out = _run_plan(dag, {"model_source": str(Path(__file__).parent), "max_replicas": 3, "qps_target": 5,
-                          "load_test": {"hold_seconds": 10}, "slo_p95_ms": 800})
+    out = _run_plan(
+        dag,
+        {
+            "model_source": str(Path(__file__).parent),
+            "max_replicas": 3,
+            "qps_target": 5,
+            "load_test": {"hold_seconds": 10},
+            "slo_p95_ms": 800,
+        },
+    )
     assert set(out) == {"model", "serving", "node_pool", "load_test", "teardown"}
     assert out["load_test"]["max_replicas"] == out["serving"]["max_replicas"] == 3
     assert out["load_test"]["qps_target"] == 5 and out["load_test"]["slo_p95_ms"] == 800
@@ -191,21 +248,42 @@ def test_deploy_operators_take_the_serving_and_model_specs_whole(tmp_path: Path)
     from elastic_inference.operators.seldon import DeploySeldonOperator
     from elastic_inference.operators.volume import CreateOssVolumeOperator
 
-    specs = plan_run({**{k: v[0] for k, v in param_specs().items()}, "model_source": str(tmp_path),
-                      "namespace": "ns", "deployment_name": "fm", "ingress_host": "fm.example", "prefix": "m/"})
+    specs = plan_run(
+        {
+            **{k: v[0] for k, v in param_specs().items()},
+            "model_source": str(tmp_path),
+            "namespace": "ns",
+            "deployment_name": "fm",
+            "ingress_host": "fm.example",
+            "prefix": "m/",
+        }
+    )
     # As the plan's templates render them natively: the dicts themselves (or their text otherwise).
     volume = CreateOssVolumeOperator(task_id="v", serving=specs["serving"], model=str(specs["model"]))
     volume.apply_specs()
     assert (volume.namespace, volume.pv_name, volume.pvc_name, volume.secret_name) == (
-        "ns", "ns-fm-model", "fm-model", "fm-oss")
+        "ns",
+        "ns-fm-model",
+        "fm-model",
+        "fm-oss",
+    )
     assert (volume.bucket, volume.path) == ("models", "/m")
     ingress = CreateIngressOperator(task_id="i", serving=specs["serving"])
     ingress.apply_specs()
     assert (ingress.namespace, ingress.name, ingress.service_name, ingress.host) == (
-        "ns", "fm", "fm-predictor", "fm.example")
+        "ns",
+        "fm",
+        "fm-predictor",
+        "fm.example",
+    )
     seldon = DeploySeldonOperator(task_id="s", serving=specs["serving"], sls_project="p")
     seldon.apply_spec()
     seldon.validate()
     assert (seldon.namespace, seldon.name, seldon.model_name, seldon.pvc_name, seldon.max_replicas) == (
-        "ns", "fm", "fashion-mnist", "fm-model", 10)
+        "ns",
+        "fm",
+        "fashion-mnist",
+        "fm-model",
+        10,
+    )
     assert seldon.node_selector == SEED_NODE_POOL["labels"]

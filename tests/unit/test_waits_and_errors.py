@@ -17,9 +17,19 @@ from elastic_inference.waits import DEFER_TIMEOUT_SLACK_SECONDS, defer_timeout, 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "elastic_inference"
 
 
-@pytest.mark.parametrize("terminal", [ex.SpecError, ex.NodePoolSpecError, ex.ModelLayoutError, ex.NodePoolFailedError,
-                                      ex.ResourceFailedError, ex.AlibabaCloudTerminalError,
-                                      ex.AlibabaCloudCredentialsError, KubernetesTerminalError])
+@pytest.mark.parametrize(
+    "terminal",
+    [
+        ex.SpecError,
+        ex.NodePoolSpecError,
+        ex.ModelLayoutError,
+        ex.NodePoolFailedError,
+        ex.ResourceFailedError,
+        ex.AlibabaCloudTerminalError,
+        ex.AlibabaCloudCredentialsError,
+        KubernetesTerminalError,
+    ],
+)
 def test_terminal_errors_are_not_retried(terminal) -> None:
     assert issubclass(terminal, ex.TerminalError) and issubclass(terminal, AirflowFailException)
     assert issubclass(terminal, ex.ElasticInferenceError)
@@ -53,12 +63,16 @@ def _pool(state: str, **status) -> dict:
 
 def test_node_pool_verdict_is_the_one_set_of_state_rules() -> None:
     ok = node_pool_verdict(_pool("active"))
-    assert (ok.state, ok.message, ok.details) == ("success", "node pool np1 is active",
-                                                  {"state": "active", "nodepool_id": "np1"})
+    assert (ok.state, ok.message, ok.details) == (
+        "success",
+        "node pool np1 is active",
+        {"state": "active", "nodepool_id": "np1"},
+    )
     for pending in ("initial", "scaling", "updating", "removing"):
         assert node_pool_verdict(_pool(pending)).state == "pending"
-    failed = node_pool_verdict(_pool("failed", conditions=[{"type": "Ready", "reason": "NoStock",
-                                                            "message": "out of stock"}]))
+    failed = node_pool_verdict(
+        _pool("failed", conditions=[{"type": "Ready", "reason": "NoStock", "message": "out of stock"}])
+    )
     assert failed.state == "error" and "is 'failed'" in failed.message and "NoStock: out of stock" in failed.message
     for gone in ("deleting", "deleted"):
         assert node_pool_verdict(_pool(gone)).state == "error"

@@ -21,8 +21,14 @@ Kind = Literal["integer", "number", "boolean", "string", "array", "object"]
 _NULLS = ("", "None", "null")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
-_KIND_TEXT = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
-              "array": "a list", "object": "a mapping"}
+_KIND_TEXT = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+}
 
 
 def _literal(text: str) -> Any:
@@ -79,8 +85,16 @@ def _coerce(value: Any, kind: Kind) -> Any:
     raise TypeError(value)
 
 
-def spec_field(default: Any, kind: Kind, *, doc: str = "", param: str | None = None, optional: bool = False,
-               hint: str = "", **schema: Any) -> Any:
+def spec_field(
+    default: Any,
+    kind: Kind,
+    *,
+    doc: str = "",
+    param: str | None = None,
+    optional: bool = False,
+    hint: str = "",
+    **schema: Any,
+) -> Any:
     """A dataclass field with its JSON-schema keywords (``minimum``, ``maximum``, ``exclusiveMinimum``, ``enum``,
     ``pattern``, ``minItems``, ...). ``param`` is the name the user sets it by (default: the field name);
     ``hint`` says in words what ``pattern`` wants."""
@@ -146,15 +160,19 @@ class Spec:
     def from_mapping(cls, values: Mapping[str, Any] | str | None = None, **overrides: Any) -> Self:
         """Build from a mapping (or its rendered JSON/Python-literal text): unknown keys are refused, every
         value is coerced to its field's type; every failure is reported at once (:class:`SpecError`)."""
-        mapping: Mapping[str, Any] = (coerce(values, "object", cls.label_prefix.rstrip(".") or cls.__name__)
-                                      if isinstance(values, str) else values or {})
+        mapping: Mapping[str, Any] = (
+            coerce(values, "object", cls.label_prefix.rstrip(".") or cls.__name__)
+            if isinstance(values, str)
+            else values or {}
+        )
         given = {**mapping, **overrides}
         known = {f.name: f for f in cls.spec_fields()}
         problems = []
         unknown = sorted(set(given) - set(known) - set(cls.derived))
         if unknown:
-            problems.append(f"unknown {cls.label_prefix.rstrip('.') or cls.__name__} field(s) {unknown}: "
-                            f"known are {sorted(known)}")
+            problems.append(
+                f"unknown {cls.label_prefix.rstrip('.') or cls.__name__} field(s) {unknown}: known are {sorted(known)}"
+            )
         kwargs: dict[str, Any] = {}
         for name, value in given.items():
             f = known.get(name)
@@ -176,8 +194,9 @@ class Spec:
         """Every problem (empty = valid), each naming the field and the fix. Subclasses add cross-field rules."""
         p: list[str] = []
         for f in self.spec_fields():
-            p.extend(range_problems(self.label(f.name), getattr(self, f.name), f.metadata["schema"],
-                                    f.metadata["hint"]))
+            p.extend(
+                range_problems(self.label(f.name), getattr(self, f.name), f.metadata["schema"], f.metadata["hint"])
+            )
         return p
 
     def validate(self) -> Self:

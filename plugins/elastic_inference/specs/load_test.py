@@ -15,8 +15,16 @@ from elastic_inference.specs.serving import (
 )
 
 # The keys of the DAG's ``load_test`` object param (the others come from top-level params or stay as defaulted).
-PARAM_KEYS = ["ramp_seconds", "hold_seconds", "fill_factor", "rps_per_user", "workers", "record_interval",
-              "scale_in_timeout", "metric_lag_seconds"]
+PARAM_KEYS = [
+    "ramp_seconds",
+    "hold_seconds",
+    "fill_factor",
+    "rps_per_user",
+    "workers",
+    "record_interval",
+    "scale_in_timeout",
+    "metric_lag_seconds",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,31 +33,64 @@ class LoadTestSpec(Spec):
 
     ramp_seconds: float = spec_field(60, "number", minimum=0, doc="Seconds to ramp up to the full load.")
     hold_seconds: float = spec_field(180, "number", exclusiveMinimum=0, doc="Seconds the full load is held.")
-    fill_factor: float = spec_field(0.5, "number", exclusiveMinimum=0, maximum=1,
-                                    doc="Offered RPS as a fraction of qps_target x max_replicas.")
+    fill_factor: float = spec_field(
+        0.5, "number", exclusiveMinimum=0, maximum=1, doc="Offered RPS as a fraction of qps_target x max_replicas."
+    )
     rps_per_user: float = spec_field(2, "number", exclusiveMinimum=0, doc="Requests per second of one user.")
-    workers: int = spec_field(0, "integer", minimum=0, maximum=32,
-                              doc="0: one locust process; N: a master and N worker processes.")
+    workers: int = spec_field(
+        0, "integer", minimum=0, maximum=32, doc="0: one locust process; N: a master and N worker processes."
+    )
     record_interval: float = spec_field(5, "number", exclusiveMinimum=0, doc="Seconds between timeline samples.")
-    scale_in_timeout: float = spec_field(600, "number", minimum=0,
-                                         doc="After the load, record (and allow) this long for the scale-in.")
-    metric_lag_seconds: float = spec_field(25, "number", minimum=0,
-                                           doc="How far the QPS metric trails the load (SLS window + delay).")
-    qps_target: float = spec_field(DEFAULT_QPS_TARGET, "number", param="qps_target", **QPS_TARGET_SCHEMA,
-                                   doc="The HPA's sls_ingress_qps target (sizes the load).")
-    max_replicas: int = spec_field(DEFAULT_MAX_REPLICAS, "integer", param="max_replicas", **MAX_REPLICAS_SCHEMA,
-                                   doc="The HPA's maxReplicas (sizes the load).")
-    slo_p95_ms: float | None = spec_field(500, "number", param="slo_p95_ms", optional=True, exclusiveMinimum=0,
-                                          doc="Load test fails above this p95 latency.")
-    slo_error_rate: float | None = spec_field(0.01, "number", param="slo_max_error_rate", optional=True, minimum=0,
-                                              maximum=1, doc="Load test error-rate budget.")
-    target_rps: float | None = spec_field(None, "number", optional=True, exclusiveMinimum=0,
-                                          doc="Offered RPS (instead of qps_target x max_replicas x fill_factor).")
+    scale_in_timeout: float = spec_field(
+        600, "number", minimum=0, doc="After the load, record (and allow) this long for the scale-in."
+    )
+    metric_lag_seconds: float = spec_field(
+        25, "number", minimum=0, doc="How far the QPS metric trails the load (SLS window + delay)."
+    )
+    qps_target: float = spec_field(
+        DEFAULT_QPS_TARGET,
+        "number",
+        param="qps_target",
+        **QPS_TARGET_SCHEMA,
+        doc="The HPA's sls_ingress_qps target (sizes the load).",
+    )
+    max_replicas: int = spec_field(
+        DEFAULT_MAX_REPLICAS,
+        "integer",
+        param="max_replicas",
+        **MAX_REPLICAS_SCHEMA,
+        doc="The HPA's maxReplicas (sizes the load).",
+    )
+    slo_p95_ms: float | None = spec_field(
+        500,
+        "number",
+        param="slo_p95_ms",
+        optional=True,
+        exclusiveMinimum=0,
+        doc="Load test fails above this p95 latency.",
+    )
+    slo_error_rate: float | None = spec_field(
+        0.01,
+        "number",
+        param="slo_max_error_rate",
+        optional=True,
+        minimum=0,
+        maximum=1,
+        doc="Load test error-rate budget.",
+    )
+    target_rps: float | None = spec_field(
+        None,
+        "number",
+        optional=True,
+        exclusiveMinimum=0,
+        doc="Offered RPS (instead of qps_target x max_replicas x fill_factor).",
+    )
     ramp_steps: int = spec_field(3, "integer", minimum=1, doc="Steps of the ramp.")
     max_samples: int = spec_field(200, "integer", minimum=1, doc="How many images to cycle through.")
     flatten_images: bool = spec_field(False, "boolean", doc="Send each image as one flat row.")
     progress_interval: float = spec_field(5, "number", exclusiveMinimum=0, doc="Seconds between progress lines.")
-    startup_grace: float = spec_field(60, "number", minimum=0,
-                                      doc="Seconds allowed beyond the shape's run time before locust is stopped.")
+    startup_grace: float = spec_field(
+        60, "number", minimum=0, doc="Seconds allowed beyond the shape's run time before locust is stopped."
+    )
 
     label_prefix: ClassVar[str] = "load_test."

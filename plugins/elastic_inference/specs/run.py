@@ -41,13 +41,19 @@ _SCALARS: dict[str, tuple[type[Spec], str] | None] = {
 }
 OBJECT_PARAMS: dict[str, tuple[Any, dict[str, Any], str]] = {
     "node_pool": (SEED_NODE_POOL, NODE_POOL_SCHEMA, "Elastic node pool (seed step 1)."),
-    "load_test": (LoadTestSpec.defaults(LOAD_TEST_KEYS), LoadTestSpec.object_schema(LOAD_TEST_KEYS),
-                  "Load test shape (ramp, hold; offered RPS = qps_target × max_replicas × fill_factor) and how long "
-                  "to watch scale-in afterwards. metric_lag_seconds: how far the QPS metric trails the load (SLS "
-                  "window + delay, 25 s on ACK)."),
-    "teardown": (False, {"type": "boolean"},
-                 "Remove what this run created (Seldon deployment, ingress, volume) at the end. The node pool and "
-                 "the uploaded model are shared and always kept."),
+    "load_test": (
+        LoadTestSpec.defaults(LOAD_TEST_KEYS),
+        LoadTestSpec.object_schema(LOAD_TEST_KEYS),
+        "Load test shape (ramp, hold; offered RPS = qps_target × max_replicas × fill_factor) and how long "
+        "to watch scale-in afterwards. metric_lag_seconds: how far the QPS metric trails the load (SLS "
+        "window + delay, 25 s on ACK).",
+    ),
+    "teardown": (
+        False,
+        {"type": "boolean"},
+        "Remove what this run created (Seldon deployment, ingress, volume) at the end. The node pool and "
+        "the uploaded model are shared and always kept.",
+    ),
 }
 
 
@@ -87,9 +93,13 @@ class RunSpecs:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan task's XCom: one dict per spec, passed whole to the operators."""
-        return {"model": self.model.to_dict(), "serving": self.serving.to_dict(),
-                "node_pool": self.node_pool.to_dict(), "load_test": self.load_test.to_dict(),
-                "teardown": self.teardown}
+        return {
+            "model": self.model.to_dict(),
+            "serving": self.serving.to_dict(),
+            "node_pool": self.node_pool.to_dict(),
+            "load_test": self.load_test.to_dict(),
+            "teardown": self.teardown,
+        }
 
 
 def _pick(params: Mapping[str, Any], spec: type[Spec]) -> dict[str, Any]:
@@ -134,9 +144,11 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
         if spec is not None:
             problems.extend(spec.problems())
     if serving is not None and pool is not None and serving.gpu_count > 0 and not pool.has_gpu:
-        problems.append(f"gpu_count={serving.gpu_count} needs a GPU instance type in node_pool.instance_types "
-                        f"(gn*/vgn*/sgn*/ebmgn* families), got {list(pool.instance_types)}: add one or set "
-                        "gpu_count=0")
+        problems.append(
+            f"gpu_count={serving.gpu_count} needs a GPU instance type in node_pool.instance_types "
+            f"(gn*/vgn*/sgn*/ebmgn* families), got {list(pool.instance_types)}: add one or set "
+            "gpu_count=0"
+        )
     teardown = False
     try:
         teardown = coerce(params.get("teardown", False), "boolean", "teardown")

@@ -21,21 +21,36 @@ _HOST = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
 class ServingSpec(Spec):
     """The SeldonDeployment (tfserving-proxy + TF Serving) with an HPA on ``sls_ingress_qps``, and its Ingress."""
 
-    namespace: str = spec_field("default", "string", pattern=DNS_LABEL, hint=DNS_LABEL_HINT,
-                                doc="Kubernetes namespace.")
-    name: str = spec_field("fashion-mnist-ecs", "string", param="deployment_name", pattern=DNS_LABEL,
-                           hint=DNS_LABEL_HINT, doc="SeldonDeployment (and Ingress) name.")
-    ingress_host: str = spec_field("", "string", pattern=_HOST, hint="a DNS host name (or empty: any host)",
-                                   doc="Host rule of the Ingress (empty: any host). Clients send it as the Host "
-                                       "header.")
+    namespace: str = spec_field(
+        "default", "string", pattern=DNS_LABEL, hint=DNS_LABEL_HINT, doc="Kubernetes namespace."
+    )
+    name: str = spec_field(
+        "fashion-mnist-ecs",
+        "string",
+        param="deployment_name",
+        pattern=DNS_LABEL,
+        hint=DNS_LABEL_HINT,
+        doc="SeldonDeployment (and Ingress) name.",
+    )
+    ingress_host: str = spec_field(
+        "",
+        "string",
+        pattern=_HOST,
+        hint="a DNS host name (or empty: any host)",
+        doc="Host rule of the Ingress (empty: any host). Clients send it as the Host header.",
+    )
     gpu_count: int = spec_field(1, "integer", minimum=0, maximum=8, doc="GPUs per model-server pod.")
     min_replicas: int = spec_field(1, "integer", minimum=1, maximum=100, doc="HPA minReplicas.")
     max_replicas: int = spec_field(DEFAULT_MAX_REPLICAS, "integer", **MAX_REPLICAS_SCHEMA, doc="HPA maxReplicas.")
-    qps_target: float = spec_field(DEFAULT_QPS_TARGET, "number", **QPS_TARGET_SCHEMA,
-                                   doc="sls_ingress_qps per replica (HPA target).")
-    hpa_metric_format: str = spec_field("v2beta1", "string", enum=HPA_METRIC_FORMATS,
-                                        doc="v2beta1: hpaSpec.metrics/targetAverageValue (Seldon <= 1.15, the seed); "
-                                            "v2: metricsv2.")
+    qps_target: float = spec_field(
+        DEFAULT_QPS_TARGET, "number", **QPS_TARGET_SCHEMA, doc="sls_ingress_qps per replica (HPA target)."
+    )
+    hpa_metric_format: str = spec_field(
+        "v2beta1",
+        "string",
+        enum=HPA_METRIC_FORMATS,
+        doc="v2beta1: hpaSpec.metrics/targetAverageValue (Seldon <= 1.15, the seed); v2: metricsv2.",
+    )
     # Filled by plan from the model and node pool specs.
     model_name: str = spec_field("", "string", doc="TF Serving model name (the model spec's name).")
     model_version: int = spec_field(1, "integer", minimum=0, doc="Model version (recorded as an annotation).")
@@ -66,8 +81,10 @@ class ServingSpec(Spec):
     def problems(self) -> list[str]:
         p = super().problems()
         if self.min_replicas > self.max_replicas:
-            p.append(f"min_replicas ({self.min_replicas}) is greater than max_replicas ({self.max_replicas}): "
-                     "lower min_replicas or raise max_replicas")
+            p.append(
+                f"min_replicas ({self.min_replicas}) is greater than max_replicas ({self.max_replicas}): "
+                "lower min_replicas or raise max_replicas"
+            )
         bad = {k: v for k, v in self.node_selector.items() if not isinstance(v, str)}
         if bad:
             p.append(f"node_selector: values must be strings (node label values), got {bad}")
