@@ -1,7 +1,7 @@
 """``external.metrics.k8s.io/v1beta1`` as ack-alibaba-cloud-metrics-adapter serves it for SLS ingress logs.
 
 Source checked: AliyunContainerService/alibaba-cloud-metrics-adapter ``pkg/metrics/sls/{sls.go,ingress.go}``
-and ``docs/metrics/sls.md`` (see /work/shared/reference/alibaba-ack-seldon-hpa.md §5):
+and ``docs/metrics/sls.md``:
 
 - ``sls_ingress_qps`` = ``SELECT count(1) / <interval> FROM log WHERE __time__ >= now-delay-interval AND
   __time__ < now-delay`` filtered on ``proxy_upstream_name: <sls.ingress.route>``, truncated to an integer

@@ -3,8 +3,7 @@
 Checked against SeldonIO/seldon-core ``operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go``
 (GetDeploymentName, GetPredictorKey, GetContainerServiceName, labels, PREDICTIVE_UNIT_* env names) and
 ``operator/controllers/seldondeployment_controller.go`` / ``seldondeployment_engine.go`` (createComponents,
-createHpa, createDeployments readiness, executor container, status), see also
-/work/shared/reference/alibaba-ack-seldon-hpa.md §4.2:
+createHpa, createDeployments readiness, executor container, status):
 
 - Deployment ``<sdep>-<predictor>-<i>-<containers joined by '-'>`` (``seldon-<md5>`` when over 63 chars);
   the executor ``seldon-container-engine`` (REST 8000, gRPC 5001, ``/ready`` and ``/live`` probes) is
