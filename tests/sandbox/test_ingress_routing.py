@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ack_sandbox.controllers.ingress import RoutingTable, build_routes, host_matches, served
+from ack_sandbox.controllers.ingress_routes import RoutingTable, build_routes, host_matches, served
 
 
 def pod(name: str, ip: str, ready: bool = True, labels: dict | None = None, terminating: bool = False) -> dict:

@@ -33,16 +33,7 @@ from aiohttp import web
 from ack_sandbox.context import SandboxContext
 from ack_sandbox.controllers.base import INGRESSES, PODS, SERVICES, Controller, Key, Kind, Obj
 from ack_sandbox.controllers.ingress_proxy import TOKEN_ENV
-from ack_sandbox.controllers.ingress_routes import (  # noqa: F401 - re-exported: the routing rules' old home
-    INGRESS_CLASS,
-    Route,
-    RoutingTable,
-    build_routes,
-    host_matches,
-    ready_pod,
-    served,
-    target_port,
-)
+from ack_sandbox.controllers.ingress_routes import Route, build_routes, served
 from ack_sandbox.controllers.route_stats import stats_of
 from ack_sandbox.k8s.errors import ApiError
 
