@@ -2,52 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from elastic_inference.exceptions import AlibabaCloudCredentialsError, AlibabaCloudRetryableError
 from elastic_inference.hooks.ack import AckAsyncHook, AckHook
+from tests.integration.support import FAST_RETRY, admin_ok, connection, sandbox_conn
 
 pytestmark = pytest.mark.integration
-
-FAST_RETRY = {"retry_max_attempts": 4, "retry_initial_wait": 0.02, "retry_max_wait": 0.1}
-
-
-def sandbox_conn(sandbox: dict) -> dict:
-    """The connection the sandbox wrote to ``airflow.env`` (AIRFLOW_CONN_ALIBABA_ACK_DEFAULT)."""
-    for line in (sandbox["state_dir"] / "airflow.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key == "AIRFLOW_CONN_ALIBABA_ACK_DEFAULT":
-            return json.loads(shlex.split(value)[0])
-    raise AssertionError("airflow.env has no AIRFLOW_CONN_ALIBABA_ACK_DEFAULT")
-
-
-@contextmanager
-def connection(conn_id: str, conn: dict) -> Iterator[str]:
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    old = os.environ.get(var)
-    os.environ[var] = json.dumps(conn)
-    try:
-        yield conn_id
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = old
-
-
-def admin(sandbox: dict, method: str, path: str, body: dict | None = None) -> dict:
-    req = urllib.request.Request(
-        sandbox["cs"] + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {sandbox['access_key_id']}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"{}")
 
 
 @pytest.fixture
@@ -56,7 +19,7 @@ def fast_conn(sandbox) -> Iterator[str]:
     conn["extra"] = {**conn["extra"], **FAST_RETRY}
     with connection("alibaba_ack_fast", conn) as conn_id:
         yield conn_id
-    admin(sandbox, "DELETE", "/_sandbox/faults")
+    admin_ok(sandbox, "cs", "DELETE", "/_sandbox/faults")
 
 
 def test_the_sandbox_connection_reaches_the_cluster(sandbox):
@@ -91,39 +54,53 @@ def test_bad_credentials_fail_at_once_with_code_and_request_id(sandbox):
 def test_wrong_secret_is_a_credentials_error(sandbox):
     conn = sandbox_conn(sandbox)
     conn["password"] = "wrong-secret-000000000000"
-    with connection("alibaba_ack_badsecret", conn) as conn_id, \
-            pytest.raises(AlibabaCloudCredentialsError, match="SignatureDoesNotMatch"):
+    with (
+        connection("alibaba_ack_badsecret", conn) as conn_id,
+        pytest.raises(AlibabaCloudCredentialsError, match="SignatureDoesNotMatch"),
+    ):
         AckHook(conn_id).describe_cluster()
 
 
 @pytest.mark.parametrize("retry_after_ms", [0, 30])
 def test_throttling_is_retried_then_succeeds(sandbox, fast_conn, retry_after_ms, capsys):
-    admin(sandbox, "POST", "/_sandbox/faults",
-          {"throttle": {"count": 2, "action": "DescribeClusterDetail", "retry_after": retry_after_ms}})
+    admin_ok(
+        sandbox,
+        "cs",
+        "POST",
+        "/_sandbox/faults",
+        {"throttle": {"count": 2, "action": "DescribeClusterDetail", "retry_after": retry_after_ms}},
+    )
     cluster = AckHook(fast_conn).describe_cluster()
     assert cluster["cluster_id"] == sandbox["cluster_id"]
-    assert admin(sandbox, "GET", "/_sandbox/faults")["throttle"]["count"] == 0  # both throttled calls happened
+    assert admin_ok(sandbox, "cs", "GET", "/_sandbox/faults")["throttle"]["count"] == 0  # both throttled calls happened
     out = capsys.readouterr()
     assert (out.out + out.err).count("failed with Throttling.User") == 2  # logged before each sleep
 
 
 def test_server_errors_are_retried_then_succeed(sandbox, fast_conn):
-    admin(sandbox, "POST", "/_sandbox/faults",
-          {"server_error": {"count": 2, "action": "DescribeClusterNodePools", "status": 503}})
+    admin_ok(
+        sandbox,
+        "cs",
+        "POST",
+        "/_sandbox/faults",
+        {"server_error": {"count": 2, "action": "DescribeClusterNodePools", "status": 503}},
+    )
     assert isinstance(AckHook(fast_conn).list_node_pools(), list)
-    assert admin(sandbox, "GET", "/_sandbox/faults")["server_error"]["count"] == 0
+    assert admin_ok(sandbox, "cs", "GET", "/_sandbox/faults")["server_error"]["count"] == 0
 
 
 def test_persistent_throttling_gives_up_with_a_retryable_error(sandbox, fast_conn):
-    admin(sandbox, "POST", "/_sandbox/faults", {"throttle": {"count": 10, "action": "DescribeClusterDetail"}})
+    admin_ok(sandbox, "cs", "POST", "/_sandbox/faults", {"throttle": {"count": 10, "action": "DescribeClusterDetail"}})
     with pytest.raises(AlibabaCloudRetryableError) as err:
         AckHook(fast_conn).describe_cluster()
     assert err.value.code == "Throttling.User"
-    assert admin(sandbox, "GET", "/_sandbox/faults")["throttle"]["count"] == 10 - FAST_RETRY["retry_max_attempts"]
+    assert (
+        admin_ok(sandbox, "cs", "GET", "/_sandbox/faults")["throttle"]["count"] == 10 - FAST_RETRY["retry_max_attempts"]
+    )
 
 
 def test_sts_credentials_work_and_a_bad_token_is_terminal(sandbox):
-    cred = admin(sandbox, "POST", "/_sandbox/sts", {"duration_seconds": 900})["Credentials"]
+    cred = admin_ok(sandbox, "cs", "POST", "/_sandbox/sts", {"duration_seconds": 900})["Credentials"]
     conn = sandbox_conn(sandbox)
     conn.update(login=cred["AccessKeyId"], password=cred["AccessKeySecret"])
     conn["extra"] = {**conn["extra"], "security_token": cred["SecurityToken"]}
@@ -132,8 +109,10 @@ def test_sts_credentials_work_and_a_bad_token_is_terminal(sandbox):
         assert hook.settings.credential_type == "sts"
         assert hook.describe_cluster()["cluster_id"] == sandbox["cluster_id"]
     conn["extra"]["security_token"] = "not-the-token"
-    with connection("alibaba_ack_sts_bad", conn) as conn_id, \
-            pytest.raises(AlibabaCloudCredentialsError, match="InvalidSecurityToken"):
+    with (
+        connection("alibaba_ack_sts_bad", conn) as conn_id,
+        pytest.raises(AlibabaCloudCredentialsError, match="InvalidSecurityToken"),
+    ):
         AckHook(conn_id).describe_cluster()
 
 
@@ -144,7 +123,7 @@ def test_secrets_stay_out_of_the_settings_repr(sandbox):
 
 
 async def test_async_hook_reads_the_connection_without_blocking(sandbox, fast_conn):
-    admin(sandbox, "POST", "/_sandbox/faults", {"throttle": {"count": 1, "action": "DescribeClusterDetail"}})
+    admin_ok(sandbox, "cs", "POST", "/_sandbox/faults", {"throttle": {"count": 1, "action": "DescribeClusterDetail"}})
     hook = AckAsyncHook(fast_conn)
     cluster = await hook.adescribe_cluster()
     assert cluster["cluster_id"] == sandbox["cluster_id"]

@@ -12,14 +12,8 @@ from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook, ResourceFai
 from elastic_inference.k8s_objects import ResourceRef
 from elastic_inference.operators.ingress import CreateIngressOperator
 from elastic_inference.sensors.kubernetes import IngressAddressSensor
-from tests.integration.test_volume_operator import (  # noqa: F401  (fixtures)
-    k8s_env,
-    kube,
-    namespace,
-    run_deferred,
-    uid,
-    wait_for,
-)
+from tests.helpers import until
+from tests.integration.support import run_deferred, uid
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +27,14 @@ def lb_port(kube: Any, namespace: str, name: str) -> int:
 
 
 def ingress_op(namespace: str, name: str, **kw: Any) -> CreateIngressOperator:
-    return CreateIngressOperator(task_id="ingress", name=name, namespace=namespace,
-                                 service_name=f"{name}-predictor", timeout=kw.pop("timeout", 60), **kw)
+    return CreateIngressOperator(
+        task_id="ingress",
+        name=name,
+        namespace=namespace,
+        service_name=f"{name}-predictor",
+        timeout=kw.pop("timeout", 60),
+        **kw,
+    )
 
 
 def test_ingress_address_to_predict_url_and_rerun_unchanged(kube, namespace) -> None:
@@ -81,8 +81,7 @@ def test_on_kill_ends_an_in_process_wait(namespace) -> None:
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    wait_for(lambda: (op._waiter is not None and op._waiter._task is not None) or None, "the in-process wait",
-             attempts=200)
+    until("the in-process wait", lambda: op._waiter is not None and op._waiter._task is not None, timeout=10.0)
     op.on_kill()
     worker.join(timeout=30)
     assert not worker.is_alive()
@@ -98,8 +97,9 @@ def test_access_through_the_ack_user_kubeconfig(k8s_env, kube, namespace) -> Non
 
     result = run_deferred(ingress_op(namespace, name, deferrable=True, **access))
     assert result["predict_url"] == f"http://127.0.0.1:{lb_port(kube, namespace, name)}/api/v1.0/predictions"
-    sensor = IngressAddressSensor(task_id="addr", name=name, namespace=namespace, timeout=10, deferrable=False,
-                                  **access)
+    sensor = IngressAddressSensor(
+        task_id="addr", name=name, namespace=namespace, timeout=10, deferrable=False, **access
+    )
     assert sensor.poke({}).xcom_value["address"] == "127.0.0.1"
 
 
@@ -131,8 +131,12 @@ def test_rejected_credentials_fail_at_once(namespace, bad_token_conn) -> None:
         ingress_op(namespace, f"i{uid()}", kubernetes_conn_id=bad_token_conn).execute({})
     assert "not-a-valid-token" not in str(err.value)
 
-    trigger = IngressAddressTrigger(access={"kubernetes_conn_id": bad_token_conn}, namespace=namespace, name="x",
-                                    deadline=__import__("time").time() + 60)
+    trigger = IngressAddressTrigger(
+        access={"kubernetes_conn_id": bad_token_conn},
+        namespace=namespace,
+        name="x",
+        deadline=__import__("time").time() + 60,
+    )
     event = asyncio.run(trigger.wait())
     assert event["status"] == "error" and "401" in event["message"]
 
@@ -140,8 +144,11 @@ def test_rejected_credentials_fail_at_once(namespace, bad_token_conn) -> None:
 def test_kind_the_cluster_does_not_serve_fails_with_a_hint(namespace) -> None:
     from elastic_inference.hooks.kubernetes import KubernetesTerminalError
 
-    op = ingress_op(namespace, f"i{uid()}", manifest=(
-        "apiVersion: networking.k8s.io/v9\nkind: Ingress\nmetadata:\n  name: x\nspec: {}\n"))
+    op = ingress_op(
+        namespace,
+        f"i{uid()}",
+        manifest=("apiVersion: networking.k8s.io/v9\nkind: Ingress\nmetadata:\n  name: x\nspec: {}\n"),
+    )
     with pytest.raises(KubernetesTerminalError, match="networking.k8s.io/v9 Ingress is not served by this cluster"):
         op.execute({})
 

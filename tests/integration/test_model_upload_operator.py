@@ -16,7 +16,7 @@ import pytest
 from elastic_inference.exceptions import ModelLayoutError
 from elastic_inference.hooks.oss import OssHook
 from elastic_inference.operators.model_upload import ModelUploadOperator
-from tests.integration.test_ack_hook import FAST_RETRY, connection, sandbox_conn
+from tests.integration.support import FAST_RETRY, connection, sandbox_conn
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +41,16 @@ def fake_saved_model(root: Path, data_size: int = 3 * KIB) -> Path:
 
 
 def op(conn_id: str, source: Path, bucket: str, tmp_path: Path, **kw) -> ModelUploadOperator:
-    return ModelUploadOperator(task_id="upload", ack_conn_id=conn_id, source=str(source), bucket=bucket,
-                               prefix="models", model_name="fashion-mnist", checkpoint_dir=str(tmp_path / "ckpt"),
-                               **kw)
+    return ModelUploadOperator(
+        task_id="upload",
+        ack_conn_id=conn_id,
+        source=str(source),
+        bucket=bucket,
+        prefix="models",
+        model_name="fashion-mnist",
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        **kw,
+    )
 
 
 def test_upload_three_files_then_rerun_uploads_nothing(oss_conn, tmp_path):
@@ -53,8 +60,10 @@ def test_upload_three_files_then_rerun_uploads_nothing(oss_conn, tmp_path):
     total = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
     assert first["model_uri"] == f"oss://{bucket}/models/fashion-mnist/"
     assert first["version_uri"] == f"oss://{bucket}/models/fashion-mnist/3/"
-    assert sorted(first["objects"]) == sorted(f"oss://{bucket}/models/fashion-mnist/3/{k}" for k in (
-        "saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001"))
+    assert sorted(first["objects"]) == sorted(
+        f"oss://{bucket}/models/fashion-mnist/3/{k}"
+        for k in ("saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001")
+    )
     assert (first["bytes_uploaded"], first["bytes_skipped"], first["files_uploaded"]) == (total, 0, 3)
 
     hook = OssHook(oss_conn)
@@ -87,8 +96,15 @@ def test_interrupted_multipart_upload_resumes_with_the_missing_parts(oss_conn, t
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        hook.upload_file(bucket, key, data_file, checkpoint_dir=ckpt, multipart_threshold=2 * part,
-                         part_size=part, progress_callback=stop_after_two_parts)
+        hook.upload_file(
+            bucket,
+            key,
+            data_file,
+            checkpoint_dir=ckpt,
+            multipart_threshold=2 * part,
+            part_size=part,
+            progress_callback=stop_after_two_parts,
+        )
     assert hook.head_object(bucket, key) is None  # not completed
     assert hook.pending_multipart_bytes(bucket, key, data_file, ckpt) == 2 * part  # ListParts on the server
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import secrets
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,18 +10,9 @@ import pytest
 
 from elastic_inference.exceptions import AlibabaCloudCredentialsError, AlibabaCloudRetryableError
 from elastic_inference.hooks.oss import OssHook, local_crc64
-from tests.integration.test_ack_hook import FAST_RETRY, admin, connection, sandbox_conn
+from tests.integration.support import FAST_RETRY, admin_ok, connection, sandbox_conn
 
 pytestmark = pytest.mark.integration
-
-
-def oss_admin(sandbox: dict, method: str, path: str, body: dict | None = None) -> dict:
-    req = urllib.request.Request(
-        sandbox["oss"] + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {sandbox['access_key_id']}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        raw = r.read()
-    return json.loads(raw) if raw else {}
 
 
 @pytest.fixture
@@ -32,7 +21,7 @@ def oss_conn(sandbox) -> Iterator[str]:
     conn["extra"] = {**conn["extra"], **FAST_RETRY}
     with connection("alibaba_oss_fast", conn) as conn_id:
         yield conn_id
-    oss_admin(sandbox, "DELETE", "/_sandbox/faults")
+    admin_ok(sandbox, "oss", "DELETE", "/_sandbox/faults")
 
 
 @pytest.fixture
@@ -74,7 +63,7 @@ def test_bad_credentials_are_terminal(sandbox, bucket):
 
 
 def test_sts_credentials_sign_oss_requests(sandbox, bucket):
-    cred = admin(sandbox, "POST", "/_sandbox/sts", {"duration_seconds": 900})["Credentials"]
+    cred = admin_ok(sandbox, "cs", "POST", "/_sandbox/sts", {"duration_seconds": 900})["Credentials"]
     conn = sandbox_conn(sandbox)
     conn.update(login=cred["AccessKeyId"], password=cred["AccessKeySecret"])
     conn["extra"] = {**conn["extra"], "security_token": cred["SecurityToken"]}
@@ -87,15 +76,25 @@ def test_sts_credentials_sign_oss_requests(sandbox, bucket):
 def test_server_errors_are_retried(sandbox, oss_conn, bucket):
     attempts = FAST_RETRY["retry_max_attempts"]
     # As many 503s as attempts: the hook gives up with a retryable error (so the faults really fire) ...
-    oss_admin(sandbox, "POST", "/_sandbox/faults",
-              {"server_error": {"count": attempts, "action": "PutObject", "status": 503}})
+    admin_ok(
+        sandbox,
+        "oss",
+        "POST",
+        "/_sandbox/faults",
+        {"server_error": {"count": attempts, "action": "PutObject", "status": 503}},
+    )
     with pytest.raises(AlibabaCloudRetryableError) as err:
         OssHook(oss_conn).put_object(bucket, "retried", b"ok")
     assert err.value.code == "ServiceUnavailable"
     assert OssHook(oss_conn).head_object(bucket, "retried") is None
     # ... one fewer, and the last attempt succeeds.
-    oss_admin(sandbox, "POST", "/_sandbox/faults",
-              {"server_error": {"count": attempts - 1, "action": "PutObject", "status": 503}})
+    admin_ok(
+        sandbox,
+        "oss",
+        "POST",
+        "/_sandbox/faults",
+        {"server_error": {"count": attempts - 1, "action": "PutObject", "status": 503}},
+    )
     OssHook(oss_conn).put_object(bucket, "retried", b"ok")
     assert OssHook(oss_conn).head_object(bucket, "retried").size == 2
 

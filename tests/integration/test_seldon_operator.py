@@ -14,16 +14,7 @@ import yaml
 from elastic_inference.hooks.kubernetes import ResourceFailedError
 from elastic_inference.operators.seldon import DeploySeldonOperator
 from elastic_inference.sensors.kubernetes import SeldonDeploymentSensor
-from tests.integration.test_volume_operator import (  # noqa: F401  (fixtures)
-    k8s_env,
-    kube,
-    namespace,
-    pvs,
-    run_deferred,
-    uid,
-    volume_op,
-    wait_for,
-)
+from tests.integration.support import admin_ok, run_deferred, seed_pool, uid, volume_op
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +24,14 @@ GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
 def seldon_op(namespace: str, name: str, **kw: Any) -> DeploySeldonOperator:
     kw.setdefault("node_selector", {"seldon": "fashion-mnist"})
     kw.setdefault("pvc_name", "oss-pvc")
-    return DeploySeldonOperator(task_id="seldon", name=name, namespace=namespace, model_name="fashion-mnist",
-                                timeout=kw.pop("timeout", 60), **kw)
+    return DeploySeldonOperator(
+        task_id="seldon",
+        name=name,
+        namespace=namespace,
+        model_name="fashion-mnist",
+        timeout=kw.pop("timeout", 60),
+        **kw,
+    )
 
 
 def stored_sdep(kube: Any, namespace: str, name: str) -> dict:
@@ -82,8 +79,9 @@ def test_create_unchanged_patched_never_a_second_object(kube, namespace, fmt) ->
 
     third = seldon_op(namespace, name, **kw, model_version=2, max_replicas=6).execute({})
     assert third["action"] == "patched" and third["uid"] == first["uid"]
-    assert stored_sdep(kube, namespace, name)["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"][
-        "maxReplicas"] == 6
+    assert (
+        stored_sdep(kube, namespace, name)["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]["maxReplicas"] == 6
+    )
     listed = client.CustomObjectsApi(kube).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     assert [o["metadata"]["name"] for o in listed["items"]] == [name]
 
@@ -93,7 +91,8 @@ def test_spec_seldon_cannot_build_fails_with_state_failed(namespace) -> None:
     name = f"s{uid()}"
     op = seldon_op(namespace, name, deferrable=True, sls_project="p")
     (sdep,) = __import__("elastic_inference.manifests", fromlist=["render"]).render(
-        "seldon_deployment.yaml.j2", op.template_variables())
+        "seldon_deployment.yaml.j2", op.template_variables()
+    )
     sdep["spec"]["predictors"][0]["graph"]["name"] = "no-such-container"
     op.manifest = yaml.safe_dump(sdep)
     with pytest.raises(ResourceFailedError) as err:
@@ -106,8 +105,14 @@ def test_pool_that_cannot_grow_fails_naming_the_pod(namespace, model_volume) -> 
     """nodeSelector onto a pool nobody can scale up. The autoscaler's NotTriggerScaleUp ends the wait; should
     it stay silent, Seldon's progress deadline (state Failed) does, and the message still names the pod."""
     name = f"s{uid()}"
-    op = seldon_op(namespace, name, deferrable=True, sls_project="p", node_selector={"seldon": f"no-pool-{uid()}"},
-                   pvc_name=model_volume)
+    op = seldon_op(
+        namespace,
+        name,
+        deferrable=True,
+        sls_project="p",
+        node_selector={"seldon": f"no-pool-{uid()}"},
+        pvc_name=model_volume,
+    )
     with pytest.raises(ResourceFailedError) as err:
         run_deferred(op)
     text = str(err.value)
@@ -119,10 +124,17 @@ def test_sensor_with_an_unschedulable_grace_period(namespace, model_volume) -> N
     """With unschedulable_grace_seconds the wait ends that long after the pod became Unschedulable, whatever
     the autoscaler says (or earlier, if it says it will not scale up)."""
     name = f"s{uid()}"
-    seldon_op(namespace, name, sls_project="p", wait_for_completion=False, pvc_name=model_volume,
-              node_selector={"seldon": f"no-pool-{uid()}"}).execute({})
-    sensor = SeldonDeploymentSensor(task_id="sdep", name=name, namespace=namespace, timeout=60, deferrable=True,
-                                    unschedulable_grace_seconds=2)
+    seldon_op(
+        namespace,
+        name,
+        sls_project="p",
+        wait_for_completion=False,
+        pvc_name=model_volume,
+        node_selector={"seldon": f"no-pool-{uid()}"},
+    ).execute({})
+    sensor = SeldonDeploymentSensor(
+        task_id="sdep", name=name, namespace=namespace, timeout=60, deferrable=True, unschedulable_grace_seconds=2
+    )
     with pytest.raises(ResourceFailedError, match=r"Unschedulable (for more than 2s|\(.*\) and pod didn't trigger)"):
         run_deferred(sensor)
 
@@ -130,8 +142,16 @@ def test_sensor_with_an_unschedulable_grace_period(namespace, model_volume) -> N
 def test_bad_image_fails_fast_naming_pod_container_and_reason(namespace, model_volume) -> None:
     name = f"s{uid()}"
     image = "registry.example.com/no-such/image:9"
-    op = seldon_op(namespace, name, deferrable=True, sls_project="p", gpu_count=0, node_selector=None,
-                   pvc_name=model_volume, serving_image=image)
+    op = seldon_op(
+        namespace,
+        name,
+        deferrable=True,
+        sls_project="p",
+        gpu_count=0,
+        node_selector=None,
+        pvc_name=model_volume,
+        serving_image=image,
+    )
     with pytest.raises(ResourceFailedError) as err:
         run_deferred(op)
     text = str(err.value)
@@ -149,8 +169,16 @@ def test_crashing_model_server_fails_fast_with_exit_code(namespace, model_volume
     model = f"crash{uid()}"
     OssHook().put_object("models", f"models/{model}/1/saved_model.pb", os.urandom(256))
     name = f"s{uid()}"
-    op = seldon_op(namespace, name, deferrable=True, sls_project="p", gpu_count=0, node_selector=None,
-                   pvc_name=model_volume, timeout=120)
+    op = seldon_op(
+        namespace,
+        name,
+        deferrable=True,
+        sls_project="p",
+        gpu_count=0,
+        node_selector=None,
+        pvc_name=model_volume,
+        timeout=120,
+    )
     op.model_name = model
     with pytest.raises(ResourceFailedError) as err:
         run_deferred(op)
@@ -193,8 +221,17 @@ def test_user_manifest_becomes_available_and_serves_through_the_ingress(namespac
     from elastic_inference.operators.ingress import CreateIngressOperator
 
     name = f"e{uid()}"
-    op = DeploySeldonOperator(task_id="seldon", name="ignored", model_name="unused", pvc_name="unused",
-                              namespace=namespace, manifest=ECHO_SDEP, deferrable=True, sls_project="p", timeout=120)
+    op = DeploySeldonOperator(
+        task_id="seldon",
+        name="ignored",
+        model_name="unused",
+        pvc_name="unused",
+        namespace=namespace,
+        manifest=ECHO_SDEP,
+        deferrable=True,
+        sls_project="p",
+        timeout=120,
+    )
     op.render_template_fields({"params": {"sdep": name}})
     deployed = run_deferred(op)
     assert (deployed["name"], deployed["state"], deployed["action"]) == (name, "Available", "created")
@@ -202,15 +239,27 @@ def test_user_manifest_becomes_available_and_serves_through_the_ingress(namespac
     assert deployed["address"].endswith("/api/v1.0/predictions")
 
     # A host of its own: other tests' ingresses in this shared sandbox also route "/" (first one wins, as nginx).
-    ingress = run_deferred(CreateIngressOperator(task_id="ingress", name=name, service_name=deployed["service"],
-                                                 host=f"{name}.test.local", namespace=namespace, deferrable=True,
-                                                 timeout=60))
+    ingress = run_deferred(
+        CreateIngressOperator(
+            task_id="ingress",
+            name=name,
+            service_name=deployed["service"],
+            host=f"{name}.test.local",
+            namespace=namespace,
+            deferrable=True,
+            timeout=60,
+        )
+    )
     assert ingress["host_header"] == f"{name}.test.local"
     body = json.dumps({"data": {"ndarray": [[1.0, 2.0]]}}).encode()
     answer, last_error = None, ""
     for _ in range(40):  # the proxy may answer 503 until it has the new Service's endpoints, as nginx does
-        req = urllib.request.Request(ingress["predict_url"], data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "Host": ingress["host_header"]})
+        req = urllib.request.Request(
+            ingress["predict_url"],
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Host": ingress["host_header"]},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 answer = json.loads(resp.read())
@@ -229,25 +278,36 @@ def test_pool_out_of_stock_fails_fast(k8s_env, namespace, model_volume) -> None:
     backed off, and the wait ends on its NotTriggerScaleUp naming the pod - not on the timeout."""
     from elastic_inference.hooks.ack import AckHook
     from elastic_inference.operators.node_pool import AckNodePoolOperator
-    from tests.integration.test_ack_hook import admin
-    from tests.integration.test_node_pool_operator import seed_pool
 
     label = f"pool-{uid()}"
     instance_type = "ecs.gn6i-c8g1.2xlarge"
     hook = AckHook()
     vswitches = hook.describe_cluster()["vswitch_ids"][:2]
-    pool = AckNodePoolOperator(task_id="np", deferrable=False, poll_interval=0.2, wait_timeout=60, node_pool=seed_pool(
-        label, vswitches, min_instances=0, max_instances=3, instance_types=[instance_type],
-        labels={"seldon": label})).execute({})
-    admin(k8s_env, "POST", "/_sandbox/faults", {"no_stock": [instance_type]})
+    pool = AckNodePoolOperator(
+        task_id="np",
+        deferrable=False,
+        poll_interval=0.2,
+        wait_timeout=60,
+        node_pool=seed_pool(
+            label, vswitches, min_instances=0, max_instances=3, instance_types=[instance_type], labels={"seldon": label}
+        ),
+    ).execute({})
+    admin_ok(k8s_env, "cs", "POST", "/_sandbox/faults", {"no_stock": [instance_type]})
     try:
         name = f"s{uid()}"
-        op = seldon_op(namespace, name, deferrable=True, sls_project="p", node_selector={"seldon": label},
-                       pvc_name=model_volume, timeout=120)
+        op = seldon_op(
+            namespace,
+            name,
+            deferrable=True,
+            sls_project="p",
+            node_selector={"seldon": label},
+            pvc_name=model_volume,
+            timeout=120,
+        )
         with pytest.raises(ResourceFailedError) as err:
             run_deferred(op)
     finally:
-        admin(k8s_env, "DELETE", "/_sandbox/faults")
+        admin_ok(k8s_env, "cs", "DELETE", "/_sandbox/faults")
         hook.delete_node_pool(pool["nodepool_id"], force=True)
     text = str(err.value)
     assert f"pod {name}-predictor-0-tfserving-proxy-fashion-mnist-" in text and "Unschedulable" in text

@@ -15,10 +15,14 @@ from elastic_inference.operators.verify import ScaleVerificationOperator
 from elastic_inference.report import estimate_cost, render_report
 from elastic_inference.timeline import write_timeline
 from elastic_inference.verification import summary, verify
-from tests.unit.test_verification import OPTS, make_timeline
+from tests.helpers import FakeDag, FakeTI
+from tests.unit.support import OPTS, make_timeline
 
-SEED_POLICY = {"spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
-               "on_demand_percentage_above_base_capacity": 30}
+SEED_POLICY = {
+    "spot_strategy": "SpotAsPriceGo",
+    "on_demand_base_capacity": 0,
+    "on_demand_percentage_above_base_capacity": 30,
+}
 
 
 def images(html: str) -> list[bytes]:
@@ -56,27 +60,10 @@ def test_cost_estimate_uses_the_price_table_and_names_unpriced_types():
 
 def test_html_escapes_what_comes_from_the_cluster(tmp_path):
     tl = make_timeline()
-    tl["locust"]["failures"] = [{"method": "POST", "name": "p", "error": "<script>alert(1)</script>",
-                                 "occurrences": 1}]
+    tl["locust"]["failures"] = [{"method": "POST", "name": "p", "error": "<script>alert(1)</script>", "occurrences": 1}]
     result = verify(tl, OPTS)
     html = render_report(tl, result, summary(tl, result), tmp_path / "r.html").read_text()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
-
-
-class FakeTI:
-    def __init__(self, pulled: dict[str, Any] | None = None) -> None:
-        self.xcom: dict[str, Any] = {}
-        self.pulled = pulled or {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-    def xcom_pull(self, task_ids: str, key: str) -> Any:
-        return self.pulled.get((task_ids, key))
-
-
-class FakeDag:
-    dag_id = "elastic_inference"
 
 
 def context(ti: FakeTI, run_id: str = "manual__1") -> dict[str, Any]:
@@ -98,18 +85,25 @@ def test_verify_operator_passes_and_links_the_report(tmp_path):
 def test_verify_operator_fails_with_a_human_message_and_still_writes_the_report(tmp_path):
     path = write_timeline(tmp_path / "timeline.json", make_timeline(max_r=2, fail_at=(1016, 1020, 1022)))
     ti = FakeTI()
-    op = ScaleVerificationOperator(task_id="verify", timeline_path=str(path), pool_policy=SEED_POLICY,
-                                   reports_dir=str(tmp_path), report_base_url="http://reports.local/r")
+    op = ScaleVerificationOperator(
+        task_id="verify",
+        timeline_path=str(path),
+        pool_policy=SEED_POLICY,
+        reports_dir=str(tmp_path),
+        report_base_url="http://reports.local/r",
+    )
     with pytest.raises(AirflowFailException) as excinfo:
         op.execute(context(ti, "manual__2026-11-25T12:00:00+00:00"))
     msg = str(excinfo.value)
     assert msg.startswith("Scale verification failed (2 of 5 checks):")
-    assert ("- replicas: replicas reached 2 but the HPA formula predicts 5 for 48 QPS at target 10 — maxReplicas=2 "
-            "caps it") in msg
+    assert (
+        "- replicas: replicas reached 2 but the HPA formula predicts 5 for 48 QPS at target 10 — maxReplicas=2 caps it"
+    ) in msg
     assert "- failures_during_scale_out: 3 of " in msg and "HTTP 503: no endpoints (3x)" in msg
     assert ti.xcom["summary"]["verdict"] == "failed"
-    assert ti.xcom[REPORT_URL_KEY] == ("http://reports.local/r/elastic_inference/"
-                                       "manual__2026-11-25T12_00_00_00_00/report.html")
+    assert ti.xcom[REPORT_URL_KEY] == (
+        "http://reports.local/r/elastic_inference/manual__2026-11-25T12_00_00_00_00/report.html"
+    )
     assert Path(ti.xcom["summary"]["report_path"]).is_file()
 
 
@@ -124,5 +118,7 @@ def test_verify_operator_without_a_timeline_says_where_it_looked(tmp_path):
 
 def test_report_url_is_file_uri_outside_the_base(tmp_path):
     assert report_url(tmp_path / "x.html") == (tmp_path / "x.html").resolve().as_uri()
-    assert report_url(Path("/elsewhere/x.html"), reports_dir=str(tmp_path), base_url="http://h/") == \
-        "file:///elsewhere/x.html"
+    assert (
+        report_url(Path("/elsewhere/x.html"), reports_dir=str(tmp_path), base_url="http://h/")
+        == "file:///elsewhere/x.html"
+    )
