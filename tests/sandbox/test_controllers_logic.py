@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ack_sandbox.controllers.deployment import fenceposts, template_hash
-from ack_sandbox.controllers.kubelet import _backoff, _builtin_resolve, expand_vars, translate_paths
 from ack_sandbox.controllers.node_autoscaler import Template, nodes_needed, template_fits
 from ack_sandbox.controllers.scheduler import fit_error_message, fit_reasons, parse_quantity, pod_requests, tolerates
 from ack_sandbox.controllers.volumes import best_pv, oss_credentials
+from ack_sandbox.kubelet.container import _backoff, _builtin_resolve, expand_vars, translate_paths
 from ack_sandbox.kubelet.ips import IpPool, listening_ips
 from ack_sandbox.kubelet.status import ContainerRecord, image_ref, pod_phase
 
