@@ -42,6 +42,20 @@ SERVICES: dict[str, str] = {
 
 READY_FILE = "ready.json"
 PID_FILE = "sandbox.pid"
+# On ACK the control plane and every node have CPUs of their own; here they share the machine's two. The daemon
+# (API server, controllers, kubelet) steps back by this much, so a scale-out's bookkeeping does not take the CPU
+# from the replicas and the ingress serving requests: those take the daemon's original priority
+# (ACK_SANDBOX_SERVING_NICE) once they serve. Only with the privilege to give it back; 0 turns it off.
+CONTROL_PLANE_NICE = int(os.environ.get("ACK_SANDBOX_CONTROL_PLANE_NICE", "5"))
+SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
+
+
+def control_plane_priority() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    if CONTROL_PLANE_NICE <= 0 or os.geteuid() != 0 or SERVING_NICE_ENV in os.environ:
+        return
+    os.environ[SERVING_NICE_ENV] = str(own)  # what pods and the ingress proxy serve at (inherited by children)
+    os.setpriority(os.PRIO_PROCESS, 0, own + CONTROL_PLANE_NICE)
 
 
 def _free_port(host: str) -> int:
@@ -165,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ctx = SandboxContext.load_or_create(args.state_dir.resolve(), args.time_scale)
     (ctx.state_dir / PID_FILE).write_text(str(os.getpid()))
+    control_plane_priority()  # before any thread exists: threads inherit it
 
     async def run() -> None:
         stop = asyncio.Event()

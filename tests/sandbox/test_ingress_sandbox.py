@@ -79,3 +79,50 @@ def test_requests_through_the_ingress_reach_the_model_and_are_counted(sandbox: d
         sandbox, ns, {**labels, "sls.query.interval": "600", "sls.query.delay": "0"}, "sls_ingress_latency_p95"
     )
     assert int(latency["items"][0]["value"]) >= 0
+
+
+def test_the_data_plane_serves_ahead_of_the_control_plane(sandbox: dict, kube: client.ApiClient) -> None:
+    """On ACK the control plane, the ingress and every node have CPUs of their own; here they share the machine's.
+    So the daemon (API server, controllers, kubelet) runs a step behind the processes that serve requests — the
+    ingress proxy and each pod's servers (a container still starting runs behind both: test_runtimes_serving)."""
+    import os
+
+    import psutil
+
+    ns = "ingress-echo"
+    deploy_echo(sandbox, kube, ns)
+    daemon = psutil.Process(int((sandbox["state_dir"] / "sandbox.pid").read_text()))
+    proxy_port = int(sandbox["ingress"].rsplit(":", 1)[1])
+    processes = daemon.children(recursive=True)
+
+    def listening_on(port: int) -> list[psutil.Process]:
+        out = []
+        for proc in processes:
+            try:
+                if any(c.laddr.port == port and c.status == "LISTEN" for c in proc.net_connections(kind="tcp")):
+                    out.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        return out
+
+    [proxy] = listening_on(proxy_port)
+    assert proxy.cmdline()[2] == "ack_sandbox.controllers.ingress_proxy"
+    if os.geteuid() != 0:  # without CAP_SYS_NICE the sandbox leaves priorities alone
+        assert daemon.nice() == proxy.nice()
+        return
+    serving = daemon.nice() - 5
+
+    def misplaced() -> list[str]:
+        """Processes not (yet) at their priority; a container that just started listening takes a moment."""
+        executors = listening_on(8000)  # the pods' Seldon executors (zygote forks)
+        wrong = [] if executors else ["no executor listens"]
+        wrong += [f"executor {p.pid} at {p.nice()}" for p in executors if p.nice() != serving]
+        wrong += [] if proxy.nice() == serving else [f"ingress proxy at {proxy.nice()}"]
+        for launcher in (p for p in processes if "ack_sandbox.runtimes.launcher" in p.cmdline()):
+            # the start-up priority (10), or the serving one where it serves in-process (no zygote yet)
+            if launcher.nice() not in (10, serving):
+                wrong.append(f"launcher {launcher.cmdline()[3:4]} at {launcher.nice()}")
+        return wrong
+
+    until("the data plane ahead of the control plane", lambda: not misplaced() or None, timeout=10)
+    assert not misplaced()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import time
 from pathlib import Path
 
 
@@ -36,6 +37,9 @@ def listening_ips(proc_file: str = "/proc/net/tcp") -> set[str]:
     return out
 
 
+BUSY_TTL = 2.0  # seconds a read of the machine's listening addresses is reused
+
+
 class IpPool:
     def __init__(self, block: int = 0) -> None:
         if block == 0:  # legacy/default range for tests: 127.0.1.1 upwards
@@ -48,6 +52,18 @@ class IpPool:
             self.last = int(ipaddress.IPv4Address(f"127.{block}.255.254"))
         self._used: dict[str, str] = {}  # ip -> owner (pod uid)
         self._next = self.first
+        self._busy: tuple[float, set[str]] = (0.0, set())  # (when read, addresses others listen on)
+
+    def _listening(self) -> set[str]:
+        """``listening_ips()``, read at most every BUSY_TTL seconds: the kernel builds /proc/net/tcp from every
+        socket (thousands under load), and a scale-out allocates ten addresses at once. Our own pods' addresses
+        are in ``_used``; this only keeps clear of other programs' listeners."""
+        read_at, busy = self._busy
+        now = time.monotonic()
+        if now - read_at > BUSY_TTL:
+            busy = listening_ips()
+            self._busy = (now, busy)
+        return busy
 
     def reserve(self, ip: str, owner: str) -> bool:
         """Take a known address (e.g. a pod's recorded podIP after a restart); False if another owner has it."""
@@ -61,7 +77,7 @@ class IpPool:
         for ip, holder in self._used.items():
             if holder == owner:
                 return ip
-        busy = listening_ips()
+        busy = self._listening()
         span = self.last - self.first + 1
         for _ in range(span):
             cand = self._next

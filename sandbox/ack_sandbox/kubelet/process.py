@@ -29,9 +29,10 @@ def startup_priority_env() -> dict[str, str]:
     """What to add to a container's env for the start-up priority (applied by the container's launcher,
     ``runtimes.launcher``); empty when it is off (disabled, or no privilege to give the priority back)."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    if own >= STARTUP_NICE or os.geteuid() != 0:
+    serving = int(os.environ.get(SERVING_NICE_ENV, own))  # the daemon's priority before it stepped back (server.py)
+    if serving >= STARTUP_NICE or os.geteuid() != 0:
         return {}
-    return {STARTUP_NICE_ENV: str(STARTUP_NICE), SERVING_NICE_ENV: str(own)}
+    return {STARTUP_NICE_ENV: str(max(STARTUP_NICE, own)), SERVING_NICE_ENV: str(serving)}
 
 
 class ContainerProcess:
