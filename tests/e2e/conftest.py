@@ -2,45 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-def _sandbox_env(state_dir: Path) -> dict[str, str]:
-    env = {}
-    for line in (state_dir / "airflow.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True,
-                                  check=True).stdout  # undo shell quoting exactly as `source` would
-    return env
-
-
-class AirflowCli:
-    """Runs Airflow CLI commands in their own AIRFLOW_HOME, wired to the sandbox's connections."""
-
-    def __init__(self, home: Path, sandbox: dict) -> None:
-        self.env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "kube_config,kubeconfig",
-            "ELASTIC_INFERENCE_REPORTS_DIR": str(home / "reports"),
-            "PYTHONWARNINGS": "ignore",
-            **_sandbox_env(Path(sandbox["state_dir"])),
-        }
-        self.env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+from tests.e2e.support import AirflowCli
 
 
 @pytest.fixture(scope="session")
