@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from elastic_inference.hooks.kubernetes import AsyncKubeHook, KubeAccess
 from elastic_inference.triggers.ingress import IngressAddressTrigger
 from elastic_inference.triggers.kubernetes_watch import WatchLoop
+from tests.helpers import airflow_env
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,10 @@ def own_sandbox(tmp_path: Path) -> Iterator[Path]:
 
     state = tmp_path / "sandbox"
     cli.up(state, time_scale=30)
-    for line in (state / "airflow.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key == "AIRFLOW_CONN_KUBERNETES_DEFAULT":
-            os.environ[f"AIRFLOW_CONN_{CONN.upper()}"] = shlex.split(value)[0]
     try:
+        os.environ[f"AIRFLOW_CONN_{CONN.upper()}"] = airflow_env({"state_dir": state})[
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT"
+        ]
         yield state
     finally:
         os.environ.pop(f"AIRFLOW_CONN_{CONN.upper()}", None)
@@ -50,35 +49,76 @@ def test_watch_resumes_across_an_api_server_restart(own_sandbox: Path) -> None:
     from ack_sandbox import cli
 
     name = "restart-check"
-    _net(own_sandbox).create_namespaced_ingress("default", {
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
-        "spec": {"ingressClassName": "unserved", "rules": [{"http": {"paths": [{
-            "path": "/", "pathType": "Prefix", "backend": {"service": {"name": "svc", "port": {"number": 80}}}}]}}]}})
-    trigger = IngressAddressTrigger(access={"kubernetes_conn_id": CONN}, namespace="default", name=name,
-                                    deadline=time.time() + 120)
+    _net(own_sandbox).create_namespaced_ingress(
+        "default",
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": name},
+            "spec": {
+                "ingressClassName": "unserved",
+                "rules": [
+                    {
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "svc", "port": {"number": 80}}},
+                                }
+                            ]
+                        }
+                    }
+                ],
+            },
+        },
+    )
+    trigger = IngressAddressTrigger(
+        access={"kubernetes_conn_id": CONN}, namespace="default", name=name, deadline=time.time() + 120
+    )
     hook = AsyncKubeHook(KubeAccess(kubernetes_conn_id=CONN))
 
     async def scenario() -> tuple[dict, WatchLoop]:
         async with hook.client() as api:
-            loop = WatchLoop(api, hook, trigger.watches(), trigger.evaluate, deadline=trigger.deadline,
-                             watch_timeout_seconds=30, recheck_seconds=1.0)
+            loop = WatchLoop(
+                api,
+                hook,
+                trigger.watches(),
+                trigger.evaluate,
+                deadline=trigger.deadline,
+                watch_timeout_seconds=30,
+                recheck_seconds=1.0,
+            )
             waiting = asyncio.create_task(loop.run())
             await asyncio.sleep(0.5)
             assert not waiting.done() and loop.lists == 1
             # A write the watch does not select moves the server's resourceVersion past the watch's; the
             # restarted server compacts its history there, so resuming from the old version answers 410.
-            await asyncio.to_thread(lambda: _net(own_sandbox).create_namespaced_ingress("default", {
-                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "other"},
-                "spec": {"ingressClassName": "unserved", "defaultBackend": {
-                    "service": {"name": "svc", "port": {"number": 80}}}}}))
+            await asyncio.to_thread(
+                lambda: _net(own_sandbox).create_namespaced_ingress(
+                    "default",
+                    {
+                        "apiVersion": "networking.k8s.io/v1",
+                        "kind": "Ingress",
+                        "metadata": {"name": "other"},
+                        "spec": {
+                            "ingressClassName": "unserved",
+                            "defaultBackend": {"service": {"name": "svc", "port": {"number": 80}}},
+                        },
+                    },
+                )
+            )
             await asyncio.to_thread(cli.down, own_sandbox, 2)  # the API server goes away (SIGKILL after 2 s)
             await asyncio.to_thread(cli.up, own_sandbox, 30)
-            await asyncio.to_thread(lambda: _net(own_sandbox).patch_namespaced_ingress_status(
-                name, "default", {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}))
+            await asyncio.to_thread(
+                lambda: _net(own_sandbox).patch_namespaced_ingress_status(
+                    name, "default", {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}
+                )
+            )
             return await asyncio.wait_for(waiting, 90), loop
 
     event, loop = asyncio.run(scenario())
     assert event["status"] == "success" and event["address"] == "127.0.0.1"
     assert loop.interruptions >= 1  # the stream broke with the server
-    assert loop.lists >= 2          # ...and the expired resourceVersion (410) made it list again
+    assert loop.lists >= 2  # ...and the expired resourceVersion (410) made it list again
     assert json.loads((own_sandbox / "endpoints.json").read_text())["kubernetes"]

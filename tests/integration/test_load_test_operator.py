@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from elastic_inference.links import LOCUST_URL_KEY
 from elastic_inference.operators.load_test import LocustLoadTestOperator
 from elastic_inference.timeline import read_timeline
+from tests.helpers import FakeDag, FakeTI, airflow_env, until
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +53,26 @@ class PredictServer:
         if len(self.bodies) < 5:
             self.bodies.append(body)
         if mode == "broken":
-            return web.json_response({"status": {"status": 1, "info": "model not loaded", "code": -1,
-                                                 "reason": "MICROSERVICE_INTERNAL_ERROR"}}, status=503)
+            return web.json_response(
+                {
+                    "status": {
+                        "status": 1,
+                        "info": "model not loaded",
+                        "code": -1,
+                        "reason": "MICROSERVICE_INTERNAL_ERROR",
+                    }
+                },
+                status=503,
+            )
         if mode == "slow":
             await asyncio.sleep(0.15)
         row = body["data"]["ndarray"][0]
-        return web.json_response({"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [self._one_hot(row)]},
-                                  "meta": {"requestPath": {"tfserving-proxy": "seldonio/tfserving-proxy:1.18.2"}}})
+        return web.json_response(
+            {
+                "data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [self._one_hot(row)]},
+                "meta": {"requestPath": {"tfserving-proxy": "seldonio/tfserving-proxy:1.18.2"}},
+            }
+        )
 
     async def _tfserving(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -115,18 +129,6 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-class FakeDag:
-    dag_id = "elastic_inference"
-
-
 def run(op: LocustLoadTestOperator, run_id: str) -> tuple[dict[str, Any], FakeTI]:
     ti = FakeTI()
     result = op.execute({"ti": ti, "dag": FakeDag(), "run_id": run_id})
@@ -135,13 +137,28 @@ def run(op: LocustLoadTestOperator, run_id: str) -> tuple[dict[str, Any], FakeTI
 
 def short(**kwargs: Any) -> dict[str, Any]:
     """A few seconds of load: 1 s ramp in one step, 2 s hold, 4 users at 5 RPS each (20 RPS)."""
-    return {"target_rps": 20, "rps_per_user": 5, "ramp_seconds": 1, "ramp_steps": 1, "hold_seconds": 2,
-            "record_cluster": False, "progress_interval": 1, "startup_grace": 60, **kwargs}
+    return {
+        "target_rps": 20,
+        "rps_per_user": 5,
+        "ramp_seconds": 1,
+        "ramp_steps": 1,
+        "hold_seconds": 2,
+        "record_cluster": False,
+        "progress_interval": 1,
+        "startup_grace": 60,
+        **kwargs,
+    }
 
 
 def test_seldon_run_reports_stats_history_and_label_checks(server, samples, tmp_path):
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), protocol="seldon",
-                                samples_path=str(samples), reports_dir=str(tmp_path), **short())
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("ok"),
+        protocol="seldon",
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        **short(),
+    )
     result, ti = run(op, "manual__2026-11-25T11:35:09+00:00")
     stats = result["stats"]
     assert stats["requests"] > 10 and stats["failures"] == 0 and stats["error_rate"] == 0
@@ -166,8 +183,16 @@ def test_seldon_run_reports_stats_history_and_label_checks(server, samples, tmp_
 
 def test_tfserving_protocol_posts_instances_to_the_model(server, samples, tmp_path):
     server.bodies.clear()
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), protocol="tfserving", model_name="fm",
-                                samples_path=str(samples), reports_dir=str(tmp_path), flatten_images=True, **short())
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("ok"),
+        protocol="tfserving",
+        model_name="fm",
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        flatten_images=True,
+        **short(),
+    )
     result, _ = run(op, "tf")
     assert result["stats"]["failures"] == 0 and result["stats"]["requests"] > 10
     body = server.bodies[0]
@@ -177,8 +202,14 @@ def test_tfserving_protocol_posts_instances_to_the_model(server, samples, tmp_pa
 
 
 def test_broken_model_fails_the_run_with_the_numbers(server, samples, tmp_path):
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("broken"), samples_path=str(samples),
-                                reports_dir=str(tmp_path), slo_error_rate=0.01, **short())
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("broken"),
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        slo_error_rate=0.01,
+        **short(),
+    )
     ti = FakeTI()
     with pytest.raises(AirflowFailException) as excinfo:
         op.execute({"ti": ti, "dag": FakeDag(), "run_id": "broken"})
@@ -198,22 +229,40 @@ def test_unreachable_endpoint_names_the_connection_error(samples, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    op = LocustLoadTestOperator(task_id="load_test", host=f"http://127.0.0.1:{port}", samples_path=str(samples),
-                                reports_dir=str(tmp_path), **short(hold_seconds=1))
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=f"http://127.0.0.1:{port}",
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        **short(hold_seconds=1),
+    )
     with pytest.raises(AirflowFailException, match=r"error rate 100\.00% .*connection error: \w*(Refused|Error)"):
         run(op, "unreachable")
 
 
 def test_slow_endpoint_breaks_the_p95_slo(server, samples, tmp_path):
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("slow"), samples_path=str(samples),
-                                reports_dir=str(tmp_path), slo_p95_ms=50, slo_error_rate=None, **short())
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("slow"),
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        slo_p95_ms=50,
+        slo_error_rate=None,
+        **short(),
+    )
     with pytest.raises(AirflowFailException, match=r"p95 latency \d+ ms exceeds the SLO of 50 ms \(slo_p95_ms\)"):
         run(op, "slow")
 
 
 def test_distributed_master_and_workers(server, samples, tmp_path):
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), samples_path=str(samples),
-                                reports_dir=str(tmp_path), workers=2, **short())
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("ok"),
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        workers=2,
+        **short(),
+    )
     result, _ = run(op, "distributed")
     stats = result["stats"]
     assert stats["requests"] > 10 and stats["failures"] == 0
@@ -224,8 +273,13 @@ def test_distributed_master_and_workers(server, samples, tmp_path):
 
 
 def test_missing_samples_fail_fast_with_the_fix(tmp_path):
-    op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", samples_path=str(tmp_path / "no.npz"),
-                                reports_dir=str(tmp_path), **short())
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host="http://127.0.0.1:9",
+        samples_path=str(tmp_path / "no.npz"),
+        reports_dir=str(tmp_path),
+        **short(),
+    )
     with pytest.raises(AirflowFailException, match="samples_path .* does not exist; pass the .npz/.json"):
         run(op, "x")
 
@@ -233,9 +287,13 @@ def test_missing_samples_fail_fast_with_the_fix(tmp_path):
 def test_templated_numbers_are_coerced_and_bad_ones_named(server, samples, tmp_path):
     from elastic_inference.specs import LoadTestSpec
 
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), samples_path=str(samples),
-                                reports_dir=str(tmp_path), **short(target_rps="20", hold_seconds="2",
-                                                                  rps_per_user="5", slo_p95_ms="None"))
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("ok"),
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        **short(target_rps="20", hold_seconds="2", rps_per_user="5", slo_p95_ms="None"),
+    )
     result, _ = run(op, "templated")
     assert result["plan"]["users"] == 4 and result["slo"]["p95_ms"] is None
     # The spec's from_mapping is the one coercion; problems() names the field and the allowed range.
@@ -246,20 +304,26 @@ def test_templated_numbers_are_coerced_and_bad_ones_named(server, samples, tmp_p
     with pytest.raises(AirflowFailException, match=r"record_interval must be > 0, got 0"):
         LoadTestSpec.from_mapping(op.load_test).validate()
     # A whole spec as the plan's template renders it, coerced and checked in execute before any load.
-    op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9",
-                                load_test={"hold_seconds": "2", "max_replicas": "2.5", "workers": "x"})
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host="http://127.0.0.1:9",
+        load_test={"hold_seconds": "2", "max_replicas": "2.5", "workers": "x"},
+    )
     with pytest.raises(AirflowFailException, match=r"max_replicas must be an integer, got '2.5'.*workers"):
         run(op, "bad")
 
 
-@pytest.mark.parametrize(("url", "path", "expected"), [
-    ("http://127.0.0.1:80/api/v1.0/predictions", None, ("http://127.0.0.1:80", "/api/v1.0/predictions")),
-    ("http://h/seldon/ns/m/api/v1.0/predictions", None, ("http://h/seldon/ns/m", "/api/v1.0/predictions")),
-    ("http://h:8501/v1/models/fm:predict", None, ("http://h:8501", "/v1/models/fm:predict")),
-    ("http://h:8080/", None, ("http://h:8080", None)),
-    ("http://h/prefix", None, ("http://h/prefix", None)),
-    ("http://h/api/v1.0/predictions", "/custom", ("http://h/api/v1.0/predictions", "/custom")),
-])
+@pytest.mark.parametrize(
+    ("url", "path", "expected"),
+    [
+        ("http://127.0.0.1:80/api/v1.0/predictions", None, ("http://127.0.0.1:80", "/api/v1.0/predictions")),
+        ("http://h/seldon/ns/m/api/v1.0/predictions", None, ("http://h/seldon/ns/m", "/api/v1.0/predictions")),
+        ("http://h:8501/v1/models/fm:predict", None, ("http://h:8501", "/v1/models/fm:predict")),
+        ("http://h:8080/", None, ("http://h:8080", None)),
+        ("http://h/prefix", None, ("http://h/prefix", None)),
+        ("http://h/api/v1.0/predictions", "/custom", ("http://h/api/v1.0/predictions", "/custom")),
+    ],
+)
 def test_predict_urls_are_split_into_host_and_path(url, path, expected):
     from elastic_inference.operators.load_test import split_predict_url
 
@@ -269,9 +333,14 @@ def test_predict_urls_are_split_into_host_and_path(url, path, expected):
 def test_ingress_style_predict_url_and_empty_host_header(server, tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"images": [[float(i)] + [0.0] * 783 for i in range(10)], "labels": list(range(10))}))
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok") + "/api/v1.0/predictions",
-                                request_headers={"Host": ""}, samples_path=str(path), reports_dir=str(tmp_path),
-                                **short(hold_seconds=1))
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("ok") + "/api/v1.0/predictions",
+        request_headers={"Host": ""},
+        samples_path=str(path),
+        reports_dir=str(tmp_path),
+        **short(hold_seconds=1),
+    )
     result, _ = run(op, "ingress-url")
     assert result["stats"]["failures"] == 0 and result["stats"]["mismatches"] == 0 and result["stats"]["checked"] > 0
 
@@ -279,23 +348,18 @@ def test_ingress_style_predict_url_and_empty_host_header(server, tmp_path):
 def test_json_samples_are_accepted(server, tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps([{"x": [float(i)] + [0.0] * 783, "label": i} for i in range(10)]))
-    op = LocustLoadTestOperator(task_id="load_test", host=server.url("ok"), samples_path=str(path),
-                                reports_dir=str(tmp_path), **short(hold_seconds=1))
+    op = LocustLoadTestOperator(
+        task_id="load_test",
+        host=server.url("ok"),
+        samples_path=str(path),
+        reports_dir=str(tmp_path),
+        **short(hold_seconds=1),
+    )
     result, _ = run(op, "json")
     assert result["stats"]["mismatches"] == 0 and result["stats"]["checked"] > 0
 
 
 # -- the timeline recorder against the sandbox's Kubernetes API -------------------------------------------------
-def _sandbox_kube_conn(sandbox: dict) -> str:
-    import shlex
-
-    for line in (Path(sandbox["state_dir"]) / "airflow.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key == "AIRFLOW_CONN_KUBERNETES_DEFAULT":
-            return shlex.split(value)[0]
-    pytest.fail("the sandbox wrote no AIRFLOW_CONN_KUBERNETES_DEFAULT")
-
-
 def test_recorder_samples_the_sandbox_cluster(sandbox, monkeypatch, tmp_path):
     """HPA spec/status, Deployment, pods, nodes and the external metric, read through the provider's hook."""
     import secrets
@@ -303,34 +367,74 @@ def test_recorder_samples_the_sandbox_cluster(sandbox, monkeypatch, tmp_path):
 
     from kubernetes import client, config
 
-    monkeypatch.setenv("AIRFLOW_CONN_EI_RECORDER_K8S", _sandbox_kube_conn(sandbox))
+    monkeypatch.setenv("AIRFLOW_CONN_EI_RECORDER_K8S", airflow_env(sandbox)["AIRFLOW_CONN_KUBERNETES_DEFAULT"])
     kube = config.new_client_from_config(config_file=str(Path(sandbox["state_dir"]) / "kubeconfig"))
     ns = f"rec-{secrets.token_hex(3)}"
     core, apps, autoscaling = client.CoreV1Api(kube), client.AppsV1Api(kube), client.AutoscalingV2Api(kube)
     core.create_namespace({"metadata": {"name": ns}})
     route = f"{ns}-web-8000"
-    labels = {"sls.project": f"k8s-log-{sandbox['cluster_id']}", "sls.logstore": "nginx-ingress", "sls.ingress.route": route}
+    labels = {
+        "sls.project": f"k8s-log-{sandbox['cluster_id']}",
+        "sls.logstore": "nginx-ingress",
+        "sls.ingress.route": route,
+    }
     try:
-        apps.create_namespaced_deployment(ns, {
-            "metadata": {"name": "web", "labels": {"seldon-deployment-id": "fm"}},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                     "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"nodeSelector": {"seldon": "no-such-pool"},
-                                           "containers": [{"name": "c", "image": "nginx"}]}}}})
-        autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, {
-            "metadata": {"name": "web"},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 2, "maxReplicas": 4,
-                     "metrics": [{"type": "External", "external": {
-                         "metric": {"name": "sls_ingress_qps", "selector": {"matchLabels": labels}},
-                         "target": {"type": "AverageValue", "averageValue": "10"}}}]}})
-        op = LocustLoadTestOperator(task_id="load_test", host="http://127.0.0.1:9", namespace=ns,
-                                    seldon_deployment="fm", kubernetes_conn_id="ei_recorder_k8s")
+        apps.create_namespaced_deployment(
+            ns,
+            {
+                "metadata": {"name": "web", "labels": {"seldon-deployment-id": "fm"}},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {
+                            "nodeSelector": {"seldon": "no-such-pool"},
+                            "containers": [{"name": "c", "image": "nginx"}],
+                        },
+                    },
+                },
+            },
+        )
+        autoscaling.create_namespaced_horizontal_pod_autoscaler(
+            ns,
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 2,
+                    "maxReplicas": 4,
+                    "metrics": [
+                        {
+                            "type": "External",
+                            "external": {
+                                "metric": {"name": "sls_ingress_qps", "selector": {"matchLabels": labels}},
+                                "target": {"type": "AverageValue", "averageValue": "10"},
+                            },
+                        }
+                    ],
+                },
+            },
+        )
+        op = LocustLoadTestOperator(
+            task_id="load_test",
+            host="http://127.0.0.1:9",
+            namespace=ns,
+            seldon_deployment="fm",
+            kubernetes_conn_id="ei_recorder_k8s",
+        )
         recorder = op._recorder(op._kube())
         assert recorder.deployment_name == "web" and recorder.pod_selector == "app=web"
-        assert recorder.hpa == {"name": "web", "min_replicas": 2, "max_replicas": 4, "metric": "sls_ingress_qps",
-                                "selector": labels, "target": 10.0, "target_type": "AverageValue",
-                                "scale_target": "web"}
+        assert recorder.hpa == {
+            "name": "web",
+            "min_replicas": 2,
+            "max_replicas": 4,
+            "metric": "sls_ingress_qps",
+            "selector": labels,
+            "target": 10.0,
+            "target_type": "AverageValue",
+            "scale_target": "web",
+        }
         assert recorder.pool_selector == {"seldon": "no-such-pool"}  # from the pods' nodeSelector
         deadline = time.monotonic() + 30
         sample = recorder.sample()
@@ -341,7 +445,8 @@ def test_recorder_samples_the_sandbox_cluster(sandbox, monkeypatch, tmp_path):
         assert sample["qps"] == 0  # no traffic on the route
         assert sample["hpa"]["current"] == 2 and sample["deployment"]["spec_replicas"] == 2
         assert sorted(p["name"] for p in sample["pods"]) == sorted(
-            p.metadata.name for p in core.list_namespaced_pod(ns, label_selector="app=web").items)
+            p.metadata.name for p in core.list_namespaced_pod(ns, label_selector="app=web").items
+        )
         nodes = core.list_node().items
         assert sorted(n["name"] for n in sample["nodes"]) == sorted(n.metadata.name for n in nodes)
         assert all(n["charge"] in {"PayAsYouGo", "Spot", "Subscription", "unknown"} for n in sample["nodes"])
@@ -352,56 +457,64 @@ def test_recorder_samples_the_sandbox_cluster(sandbox, monkeypatch, tmp_path):
 
 
 # -- load test + verification on the sandbox: ingress -> Seldon -> pods on an elastic spot/PAYG pool ------------
-def _sandbox_conns(sandbox: dict) -> dict[str, str]:
-    import shlex
-
-    out = {}
-    for line in (Path(sandbox["state_dir"]) / "airflow.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.startswith("AIRFLOW_CONN_"):
-            out[key] = shlex.split(value)[0]
-    return out
-
-
 def _echo_sdep(ns: str, cluster_id: str, pool_label: str, max_replicas: int) -> dict[str, Any]:
     """http-echo as the model unit, answering a fixed Seldon prediction; one GPU per pod, so each new replica
     needs a new node of the pool; the HPA of the seed (sls_ingress_qps, target 10)."""
     return {
-        "apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
         "metadata": {"name": "echo", "namespace": ns},
-        "spec": {"predictors": [{
-            "name": "default", "replicas": 1,
-            "componentSpecs": [{
-                "hpaSpec": {"minReplicas": 1, "maxReplicas": max_replicas, "metrics": [{
-                    "type": "External", "external": {
-                        "metricName": "sls_ingress_qps",
-                        "metricSelector": {"matchLabels": {
-                            "sls.project": f"k8s-log-{cluster_id}", "sls.logstore": "nginx-ingress",
-                            "sls.ingress.route": f"{ns}-echo-default-8000"}},
-                        "targetAverageValue": 10}}]},
-                "spec": {"nodeSelector": {"seldon": pool_label},
-                         "containers": [{
-                             "name": "echo", "image": "hashicorp/http-echo",
-                             "args": ["-listen=:9000", '-text={"data":{"names":["t:0","t:1"],"ndarray":[[0.1,0.9]]}}'],
-                             "resources": {"requests": {"cpu": "50m", "nvidia.com/gpu": "1"},
-                                           "limits": {"nvidia.com/gpu": "1"}}}]}}],
-            "graph": {"name": "echo", "type": "MODEL", "endpoint": {"type": "REST"}, "children": []}}]},
+        "spec": {
+            "predictors": [
+                {
+                    "name": "default",
+                    "replicas": 1,
+                    "componentSpecs": [
+                        {
+                            "hpaSpec": {
+                                "minReplicas": 1,
+                                "maxReplicas": max_replicas,
+                                "metrics": [
+                                    {
+                                        "type": "External",
+                                        "external": {
+                                            "metricName": "sls_ingress_qps",
+                                            "metricSelector": {
+                                                "matchLabels": {
+                                                    "sls.project": f"k8s-log-{cluster_id}",
+                                                    "sls.logstore": "nginx-ingress",
+                                                    "sls.ingress.route": f"{ns}-echo-default-8000",
+                                                }
+                                            },
+                                            "targetAverageValue": 10,
+                                        },
+                                    }
+                                ],
+                            },
+                            "spec": {
+                                "nodeSelector": {"seldon": pool_label},
+                                "containers": [
+                                    {
+                                        "name": "echo",
+                                        "image": "hashicorp/http-echo",
+                                        "args": [
+                                            "-listen=:9000",
+                                            '-text={"data":{"names":["t:0","t:1"],"ndarray":[[0.1,0.9]]}}',
+                                        ],
+                                        "resources": {
+                                            "requests": {"cpu": "50m", "nvidia.com/gpu": "1"},
+                                            "limits": {"nvidia.com/gpu": "1"},
+                                        },
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                    "graph": {"name": "echo", "type": "MODEL", "endpoint": {"type": "REST"}, "children": []},
+                }
+            ]
+        },
     }
-
-
-def _until(check: Any, what: str, timeout: float) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    last = None
-    for _ in range(100_000):
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture
@@ -414,46 +527,104 @@ def elastic_echo(sandbox, monkeypatch) -> Iterator[dict[str, Any]]:
     from elastic_inference.hooks.ack import AckHook
     from elastic_inference.node_pool_spec import NodePoolSpec
 
-    conns = _sandbox_conns(sandbox)
+    conns = airflow_env(sandbox)
     monkeypatch.setenv("AIRFLOW_CONN_EI_LOAD_K8S", conns["AIRFLOW_CONN_KUBERNETES_DEFAULT"])
     monkeypatch.setenv("AIRFLOW_CONN_EI_LOAD_ACK", conns["AIRFLOW_CONN_ALIBABA_ACK_DEFAULT"])
     suffix = secrets.token_hex(3)
     ack = AckHook("ei_load_ack")
     vswitches = ack.describe_cluster()["vswitch_ids"][:2]
-    spec = NodePoolSpec(name=f"load-{suffix}", instance_types=["ecs.gn6i-c4g1.xlarge"], vswitch_ids=vswitches,
-                        min_instances=0, max_instances=6, spot_strategy="SpotAsPriceGo",
-                        multi_az_policy="COST_OPTIMIZED", on_demand_base_capacity=0,
-                        on_demand_percentage_above_base_capacity=30, compensate_with_on_demand=True,
-                        labels={"seldon": f"load-{suffix}"}).validate()
+    spec = NodePoolSpec(
+        name=f"load-{suffix}",
+        instance_types=["ecs.gn6i-c4g1.xlarge"],
+        vswitch_ids=vswitches,
+        min_instances=0,
+        max_instances=6,
+        spot_strategy="SpotAsPriceGo",
+        multi_az_policy="COST_OPTIMIZED",
+        on_demand_base_capacity=0,
+        on_demand_percentage_above_base_capacity=30,
+        compensate_with_on_demand=True,
+        labels={"seldon": f"load-{suffix}"},
+    ).validate()
     pool_id = ack.create_node_pool(spec.to_create_body())["nodepool_id"]
     kube = config.new_client_from_config(config_file=str(Path(sandbox["state_dir"]) / "kubeconfig"))
     ns = f"load-{suffix}"
     core, custom = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
     core.create_namespace({"metadata": {"name": ns}})
     try:
-        custom.create_namespaced_custom_object("machinelearning.seldon.io", "v1", ns, "seldondeployments",
-                                               _echo_sdep(ns, sandbox["cluster_id"], f"load-{suffix}", 4))
-        client.NetworkingV1Api(kube).create_namespaced_ingress(ns, {
-            "metadata": {"name": "echo"},
-            "spec": {"ingressClassName": "nginx", "rules": [{"host": f"{ns}.example", "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "echo-default", "port": {"number": 8000}}}}]}}]}})
-        _until(lambda: (custom.get_namespaced_custom_object("machinelearning.seldon.io", "v1", ns,
-                                                            "seldondeployments", "echo").get("status") or {}
-                        ).get("state") == "Available", "the SeldonDeployment Available", 90)
+        custom.create_namespaced_custom_object(
+            "machinelearning.seldon.io",
+            "v1",
+            ns,
+            "seldondeployments",
+            _echo_sdep(ns, sandbox["cluster_id"], f"load-{suffix}", 4),
+        )
+        client.NetworkingV1Api(kube).create_namespaced_ingress(
+            ns,
+            {
+                "metadata": {"name": "echo"},
+                "spec": {
+                    "ingressClassName": "nginx",
+                    "rules": [
+                        {
+                            "host": f"{ns}.example",
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "/",
+                                        "pathType": "Prefix",
+                                        "backend": {"service": {"name": "echo-default", "port": {"number": 8000}}},
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                },
+            },
+        )
+        until(
+            "the SeldonDeployment Available",
+            lambda: (
+                (
+                    custom.get_namespaced_custom_object(
+                        "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo"
+                    ).get("status")
+                    or {}
+                ).get("state")
+                == "Available"
+            ),
+            90,
+            interval=0.1,
+        )
         import requests
 
         def route_ready() -> bool:
             routes = requests.get(f"{sandbox['ingress']}/.sandbox/ingress/routes", timeout=10).json()["routes"]
             return any(r["route"] == f"{ns}-echo-default-8000" and r["endpoints"] for r in routes)
 
-        _until(route_ready, "the ingress route's endpoints", 30)
+        until("the ingress route's endpoints", route_ready, 30, interval=0.1)
         apps = client.AppsV1Api(kube)
-        _until(lambda: all((d.status.ready_replicas or 0) >= 1 for d in apps.list_namespaced_deployment(
-            ns, label_selector="seldon-deployment-id=echo").items), "the first replica ready", 60)
-        yield {"namespace": ns, "pool_id": pool_id, "kubeconfig": str(Path(sandbox["state_dir"]) / "kubeconfig"), "host": sandbox["ingress"], "host_header": f"{ns}.example",
-               "policy": {"spot_strategy": "SpotAsPriceGo", "on_demand_base_capacity": 0,
-                          "on_demand_percentage_above_base_capacity": 30}}
+        until(
+            "the first replica ready",
+            lambda: all(
+                (d.status.ready_replicas or 0) >= 1
+                for d in apps.list_namespaced_deployment(ns, label_selector="seldon-deployment-id=echo").items
+            ),
+            60,
+            interval=0.1,
+        )
+        yield {
+            "namespace": ns,
+            "pool_id": pool_id,
+            "kubeconfig": str(Path(sandbox["state_dir"]) / "kubeconfig"),
+            "host": sandbox["ingress"],
+            "host_header": f"{ns}.example",
+            "policy": {
+                "spot_strategy": "SpotAsPriceGo",
+                "on_demand_base_capacity": 0,
+                "on_demand_percentage_above_base_capacity": 30,
+            },
+        }
     finally:
         core.delete_namespace(ns)
         kube.close()
@@ -474,18 +645,38 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     ns = elastic_echo["namespace"]
     ti = FakeTI()
     load = LocustLoadTestOperator(
-        task_id="load_test", host=elastic_echo["host"], request_headers={"Host": elastic_echo["host_header"]},
-        samples_path=str(samples), reports_dir=str(tmp_path), target_rps=36, rps_per_user=4, ramp_seconds=2,
-        ramp_steps=2, hold_seconds=12, record_interval=0.45, progress_interval=2, scale_in_timeout=40,
-        namespace=ns, seldon_deployment="echo", node_pool_id=elastic_echo["pool_id"],
-        kubernetes_conn_id="ei_load_k8s", slo_error_rate=None, slo_p95_ms=None)
+        task_id="load_test",
+        host=elastic_echo["host"],
+        request_headers={"Host": elastic_echo["host_header"]},
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        target_rps=36,
+        rps_per_user=4,
+        ramp_seconds=2,
+        ramp_steps=2,
+        hold_seconds=12,
+        record_interval=0.45,
+        progress_interval=2,
+        scale_in_timeout=40,
+        namespace=ns,
+        seldon_deployment="echo",
+        node_pool_id=elastic_echo["pool_id"],
+        kubernetes_conn_id="ei_load_k8s",
+        slo_error_rate=None,
+        slo_p95_ms=None,
+    )
     result = load.execute({"ti": ti, "dag": FakeDag(), "run_id": "sandbox"})
     assert result["stats"]["requests"] > 300
 
     verify_ti = FakeTI()
     verify_ti.xcom_pull = lambda task_ids, key: ti.xcom.get(key)  # type: ignore[method-assign]
-    op = ScaleVerificationOperator(task_id="verify", pool_policy=elastic_echo["policy"], reports_dir=str(tmp_path),
-                                   metric_lag=1.0, fail_on_breach=False)
+    op = ScaleVerificationOperator(
+        task_id="verify",
+        pool_policy=elastic_echo["policy"],
+        reports_dir=str(tmp_path),
+        metric_lag=1.0,
+        fail_on_breach=False,
+    )
     out = op.execute({"ti": verify_ti, "dag": FakeDag(), "run_id": "sandbox"})
     checks = {c["name"]: c for c in out["checks"]}
     for name in ("replicas", "placement", "spot_mix", "scale_in"):
@@ -506,31 +697,61 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     kube = config.new_client_from_config(config_file=elastic_echo["kubeconfig"])
     try:
         sdep = client.CustomObjectsApi(kube).get_namespaced_custom_object(
-            "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo")
+            "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo"
+        )
         sdep["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]["maxReplicas"] = 2
         client.CustomObjectsApi(kube).replace_namespaced_custom_object(
-            "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo", sdep)
+            "machinelearning.seldon.io", "v1", ns, "seldondeployments", "echo", sdep
+        )
         autoscaling = client.AutoscalingV2Api(kube)
-        _until(lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(
-            "echo-default-0-echo", ns).spec.max_replicas == 2, "the HPA's maxReplicas at 2", 30)
+        until(
+            "the HPA's maxReplicas at 2",
+            lambda: (
+                autoscaling.read_namespaced_horizontal_pod_autoscaler("echo-default-0-echo", ns).spec.max_replicas == 2
+            ),
+            30,
+            interval=0.1,
+        )
     finally:
         kube.close()
     capped_ti = FakeTI()
     LocustLoadTestOperator(
-        task_id="load_test", host=elastic_echo["host"], request_headers={"Host": elastic_echo["host_header"]},
-        samples_path=str(samples), reports_dir=str(tmp_path), target_rps=36, rps_per_user=4, ramp_seconds=1,
-        ramp_steps=1, hold_seconds=8, record_interval=0.45, progress_interval=2, scale_in_timeout=0, namespace=ns,
-        seldon_deployment="echo", node_pool_id=elastic_echo["pool_id"], kubernetes_conn_id="ei_load_k8s",
-        slo_error_rate=None, slo_p95_ms=None).execute({"ti": capped_ti, "dag": FakeDag(), "run_id": "capped"})
+        task_id="load_test",
+        host=elastic_echo["host"],
+        request_headers={"Host": elastic_echo["host_header"]},
+        samples_path=str(samples),
+        reports_dir=str(tmp_path),
+        target_rps=36,
+        rps_per_user=4,
+        ramp_seconds=1,
+        ramp_steps=1,
+        hold_seconds=8,
+        record_interval=0.45,
+        progress_interval=2,
+        scale_in_timeout=0,
+        namespace=ns,
+        seldon_deployment="echo",
+        node_pool_id=elastic_echo["pool_id"],
+        kubernetes_conn_id="ei_load_k8s",
+        slo_error_rate=None,
+        slo_p95_ms=None,
+    ).execute({"ti": capped_ti, "dag": FakeDag(), "run_id": "capped"})
     capped_verify = FakeTI()
     with pytest.raises(Fail) as excinfo:
         # The pool's policy read from ACK this time (DescribeClusterNodePoolDetail), not passed in.
-        ScaleVerificationOperator(task_id="verify", timeline_path=capped_ti.xcom["timeline_path"],
-                                  ack_conn_id="ei_load_ack", reports_dir=str(tmp_path), metric_lag=1.0,
-                                  check_scale_in=False).execute({"ti": capped_verify, "dag": FakeDag(),
-                                                                 "run_id": "capped"})
-    assert re.search(r"- replicas: replicas reached 2 but the HPA formula predicts 4 for \d+(\.\d+)? QPS at target "
-                     r"10 — maxReplicas=2 caps it; raise maxReplicas to at least 4", str(excinfo.value)), excinfo.value
+        ScaleVerificationOperator(
+            task_id="verify",
+            timeline_path=capped_ti.xcom["timeline_path"],
+            ack_conn_id="ei_load_ack",
+            reports_dir=str(tmp_path),
+            metric_lag=1.0,
+            check_scale_in=False,
+        ).execute({"ti": capped_verify, "dag": FakeDag(), "run_id": "capped"})
+    assert re.search(
+        r"- replicas: replicas reached 2 but the HPA formula predicts 4 for \d+(\.\d+)? QPS at target "
+        r"10 — maxReplicas=2 caps it; raise maxReplicas to at least 4",
+        str(excinfo.value),
+    ), excinfo.value
     summary = capped_verify.xcom["summary"]
     assert "replicas" in summary["failed_checks"]
     assert not {"placement", "spot_mix"} & set(summary["failed_checks"])

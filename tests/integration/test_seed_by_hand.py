@@ -11,11 +11,9 @@ import json
 import math
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,8 @@ import yaml
 from alibabacloud_cs20151215 import models as cs
 from alibabacloud_cs20151215.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
+
+from tests.helpers import admin, kubectl, kubectl_json, until
 
 pytestmark = pytest.mark.integration
 
@@ -39,58 +39,51 @@ DEPLOYMENT = f"{SDEP}-predictor-0-tfserving-proxy-fashion-mnist"
 HOST = "fashion-mnist-ecs.seed.local"
 
 
-def kubectl(sandbox: dict, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(["kubectl", "--kubeconfig", str(sandbox["state_dir"] / "kubeconfig"), *args],
-                          input=stdin, capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def kget(sandbox: dict, *args: str) -> Any:
-    return json.loads(kubectl(sandbox, "get", *args, "-o", "json"))
-
-
-def until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def admin(sandbox: dict, path: str) -> int:
-    req = urllib.request.Request(sandbox["controllers"] + path, method="POST",
-                                 headers={"Authorization": f"Bearer {sandbox['access_key_id']}"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.status
-
-
 def create_pool(sandbox: dict) -> str:
     """Seed step 1: auto scaling, preemptible, label seldon=<LABEL>, cost optimisation 30 % PAYG + supplemental."""
-    client = Client(Config(access_key_id=sandbox["access_key_id"], access_key_secret=sandbox["access_key_secret"],
-                           endpoint=sandbox["cs"].split("//", 1)[1], protocol="http"))
+    client = Client(
+        Config(
+            access_key_id=sandbox["access_key_id"],
+            access_key_secret=sandbox["access_key_secret"],
+            endpoint=sandbox["cs"].split("//", 1)[1],
+            protocol="http",
+        )
+    )
     vsw = client.describe_cluster_detail(sandbox["cluster_id"]).body.vswitch_ids
     req = cs.CreateClusterNodePoolRequest(
         nodepool_info=cs.CreateClusterNodePoolRequestNodepoolInfo(name="fashion-mnist-seed", type="ess"),
-        auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(enable=True, min_instances=0, max_instances=10,
-                                                                type="spot"),
+        auto_scaling=cs.CreateClusterNodePoolRequestAutoScaling(
+            enable=True, min_instances=0, max_instances=10, type="spot"
+        ),
         kubernetes_config=cs.CreateClusterNodePoolRequestKubernetesConfig(
-            labels=[cs.Tag(key="seldon", value=LABEL)], runtime="containerd"),
+            labels=[cs.Tag(key="seldon", value=LABEL)], runtime="containerd"
+        ),
         scaling_group=cs.CreateClusterNodePoolRequestScalingGroup(
-            instance_types=[GPU_TYPE], vswitch_ids=vsw, instance_charge_type="PostPaid",
-            spot_strategy="SpotAsPriceGo", multi_az_policy="COST_OPTIMIZED", on_demand_base_capacity=0,
-            on_demand_percentage_above_base_capacity=PAYG_PERCENT, compensate_with_on_demand=True,
-            system_disk_category="cloud_essd", system_disk_size=120))
+            instance_types=[GPU_TYPE],
+            vswitch_ids=vsw,
+            instance_charge_type="PostPaid",
+            spot_strategy="SpotAsPriceGo",
+            multi_az_policy="COST_OPTIMIZED",
+            on_demand_base_capacity=0,
+            on_demand_percentage_above_base_capacity=PAYG_PERCENT,
+            compensate_with_on_demand=True,
+            system_disk_category="cloud_essd",
+            system_disk_size=120,
+        ),
+    )
     pool_id = client.create_cluster_node_pool(sandbox["cluster_id"], req).body.nodepool_id
-    until("pool active", lambda: client.describe_cluster_node_pool_detail(
-        sandbox["cluster_id"], pool_id).body.status.state == "active", timeout=60)
+    until(
+        "pool active",
+        lambda: client.describe_cluster_node_pool_detail(sandbox["cluster_id"], pool_id).body.status.state == "active",
+        timeout=60,
+        interval=0.2,
+    )
     return pool_id
 
 
 def upload_model(sandbox: dict, model_dir: Path, bucket_name: str) -> None:
     """Seed step 2: the SavedModel to where the seed's args look (/mnt/arena/models/fashion-mnist)."""
-    bucket = oss2.Bucket(oss2.Auth(sandbox["access_key_id"], sandbox["access_key_secret"]), sandbox["oss"],
-                         bucket_name)
+    bucket = oss2.Bucket(oss2.Auth(sandbox["access_key_id"], sandbox["access_key_secret"]), sandbox["oss"], bucket_name)
     bucket.create_bucket()
     for path in sorted(model_dir.rglob("*")):
         if path.is_file():
@@ -109,8 +102,12 @@ def seed_manifests(sandbox: dict, bucket: str) -> list[dict]:
     pv["spec"]["csi"]["nodePublishSecretRef"] = {"name": "oss-secret", "namespace": NS}
     pvc["metadata"]["namespace"] = NS
     pvc["spec"]["volumeName"] = "seed-oss-csi-pv"
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "oss-secret", "namespace": NS},
-              "stringData": {"akId": sandbox["access_key_id"], "akSecret": sandbox["access_key_secret"]}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "oss-secret", "namespace": NS},
+        "stringData": {"akId": sandbox["access_key_id"], "akSecret": sandbox["access_key_secret"]},
+    }
     sdep = yaml.safe_load((SEED / "fashion.yaml").read_text())
     sdep["metadata"]["namespace"] = NS
     comp = sdep["spec"]["predictors"][0]["componentSpecs"][0]
@@ -118,9 +115,27 @@ def seed_manifests(sandbox: dict, bucket: str) -> list[dict]:
     selector["sls.project"] = f"k8s-log-{sandbox['cluster_id']}"
     selector["sls.ingress.route"] = f"{NS}-{SDEP}-predictor-8000"
     comp["spec"]["nodeSelector"] = {"seldon": LABEL}
-    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": SDEP, "namespace": NS},
-               "spec": {"rules": [{"host": HOST, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                   "service": {"name": f"{SDEP}-predictor", "port": {"number": 8000}}}}]}}]}}
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": SDEP, "namespace": NS},
+        "spec": {
+            "rules": [
+                {
+                    "host": HOST,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": f"{SDEP}-predictor", "port": {"number": 8000}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
     return [secret, pv, pvc, sdep, ingress]
 
 
@@ -134,14 +149,22 @@ def samples(n: int = 16) -> tuple[list, list[int]]:
 
 
 def predict_url(sandbox: dict) -> str:
-    lb = until("ingress address", lambda: (kget(sandbox, "ingress", SDEP, "-n", NS)["status"].get("loadBalancer")
-                                           or {}).get("ingress"), timeout=30)
+    lb = until(
+        "ingress address",
+        lambda: (kubectl_json(sandbox, "ingress", SDEP, "-n", NS)["status"].get("loadBalancer") or {}).get("ingress"),
+        timeout=30,
+        interval=0.2,
+    )
     return f"http://{lb[0]['ip']}:{lb[0]['ports'][0]['port']}/api/v1.0/predictions"
 
 
 def post(url: str, images: list) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps({"data": {"ndarray": images}}).encode(),
-                                 headers={"Content-Type": "application/json", "Host": HOST}, method="POST")
+    req = urllib.request.Request(
+        url,
+        data=json.dumps({"data": {"ndarray": images}}).encode(),
+        headers={"Content-Type": "application/json", "Host": HOST},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -183,13 +206,17 @@ class Load:
 
 
 def pool_nodes(sandbox: dict, pool_id: str) -> list[dict]:
-    return kget(sandbox, "nodes", "-l", f"alibabacloud.com/nodepool-id={pool_id}")["items"]
+    return kubectl_json(sandbox, "nodes", "-l", f"alibabacloud.com/nodepool-id={pool_id}")["items"]
 
 
 def ready_pods(sandbox: dict) -> list[dict]:
-    pods = kget(sandbox, "pods", "-n", NS, "-l", f"seldon-deployment-id={SDEP}")["items"]
-    return [p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+    pods = kubectl_json(sandbox, "pods", "-n", NS, "-l", f"seldon-deployment-id={SDEP}")["items"]
+    return [
+        p
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]
 
 
 def pod_processes(name: str, namespace: str) -> dict[int, int]:
@@ -213,20 +240,29 @@ def pod_processes(name: str, namespace: str) -> dict[int, int]:
 
 def test_seed_procedure_by_hand(sandbox, trained_savedmodel):
     scale = float(sandbox["time_scale"])
-    kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                                                             "metadata": {"name": NS}}))
+    kubectl(
+        sandbox,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    )
     pool_id = create_pool(sandbox)
     upload_model(sandbox, trained_savedmodel, "seed-models")
     for obj in seed_manifests(sandbox, "seed-models"):
         kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(obj))
-    until("SeldonDeployment Available", lambda: kget(sandbox, "sdep", SDEP, "-n", NS).get("status", {}).get(
-        "state") == "Available", timeout=120)
-    assert kget(sandbox, "pvc", "oss-pvc", "-n", NS)["status"]["phase"] == "Bound"
+    until(
+        "SeldonDeployment Available",
+        lambda: kubectl_json(sandbox, "sdep", SDEP, "-n", NS).get("status", {}).get("state") == "Available",
+        timeout=120,
+        interval=0.2,
+    )
+    assert kubectl_json(sandbox, "pvc", "oss-pvc", "-n", NS)["status"]["phase"] == "Bound"
 
     # Predictions through the ingress address are right.
     images, labels = samples()
     url = predict_url(sandbox)
-    status, body = until("prediction", lambda: (r := post(url, images))[0] == 200 and r, timeout=30)
+    status, body = until("prediction", lambda: (r := post(url, images))[0] == 200 and r, timeout=30, interval=0.2)
     predicted = [max(range(10), key=row.__getitem__) for row in body["data"]["ndarray"]]
     assert sum(p == t for p, t in zip(predicted, labels)) >= 13, (predicted, labels)
 
@@ -235,10 +271,14 @@ def test_seed_procedure_by_hand(sandbox, trained_savedmodel):
     nodes_before = {n["metadata"]["name"] for n in pool_nodes(sandbox, pool_id)}
     t0 = time.monotonic()
     with Load(url, images, rate=40) as load:
-        until("≥3 ready replicas", lambda: len(ready_pods(sandbox)) >= 3, timeout=900 / scale + 60)
+        until("≥3 ready replicas", lambda: len(ready_pods(sandbox)) >= 3, timeout=900 / scale + 60, interval=0.2)
         scale_out_s = time.monotonic() - t0
-        nodes = until("4 pool nodes", lambda: (ns := pool_nodes(sandbox, pool_id)) and len(ns) >= 4 and ns,
-                      timeout=600 / scale + 60)
+        nodes = until(
+            "4 pool nodes",
+            lambda: (ns := pool_nodes(sandbox, pool_id)) and len(ns) >= 4 and ns,
+            timeout=600 / scale + 60,
+            interval=0.2,
+        )
         new_nodes = [n for n in nodes if n["metadata"]["name"] not in nodes_before]
         charge = [n["metadata"]["labels"]["node.alibabacloud.com/spot-strategy"] for n in nodes]
         payg, spot = charge.count("NoSpot"), len(charge) - charge.count("NoSpot")
@@ -255,23 +295,46 @@ def test_seed_procedure_by_hand(sandbox, trained_savedmodel):
         assert len(procs) >= 3, f"expected the pod's 3 container processes, found {procs}"
         rss_mib = sum(procs.values()) / 1024
         os.kill(max(procs, key=procs.get), signal.SIGKILL)  # the model server, the biggest one
-        until("container restarted", lambda: any(
-            c["restartCount"] > before[c["name"]] for c in kget(sandbox, "pod", victim["metadata"]["name"], "-n",
-                                                                 NS)["status"]["containerStatuses"]), timeout=60)
+        until(
+            "container restarted",
+            lambda: any(
+                c["restartCount"] > before[c["name"]]
+                for c in kubectl_json(sandbox, "pod", victim["metadata"]["name"], "-n", NS)["status"][
+                    "containerStatuses"
+                ]
+            ),
+            timeout=60,
+            interval=0.2,
+        )
 
         # A spot node reclaimed under load: its pods are evicted and run again elsewhere.
-        spot_node = next(n["metadata"]["name"] for n in nodes
-                         if n["metadata"]["labels"]["node.alibabacloud.com/spot-strategy"] != "NoSpot"
-                         and any(p["spec"]["nodeName"] == n["metadata"]["name"] for p in ready_pods(sandbox)))
-        assert admin(sandbox, f"/_sandbox/nodes/{spot_node}/reclaim?notice=30") == 202
-        until("pods rescheduled off the reclaimed node", lambda: (rp := ready_pods(sandbox)) and len(rp) >= 3 and all(
-            p["spec"]["nodeName"] != spot_node for p in rp), timeout=900 / scale + 60)
+        spot_node = next(
+            n["metadata"]["name"]
+            for n in nodes
+            if n["metadata"]["labels"]["node.alibabacloud.com/spot-strategy"] != "NoSpot"
+            and any(p["spec"]["nodeName"] == n["metadata"]["name"] for p in ready_pods(sandbox))
+        )
+        assert admin(sandbox, "controllers", "POST", f"/_sandbox/nodes/{spot_node}/reclaim?notice=30")[0] == 202
+        until(
+            "pods rescheduled off the reclaimed node",
+            lambda: (
+                (rp := ready_pods(sandbox)) and len(rp) >= 3 and all(p["spec"]["nodeName"] != spot_node for p in rp)
+            ),
+            timeout=900 / scale + 60,
+            interval=0.2,
+        )
         counts = dict(load.counts)
     total = sum(counts.values())
     assert counts.get(200, 0) >= 0.9 * total, counts
-    print(f"seed-by-hand: load start → ≥3 ready replicas in {scale_out_s:.1f}s; pod RSS {rss_mib:.0f} MiB "
-          f"(3 containers); responses {counts}")
+    print(
+        f"seed-by-hand: load start → ≥3 ready replicas in {scale_out_s:.1f}s; pod RSS {rss_mib:.0f} MiB "
+        f"(3 containers); responses {counts}"
+    )
 
     # Load stopped: back to one replica after the scale-down stabilisation window.
-    until("back to 1 replica", lambda: kget(sandbox, "deployment", DEPLOYMENT, "-n", NS)["spec"]["replicas"] == 1,
-          timeout=(300 + 60) / scale + 60)
+    until(
+        "back to 1 replica",
+        lambda: kubectl_json(sandbox, "deployment", DEPLOYMENT, "-n", NS)["spec"]["replicas"] == 1,
+        timeout=(300 + 60) / scale + 60,
+        interval=0.2,
+    )
