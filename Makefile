@@ -33,9 +33,8 @@ demo: setup
 bench: setup
 	$(VENV)/bin/python -m benchmarks
 
-# Paths kept in `ruff format` style; the rest of the tree joins as its owners format it.
-LINT_FORMATTED := sandbox benchmarks demo include/training dags/train_fashion_mnist.py tests/conftest.py \
-	$(wildcard tests/helpers.py) tests/sandbox
+# The whole tree is kept in `ruff format` style.
+LINT_FORMATTED := .
 
 # ruff (lint + format), mypy on the provider, the import contracts (all configured in pyproject.toml).
 lint: setup

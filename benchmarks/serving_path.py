@@ -575,6 +575,15 @@ def _scale_out(chain: Chain, body: Path, rate: float, seconds: float) -> None:
         f"{ready_after if ready_after is not None else 'not within the run'} s after scaling",
         flush=True,
     )
+    print(
+        "  p99 ms per second: "
+        + " ".join(
+            f"{int(w['start_s'])}:{'-' if w['p99_ms'] is None else round(w['p99_ms'])}"
+            + (f"({w['errors']} err)" if w["errors"] else "")
+            for w in result.get("windows", [])
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -63,38 +63,60 @@ with DAG(
     planned = plan()
 
     with TaskGroup("node_pool", tooltip="Seed step 1: elastic node pool") as node_pool:
-        AckNodePoolOperator(task_id="ensure_node_pool", node_pool=_plan("node_pool"),
-                            wait_for_active=True, deferrable=True, poll_interval=5.0)
+        AckNodePoolOperator(
+            task_id="ensure_node_pool",
+            node_pool=_plan("node_pool"),
+            wait_for_active=True,
+            deferrable=True,
+            poll_interval=5.0,
+        )
 
     with TaskGroup("model", tooltip="Seed step 2: model to OSS") as model:
         ModelUploadOperator(task_id="upload_model", model=_plan("model"), create_bucket=True)
 
     with TaskGroup("volume", tooltip="Seed step 3: OSS-backed PV/PVC") as volume:
-        CreateOssVolumeOperator(task_id="oss_volume", serving=_plan("serving"), model=_plan("model"),
-                                deferrable=True, timeout=300)
+        CreateOssVolumeOperator(
+            task_id="oss_volume", serving=_plan("serving"), model=_plan("model"), deferrable=True, timeout=300
+        )
 
     with TaskGroup("serving", tooltip="Seed step 4: SeldonDeployment + HPA") as serving:
         DeploySeldonOperator(task_id="seldon_deployment", serving=_plan("serving"), deferrable=True, timeout=900)
 
     with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
-        CreateIngressOperator(task_id="ingress", serving=_plan("serving"), service_port=8000, deferrable=True,
-                              timeout=300)
+        CreateIngressOperator(
+            task_id="ingress", serving=_plan("serving"), service_port=8000, deferrable=True, timeout=300
+        )
 
     predict_url = "{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}"
     host_header = "{{ ti.xcom_pull(task_ids='ingress.ingress')['host_header'] }}"
     with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint, load it, verify it scaled") as verify:
-        smoke = PredictionSmokeTestOperator(task_id="smoke_test", predict_url=predict_url,
-                                            samples_path=_plan("model", "samples_path"), protocol="seldon",
-                                            min_accuracy=0.8, host_header=host_header)
+        smoke = PredictionSmokeTestOperator(
+            task_id="smoke_test",
+            predict_url=predict_url,
+            samples_path=_plan("model", "samples_path"),
+            protocol="seldon",
+            min_accuracy=0.8,
+            host_header=host_header,
+        )
         load = LocustLoadTestOperator(
-            task_id="load_test", load_test=_plan("load_test"), host=predict_url, protocol="seldon",
-            samples_path=_plan("model", "samples_path"), request_headers={"Host": host_header},
-            namespace=_plan("serving", "namespace"), seldon_deployment=_plan("serving", "name"),
+            task_id="load_test",
+            load_test=_plan("load_test"),
+            host=predict_url,
+            protocol="seldon",
+            samples_path=_plan("model", "samples_path"),
+            request_headers={"Host": host_header},
+            namespace=_plan("serving", "namespace"),
+            seldon_deployment=_plan("serving", "name"),
             node_pool_id="{{ ti.xcom_pull(task_ids='node_pool.ensure_node_pool', key='nodepool_id') }}",
-            retries=0)
+            retries=0,
+        )
         scale_check = ScaleVerificationOperator(
-            task_id="scale_verification", load_test_task_id="verify.load_test", load_test=_plan("load_test"),
-            ack_conn_id="alibaba_ack_default", retries=0)
+            task_id="scale_verification",
+            load_test_task_id="verify.load_test",
+            load_test=_plan("load_test"),
+            ack_conn_id="alibaba_ack_default",
+            retries=0,
+        )
         smoke >> load >> scale_check
 
     ns = _plan("serving", "namespace")
@@ -102,10 +124,24 @@ with DAG(
         task_id="teardown",
         enabled=_plan("teardown"),
         objects=[
-            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": ns, "name": _plan("serving", "name")},
-            {"apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment", "namespace": ns,
-             "name": _plan("serving", "name")},
-            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": _plan("serving", "pvc_name")},
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "namespace": ns,
+                "name": _plan("serving", "name"),
+            },
+            {
+                "apiVersion": "machinelearning.seldon.io/v1",
+                "kind": "SeldonDeployment",
+                "namespace": ns,
+                "name": _plan("serving", "name"),
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": ns,
+                "name": _plan("serving", "pvc_name"),
+            },
             {"apiVersion": "v1", "kind": "PersistentVolume", "name": _plan("serving", "pv_name")},
             {"apiVersion": "v1", "kind": "Secret", "namespace": ns, "name": _plan("serving", "secret_name")},
         ],

@@ -55,8 +55,10 @@ if not SAMPLES:
 
 
 # Pre-encode once: the load generator should spend its CPU on sending, not on json.dumps.
-BODIES = [(json.dumps(protocol.request_body(PROTOCOL, [s["x"]], PAYLOAD.get("signature_name"))).encode(),
-           s.get("label")) for s in SAMPLES]
+BODIES = [
+    (json.dumps(protocol.request_body(PROTOCOL, [s["x"]], PAYLOAD.get("signature_name"))).encode(), s.get("label"))
+    for s in SAMPLES
+]
 
 
 def predicted_class(body: dict[str, Any]) -> int:
@@ -126,8 +128,10 @@ def _final_stats(environment: Any) -> dict[str, Any]:
         "p95_ms": pct(0.95) if total.num_requests else None,
         "p99_ms": pct(0.99) if total.num_requests else None,
     }
-    errors = [{"method": e.method, "name": e.name, "error": StatsError.parse_error(e.error),
-               "occurrences": e.occurrences} for e in environment.stats.errors.values()]
+    errors = [
+        {"method": e.method, "name": e.name, "error": StatsError.parse_error(e.error), "occurrences": e.occurrences}
+        for e in environment.stats.errors.values()
+    ]
     return {"stats": stats, "errors": sorted(errors, key=lambda e: -e["occurrences"])}
 
 
@@ -140,8 +144,12 @@ def _on_quit(exit_code: int, **_: Any) -> None:
     if not out or environment is None or isinstance(environment.runner, WorkerRunner):
         return
     checked, mismatches = CHECKS.take()  # local mode: everything is still here
-    result = {"checked": TOTALS["checked"] + checked, "mismatches": TOTALS["mismatches"] + mismatches,
-              "exit_code": exit_code, **_final_stats(environment)}
+    result = {
+        "checked": TOTALS["checked"] + checked,
+        "mismatches": TOTALS["mismatches"] + mismatches,
+        "exit_code": exit_code,
+        **_final_stats(environment),
+    }
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(result, fh)
 
@@ -160,8 +168,9 @@ class PredictionUser(FastHttpUser):
     def predict(self) -> None:
         payload, label = next(self._bodies)
         headers = {"Content-Type": "application/json", **HEADERS}
-        with self.client.post(PATH, data=payload, headers=headers, name=f"{PROTOCOL} predict",
-                              catch_response=True) as resp:
+        with self.client.post(
+            PATH, data=payload, headers=headers, name=f"{PROTOCOL} predict", catch_response=True
+        ) as resp:
             if resp.status_code == 0:  # no HTTP response at all: refused, reset, timed out
                 error = getattr(resp, "error", None)
                 resp.failure(f"connection error: {type(error).__name__}: {error}" if error else "connection error")

@@ -6,8 +6,17 @@ from typing import Any
 
 _STRING = {"type": ["string", "null"]}
 _SECRET = {"type": ["string", "null"], "format": "password"}
-_OPERATOR_MODULES = ("node_pool", "model_upload", "volume", "seldon", "ingress", "smoke_test", "load_test", "verify",
-                     "teardown")
+_OPERATOR_MODULES = (
+    "node_pool",
+    "model_upload",
+    "volume",
+    "seldon",
+    "ingress",
+    "smoke_test",
+    "load_test",
+    "verify",
+    "teardown",
+)
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -50,8 +59,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Alibaba Cloud Container Service for Kubernetes (ACK)",
-                "python-modules": [f"elastic_inference.triggers.{m}" for m in
-                                   ("node_pool", "kubernetes_watch", "volume", "seldon", "ingress")],
+                "python-modules": [
+                    f"elastic_inference.triggers.{m}"
+                    for m in ("node_pool", "kubernetes_watch", "volume", "seldon", "ingress")
+                ],
             }
         ],
         "extra-links": [

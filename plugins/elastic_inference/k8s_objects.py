@@ -115,14 +115,19 @@ def is_subset(desired: Any, actual: Any) -> bool:
     return _quantity_equal(desired, actual)
 
 
-def secret_manifest(name: str, namespace: str, string_data: dict[str, str], labels: dict[str, str] | None = None) -> Json:
+def secret_manifest(
+    name: str, namespace: str, string_data: dict[str, str], labels: dict[str, str] | None = None
+) -> Json:
     """An ``Opaque`` Secret carrying ``data`` (base64), so a read-back compares equal and re-runs write nothing."""
     data = {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, **(labels or {})}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, **(labels or {})},
+        },
         "type": "Opaque",
         "data": data,
     }
@@ -162,8 +167,11 @@ def _now(now: datetime | None) -> datetime:
 
 
 def _events_for(events: list[Json], kind: str, name: str) -> list[Json]:
-    hits = [e for e in events
-            if (e.get("involvedObject") or {}).get("kind") == kind and (e.get("involvedObject") or {}).get("name") == name]
+    hits = [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("kind") == kind and (e.get("involvedObject") or {}).get("name") == name
+    ]
     return sorted(hits, key=_event_time)
 
 
@@ -203,13 +211,19 @@ def pv_mismatch(pv: Json, pvc: Json) -> str | None:
     pspec, cspec = pv.get("spec") or {}, pvc.get("spec") or {}
     meta = pvc["metadata"]
     claim = pspec.get("claimRef") or {}
-    if claim.get("name") and ((claim.get("namespace"), claim.get("name")) != (meta.get("namespace"), meta["name"])
-                              or claim.get("uid") not in (None, "", meta.get("uid"))):
-        return (f"it is bound to another claim {claim.get('namespace')}/{claim.get('name')}"
-                f"{' (uid ' + claim['uid'] + ')' if claim.get('uid') and claim.get('name') == meta['name'] else ''}")
+    if claim.get("name") and (
+        (claim.get("namespace"), claim.get("name")) != (meta.get("namespace"), meta["name"])
+        or claim.get("uid") not in (None, "", meta.get("uid"))
+    ):
+        return (
+            f"it is bound to another claim {claim.get('namespace')}/{claim.get('name')}"
+            f"{' (uid ' + claim['uid'] + ')' if claim.get('uid') and claim.get('name') == meta['name'] else ''}"
+        )
     if (pspec.get("storageClassName") or "") != (cspec.get("storageClassName") or ""):
-        return (f"storageClassName {pspec.get('storageClassName') or '(none)'!r} differs from the claim's"
-                f" {cspec.get('storageClassName') or '(none)'!r}")
+        return (
+            f"storageClassName {pspec.get('storageClassName') or '(none)'!r} differs from the claim's"
+            f" {cspec.get('storageClassName') or '(none)'!r}"
+        )
     missing = set(cspec.get("accessModes") or []) - set(pspec.get("accessModes") or [])
     if missing:
         return f"accessModes {pspec.get('accessModes')} lack the claim's {sorted(missing)}"
@@ -229,8 +243,9 @@ def pv_mismatch(pv: Json, pvc: Json) -> str | None:
     return None
 
 
-def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | None = None, *,
-                pv_name: str | None = None) -> Verdict:
+def pvc_verdict(
+    pvc: Json | None, pv: Json | None = None, events: list[Json] | None = None, *, pv_name: str | None = None
+) -> Verdict:
     """Bound → success. Fails fast when the claim is Lost, or its PV is Failed, Released, missing (``pv_name``
     given and no such PV: the operator just created it), or can never satisfy the claim (bound elsewhere,
     class / access modes / capacity / selector mismatch), or the PV controller reports a mismatch."""
@@ -238,9 +253,10 @@ def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | N
         return Verdict("pending", "PersistentVolumeClaim not found yet")
     what = describe(pvc)
     phase = (pvc.get("status") or {}).get("phase") or "Pending"
-    volume = (pvc.get("spec") or {}).get("volumeName") or pv_name or ((pv or {}).get("metadata") or {}).get("name") or ""
-    details = {"phase": phase, "pvc": pvc["metadata"]["name"], "pv": volume,
-               "pvc_uid": pvc["metadata"].get("uid", "")}
+    volume = (
+        (pvc.get("spec") or {}).get("volumeName") or pv_name or ((pv or {}).get("metadata") or {}).get("name") or ""
+    )
+    details = {"phase": phase, "pvc": pvc["metadata"]["name"], "pv": volume, "pvc_uid": pvc["metadata"].get("uid", "")}
     if phase == "Bound" and pv is None and pv_name:
         phase = "Lost"  # what the PV controller will write: a bound claim whose PV is gone is Lost
         details["phase"] = phase
@@ -249,11 +265,19 @@ def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | N
             details["pv_uid"] = pv["metadata"].get("uid", "")
         return Verdict("success", f"{what} is Bound to PersistentVolume {volume}", details)
     if phase == "Lost":
-        return Verdict("error", f"{what} is Lost: its PersistentVolume {volume or '(unknown)'} no longer exists or"
-                                " was deleted. Recreate the PV (re-run the volume task) and the claim.", details)
+        return Verdict(
+            "error",
+            f"{what} is Lost: its PersistentVolume {volume or '(unknown)'} no longer exists or"
+            " was deleted. Recreate the PV (re-run the volume task) and the claim.",
+            details,
+        )
     if pv is None and pv_name:
-        return Verdict("error", f"{what} can never bind: PersistentVolume {pv_name} does not exist (deleted?)."
-                                " Re-run the volume task to recreate it.", details)
+        return Verdict(
+            "error",
+            f"{what} can never bind: PersistentVolume {pv_name} does not exist (deleted?)."
+            " Re-run the volume task to recreate it.",
+            details,
+        )
     if pv is not None:
         pv_status = pv.get("status") or {}
         pv_phase = pv_status.get("phase") or ""
@@ -261,17 +285,31 @@ def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | N
         details["pv_phase"] = pv_phase
         cause = pv_status.get("message") or pv_status.get("reason") or ""
         if pv_phase == "Failed":
-            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name_} is Failed"
-                                    f"{': ' + cause if cause else ''}. Fix the PV spec (driver, volumeHandle,"
-                                    " secret) and recreate it.", details)
+            return Verdict(
+                "error",
+                f"{what} cannot bind: PersistentVolume {pv_name_} is Failed"
+                f"{': ' + cause if cause else ''}. Fix the PV spec (driver, volumeHandle,"
+                " secret) and recreate it.",
+                details,
+            )
         if (why := pv_mismatch(pv, pvc)) is not None:
-            hint = (" With the Retain policy a Released PV never binds again: delete and recreate it."
-                    if pv_phase == "Released" else " Use a PV of its own, or fix the claim or the PV.")
-            return Verdict("error", f"{what} can never bind to PersistentVolume {pv_name_} ({pv_phase or 'no phase'}):"
-                                    f" {why}.{hint}", details)
+            hint = (
+                " With the Retain policy a Released PV never binds again: delete and recreate it."
+                if pv_phase == "Released"
+                else " Use a PV of its own, or fix the claim or the PV."
+            )
+            return Verdict(
+                "error",
+                f"{what} can never bind to PersistentVolume {pv_name_} ({pv_phase or 'no phase'}): {why}.{hint}",
+                details,
+            )
         if pv_phase == "Released":
-            return Verdict("error", f"{what} cannot bind: PersistentVolume {pv_name_} is Released; with the Retain"
-                                    " policy it never binds again. Delete and recreate the PV.", details)
+            return Verdict(
+                "error",
+                f"{what} cannot bind: PersistentVolume {pv_name_} is Released; with the Retain"
+                " policy it never binds again. Delete and recreate the PV.",
+                details,
+            )
     for e in reversed(_events_for(events or [], "PersistentVolumeClaim", pvc["metadata"]["name"])):
         if e.get("type") == "Warning" and e.get("reason") in PVC_REJECT_REASONS:
             return Verdict("error", f"{what} was rejected: {e['reason']}: {e.get('message', '')}", details)
@@ -283,10 +321,17 @@ def pvc_verdict(pvc: Json | None, pv: Json | None = None, events: list[Json] | N
 # Container waiting reasons that mean "this pod will not become ready without a change" (kubelet
 # pkg/kubelet/images/types.go and kuberuntime: ErrImagePull, ImagePullBackOff, InvalidImageName,
 # CrashLoopBackOff, CreateContainerConfigError, CreateContainerError, RunContainerError).
-FATAL_WAITING_REASONS = frozenset({
-    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
-})
+FATAL_WAITING_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
 # cluster-autoscaler (and ACK's autoscaler) events on a pending pod (cluster-autoscaler/core/static_autoscaler.go,
 # processors/status/eventing_scale_up_processor.go): NotTriggerScaleUp = "pod didn't trigger scale-up: ...".
 NOT_TRIGGER_SCALE_UP = "NotTriggerScaleUp"
@@ -305,8 +350,10 @@ def pod_failure(pod: Json) -> str | None:
                 text += f": {waiting['message']}"
             last = (c.get("lastState") or {}).get("terminated") or {}
             if reason == "CrashLoopBackOff" and last:
-                text += (f" (last exit code {last.get('exitCode')}"
-                         f"{', ' + last['reason'] if last.get('reason') else ''}, restarts {c.get('restartCount', 0)})")
+                text += (
+                    f" (last exit code {last.get('exitCode')}"
+                    f"{', ' + last['reason'] if last.get('reason') else ''}, restarts {c.get('restartCount', 0)})"
+                )
             return text
     return None
 
@@ -324,7 +371,9 @@ def pod_unschedulable(pod: Json, events: list[Json], now: datetime | None, grace
     if not cond or cond.get("status") != "False" or cond.get("reason") != "Unschedulable":
         return None
     name = pod["metadata"]["name"]
-    scaler = [e for e in _events_for(events, "Pod", name) if e.get("reason") in (NOT_TRIGGER_SCALE_UP, TRIGGERED_SCALE_UP)]
+    scaler = [
+        e for e in _events_for(events, "Pod", name) if e.get("reason") in (NOT_TRIGGER_SCALE_UP, TRIGGERED_SCALE_UP)
+    ]
     if scaler and scaler[-1]["reason"] == NOT_TRIGGER_SCALE_UP:
         return f"Unschedulable ({cond.get('message', '')}) and {scaler[-1].get('message', 'no node pool can grow')}"
     if grace_seconds is not None:
@@ -332,8 +381,10 @@ def pod_unschedulable(pod: Json, events: list[Json], now: datetime | None, grace
         if scaler:
             since = max(filter(None, [since, _event_time(scaler[-1])]))
         if since is not None and (_now(now) - since).total_seconds() > grace_seconds:
-            return (f"Unschedulable for more than {grace_seconds:g}s ({cond.get('message', '')});"
-                    " no node pool added a node for it")
+            return (
+                f"Unschedulable for more than {grace_seconds:g}s ({cond.get('message', '')});"
+                " no node pool added a node for it"
+            )
     return None
 
 
@@ -351,8 +402,14 @@ def pod_diagnosis(pod: Json) -> str | None:
     return None
 
 
-def seldon_verdict(sdep: Json | None, pods: list[Json], events: list[Json] | None = None, *,
-                   now: datetime | None = None, unschedulable_grace_seconds: float | None = None) -> Verdict:
+def seldon_verdict(
+    sdep: Json | None,
+    pods: list[Json],
+    events: list[Json] | None = None,
+    *,
+    now: datetime | None = None,
+    unschedulable_grace_seconds: float | None = None,
+) -> Verdict:
     """Available → success. Fails on ``state: Failed`` and on any live pod of the deployment that is crash-looping,
     cannot pull its image, has a bad container config, or is unschedulable with no pool able to grow.
 
@@ -367,10 +424,17 @@ def seldon_verdict(sdep: Json | None, pods: list[Json], events: list[Json] | Non
     details = {"state": state, "sdep": sdep["metadata"]["name"], "sdep_uid": sdep["metadata"].get("uid", "")}
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     if state == "Failed":
-        why = [f"pod {p['metadata']['name']} {d}" for p in sorted(live, key=lambda p: p["metadata"]["name"])
-               if (d := pod_diagnosis(p))]
-        return Verdict("error", f"{what} state Failed: {status.get('description') or 'no description'}"
-                                f"{' (' + '; '.join(why[:3]) + ')' if why else ''}", details)
+        why = [
+            f"pod {p['metadata']['name']} {d}"
+            for p in sorted(live, key=lambda p: p["metadata"]["name"])
+            if (d := pod_diagnosis(p))
+        ]
+        return Verdict(
+            "error",
+            f"{what} state Failed: {status.get('description') or 'no description'}"
+            f"{' (' + '; '.join(why[:3]) + ')' if why else ''}",
+            details,
+        )
     for pod in sorted(live, key=lambda p: p["metadata"]["name"]):
         name = pod["metadata"]["name"]
         if (failure := pod_failure(pod)) is not None:
@@ -380,8 +444,9 @@ def seldon_verdict(sdep: Json | None, pods: list[Json], events: list[Json] | Non
     if state == "Available":
         details.update(replicas=status.get("replicas"), address=(status.get("address") or {}).get("url", ""))
         return Verdict("success", f"{what} is Available", details)
-    return Verdict("pending", f"{what} state {state}{': ' + status['description'] if status.get('description') else ''}",
-                   details)
+    return Verdict(
+        "pending", f"{what} state {state}{': ' + status['description'] if status.get('description') else ''}", details
+    )
 
 
 # --- Ingress ----------------------------------------------------------------------------------------------------
@@ -408,16 +473,28 @@ def ingress_verdict(ing: Json | None) -> Verdict:
     if found is None:
         return Verdict("pending", f"{what} has no address yet")
     address, port = found
-    return Verdict("success", f"{what} has address {address}{':' + str(port) if port else ''}",
-                   {"address": address, "port": port, "ingress": ing["metadata"]["name"],
-                    "ingress_uid": ing["metadata"].get("uid", "")})
+    return Verdict(
+        "success",
+        f"{what} has address {address}{':' + str(port) if port else ''}",
+        {
+            "address": address,
+            "port": port,
+            "ingress": ing["metadata"]["name"],
+            "ingress_uid": ing["metadata"].get("uid", ""),
+        },
+    )
 
 
 SELDON_PREDICT_PATH = "/api/v1.0/predictions"
 
 
-def predict_url(address: str, port: int | None = None, path_prefix: str = "/", scheme: str = "http",
-                api_path: str = SELDON_PREDICT_PATH) -> str:
+def predict_url(
+    address: str,
+    port: int | None = None,
+    path_prefix: str = "/",
+    scheme: str = "http",
+    api_path: str = SELDON_PREDICT_PATH,
+) -> str:
     """``http://<address>[:port]<prefix>/api/v1.0/predictions`` (Seldon protocol); IPv6 literals bracketed."""
     host = f"[{address}]" if ":" in address and not address.startswith("[") and address.count(":") > 1 else address
     default = 443 if scheme == "https" else 80

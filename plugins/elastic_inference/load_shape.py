@@ -140,12 +140,19 @@ def plan_load(
             if step_users == previous and stages:
                 # Fewer users than steps: stretch the previous step instead of repeating it.
                 last = stages.pop()
-                stages.append(Stage(end=round(step_len * i, 3), users=last.users,
-                                    spawn_rate=last.spawn_rate, phase=PHASE_RAMP))
+                stages.append(
+                    Stage(end=round(step_len * i, 3), users=last.users, spawn_rate=last.spawn_rate, phase=PHASE_RAMP)
+                )
                 continue
             # Spawn each step's new users within one second so the step is a step, not a slope.
-            stages.append(Stage(end=round(step_len * i, 3), users=step_users,
-                                spawn_rate=float(max(1, step_users - previous)), phase=PHASE_RAMP))
+            stages.append(
+                Stage(
+                    end=round(step_len * i, 3),
+                    users=step_users,
+                    spawn_rate=float(max(1, step_users - previous)),
+                    phase=PHASE_RAMP,
+                )
+            )
             previous = step_users
     stages.append(Stage(end=round(ramp + hold, 3), users=users, spawn_rate=float(users), phase=PHASE_HOLD))
 
@@ -153,6 +160,10 @@ def plan_load(
         target_rps=round(users * per_user, 6),
         rps_per_user=per_user,
         stages=tuple(stages),
-        sizing={"qps_target": qps, "max_replicas": int(max_replicas), "fill_factor": fill,
-                "requested_rps": round(total, 6)},
+        sizing={
+            "qps_target": qps,
+            "max_replicas": int(max_replicas),
+            "fill_factor": fill,
+            "requested_rps": round(total, 6),
+        },
     )

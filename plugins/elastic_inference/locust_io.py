@@ -18,8 +18,16 @@ from typing import Any
 
 from elastic_inference.protocol import PROTOCOLS, request_path
 
-__all__ = ["PROTOCOLS", "load_samples", "parse_failures", "parse_history", "parse_stats", "read_summary",
-           "request_path", "write_payload"]
+__all__ = [
+    "PROTOCOLS",
+    "load_samples",
+    "parse_failures",
+    "parse_history",
+    "parse_stats",
+    "read_summary",
+    "request_path",
+    "write_payload",
+]
 SAMPLE_KEYS = (("x", "y"), ("x_test", "y_test"), ("images", "labels"), ("X", "y"), ("data", "labels"))
 
 
@@ -51,8 +59,10 @@ def load_samples(samples_path: str | Path, *, limit: int = 200, flatten: bool = 
 
     path = Path(samples_path)
     if not path.is_file():
-        raise FileNotFoundError(f"samples_path {str(path)!r} does not exist; pass the .npz/.json of test images "
-                                f"and labels the training step writes")
+        raise FileNotFoundError(
+            f"samples_path {str(path)!r} does not exist; pass the .npz/.json of test images "
+            f"and labels the training step writes"
+        )
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             for xk, yk in SAMPLE_KEYS:
@@ -60,8 +70,10 @@ def load_samples(samples_path: str | Path, *, limit: int = 200, flatten: bool = 
                     x, y = data[xk], (data[yk] if yk in data.files else None)
                     break
             else:
-                raise ValueError(f"{path}: no image array; expected one of the keys "
-                                 f"{', '.join(k for k, _ in SAMPLE_KEYS)} (found {', '.join(data.files)})")
+                raise ValueError(
+                    f"{path}: no image array; expected one of the keys "
+                    f"{', '.join(k for k, _ in SAMPLE_KEYS)} (found {', '.join(data.files)})"
+                )
     elif path.suffix == ".json":
         raw = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(raw, list):
@@ -83,8 +95,15 @@ def load_samples(samples_path: str | Path, *, limit: int = 200, flatten: bool = 
     return out
 
 
-def write_payload(path: Path, *, protocol: str, samples: list[dict[str, Any]], model_name: str | None = None,
-                  request_path_override: str | None = None, signature_name: str | None = "serving_default") -> Path:
+def write_payload(
+    path: Path,
+    *,
+    protocol: str,
+    samples: list[dict[str, Any]],
+    model_name: str | None = None,
+    request_path_override: str | None = None,
+    signature_name: str | None = "serving_default",
+) -> Path:
     """The JSON the locustfile reads (``EI_PAYLOAD_FILE``)."""
     if not samples:
         raise ValueError("no samples to send: the samples file is empty")
@@ -147,17 +166,19 @@ def parse_history(prefix: str | Path) -> list[dict[str, Any]]:
     for r in _rows(Path(f"{prefix}_stats_history.csv")):
         if r.get("Name") != "Aggregated":
             continue
-        out.append({
-            "t": _num(r["Timestamp"]),
-            "users": int(_num(r["User Count"]) or 0),
-            "rps": _num(r["Requests/s"]) or 0.0,
-            "failures_per_s": _num(r["Failures/s"]) or 0.0,
-            "p50_ms": _num(r["50%"]),
-            "p95_ms": _num(r["95%"]),
-            "p99_ms": _num(r["99%"]),
-            "total_requests": int(_num(r["Total Request Count"]) or 0),
-            "total_failures": int(_num(r["Total Failure Count"]) or 0),
-        })
+        out.append(
+            {
+                "t": _num(r["Timestamp"]),
+                "users": int(_num(r["User Count"]) or 0),
+                "rps": _num(r["Requests/s"]) or 0.0,
+                "failures_per_s": _num(r["Failures/s"]) or 0.0,
+                "p50_ms": _num(r["50%"]),
+                "p95_ms": _num(r["95%"]),
+                "p99_ms": _num(r["99%"]),
+                "total_requests": int(_num(r["Total Request Count"]) or 0),
+                "total_failures": int(_num(r["Total Failure Count"]) or 0),
+            }
+        )
     return out
 
 
@@ -169,8 +190,14 @@ def parse_failures(prefix: str | Path) -> list[dict[str, Any]]:
     ``HTTP 503: ...``."""
     out = []
     for r in _rows(Path(f"{prefix}_failures.csv")):
-        out.append({"method": r.get("Method", ""), "name": r.get("Name", ""),
-                    "error": _clean_error(r.get("Error", "")), "occurrences": int(_num(r.get("Occurrences")) or 0)})
+        out.append(
+            {
+                "method": r.get("Method", ""),
+                "name": r.get("Name", ""),
+                "error": _clean_error(r.get("Error", "")),
+                "occurrences": int(_num(r.get("Occurrences")) or 0),
+            }
+        )
     return sorted(out, key=lambda f: -f["occurrences"])
 
 
@@ -193,6 +220,10 @@ def read_summary(path: Path) -> dict[str, Any] | None:
         stats["failures"] = int(stats.get("failures") or 0)
         stats["error_rate"] = stats["failures"] / stats["requests"] if stats["requests"] else 0.0
     errors = [{**e, "error": _clean_error(str(e.get("error", "")))} for e in data.get("errors") or []]
-    return {"checked": int(data.get("checked", 0)), "mismatches": int(data.get("mismatches", 0)),
-            "exit_code": data.get("exit_code"), "stats": stats or None,
-            "errors": sorted(errors, key=lambda e: -int(e.get("occurrences") or 0))}
+    return {
+        "checked": int(data.get("checked", 0)),
+        "mismatches": int(data.get("mismatches", 0)),
+        "exit_code": data.get("exit_code"),
+        "stats": stats or None,
+        "errors": sorted(errors, key=lambda e: -int(e.get("occurrences") or 0)),
+    }

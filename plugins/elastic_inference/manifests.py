@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 import yaml
 
-_PACKAGED = Path(__file__).resolve().parent / "templates"          # wheel: include/manifests is copied here
+_PACKAGED = Path(__file__).resolve().parent / "templates"  # wheel: include/manifests is copied here
 _REPO = Path(__file__).resolve().parents[2] / "include" / "manifests"  # source checkout / editable install
 
 

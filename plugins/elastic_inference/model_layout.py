@@ -44,8 +44,10 @@ def saved_model_problems(path: Path) -> list[str]:
     """What keeps ``path`` from being a loadable SavedModel (empty when fine)."""
     problems: list[str] = []
     if not any((path / name).is_file() for name in SAVED_MODEL_FILES):
-        problems.append(f"{path}: no saved_model.pb (or saved_model.pbtxt) - export the model with "
-                        "model.export(dir) / tf.saved_model.save(model, dir)")
+        problems.append(
+            f"{path}: no saved_model.pb (or saved_model.pbtxt) - export the model with "
+            "model.export(dir) / tf.saved_model.save(model, dir)"
+        )
     variables = path / "variables"
     if not variables.is_dir():
         problems.append(f"{path}: no variables/ directory next to saved_model.pb")
@@ -105,7 +107,8 @@ def resolve_layout(source: Path, version: int | None = None) -> ModelLayout:
         entries = sorted(p.name for p in source.iterdir())[:10]
         raise ModelLayoutError(
             f"{source} has no saved_model.pb and no numeric version directories (found {entries or 'nothing'}): "
-            "give a SavedModel directory (saved_model.pb + variables/) or a directory of <version>/ SavedModels")
+            "give a SavedModel directory (saved_model.pb + variables/) or a directory of <version>/ SavedModels"
+        )
     if version is not None:
         if version not in versions:
             raise ModelLayoutError(f"version {version} not found in {source} (has {sorted(versions)})")

@@ -156,13 +156,16 @@ class NodePoolSpec:
             if not 0 <= self.max_instances <= 2000:
                 p.append(f"max_instances={self.max_instances}: must be between 0 and 2000")
             if not 0 <= self.min_instances <= self.max_instances:
-                p.append(f"min_instances={self.min_instances}: must be between 0 and max_instances "
-                         f"({self.max_instances})")
+                p.append(
+                    f"min_instances={self.min_instances}: must be between 0 and max_instances ({self.max_instances})"
+                )
         if self.auto_scaling_type is not None and self.auto_scaling_type not in AUTO_SCALING_TYPES:
             p.append(f"auto_scaling_type={self.auto_scaling_type!r}: use one of {AUTO_SCALING_TYPES}")
         if self.auto_scaling_type in ("gpu", "gpushare") and types and not self.has_gpu:
-            p.append(f"auto_scaling_type={self.auto_scaling_type!r} but no GPU instance type in instance_types "
-                     "(gn*/vgn*/sgn*/ebmgn* families): add one or use 'cpu'")
+            p.append(
+                f"auto_scaling_type={self.auto_scaling_type!r} but no GPU instance type in instance_types "
+                "(gn*/vgn*/sgn*/ebmgn* families): add one or use 'cpu'"
+            )
         if self.instance_charge_type not in CHARGE_TYPES:
             p.append(f"instance_charge_type={self.instance_charge_type!r}: use one of {CHARGE_TYPES}")
         if self.spot_strategy not in SPOT_STRATEGIES:
@@ -207,14 +210,18 @@ class NodePoolSpec:
         limits = dict(self.spot_price_limit or {})
         if self.spot_strategy == "SpotWithPriceLimit":
             if not limits:
-                p.append("spot_price_limit: required with spot_strategy='SpotWithPriceLimit' - give "
-                         "{instance_type: max hourly price}, or use spot_strategy='SpotAsPriceGo'")
+                p.append(
+                    "spot_price_limit: required with spot_strategy='SpotWithPriceLimit' - give "
+                    "{instance_type: max hourly price}, or use spot_strategy='SpotAsPriceGo'"
+                )
             missing = [t for t in types if t not in limits]
             if limits and missing:
                 p.append(f"spot_price_limit: no price for {missing}; every instance type needs a limit")
         elif limits:
-            p.append(f"spot_price_limit: only used with spot_strategy='SpotWithPriceLimit' (is {self.spot_strategy!r});"
-                     " remove it or change the strategy")
+            p.append(
+                f"spot_price_limit: only used with spot_strategy='SpotWithPriceLimit' (is {self.spot_strategy!r});"
+                " remove it or change the strategy"
+            )
         for itype, price in limits.items():
             if itype not in types:
                 p.append(f"spot_price_limit[{itype!r}]: not one of instance_types")
@@ -235,25 +242,32 @@ class NodePoolSpec:
         if self.multi_az_policy != "COST_OPTIMIZED":
             used = [k for k, v in cost_fields.items() if v is not None]
             if used:
-                p.append(f"{', '.join(used)}: only apply with multi_az_policy='COST_OPTIMIZED' "
-                         f"(is {self.multi_az_policy!r}); set the policy or remove them")
+                p.append(
+                    f"{', '.join(used)}: only apply with multi_az_policy='COST_OPTIMIZED' "
+                    f"(is {self.multi_az_policy!r}); set the policy or remove them"
+                )
             return p
         base, pct = self.on_demand_base_capacity, self.on_demand_percentage_above_base_capacity
         if base is not None and (not isinstance(base, int) or not 0 <= base <= 1000):
             p.append(f"on_demand_base_capacity={base!r}: must be an integer 0 to 1000")
         if pct is not None and (not isinstance(pct, int) or not 0 <= pct <= 100):
-            p.append(f"on_demand_percentage_above_base_capacity={pct!r}: must be an integer percentage 0 to 100"
-                     " (30 for the seed's 30 % pay-as-you-go)")
+            p.append(
+                f"on_demand_percentage_above_base_capacity={pct!r}: must be an integer percentage 0 to 100"
+                " (30 for the seed's 30 % pay-as-you-go)"
+            )
         if not self.is_spot and pct not in (None, 100):
-            p.append("on_demand_percentage_above_base_capacity: below 100 needs preemptible instances - set "
-                     "spot_strategy to 'SpotAsPriceGo' or 'SpotWithPriceLimit'")
+            p.append(
+                "on_demand_percentage_above_base_capacity: below 100 needs preemptible instances - set "
+                "spot_strategy to 'SpotAsPriceGo' or 'SpotWithPriceLimit'"
+            )
         return p
 
     def validate(self, *, cluster_vswitches: bool = False) -> NodePoolSpec:
         problems = self.problems(cluster_vswitches=cluster_vswitches)
         if problems:
-            raise NodePoolSpecError(f"node pool {self.name!r} spec is invalid:\n  - " + "\n  - ".join(problems),
-                                    problems=problems)
+            raise NodePoolSpecError(
+                f"node pool {self.name!r} spec is invalid:\n  - " + "\n  - ".join(problems), problems=problems
+            )
         return self
 
     # -- run spec: from rendered values, to XCom ---------------------------------------------------------------
@@ -262,8 +276,9 @@ class NodePoolSpec:
         """Build from a mapping (the ``node_pool`` param, operator kwargs) or its rendered JSON/Python-literal
         text, naming unknown keys; rendered values are coerced by :func:`elastic_inference.specs.coerce`."""
         try:
-            mapping: Mapping[str, Any] = coerce(values, "object", "node_pool") if isinstance(values, str) else (
-                values or {})
+            mapping: Mapping[str, Any] = (
+                coerce(values, "object", "node_pool") if isinstance(values, str) else (values or {})
+            )
         except SpecError as e:
             raise NodePoolSpecError(str(e), problems=e.problems) from None
         given = {**mapping, **overrides}
@@ -278,8 +293,11 @@ class NodePoolSpec:
                 continue
             kind = _FIELD_KINDS.get(name)
             try:
-                kwargs[name] = value if kind is None else coerce(value, kind, f"node_pool.{name}",
-                                                                 optional=name in _OPTIONAL_FIELDS)
+                kwargs[name] = (
+                    value
+                    if kind is None
+                    else coerce(value, kind, f"node_pool.{name}", optional=name in _OPTIONAL_FIELDS)
+                )
             except SpecError as e:
                 problems.extend(e.problems)
         missing = [n for n in ("name", "instance_types") if n not in kwargs and n not in unknown]
@@ -319,8 +337,9 @@ class NodePoolSpec:
             "system_disk_size": self.system_disk_size,
         }
         if self.spot_price_limit:
-            sg["spot_price_limit"] = [{"instance_type": t, "price_limit": str(p)}
-                                      for t, p in self.spot_price_limit.items()]
+            sg["spot_price_limit"] = [
+                {"instance_type": t, "price_limit": str(p)} for t, p in self.spot_price_limit.items()
+            ]
         optional = {
             "spot_instance_pools": self.spot_instance_pools,
             "spot_instance_remedy": self.spot_instance_remedy,
@@ -367,7 +386,8 @@ class NodePoolSpec:
             raise NodePoolSpecError(
                 f"auto_scaling_type: the existing pool {self.name!r} is {cur_type!r} and ACK cannot change it "
                 f"after creation (requested {want_as['type']!r}); pass auto_scaling_type={cur_type!r} or delete "
-                "the pool and let the operator create it again")
+                "the pool and let the operator create it again"
+            )
         as_changes = _changed_fields("auto_scaling", cur_as, {k: v for k, v in want_as.items() if k != "type"})
         if as_changes:
             changes += as_changes
@@ -408,8 +428,9 @@ def _normalize(key: str, value: Any) -> Any:
     if key in ("labels", "tags"):
         return {str(i.get("key")): str(i.get("value") or "") for i in value or []}
     if key == "taints":
-        return sorted((str(i.get("key")), str(i.get("value") or ""), str(i.get("effect") or "NoSchedule"))
-                      for i in value or [])
+        return sorted(
+            (str(i.get("key")), str(i.get("value") or ""), str(i.get("effect") or "NoSchedule")) for i in value or []
+        )
     if key == "spot_price_limit":
         return {str(i.get("instance_type")): float(i.get("price_limit")) for i in value or []}
     if isinstance(value, bool):
@@ -442,18 +463,43 @@ def spec_from_params(params: Mapping[str, Any]) -> NodePoolSpec:
 
 # How rendered values are coerced (fields not listed - taints, spot_price_limit values - are taken as given).
 _FIELD_KINDS: dict[str, Kind] = {
-    "name": "string", "instance_types": "array", "vswitch_ids": "array", "min_instances": "integer",
-    "max_instances": "integer", "enable_auto_scaling": "boolean", "auto_scaling_type": "string",
-    "instance_charge_type": "string", "spot_strategy": "string", "spot_price_limit": "object",
-    "spot_instance_pools": "integer", "spot_instance_remedy": "boolean", "multi_az_policy": "string",
-    "on_demand_base_capacity": "integer", "on_demand_percentage_above_base_capacity": "integer",
-    "compensate_with_on_demand": "boolean", "labels": "object", "taints": "array", "tags": "object",
-    "system_disk_category": "string", "system_disk_size": "integer", "runtime": "string", "image_type": "string",
-    "security_group_ids": "array", "nodepool_type": "string",
+    "name": "string",
+    "instance_types": "array",
+    "vswitch_ids": "array",
+    "min_instances": "integer",
+    "max_instances": "integer",
+    "enable_auto_scaling": "boolean",
+    "auto_scaling_type": "string",
+    "instance_charge_type": "string",
+    "spot_strategy": "string",
+    "spot_price_limit": "object",
+    "spot_instance_pools": "integer",
+    "spot_instance_remedy": "boolean",
+    "multi_az_policy": "string",
+    "on_demand_base_capacity": "integer",
+    "on_demand_percentage_above_base_capacity": "integer",
+    "compensate_with_on_demand": "boolean",
+    "labels": "object",
+    "taints": "array",
+    "tags": "object",
+    "system_disk_category": "string",
+    "system_disk_size": "integer",
+    "runtime": "string",
+    "image_type": "string",
+    "security_group_ids": "array",
+    "nodepool_type": "string",
 }
-_OPTIONAL_FIELDS = frozenset({"auto_scaling_type", "spot_instance_pools", "spot_instance_remedy",
-                              "on_demand_base_capacity", "on_demand_percentage_above_base_capacity",
-                              "compensate_with_on_demand", "image_type"})
+_OPTIONAL_FIELDS = frozenset(
+    {
+        "auto_scaling_type",
+        "spot_instance_pools",
+        "spot_instance_remedy",
+        "on_demand_base_capacity",
+        "on_demand_percentage_above_base_capacity",
+        "compensate_with_on_demand",
+        "image_type",
+    }
+)
 
 # The DAG's ``node_pool`` param: the seed's pool, and the schema of the keys the trigger form shows. No
 # ``required``: a part is accepted and the left-out keys keep these defaults (merged in ``plan``).
@@ -475,8 +521,12 @@ NODE_POOL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 63},
-        "instance_types": {"type": "array", "items": {"type": "string", "pattern": r"^ecs\."},
-                           "minItems": 1, "maxItems": 10},
+        "instance_types": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^ecs\."},
+            "minItems": 1,
+            "maxItems": 10,
+        },
         "vswitch_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
         "min_instances": {"type": "integer", "minimum": 0},
         "max_instances": {"type": "integer", "minimum": 1, "maximum": 2000},

@@ -78,8 +78,7 @@ def _legend(ax: Any, ax2: Any | None = None, ncol: int = 4) -> None:
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     if handles:
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, fontsize=8,
-                  frameon=False)
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, fontsize=8, frameon=False)
 
 
 def _phases(ax: Any, timeline: dict[str, Any]) -> None:
@@ -91,8 +90,15 @@ def _phases(ax: Any, timeline: dict[str, Any]) -> None:
     ax.axvspan(0, hold - t0, color="#2ca02c", alpha=0.06, lw=0)
     ax.axvspan(hold - t0, float(load["stop"]) - t0, color="#2ca02c", alpha=0.14, lw=0)
     ax.axvline(float(load["stop"]) - t0, color="#555", ls=":", lw=1)
-    ax.text(float(load["stop"]) - t0, 1.0, " load stops", transform=ax.get_xaxis_transform(), va="top",
-            fontsize=8, color="#555")
+    ax.text(
+        float(load["stop"]) - t0,
+        1.0,
+        " load stops",
+        transform=ax.get_xaxis_transform(),
+        va="top",
+        fontsize=8,
+        color="#555",
+    )
 
 
 def plot_scaling(timeline: dict[str, Any]) -> str:
@@ -104,8 +110,13 @@ def plot_scaling(timeline: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(10, 4.2))
     _phases(ax, timeline)
     if history:
-        ax.plot([h["t"] - t0 for h in history], [h["rps"] for h in history], color="#2ca02c", lw=1.5,
-                label="RPS sent (locust, sliding avg)")
+        ax.plot(
+            [h["t"] - t0 for h in history],
+            [h["rps"] for h in history],
+            color="#2ca02c",
+            lw=1.5,
+            label="RPS sent (locust, sliding avg)",
+        )
     metric = [(s["t"] - t0, s["qps"]) for s in samples if s.get("qps") is not None]
     metric_name = ((timeline.get("meta") or {}).get("metric") or {}).get("name") or "metric"
     if metric:
@@ -115,11 +126,12 @@ def plot_scaling(timeline: dict[str, Any]) -> str:
     ax.set_ylim(bottom=0)
     ax2 = ax.twinx()
     xs = [s["t"] - t0 for s in samples]
-    series = [("HPA desired", [(s.get("hpa") or {}).get("desired") for s in samples], "#d62728", "--"),
-              ("replicas", [replicas_of(s) for s in samples], "#9467bd", "-"),
-              ("ready pods", [(s.get("deployment") or {}).get("ready") for s in samples], "#8c564b", "-."),
-              ("pool nodes", [sum(1 for n in s.get("nodes") or [] if n.get("in_pool")) for s in samples],
-               "#7f7f7f", ":")]
+    series = [
+        ("HPA desired", [(s.get("hpa") or {}).get("desired") for s in samples], "#d62728", "--"),
+        ("replicas", [replicas_of(s) for s in samples], "#9467bd", "-"),
+        ("ready pods", [(s.get("deployment") or {}).get("ready") for s in samples], "#8c564b", "-."),
+        ("pool nodes", [sum(1 for n in s.get("nodes") or [] if n.get("in_pool")) for s in samples], "#7f7f7f", ":"),
+    ]
     top = 1
     for label, ys, color, ls in series:
         pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
@@ -155,8 +167,9 @@ def plot_latency(timeline: dict[str, Any]) -> str:
     ax2 = ax.twinx()
     fails = [(h["t"] - t0, h["failures_per_s"]) for h in history]
     if fails and any(f for _, f in fails):
-        ax2.bar([x for x, _ in fails], [f for _, f in fails], width=1.0, color="#d62728", alpha=0.35,
-                label="failures / s")
+        ax2.bar(
+            [x for x, _ in fails], [f for _, f in fails], width=1.0, color="#d62728", alpha=0.35, label="failures / s"
+        )
         ax2.set_ylabel("failures / s")
     else:
         ax2.set_yticks([])
@@ -172,13 +185,16 @@ def plot_nodes_over_time(timeline: dict[str, Any]) -> str:
     samples = timeline.get("samples") or []
     charges = sorted({n["charge"] for s in samples for n in s.get("nodes") or [] if n.get("in_pool")}) or [CHARGE_PAYG]
     xs = [s["t"] - t0 for s in samples]
-    ys = [[sum(1 for n in s.get("nodes") or [] if n.get("in_pool") and n["charge"] == c) for s in samples]
-          for c in charges]
+    ys = [
+        [sum(1 for n in s.get("nodes") or [] if n.get("in_pool") and n["charge"] == c) for s in samples]
+        for c in charges
+    ]
     fig, ax = plt.subplots(figsize=(10, 2.8))
     _phases(ax, timeline)
     if xs:
-        ax.stackplot(xs, *ys, labels=charges, colors=[COLORS.get(c, "#7f7f7f") for c in charges], step="post",
-                     alpha=0.85)
+        ax.stackplot(
+            xs, *ys, labels=charges, colors=[COLORS.get(c, "#7f7f7f") for c in charges], step="post", alpha=0.85
+        )
     ax.set_xlabel("seconds since the load started")
     ax.set_ylabel("pool nodes")
     ax.yaxis.get_major_locator().set_params(integer=True)
@@ -207,8 +223,9 @@ def plot_node_mix(peak: dict[str, Any] | None) -> str:
     return _png(fig)
 
 
-def estimate_cost(timeline: dict[str, Any], price_table: Mapping[str, tuple[float, float]] | None = None
-                  ) -> dict[str, Any]:
+def estimate_cost(
+    timeline: dict[str, Any], price_table: Mapping[str, tuple[float, float]] | None = None
+) -> dict[str, Any]:
     """Hourly cost of the pool at its peak, and what the run itself used (node-seconds x price)."""
     prices = dict(DEFAULT_PRICES)
     prices.update({k: (float(v[0]), float(v[1])) for k, v in (price_table or {}).items()})
@@ -225,8 +242,9 @@ def estimate_cost(timeline: dict[str, Any], price_table: Mapping[str, tuple[floa
 
     for n in (peak or {}).get("nodes") or []:
         key = (n.get("instance_type") or "(unknown)", n["charge"])
-        row = rows.setdefault(key, {"instance_type": key[0], "charge": key[1], "nodes": 0, "unit_price": price(n),
-                                    "hourly": 0.0})
+        row = rows.setdefault(
+            key, {"instance_type": key[0], "charge": key[1], "nodes": 0, "unit_price": price(n), "hourly": 0.0}
+        )
         row["nodes"] += 1
         if row["unit_price"] is not None:
             row["hourly"] = round(row["unit_price"] * row["nodes"], 4)
@@ -240,9 +258,14 @@ def estimate_cost(timeline: dict[str, Any], price_table: Mapping[str, tuple[floa
     for n in (peak or {}).get("nodes") or []:
         p = prices.get(n.get("instance_type") or "")
         all_payg += p[0] if p else 0.0
-    return {"rows": sorted(rows.values(), key=lambda r: (r["instance_type"], r["charge"])), "hourly_at_peak": hourly,
-            "hourly_if_all_payg": round(all_payg, 4), "run_cost": round(used, 4), "unpriced": sorted(unpriced),
-            "currency": "USD"}
+    return {
+        "rows": sorted(rows.values(), key=lambda r: (r["instance_type"], r["charge"])),
+        "hourly_at_peak": hourly,
+        "hourly_if_all_payg": round(all_payg, 4),
+        "run_cost": round(used, 4),
+        "unpriced": sorted(unpriced),
+        "currency": "USD",
+    }
 
 
 def fmt_value(value: Any) -> str:
@@ -312,8 +335,15 @@ th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;fon
 """
 
 
-def render_report(timeline: dict[str, Any], result: Verification, summary: dict[str, Any], out_path: Path, *,
-                  price_table: Mapping[str, tuple[float, float]] | None = None, title: str | None = None) -> Path:
+def render_report(
+    timeline: dict[str, Any],
+    result: Verification,
+    summary: dict[str, Any],
+    out_path: Path,
+    *,
+    price_table: Mapping[str, tuple[float, float]] | None = None,
+    title: str | None = None,
+) -> Path:
     """Write the self-contained HTML report to ``out_path`` and return it."""
     import jinja2
 
@@ -333,8 +363,12 @@ def render_report(timeline: dict[str, Any], result: Verification, summary: dict[
         checks=[c.to_dict() for c in result.checks],
         failures=(locust.get("failures") or [])[:10],
         cost=estimate_cost(timeline, price_table),
-        plots={"scaling": plot_scaling(timeline), "latency": plot_latency(timeline),
-               "nodes": plot_nodes_over_time(timeline), "mix": plot_node_mix(peak)},
+        plots={
+            "scaling": plot_scaling(timeline),
+            "latency": plot_latency(timeline),
+            "nodes": plot_nodes_over_time(timeline),
+            "mix": plot_node_mix(peak),
+        },
         samples=len(timeline.get("samples") or []),
         recorder_errors=timeline.get("recorder_errors") or 0,
     )

@@ -84,8 +84,9 @@ def _is_ready(conditions: list[dict[str, Any]] | None) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions or [])
 
 
-def node_info(node: dict[str, Any], *, pool_id: str | None = None,
-              pool_selector: dict[str, str] | None = None) -> dict[str, Any]:
+def node_info(
+    node: dict[str, Any], *, pool_id: str | None = None, pool_selector: dict[str, str] | None = None
+) -> dict[str, Any]:
     """What the verification needs of a node. ``in_pool`` is decided by the pool id label when ``pool_id``
     is known, else by ``pool_selector`` (the pods' nodeSelector)."""
     meta = node.get("metadata", {})
@@ -127,10 +128,16 @@ def pod_info(pod: dict[str, Any]) -> dict[str, Any]:
 def hpa_spec(hpa: dict[str, Any]) -> dict[str, Any]:
     """min/max replicas and the first External metric (name, selector, AverageValue/Value target)."""
     spec = hpa.get("spec", {})
-    out: dict[str, Any] = {"name": hpa.get("metadata", {}).get("name"), "min_replicas": spec.get("minReplicas", 1),
-                           "max_replicas": spec.get("maxReplicas"), "metric": None, "selector": {},
-                           "target": None, "target_type": None,
-                           "scale_target": (spec.get("scaleTargetRef") or {}).get("name")}
+    out: dict[str, Any] = {
+        "name": hpa.get("metadata", {}).get("name"),
+        "min_replicas": spec.get("minReplicas", 1),
+        "max_replicas": spec.get("maxReplicas"),
+        "metric": None,
+        "selector": {},
+        "target": None,
+        "target_type": None,
+        "scale_target": (spec.get("scaleTargetRef") or {}).get("name"),
+    }
     for metric in spec.get("metrics") or []:
         if metric.get("type") != "External":
             continue
@@ -139,8 +146,9 @@ def hpa_spec(hpa: dict[str, Any]) -> dict[str, Any]:
         out["metric"] = ext.get("metric", {}).get("name")
         out["selector"] = (ext.get("metric", {}).get("selector") or {}).get("matchLabels") or {}
         out["target_type"] = target.get("type")
-        out["target"] = parse_quantity(target.get("averageValue") if target.get("type") == "AverageValue"
-                                       else target.get("value"))
+        out["target"] = parse_quantity(
+            target.get("averageValue") if target.get("type") == "AverageValue" else target.get("value")
+        )
         break
     return out
 
@@ -150,8 +158,10 @@ def hpa_status(hpa: dict[str, Any]) -> dict[str, Any]:
     return {
         "desired": status.get("desiredReplicas"),
         "current": status.get("currentReplicas"),
-        "conditions": [{"type": c.get("type"), "status": c.get("status"), "reason": c.get("reason"),
-                        "message": c.get("message")} for c in status.get("conditions") or []],
+        "conditions": [
+            {"type": c.get("type"), "status": c.get("status"), "reason": c.get("reason"), "message": c.get("message")}
+            for c in status.get("conditions") or []
+        ],
     }
 
 
@@ -176,10 +186,19 @@ class TimelineRecorder:
     :param hpa: the HPA object scaling it, or None when there is none (recorded as such).
     """
 
-    def __init__(self, fetch: Fetch, *, namespace: str, deployment: dict[str, Any], hpa: dict[str, Any] | None,
-                 pool_id: str | None = None, pool_selector: dict[str, str] | None = None,
-                 metric_name: str | None = None, metric_selector: dict[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        namespace: str,
+        deployment: dict[str, Any],
+        hpa: dict[str, Any] | None,
+        pool_id: str | None = None,
+        pool_selector: dict[str, str] | None = None,
+        metric_name: str | None = None,
+        metric_selector: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.fetch = fetch
         self.namespace = namespace
         self.deployment_name = deployment["metadata"]["name"]
@@ -195,9 +214,15 @@ class TimelineRecorder:
         self.errors = 0
 
     def meta(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "deployment": self.deployment_name, "pod_selector": self.pod_selector,
-                "hpa": self.hpa, "pool_id": self.pool_id, "pool_selector": self.pool_selector,
-                "metric": {"name": self.metric_name, "selector": self.metric_selector}}
+        return {
+            "namespace": self.namespace,
+            "deployment": self.deployment_name,
+            "pod_selector": self.pod_selector,
+            "hpa": self.hpa,
+            "pool_id": self.pool_id,
+            "pool_selector": self.pool_selector,
+            "metric": {"name": self.metric_name, "selector": self.metric_selector},
+        }
 
     def _get(self, path: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.fetch(path, query=query) if query else self.fetch(path)
@@ -205,8 +230,15 @@ class TimelineRecorder:
     def sample(self) -> dict[str, Any]:
         """Take one sample; a failing read is recorded in ``errors`` and never stops the load test."""
         ns = quote(self.namespace, safe="")
-        s: dict[str, Any] = {"t": self.clock(), "qps": None, "hpa": None, "deployment": None, "pods": [],
-                             "nodes": [], "errors": []}
+        s: dict[str, Any] = {
+            "t": self.clock(),
+            "qps": None,
+            "hpa": None,
+            "deployment": None,
+            "pods": [],
+            "nodes": [],
+            "errors": [],
+        }
         reads: list[tuple[str, Callable[[], None]]] = []
 
         def read_metric() -> None:
@@ -220,8 +252,12 @@ class TimelineRecorder:
         def read_deployment() -> None:
             d = self._get(f"/apis/apps/v1/namespaces/{ns}/deployments/{quote(self.deployment_name, safe='')}")
             st = d.get("status", {})
-            s["deployment"] = {"spec_replicas": d.get("spec", {}).get("replicas"), "replicas": st.get("replicas", 0),
-                               "ready": st.get("readyReplicas", 0), "updated": st.get("updatedReplicas", 0)}
+            s["deployment"] = {
+                "spec_replicas": d.get("spec", {}).get("replicas"),
+                "replicas": st.get("replicas", 0),
+                "ready": st.get("readyReplicas", 0),
+                "updated": st.get("updatedReplicas", 0),
+            }
 
         def read_pods() -> None:
             pods = self._get(f"/api/v1/namespaces/{ns}/pods", {"labelSelector": self.pod_selector})
@@ -229,8 +265,9 @@ class TimelineRecorder:
 
         def read_nodes() -> None:
             nodes = self._get("/api/v1/nodes")
-            s["nodes"] = [node_info(n, pool_id=self.pool_id, pool_selector=self.pool_selector)
-                          for n in nodes.get("items") or []]
+            s["nodes"] = [
+                node_info(n, pool_id=self.pool_id, pool_selector=self.pool_selector) for n in nodes.get("items") or []
+            ]
 
         if self.metric_name and self.metric_selector:
             reads.append(("metric", read_metric))
@@ -269,8 +306,10 @@ def write_timeline(path: Path, doc: dict[str, Any]) -> Path:
 def read_timeline(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"timeline file {str(p)!r} does not exist; the load-test task writes it "
-                                f"(check that it ran and that both tasks see the same reports_dir)")
+        raise FileNotFoundError(
+            f"timeline file {str(p)!r} does not exist; the load-test task writes it "
+            f"(check that it ran and that both tasks see the same reports_dir)"
+        )
     doc = json.loads(p.read_text(encoding="utf-8"))
     if doc.get("version") != TIMELINE_VERSION:
         raise ValueError(f"{p}: timeline version {doc.get('version')!r}, expected {TIMELINE_VERSION}")

@@ -52,11 +52,15 @@ class PoolPolicy:
         if not data:
             return None
         src = data.get("scaling_group", data)
-        return cls(spot_strategy=str(src.get("spot_strategy", NO_SPOT)),
-                   on_demand_base_capacity=int(src.get("on_demand_base_capacity", 0) or 0),
-                   on_demand_percentage_above_base_capacity=int(
-                       src.get("on_demand_percentage_above_base_capacity", 100)
-                       if src.get("on_demand_percentage_above_base_capacity") is not None else 100))
+        return cls(
+            spot_strategy=str(src.get("spot_strategy", NO_SPOT)),
+            on_demand_base_capacity=int(src.get("on_demand_base_capacity", 0) or 0),
+            on_demand_percentage_above_base_capacity=int(
+                src.get("on_demand_percentage_above_base_capacity", 100)
+                if src.get("on_demand_percentage_above_base_capacity") is not None
+                else 100
+            ),
+        )
 
     def payg_nodes(self, total: int) -> int:
         """Pay-as-you-go nodes a pool of ``total`` should hold (mirrors ``ack_sandbox.cs.mix.payg_target``)."""
@@ -68,8 +72,10 @@ class PoolPolicy:
     def describe(self) -> str:
         if self.spot_strategy == NO_SPOT:
             return "all pay-as-you-go (NoSpot)"
-        return (f"{self.on_demand_base_capacity} pay-as-you-go base + "
-                f"{self.on_demand_percentage_above_base_capacity}% pay-as-you-go above base, the rest spot")
+        return (
+            f"{self.on_demand_base_capacity} pay-as-you-go base + "
+            f"{self.on_demand_percentage_above_base_capacity}% pay-as-you-go above base, the rest spot"
+        )
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,9 @@ class VerifyOptions:
     mix_tolerance: int = 1
     failure_budget: int = 0
     check_scale_in: bool = True
-    scale_in_timeout: float | None = None     # None: the load test's own scale_in_timeout
-    metric_lag: float = 0.0                   # seconds the QPS metric trails the offered load
-    hpa_tolerance: float = 0.1                # the HPA's own tolerance (kube-controller-manager default)
+    scale_in_timeout: float | None = None  # None: the load test's own scale_in_timeout
+    metric_lag: float = 0.0  # seconds the QPS metric trails the offered load
+    hpa_tolerance: float = 0.1  # the HPA's own tolerance (kube-controller-manager default)
     pool_policy: PoolPolicy | None = None
 
 
@@ -164,9 +170,11 @@ def _hpa_notes(samples: list[dict[str, Any]]) -> str:
     for s in reversed(samples):
         conds = (s.get("hpa") or {}).get("conditions") or []
         if conds:
-            notes = [f"{c['type']}={c['status']} {c.get('reason') or ''}: {c.get('message') or ''}".strip()
-                     for c in conds if c.get("status") == "False" or c.get("type") == "ScalingLimited"
-                     and c.get("status") == "True"]
+            notes = [
+                f"{c['type']}={c['status']} {c.get('reason') or ''}: {c.get('message') or ''}".strip()
+                for c in conds
+                if c.get("status") == "False" or c.get("type") == "ScalingLimited" and c.get("status") == "True"
+            ]
             return ("; HPA conditions: " + " | ".join(notes)) if notes else ""
     return ""
 
@@ -176,38 +184,74 @@ def check_replicas(timeline: dict[str, Any], opts: VerifyOptions) -> Check:
     hpa = (timeline.get("meta") or {}).get("hpa")
     deployment = (timeline.get("meta") or {}).get("deployment")
     if not hpa:
-        return Check("replicas", False, None, None,
-                     f"no HorizontalPodAutoscaler scales deployment {deployment!r}; the SeldonDeployment needs an "
-                     f"hpaSpec (minReplicas, maxReplicas, the external sls_ingress_qps metric)")
+        return Check(
+            "replicas",
+            False,
+            None,
+            None,
+            f"no HorizontalPodAutoscaler scales deployment {deployment!r}; the SeldonDeployment needs an "
+            f"hpaSpec (minReplicas, maxReplicas, the external sls_ingress_qps metric)",
+        )
     target, lo, hi = hpa.get("target"), int(hpa.get("min_replicas") or 1), hpa.get("max_replicas")
     plateau, source = qps_plateau(timeline, opts.metric_lag)
     peak, _ = _peak(timeline)
     if not target or hi is None:
-        return Check("replicas", False, None, peak,
-                     f"HPA {hpa.get('name')!r} has no External AverageValue target; cannot predict replicas")
+        return Check(
+            "replicas",
+            False,
+            None,
+            peak,
+            f"HPA {hpa.get('name')!r} has no External AverageValue target; cannot predict replicas",
+        )
     if plateau is None or peak is None:
-        return Check("replicas", False, None, peak,
-                     f"nothing to compare: {source}; replicas were {'never read' if peak is None else peak}")
+        return Check(
+            "replicas",
+            False,
+            None,
+            peak,
+            f"nothing to compare: {source}; replicas were {'never read' if peak is None else peak}",
+        )
     hi = int(hi)
     need = max(lo, math.ceil(round(plateau / target, 9)))
     expected = min(hi, need)
     observed = {"peak_replicas": peak, "qps_plateau": round(plateau, 2), "qps_source": source}
-    exp = {"replicas": expected, "uncapped": need, "min": lo, "max": hi, "target": target,
-           "tolerance": opts.replica_tolerance}
+    exp = {
+        "replicas": expected,
+        "uncapped": need,
+        "min": lo,
+        "max": hi,
+        "target": target,
+        "tolerance": opts.replica_tolerance,
+    }
     what = f"{_fmt(plateau)} QPS at target {_fmt(target)}"
     capped = plateau / target > hi * (1 + opts.hpa_tolerance)
     if capped:
-        return Check("replicas", False, exp, observed,
-                     f"replicas reached {peak} but the HPA formula predicts {need} for {what} — maxReplicas={hi} "
-                     f"caps it; raise maxReplicas to at least {need} or offer less load")
+        return Check(
+            "replicas",
+            False,
+            exp,
+            observed,
+            f"replicas reached {peak} but the HPA formula predicts {need} for {what} — maxReplicas={hi} "
+            f"caps it; raise maxReplicas to at least {need} or offer less load",
+        )
     if abs(peak - expected) > opts.replica_tolerance:
         direction = "did not scale out as far as" if peak < expected else "scaled beyond"
-        return Check("replicas", False, exp, observed,
-                     f"replicas reached {peak} but the HPA formula predicts {expected} for {what} "
-                     f"(±{opts.replica_tolerance}) — the HPA {direction} the load explains"
-                     f"{_hpa_notes(timeline.get('samples') or [])}")
-    return Check("replicas", True, exp, observed,
-                 f"replicas reached {peak}; the HPA formula predicts {expected} for {what} (±{opts.replica_tolerance})")
+        return Check(
+            "replicas",
+            False,
+            exp,
+            observed,
+            f"replicas reached {peak} but the HPA formula predicts {expected} for {what} "
+            f"(±{opts.replica_tolerance}) — the HPA {direction} the load explains"
+            f"{_hpa_notes(timeline.get('samples') or [])}",
+        )
+    return Check(
+        "replicas",
+        True,
+        exp,
+        observed,
+        f"replicas reached {peak}; the HPA formula predicts {expected} for {what} (±{opts.replica_tolerance})",
+    )
 
 
 def _new_pods(timeline: dict[str, Any]) -> tuple[dict[str, str | None], set[str]]:
@@ -239,38 +283,68 @@ def _expected_scale_out(timeline: dict[str, Any], opts: VerifyOptions) -> bool:
     plateau, _ = qps_plateau(timeline, opts.metric_lag)
     if not hpa.get("target") or plateau is None or base is None:
         return True
-    need = min(int(hpa.get("max_replicas") or 1), max(int(hpa.get("min_replicas") or 1),
-                                                       math.ceil(round(plateau / hpa["target"], 9))))
+    need = min(
+        int(hpa.get("max_replicas") or 1),
+        max(int(hpa.get("min_replicas") or 1), math.ceil(round(plateau / hpa["target"], 9))),
+    )
     return need > (replicas_of(base) or 0)
 
 
 def check_placement(timeline: dict[str, Any], opts: VerifyOptions) -> Check:
     meta = timeline.get("meta") or {}
-    pool = meta.get("pool_id") or ", ".join(f"{k}={v}" for k, v in (meta.get("pool_selector") or {}).items()) \
+    pool = (
+        meta.get("pool_id")
+        or ", ".join(f"{k}={v}" for k, v in (meta.get("pool_selector") or {}).items())
         or "(unknown pool)"
+    )
     new, _ = _new_pods(timeline)
     nodes = _node_index(timeline)
     placed = {p: n for p, n in new.items() if n}
     outside = {p: n for p, n in placed.items() if not (nodes.get(n) or {}).get("in_pool")}
     never = sorted(p for p, n in new.items() if not n)
-    observed = {"new_pods": len(new), "scheduled": len(placed), "outside_pool": len(outside),
-                "never_scheduled": len(never)}
+    observed = {
+        "new_pods": len(new),
+        "scheduled": len(placed),
+        "outside_pool": len(outside),
+        "never_scheduled": len(never),
+    }
     if not placed:
         if _expected_scale_out(timeline, opts):
             extra = f"; {len(never)} stayed Pending (the pool could not grow?)" if never else ""
-            return Check("placement", False, f"new pods on pool {pool}", observed,
-                         f"no new pod ran during the load although the load calls for a scale-out{extra}")
-        return Check("placement", True, f"new pods on pool {pool}", observed,
-                     "the load did not call for new pods and none appeared")
+            return Check(
+                "placement",
+                False,
+                f"new pods on pool {pool}",
+                observed,
+                f"no new pod ran during the load although the load calls for a scale-out{extra}",
+            )
+        return Check(
+            "placement",
+            True,
+            f"new pods on pool {pool}",
+            observed,
+            "the load did not call for new pods and none appeared",
+        )
     if outside:
-        detail = ", ".join(f"{p} on {n} (pool {(nodes.get(n) or {}).get('pool') or 'none'})"
-                           for p, n in sorted(outside.items())[:5])
-        return Check("placement", False, f"new pods on pool {pool}", observed,
-                     f"{len(outside)} of {len(placed)} new pods ran outside the elastic pool {pool}: {detail}; "
-                     f"check the pods' nodeSelector against the pool's labels")
+        detail = ", ".join(
+            f"{p} on {n} (pool {(nodes.get(n) or {}).get('pool') or 'none'})" for p, n in sorted(outside.items())[:5]
+        )
+        return Check(
+            "placement",
+            False,
+            f"new pods on pool {pool}",
+            observed,
+            f"{len(outside)} of {len(placed)} new pods ran outside the elastic pool {pool}: {detail}; "
+            f"check the pods' nodeSelector against the pool's labels",
+        )
     tail = f" ({len(never)} more were removed before they got a node)" if never else ""
-    return Check("placement", True, f"new pods on pool {pool}", observed,
-                 f"all {len(placed)} new pods ran on nodes of the elastic pool {pool}{tail}")
+    return Check(
+        "placement",
+        True,
+        f"new pods on pool {pool}",
+        observed,
+        f"all {len(placed)} new pods ran on nodes of the elastic pool {pool}{tail}",
+    )
 
 
 def pool_peak(timeline: dict[str, Any]) -> dict[str, Any] | None:
@@ -285,8 +359,13 @@ def pool_peak(timeline: dict[str, Any]) -> dict[str, Any] | None:
                 by_charge[n["charge"]] = by_charge.get(n["charge"], 0) + 1
                 zone = n.get("zone") or "unknown"
                 by_zone[zone] = by_zone.get(zone, 0) + 1
-            best = {"t": s["t"], "total": len(pool_nodes), "by_charge": by_charge, "by_zone": by_zone,
-                    "nodes": pool_nodes}
+            best = {
+                "t": s["t"],
+                "total": len(pool_nodes),
+                "by_charge": by_charge,
+                "by_zone": by_zone,
+                "nodes": pool_nodes,
+            }
     return best
 
 
@@ -295,22 +374,30 @@ def check_spot_mix(timeline: dict[str, Any], opts: VerifyOptions) -> Check:
     assert policy is not None
     peak = pool_peak(timeline)
     if not peak or not peak["total"]:
-        return Check("spot_mix", False, policy.describe(), {"total": 0},
-                     "the elastic pool had no nodes during the load; nothing ran on it")
+        return Check(
+            "spot_mix",
+            False,
+            policy.describe(),
+            {"total": 0},
+            "the elastic pool had no nodes during the load; nothing ran on it",
+        )
     n = peak["total"]
     payg = peak["by_charge"].get(CHARGE_PAYG, 0)
     spot = peak["by_charge"].get(CHARGE_SPOT, 0)
     other = n - payg - spot
     want_payg = policy.payg_nodes(n)
-    expected = {"payg": want_payg, "spot": n - want_payg, "policy": policy.describe(),
-                "tolerance": opts.mix_tolerance}
+    expected = {"payg": want_payg, "spot": n - want_payg, "policy": policy.describe(), "tolerance": opts.mix_tolerance}
     observed = {"total": n, "payg": payg, "spot": spot, "other": other, "by_zone": peak["by_zone"]}
-    head = (f"at its peak the pool had {n} node{'s' if n != 1 else ''}: {payg} pay-as-you-go, {spot} spot"
-            + (f", {other} of unknown charge type" if other else ""))
+    head = f"at its peak the pool had {n} node{'s' if n != 1 else ''}: {payg} pay-as-you-go, {spot} spot" + (
+        f", {other} of unknown charge type" if other else ""
+    )
     want = f"the policy ({policy.describe()}) gives {want_payg} pay-as-you-go, {n - want_payg} spot"
     if abs(payg - want_payg) > opts.mix_tolerance:
-        hint = (" — more pay-as-you-go than the policy: spot stock may have run out and "
-                "compensate_with_on_demand filled in" if payg > want_payg else "")
+        hint = (
+            " — more pay-as-you-go than the policy: spot stock may have run out and compensate_with_on_demand filled in"
+            if payg > want_payg
+            else ""
+        )
         return Check("spot_mix", False, expected, observed, f"{head}; {want} (±{opts.mix_tolerance}){hint}")
     return Check("spot_mix", True, expected, observed, f"{head}; {want} (±{opts.mix_tolerance})")
 
@@ -334,8 +421,10 @@ def scale_out_window(timeline: dict[str, Any]) -> tuple[float, float, bool]:
             break
     if t0 is None:
         return start, stop, False
-    t1 = next((s["t"] for s in samples if s["t"] >= t0 and (s.get("deployment") or {}).get("ready", 0) >= peak),
-              samples[-1]["t"])
+    t1 = next(
+        (s["t"] for s in samples if s["t"] >= t0 and (s.get("deployment") or {}).get("ready", 0) >= peak),
+        samples[-1]["t"],
+    )
     return t0, t1, True
 
 
@@ -359,14 +448,29 @@ def check_failures_during_scale_out(timeline: dict[str, Any], opts: VerifyOption
     where = f"during scale-out ({window})" if scaled else f"during the load ({window}; no scale-out happened)"
     observed = {"requests": requests, "failures": failures, "window": window, "scaled": scaled}
     if not history:
-        return Check("failures_during_scale_out", False, {"max_failures": opts.failure_budget}, observed,
-                     "locust wrote no per-second history; cannot tell whether requests failed during scale-out")
+        return Check(
+            "failures_during_scale_out",
+            False,
+            {"max_failures": opts.failure_budget},
+            observed,
+            "locust wrote no per-second history; cannot tell whether requests failed during scale-out",
+        )
     if failures > opts.failure_budget:
         top = "; ".join(f"{f['error']} ({f['occurrences']}x)" for f in (locust.get("failures") or [])[:3])
-        return Check("failures_during_scale_out", False, {"max_failures": opts.failure_budget}, observed,
-                     f"{failures} of {requests} requests failed {where}" + (f": {top}" if top else ""))
-    return Check("failures_during_scale_out", True, {"max_failures": opts.failure_budget}, observed,
-                 f"{failures} of {requests} requests failed {where} (budget {opts.failure_budget})")
+        return Check(
+            "failures_during_scale_out",
+            False,
+            {"max_failures": opts.failure_budget},
+            observed,
+            f"{failures} of {requests} requests failed {where}" + (f": {top}" if top else ""),
+        )
+    return Check(
+        "failures_during_scale_out",
+        True,
+        {"max_failures": opts.failure_budget},
+        observed,
+        f"{failures} of {requests} requests failed {where} (budget {opts.failure_budget})",
+    )
 
 
 def check_scale_in(timeline: dict[str, Any], opts: VerifyOptions) -> Check:
@@ -377,21 +481,31 @@ def check_scale_in(timeline: dict[str, Any], opts: VerifyOptions) -> Check:
     if timeout is None:
         timeout = float((timeline.get("scale_in") or {}).get("timeout") or 0)
     after = [s for s in timeline.get("samples") or [] if s["t"] >= stop]
-    reached = next((s for s in after if replicas_of(s) == lo and
-                    (s.get("deployment") or {}).get("replicas", lo) <= lo), None)
+    reached = next(
+        (s for s in after if replicas_of(s) == lo and (s.get("deployment") or {}).get("replicas", lo) <= lo), None
+    )
     expected = {"replicas": lo, "within_s": timeout}
     if reached is not None and reached["t"] - stop <= timeout:
         took = reached["t"] - stop
-        return Check("scale_in", True, expected, {"replicas": lo, "after_s": round(took, 1)},
-                     f"replicas were back at minReplicas={lo} {took:.0f} s after the load stopped "
-                     f"(limit {timeout:.0f} s)")
+        return Check(
+            "scale_in",
+            True,
+            expected,
+            {"replicas": lo, "after_s": round(took, 1)},
+            f"replicas were back at minReplicas={lo} {took:.0f} s after the load stopped (limit {timeout:.0f} s)",
+        )
     last = after[-1] if after else None
     now = replicas_of(last) if last else None
     waited = (last["t"] - stop) if last else 0.0
-    return Check("scale_in", False, expected, {"replicas": now, "after_s": round(waited, 1)},
-                 f"replicas were still {now if now is not None else 'unknown'} (minReplicas {lo}) {waited:.0f} s "
-                 f"after the load stopped (limit {timeout:.0f} s); the HPA's scale-down stabilization window "
-                 f"(default 300 s) or its scaleDown policy may be longer than the wait")
+    return Check(
+        "scale_in",
+        False,
+        expected,
+        {"replicas": now, "after_s": round(waited, 1)},
+        f"replicas were still {now if now is not None else 'unknown'} (minReplicas {lo}) {waited:.0f} s "
+        f"after the load stopped (limit {timeout:.0f} s); the HPA's scale-down stabilization window "
+        f"(default 300 s) or its scaleDown policy may be longer than the wait",
+    )
 
 
 # -- all together ---------------------------------------------------------------------------------------
@@ -407,8 +521,12 @@ def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verif
         result.checks.append(check_scale_in(timeline, opts))
     peak, _ = _peak(timeline)
     pool = pool_peak(timeline)
-    result.facts = {"replicas_reached": peak, "nodes_by_charge": (pool or {}).get("by_charge", {}),
-                    "nodes_by_zone": (pool or {}).get("by_zone", {}), "pool_nodes_at_peak": (pool or {}).get("total", 0)}
+    result.facts = {
+        "replicas_reached": peak,
+        "nodes_by_charge": (pool or {}).get("by_charge", {}),
+        "nodes_by_zone": (pool or {}).get("by_zone", {}),
+        "pool_nodes_at_peak": (pool or {}).get("total", 0),
+    }
     return result
 
 

@@ -22,11 +22,14 @@ from elastic_inference.waits import raise_for_event
 ACCESS = KubeAccess(kubernetes_conn_id=None, ack_conn_id="alibaba_ack_default", cluster_id="c123").to_dict()
 
 
-@pytest.mark.parametrize("trigger", [
-    PvcBoundTrigger(access=ACCESS, namespace="d", name="pvc", pv_name="pv", deadline=1e9, watch_timeout_seconds=5),
-    SeldonDeploymentTrigger(access=ACCESS, namespace="d", name="m", deadline=1e9, unschedulable_grace_seconds=30),
-    IngressAddressTrigger(access=ACCESS, namespace="d", name="i", deadline=1e9),
-])
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        PvcBoundTrigger(access=ACCESS, namespace="d", name="pvc", pv_name="pv", deadline=1e9, watch_timeout_seconds=5),
+        SeldonDeploymentTrigger(access=ACCESS, namespace="d", name="m", deadline=1e9, unschedulable_grace_seconds=30),
+        IngressAddressTrigger(access=ACCESS, namespace="d", name="i", deadline=1e9),
+    ],
+)
 def test_trigger_serialisation_round_trips(trigger) -> None:
     classpath, kwargs = trigger.serialize()
     module, _, cls = classpath.rpartition(".")
@@ -44,8 +47,14 @@ def test_seldon_trigger_watches_sdep_its_pods_and_pod_events() -> None:
 
 
 def seldon_op(**kw) -> DeploySeldonOperator:
-    args = dict(task_id="sdep", name="fashion-mnist-ecs", model_name="fashion-mnist", pvc_name="oss-pvc",
-                sls_project="k8s-log-c1", node_selector={"seldon": "fashion-mnist"})
+    args = dict(
+        task_id="sdep",
+        name="fashion-mnist-ecs",
+        model_name="fashion-mnist",
+        pvc_name="oss-pvc",
+        sls_project="k8s-log-c1",
+        node_selector={"seldon": "fashion-mnist"},
+    )
     return DeploySeldonOperator(**{**args, **kw})
 
 
@@ -54,10 +63,16 @@ def test_seldon_operator_renders_seed_shape_and_derives_names(fmt: str) -> None:
     op = seldon_op(hpa_metric_format=fmt)
     (sdep,) = manifests.render("seldon_deployment.yaml.j2", op.template_variables())
     hpa = sdep["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
-    labels = (hpa["metricsv2"][0]["external"]["metric"]["selector"] if fmt == "v2"
-              else hpa["metrics"][0]["external"]["metricSelector"])["matchLabels"]
-    assert labels == {"sls.project": "k8s-log-c1", "sls.logstore": "nginx-ingress",
-                      "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000"}
+    labels = (
+        hpa["metricsv2"][0]["external"]["metric"]["selector"]
+        if fmt == "v2"
+        else hpa["metrics"][0]["external"]["metricSelector"]
+    )["matchLabels"]
+    assert labels == {
+        "sls.project": "k8s-log-c1",
+        "sls.logstore": "nginx-ingress",
+        "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000",
+    }
     assert seldon_names(sdep) == {
         "deployment": "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist",
         "hpa": "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist",
@@ -67,11 +82,24 @@ def test_seldon_operator_renders_seed_shape_and_derives_names(fmt: str) -> None:
 
 
 def test_seldon_names_honour_component_name_and_service_annotation() -> None:
-    sdep = {"metadata": {"name": "s", "namespace": "n"}, "spec": {"predictors": [{
-        "name": "p", "annotations": {"seldon.io/svc-name": "custom"},
-        "componentSpecs": [{"metadata": {"name": "comp"}, "spec": {"containers": [{"name": "a"}]}}]}]}}
-    assert seldon_names(sdep) == {"deployment": "s-p-0-comp", "hpa": "s-p-0-comp", "service": "custom",
-                                  "route": "n-custom-8000"}
+    sdep = {
+        "metadata": {"name": "s", "namespace": "n"},
+        "spec": {
+            "predictors": [
+                {
+                    "name": "p",
+                    "annotations": {"seldon.io/svc-name": "custom"},
+                    "componentSpecs": [{"metadata": {"name": "comp"}, "spec": {"containers": [{"name": "a"}]}}],
+                }
+            ]
+        },
+    }
+    assert seldon_names(sdep) == {
+        "deployment": "s-p-0-comp",
+        "hpa": "s-p-0-comp",
+        "service": "custom",
+        "route": "n-custom-8000",
+    }
 
 
 def test_seldon_operator_validates_its_parameters_after_rendering() -> None:
@@ -109,8 +137,13 @@ def test_manifest_is_a_templated_field_with_file_extensions() -> None:
 
 
 def test_manifest_override_replaces_default_and_gets_the_namespace() -> None:
-    op = CreateIngressOperator(task_id="ing", name="x", service_name="svc", namespace="serving",
-                               manifest="apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: mine\n")
+    op = CreateIngressOperator(
+        task_id="ing",
+        name="x",
+        service_name="svc",
+        namespace="serving",
+        manifest="apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: mine\n",
+    )
     (obj,) = op.manifest_objects([{"default": True}])
     assert obj["metadata"] == {"name": "mine", "namespace": "serving"}
     assert ingress_rule({"spec": {"rules": [{"host": "h", "http": {"paths": [{"path": "/p"}]}}]}}) == ("h", "/p")
@@ -164,9 +197,15 @@ def test_manifest_file_on_the_template_search_path_is_rendered_with_the_context(
 
     (tmp_path / "seldon.yaml.j2").write_text(
         "apiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\n"
-        "metadata:\n  name: {{ params.name }}-{{ params.version }}\nspec:\n  predictors: []\n")
-    with DAG("manifest_override", schedule=None, start_date=pendulum.datetime(2026, 1, 1),
-             template_searchpath=[str(tmp_path)], params={"name": "fashion", "version": 3}):
+        "metadata:\n  name: {{ params.name }}-{{ params.version }}\nspec:\n  predictors: []\n"
+    )
+    with DAG(
+        "manifest_override",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1),
+        template_searchpath=[str(tmp_path)],
+        params={"name": "fashion", "version": 3},
+    ):
         op = seldon_op(manifest="seldon.yaml.j2")
     op.render_template_fields({"params": {"name": "fashion", "version": 3}})
     (obj,) = op.manifest_objects([])

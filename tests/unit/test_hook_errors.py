@@ -20,8 +20,13 @@ FAST = retry.RetryPolicy(max_attempts=4, initial_wait=0.0, max_wait=0.0)
 
 
 def _client(code: str, status: int = 400, request_id: str = "req-1") -> ClientException:
-    return ClientException(code=code, status_code=status, message=f"code: {status}, msg request id: {request_id}",
-                           request_id=request_id, data={"code": code, "message": "msg", "requestId": request_id})
+    return ClientException(
+        code=code,
+        status_code=status,
+        message=f"code: {status}, msg request id: {request_id}",
+        request_id=request_id,
+        data={"code": code, "message": "msg", "requestId": request_id},
+    )
 
 
 @pytest.mark.parametrize("code", ["Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable"])

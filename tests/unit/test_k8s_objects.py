@@ -20,13 +20,19 @@ def ts(seconds_ago: float) -> str:
 
 
 def test_paths_for_core_cluster_scoped_and_crd() -> None:
-    assert k.ResourceRef("v1", "PersistentVolumeClaim").object_path("ns", "c") == \
-        "/api/v1/namespaces/ns/persistentvolumeclaims/c"
+    assert (
+        k.ResourceRef("v1", "PersistentVolumeClaim").object_path("ns", "c")
+        == "/api/v1/namespaces/ns/persistentvolumeclaims/c"
+    )
     assert k.ResourceRef("v1", "PersistentVolume").object_path("ignored", "pv") == "/api/v1/persistentvolumes/pv"
-    assert k.ResourceRef(k.SELDON_API_VERSION, "SeldonDeployment").collection_path("default") == \
-        "/apis/machinelearning.seldon.io/v1/namespaces/default/seldondeployments"
-    assert k.ResourceRef("networking.k8s.io/v1", "Ingress").object_path("d", "i", "status") == \
-        "/apis/networking.k8s.io/v1/namespaces/d/ingresses/i/status"
+    assert (
+        k.ResourceRef(k.SELDON_API_VERSION, "SeldonDeployment").collection_path("default")
+        == "/apis/machinelearning.seldon.io/v1/namespaces/default/seldondeployments"
+    )
+    assert (
+        k.ResourceRef("networking.k8s.io/v1", "Ingress").object_path("d", "i", "status")
+        == "/apis/networking.k8s.io/v1/namespaces/d/ingresses/i/status"
+    )
     with pytest.raises(ValueError, match="namespace is required"):
         k.ResourceRef("v1", "Secret").collection_path(None)
 
@@ -36,8 +42,16 @@ def test_paths_for_core_cluster_scoped_and_crd() -> None:
 
 def test_subset_ignores_server_defaults_and_normalised_quantities() -> None:
     desired = {"spec": {"replicas": 1, "target": 10, "labels": {"a": "b"}, "list": [{"x": 1}]}}
-    actual = {"spec": {"replicas": 1, "target": "10", "labels": {"a": "b", "added": "by-server"},
-                       "list": [{"x": 1, "default": True}], "extra": 3}, "status": {"state": "Available"}}
+    actual = {
+        "spec": {
+            "replicas": 1,
+            "target": "10",
+            "labels": {"a": "b", "added": "by-server"},
+            "list": [{"x": 1, "default": True}],
+            "extra": 3,
+        },
+        "status": {"state": "Available"},
+    }
     assert k.is_subset(desired, actual)
     assert not k.is_subset({"spec": {"replicas": 2}}, actual)
     assert not k.is_subset({"spec": {"list": [{"x": 1}, {"x": 2}]}}, actual)  # list length changed
@@ -45,8 +59,14 @@ def test_subset_ignores_server_defaults_and_normalised_quantities() -> None:
 
 
 def test_desired_body_drops_status_and_server_owned_metadata() -> None:
-    body = k.desired_body({"apiVersion": "v1", "kind": "X", "status": {"a": 1},
-                           "metadata": {"name": "n", "uid": "u", "resourceVersion": "7", "labels": {"l": "v"}}})
+    body = k.desired_body(
+        {
+            "apiVersion": "v1",
+            "kind": "X",
+            "status": {"a": 1},
+            "metadata": {"name": "n", "uid": "u", "resourceVersion": "7", "labels": {"l": "v"}},
+        }
+    )
     assert body == {"apiVersion": "v1", "kind": "X", "metadata": {"name": "n", "labels": {"l": "v"}}}
 
 
@@ -61,13 +81,21 @@ def test_secret_manifest_is_opaque_base64_data() -> None:
 
 
 def pvc(phase: str | None, volume: str = "pv1") -> dict:
-    return {"kind": "PersistentVolumeClaim", "metadata": {"name": "c", "namespace": "d", "uid": "u1"},
-            "spec": {"volumeName": volume}, "status": {"phase": phase} if phase else {}}
+    return {
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "c", "namespace": "d", "uid": "u1"},
+        "spec": {"volumeName": volume},
+        "status": {"phase": phase} if phase else {},
+    }
 
 
 def pv(phase: str, claim: dict | None = None, message: str = "") -> dict:
-    return {"kind": "PersistentVolume", "metadata": {"name": "pv1", "uid": "u2"},
-            "spec": {"claimRef": claim} if claim else {}, "status": {"phase": phase, "message": message}}
+    return {
+        "kind": "PersistentVolume",
+        "metadata": {"name": "pv1", "uid": "u2"},
+        "spec": {"claimRef": claim} if claim else {},
+        "status": {"phase": phase, "message": message},
+    }
 
 
 def test_pvc_bound_pending_lost() -> None:
@@ -86,12 +114,31 @@ def test_pv_rejected_variants_fail_fast() -> None:
     assert released.state == "error" and "Released" in released.message
     taken = k.pvc_verdict(pvc("Pending"), pv("Bound", {"namespace": "other", "name": "x"}))
     assert taken.state == "error" and "other/x" in taken.message
-    mismatch = k.pvc_verdict(pvc("Pending"), pv("Available"), [
-        {"type": "Warning", "reason": "VolumeMismatch", "message": "Cannot bind to requested volume: storageClass",
-         "involvedObject": {"kind": "PersistentVolumeClaim", "name": "c"}, "lastTimestamp": ts(1)}])
+    mismatch = k.pvc_verdict(
+        pvc("Pending"),
+        pv("Available"),
+        [
+            {
+                "type": "Warning",
+                "reason": "VolumeMismatch",
+                "message": "Cannot bind to requested volume: storageClass",
+                "involvedObject": {"kind": "PersistentVolumeClaim", "name": "c"},
+                "lastTimestamp": ts(1),
+            }
+        ],
+    )
     assert mismatch.state == "error" and "VolumeMismatch" in mismatch.message
-    other = k.pvc_verdict(pvc("Pending"), pv("Available"), [
-        {"type": "Warning", "reason": "VolumeMismatch", "involvedObject": {"kind": "PersistentVolumeClaim", "name": "z"}}])
+    other = k.pvc_verdict(
+        pvc("Pending"),
+        pv("Available"),
+        [
+            {
+                "type": "Warning",
+                "reason": "VolumeMismatch",
+                "involvedObject": {"kind": "PersistentVolumeClaim", "name": "z"},
+            }
+        ],
+    )
     assert other.state == "pending"
 
 
@@ -105,8 +152,14 @@ def sdep(state: str | None, description: str = "") -> dict:
     return {"kind": "SeldonDeployment", "metadata": {"name": "m", "namespace": "d", "uid": "s1"}, "status": status}
 
 
-def pod(name: str = "m-p-0-abc", waiting: str | None = None, message: str = "", scheduled: dict | None = None,
-        deleting: bool = False, last_exit: int | None = None) -> dict:
+def pod(
+    name: str = "m-p-0-abc",
+    waiting: str | None = None,
+    message: str = "",
+    scheduled: dict | None = None,
+    deleting: bool = False,
+    last_exit: int | None = None,
+) -> dict:
     cs = {"name": "fashion-mnist", "restartCount": 3}
     if waiting:
         cs["state"] = {"waiting": {"reason": waiting, "message": message}}
@@ -121,9 +174,11 @@ def pod(name: str = "m-p-0-abc", waiting: str | None = None, message: str = "", 
     return {"kind": "Pod", "metadata": meta, "status": status}
 
 
-@pytest.mark.parametrize("reason", ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"])
+@pytest.mark.parametrize(
+    "reason", ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"]
+)
 def test_fatal_container_reasons_name_pod_and_reason(reason: str) -> None:
-    v = k.seldon_verdict(sdep("Creating"), [pod(waiting=reason, message="back-off pulling image \"nope:1\"")])
+    v = k.seldon_verdict(sdep("Creating"), [pod(waiting=reason, message='back-off pulling image "nope:1"')])
     assert v.state == "error"
     assert "pod m-p-0-abc" in v.message and reason in v.message and "fashion-mnist" in v.message
     assert v.details["pod"] == "m-p-0-abc"
@@ -151,13 +206,22 @@ def test_terminating_pods_are_ignored() -> None:
     assert k.seldon_verdict(sdep("Available"), [pod(waiting="CrashLoopBackOff", deleting=True)]).state == "success"
 
 
-UNSCHED = {"status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-           "lastTransitionTime": ts(30)}
+UNSCHED = {
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+    "lastTransitionTime": ts(30),
+}
 
 
 def scaler_event(reason: str, seconds_ago: float, message: str = "") -> dict:
-    return {"reason": reason, "type": "Normal", "message": message, "lastTimestamp": ts(seconds_ago),
-            "involvedObject": {"kind": "Pod", "name": "m-p-0-abc"}}
+    return {
+        "reason": reason,
+        "type": "Normal",
+        "message": message,
+        "lastTimestamp": ts(seconds_ago),
+        "involvedObject": {"kind": "Pod", "name": "m-p-0-abc"},
+    }
 
 
 def test_unschedulable_waits_while_scale_up_may_happen() -> None:
@@ -199,14 +263,22 @@ def test_ingress_address_and_predict_url() -> None:
     assert k.predict_url("lb.example.com", None, "/fashion/") == "http://lb.example.com/fashion/api/v1.0/predictions"
     assert k.predict_url("::1", 8080) == "http://[::1]:8080/api/v1.0/predictions"
     ing["status"] = {"loadBalancer": {"ingress": [{"hostname": "x.alicontainer.com"}]}}
-    assert k.ingress_verdict(ing).details == {"address": "x.alicontainer.com", "port": None, "ingress": "i",
-                                              "ingress_uid": "i1"}
+    assert k.ingress_verdict(ing).details == {
+        "address": "x.alicontainer.com",
+        "port": None,
+        "ingress": "i",
+        "ingress_uid": "i1",
+    }
 
 
 def test_pv_that_can_never_satisfy_the_claim_fails_with_the_field() -> None:
     claim = pvc("Pending")
-    claim["spec"].update(accessModes=["ReadOnlyMany"], storageClassName="", resources={"requests": {"storage": "10Gi"}},
-                         selector={"matchLabels": {"alicloud-pvname": "pv1"}})
+    claim["spec"].update(
+        accessModes=["ReadOnlyMany"],
+        storageClassName="",
+        resources={"requests": {"storage": "10Gi"}},
+        selector={"matchLabels": {"alicloud-pvname": "pv1"}},
+    )
     small = pv("Available")
     small["spec"].update(accessModes=["ReadOnlyMany"], capacity={"storage": "5Gi"})
     small["metadata"]["labels"] = {"alicloud-pvname": "pv1"}
@@ -227,8 +299,10 @@ def test_missing_pv_means_the_claim_never_binds() -> None:
     assert k.pvc_verdict(pvc("Pending"), None).state == "pending"  # no PV named: nothing to judge
 
 
-@pytest.mark.parametrize(("text", "value"), [("5Gi", 5 * 2**30), ("500m", 0.5), ("1k", 1000.0), ("2", 2.0),
-                                             ("1e3", 1000.0), ("1.5Mi", 1.5 * 2**20)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("5Gi", 5 * 2**30), ("500m", 0.5), ("1k", 1000.0), ("2", 2.0), ("1e3", 1000.0), ("1.5Mi", 1.5 * 2**20)],
+)
 def test_parse_quantity(text: str, value: float) -> None:
     assert k.parse_quantity(text) == value
 
@@ -239,8 +313,9 @@ def test_bound_claim_whose_named_pv_is_gone_is_lost() -> None:
 
 
 def test_failed_state_names_the_pods_that_kept_it_from_becoming_available() -> None:
-    v = k.seldon_verdict(sdep("Failed", "Deployment is no longer progressing and not available."),
-                         [pod(scheduled=UNSCHED)], [], now=NOW)
+    v = k.seldon_verdict(
+        sdep("Failed", "Deployment is no longer progressing and not available."), [pod(scheduled=UNSCHED)], [], now=NOW
+    )
     assert v.state == "error"
     assert "no longer progressing" in v.message
     assert "pod m-p-0-abc Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in v.message

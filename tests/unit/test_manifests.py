@@ -7,15 +7,35 @@ import pytest
 from elastic_inference import manifests
 
 SELDON_VARS = dict(
-    name="fashion-mnist-ecs", namespace="default", predictor="predictor", model_name="fashion-mnist",
-    model_version=1, min_replicas=1, max_replicas=10, metric_name="sls_ingress_qps",
-    metric_labels={"sls.project": "k8s-log-c1", "sls.logstore": "nginx-ingress",
-                   "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000"},
-    qps_target=10, proxy_image="registry.cn-beijing.aliyuncs.com/deepai/seldonio-tfserving-proxy_rest:1.3.0",
-    serving_image="tensorflow/serving:2.3.0-gpu", log_level="DEBUG", proxy_cpu="0.5", serving_cpu="1",
-    grpc_port=8500, rest_port=8501, mount_path="/mnt", model_subpath="models/fashion-mnist", gpu_count=1,
-    node_selector={"seldon": "fashion-mnist"}, tolerations=[], pvc_name="oss-pvc",
-    termination_grace_seconds=1, signature_name="serving_default",
+    name="fashion-mnist-ecs",
+    namespace="default",
+    predictor="predictor",
+    model_name="fashion-mnist",
+    model_version=1,
+    min_replicas=1,
+    max_replicas=10,
+    metric_name="sls_ingress_qps",
+    metric_labels={
+        "sls.project": "k8s-log-c1",
+        "sls.logstore": "nginx-ingress",
+        "sls.ingress.route": "default-fashion-mnist-ecs-predictor-8000",
+    },
+    qps_target=10,
+    proxy_image="registry.cn-beijing.aliyuncs.com/deepai/seldonio-tfserving-proxy_rest:1.3.0",
+    serving_image="tensorflow/serving:2.3.0-gpu",
+    log_level="DEBUG",
+    proxy_cpu="0.5",
+    serving_cpu="1",
+    grpc_port=8500,
+    rest_port=8501,
+    mount_path="/mnt",
+    model_subpath="models/fashion-mnist",
+    gpu_count=1,
+    node_selector={"seldon": "fashion-mnist"},
+    tolerations=[],
+    pvc_name="oss-pvc",
+    termination_grace_seconds=1,
+    signature_name="serving_default",
 )
 
 
@@ -49,10 +69,20 @@ def test_missing_variable_names_it() -> None:
 
 
 def test_pv_never_carries_inline_credentials() -> None:
-    (pv,) = manifests.render("pv.yaml.j2", dict(
-        pv_name="model-pv", storage="5Gi", access_mode="ReadOnlyMany", secret_name="oss-secret",
-        namespace="default", bucket="models", oss_url="oss-cn-beijing-internal.aliyuncs.com", path="/models",
-        other_opts="-o max_stat_cache_size=0 -o allow_other"))
+    (pv,) = manifests.render(
+        "pv.yaml.j2",
+        dict(
+            pv_name="model-pv",
+            storage="5Gi",
+            access_mode="ReadOnlyMany",
+            secret_name="oss-secret",
+            namespace="default",
+            bucket="models",
+            oss_url="oss-cn-beijing-internal.aliyuncs.com",
+            path="/models",
+            other_opts="-o max_stat_cache_size=0 -o allow_other",
+        ),
+    )
     attrs = pv["spec"]["csi"]["volumeAttributes"]
     assert not {"akId", "akSecret"} & set(attrs)
     assert pv["spec"]["csi"]["nodePublishSecretRef"] == {"name": "oss-secret", "namespace": "default"}
@@ -61,19 +91,33 @@ def test_pv_never_carries_inline_credentials() -> None:
 
 def test_user_override_directory_wins(tmp_path) -> None:
     (tmp_path / "ingress.yaml.j2").write_text(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {{ name }}-custom\n")
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {{ name }}-custom\n"
+    )
     (obj,) = manifests.render("ingress.yaml.j2", {"name": "x"}, template_dir=tmp_path)
     assert obj["metadata"]["name"] == "x-custom"
 
 
 def test_ingress_and_names() -> None:
-    (ing,) = manifests.render("ingress.yaml.j2", dict(
-        name="fashion-mnist-ecs", namespace="default", ingress_class="nginx", host="",
-        path="/", service_name="fashion-mnist-ecs-predictor", service_port=8000))
+    (ing,) = manifests.render(
+        "ingress.yaml.j2",
+        dict(
+            name="fashion-mnist-ecs",
+            namespace="default",
+            ingress_class="nginx",
+            host="",
+            path="/",
+            service_name="fashion-mnist-ecs-predictor",
+            service_port=8000,
+        ),
+    )
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "fashion-mnist-ecs-predictor", "port": {"number": 8000}}
     assert "host" not in ing["spec"]["rules"][0]
-    assert manifests.sls_ingress_route("default", "fashion-mnist-ecs-predictor", 8000) == \
-        "default-fashion-mnist-ecs-predictor-8000"
-    assert manifests.seldon_deployment_name("fashion-mnist-ecs", "predictor", ["tfserving-proxy", "fashion-mnist"]) == \
-        "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist"
+    assert (
+        manifests.sls_ingress_route("default", "fashion-mnist-ecs-predictor", 8000)
+        == "default-fashion-mnist-ecs-predictor-8000"
+    )
+    assert (
+        manifests.seldon_deployment_name("fashion-mnist-ecs", "predictor", ["tfserving-proxy", "fashion-mnist"])
+        == "fashion-mnist-ecs-predictor-0-tfserving-proxy-fashion-mnist"
+    )

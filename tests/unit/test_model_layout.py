@@ -26,7 +26,10 @@ def test_single_saved_model_defaults_to_version_1(tmp_path):
     layout = resolve_layout(saved_model(tmp_path / "m"))
     assert layout.versions == (1,)
     assert [f.relative_key for f in layout.files] == [
-        "1/saved_model.pb", "1/variables/variables.data-00000-of-00001", "1/variables/variables.index"]
+        "1/saved_model.pb",
+        "1/variables/variables.data-00000-of-00001",
+        "1/variables/variables.index",
+    ]
 
 
 def test_versioned_dir_uploads_all_or_one(tmp_path):
@@ -39,11 +42,14 @@ def test_versioned_dir_uploads_all_or_one(tmp_path):
         resolve_layout(tmp_path / "m", version=3)
 
 
-@pytest.mark.parametrize(("remove", "named"), [
-    ("saved_model.pb", "no saved_model.pb"),
-    ("variables/variables.index", "variables.index is missing"),
-    ("variables/variables.data-00000-of-00001", "no variables.data-* shard"),
-])
+@pytest.mark.parametrize(
+    ("remove", "named"),
+    [
+        ("saved_model.pb", "no saved_model.pb"),
+        ("variables/variables.index", "variables.index is missing"),
+        ("variables/variables.data-00000-of-00001", "no variables.data-* shard"),
+    ],
+)
 def test_incomplete_saved_models_name_what_is_missing(tmp_path, remove, named):
     root = saved_model(tmp_path / "m" / "1")
     (root / remove).unlink()

@@ -84,14 +84,21 @@ def test_all_problems_are_reported_at_once():
 
 
 def test_spot_with_price_limit_needs_every_type_priced():
-    spec = NodePoolSpec(**{**SEED, "instance_types": ["ecs.gn6i-c4g1.xlarge", "ecs.gn7i-c8g1.2xlarge"],
-                           "spot_strategy": "SpotWithPriceLimit",
-                           "spot_price_limit": {"ecs.gn6i-c4g1.xlarge": "0.8"}})
+    spec = NodePoolSpec(
+        **{
+            **SEED,
+            "instance_types": ["ecs.gn6i-c4g1.xlarge", "ecs.gn7i-c8g1.2xlarge"],
+            "spot_strategy": "SpotWithPriceLimit",
+            "spot_price_limit": {"ecs.gn6i-c4g1.xlarge": "0.8"},
+        }
+    )
     assert any("no price for ['ecs.gn7i-c8g1.2xlarge']" in p for p in spec.problems())
-    ok = NodePoolSpec(**{**SEED, "spot_strategy": "SpotWithPriceLimit",
-                         "spot_price_limit": {"ecs.gn6i-c4g1.xlarge": "0.8"}})
+    ok = NodePoolSpec(
+        **{**SEED, "spot_strategy": "SpotWithPriceLimit", "spot_price_limit": {"ecs.gn6i-c4g1.xlarge": "0.8"}}
+    )
     assert ok.to_create_body()["scaling_group"]["spot_price_limit"] == [
-        {"instance_type": "ecs.gn6i-c4g1.xlarge", "price_limit": "0.8"}]
+        {"instance_type": "ecs.gn6i-c4g1.xlarge", "price_limit": "0.8"}
+    ]
 
 
 def test_gpu_detection_and_derived_auto_scaling_type():
@@ -99,9 +106,16 @@ def test_gpu_detection_and_derived_auto_scaling_type():
     assert is_gpu_instance_type("ecs.ebmgn7e.32xlarge")
     assert is_gpu_instance_type("ecs.vgn6i-m4.xlarge")
     assert not is_gpu_instance_type("ecs.g7.xlarge")
-    no_spot = NodePoolSpec(**{**SEED, "spot_strategy": "NoSpot", "multi_az_policy": "PRIORITY",
-                              "on_demand_base_capacity": None, "on_demand_percentage_above_base_capacity": None,
-                              "compensate_with_on_demand": None})
+    no_spot = NodePoolSpec(
+        **{
+            **SEED,
+            "spot_strategy": "NoSpot",
+            "multi_az_policy": "PRIORITY",
+            "on_demand_base_capacity": None,
+            "on_demand_percentage_above_base_capacity": None,
+            "compensate_with_on_demand": None,
+        }
+    )
     assert no_spot.effective_auto_scaling_type == "gpu"
     assert NodePoolSpec(**SEED).effective_auto_scaling_type == "spot"
 
@@ -118,8 +132,12 @@ def _as_described(spec: NodePoolSpec) -> dict:
     return {
         "nodepool_info": {**body["nodepool_info"], "nodepool_id": "np" + "0" * 32},
         "auto_scaling": {**body["auto_scaling"], "is_bond_eip": False},
-        "scaling_group": {**body["scaling_group"], "scaling_group_id": "asg-1", "data_disks": [],
-                          "on_demand_base_capacity": "0"},
+        "scaling_group": {
+            **body["scaling_group"],
+            "scaling_group_id": "asg-1",
+            "data_disks": [],
+            "on_demand_base_capacity": "0",
+        },
         "kubernetes_config": {**body["kubernetes_config"], "cpu_policy": "none"},
         "status": {"state": "active"},
     }

@@ -42,9 +42,13 @@ def test_connection_fields_mark_secrets_as_passwords() -> None:
 def test_airflow_cli_lists_the_provider() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "airflow", "providers", "list", "--output", "json"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=110, check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=110,
+        check=True,
     ).stdout
-    packages = {p["package_name"] for p in json.loads(out[out.index("["):])}
+    packages = {p["package_name"] for p in json.loads(out[out.index("[") :])}
     assert "airflow-provider-elastic-inference" in packages
 
 
@@ -52,8 +56,12 @@ def test_every_listed_module_and_link_imports() -> None:
     import importlib
 
     info = get_provider_info()
-    modules = [m for section in ("hooks", "operators", "sensors", "triggers") for entry in info[section]
-               for m in entry["python-modules"]]
+    modules = [
+        m
+        for section in ("hooks", "operators", "sensors", "triggers")
+        for entry in info[section]
+        for m in entry["python-modules"]
+    ]
     assert len(modules) >= 15
     for module in modules:
         importlib.import_module(module)

@@ -58,8 +58,9 @@ class AckHook(AlibabaCloudBaseHook):
     :param cluster_id: default cluster for every call; falls back to the connection's ``extra.cluster_id``.
     """
 
-    def __init__(self, ack_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
-                 cluster_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, ack_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *, cluster_id: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(ack_conn_id, **kwargs)
         self._cluster_id = cluster_id
 
@@ -86,14 +87,19 @@ class AckHook(AlibabaCloudBaseHook):
     def create_node_pool(self, body: dict[str, Any], cluster_id: str | None = None) -> dict[str, Any]:
         """CreateClusterNodePool. ``body`` is the wire body (nodepool_info, scaling_group, ...)."""
         req = _cs_models().CreateClusterNodePoolRequest().from_map(body)
-        return self._call("CreateClusterNodePool", self.client.create_cluster_node_pool,
-                          self.resolve_cluster_id(cluster_id), req)
+        return self._call(
+            "CreateClusterNodePool", self.client.create_cluster_node_pool, self.resolve_cluster_id(cluster_id), req
+        )
 
     def list_node_pools(self, cluster_id: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         """DescribeClusterNodePools, optionally filtered by name on the server and again exactly here."""
         req = _cs_models().DescribeClusterNodePoolsRequest(nodepool_name=name)
-        body = self._call("DescribeClusterNodePools", self.client.describe_cluster_node_pools,
-                          self.resolve_cluster_id(cluster_id), req)
+        body = self._call(
+            "DescribeClusterNodePools",
+            self.client.describe_cluster_node_pools,
+            self.resolve_cluster_id(cluster_id),
+            req,
+        )
         pools = body.get("nodepools") or []
         if name is not None:
             pools = [p for p in pools if (p.get("nodepool_info") or {}).get("name") == name]
@@ -104,43 +110,71 @@ class AckHook(AlibabaCloudBaseHook):
         pools = self.list_node_pools(cluster_id, name=name)
         if len(pools) > 1:
             ids = [p.get("nodepool_info", {}).get("nodepool_id") for p in pools]
-            raise ValueError(f"cluster has {len(pools)} node pools named {name!r} ({ids}); delete the extras or "
-                             "rename the requested pool")
+            raise ValueError(
+                f"cluster has {len(pools)} node pools named {name!r} ({ids}); delete the extras or "
+                "rename the requested pool"
+            )
         return pools[0] if pools else None
 
     def describe_node_pool(self, nodepool_id: str, cluster_id: str | None = None) -> dict[str, Any]:
-        return self._call("DescribeClusterNodePoolDetail", self.client.describe_cluster_node_pool_detail,
-                          self.resolve_cluster_id(cluster_id), nodepool_id)
+        return self._call(
+            "DescribeClusterNodePoolDetail",
+            self.client.describe_cluster_node_pool_detail,
+            self.resolve_cluster_id(cluster_id),
+            nodepool_id,
+        )
 
     def modify_node_pool(self, nodepool_id: str, body: dict[str, Any], cluster_id: str | None = None) -> dict[str, Any]:
         req = _cs_models().ModifyClusterNodePoolRequest().from_map(body)
-        return self._call("ModifyClusterNodePool", self.client.modify_cluster_node_pool,
-                          self.resolve_cluster_id(cluster_id), nodepool_id, req)
+        return self._call(
+            "ModifyClusterNodePool",
+            self.client.modify_cluster_node_pool,
+            self.resolve_cluster_id(cluster_id),
+            nodepool_id,
+            req,
+        )
 
     def scale_node_pool(self, nodepool_id: str, count: int, cluster_id: str | None = None) -> dict[str, Any]:
         """ScaleClusterNodePool: add ``count`` nodes."""
         req = _cs_models().ScaleClusterNodePoolRequest(count=count)
-        return self._call("ScaleClusterNodePool", self.client.scale_cluster_node_pool,
-                          self.resolve_cluster_id(cluster_id), nodepool_id, req)
+        return self._call(
+            "ScaleClusterNodePool",
+            self.client.scale_cluster_node_pool,
+            self.resolve_cluster_id(cluster_id),
+            nodepool_id,
+            req,
+        )
 
     def delete_node_pool(self, nodepool_id: str, cluster_id: str | None = None, force: bool = False) -> dict[str, Any]:
         req = _cs_models().DeleteClusterNodepoolRequest(force=force)
-        return self._call("DeleteClusterNodepool", self.client.delete_cluster_nodepool,
-                          self.resolve_cluster_id(cluster_id), nodepool_id, req)
+        return self._call(
+            "DeleteClusterNodepool",
+            self.client.delete_cluster_nodepool,
+            self.resolve_cluster_id(cluster_id),
+            nodepool_id,
+            req,
+        )
 
     # -- cluster --------------------------------------------------------------------------------------------
     def describe_cluster(self, cluster_id: str | None = None) -> dict[str, Any]:
-        return self._call("DescribeClusterDetail", self.client.describe_cluster_detail,
-                          self.resolve_cluster_id(cluster_id))
+        return self._call(
+            "DescribeClusterDetail", self.client.describe_cluster_detail, self.resolve_cluster_id(cluster_id)
+        )
 
-    def list_cluster_nodes(self, cluster_id: str | None = None, nodepool_id: str | None = None,
-                           state: str | None = None, page_size: int = 100) -> list[dict[str, Any]]:
+    def list_cluster_nodes(
+        self,
+        cluster_id: str | None = None,
+        nodepool_id: str | None = None,
+        state: str | None = None,
+        page_size: int = 100,
+    ) -> list[dict[str, Any]]:
         """DescribeClusterNodes, every page (bounded by MAX_NODE_PAGES)."""
         cid = self.resolve_cluster_id(cluster_id)
         nodes: list[dict[str, Any]] = []
         for page in range(1, MAX_NODE_PAGES + 1):
             req = _cs_models().DescribeClusterNodesRequest(
-                nodepool_id=nodepool_id, state=state, page_size=str(page_size), page_number=str(page))
+                nodepool_id=nodepool_id, state=state, page_size=str(page_size), page_number=str(page)
+            )
             body = self._call("DescribeClusterNodes", self.client.describe_cluster_nodes, cid, req)
             batch = body.get("nodes") or []
             nodes.extend(batch)
@@ -149,15 +183,21 @@ class AckHook(AlibabaCloudBaseHook):
                 break
         return nodes
 
-    def get_user_kubeconfig(self, cluster_id: str | None = None, private_ip: bool = False,
-                            temporary_duration_minutes: int | None = None) -> str:
+    def get_user_kubeconfig(
+        self, cluster_id: str | None = None, private_ip: bool = False, temporary_duration_minutes: int | None = None
+    ) -> str:
         """DescribeClusterUserKubeconfig: the kubeconfig YAML. It is a credential: never log or XCom it."""
         if temporary_duration_minutes is not None and not 15 <= temporary_duration_minutes <= 4320:
             raise ValueError("temporary_duration_minutes must be between 15 and 4320 (or None for the default)")
         req = _cs_models().DescribeClusterUserKubeconfigRequest(
-            private_ip_address=private_ip, temporary_duration_minutes=temporary_duration_minutes)
-        body = self._call("DescribeClusterUserKubeconfig", self.client.describe_cluster_user_kubeconfig,
-                          self.resolve_cluster_id(cluster_id), req)
+            private_ip_address=private_ip, temporary_duration_minutes=temporary_duration_minutes
+        )
+        body = self._call(
+            "DescribeClusterUserKubeconfig",
+            self.client.describe_cluster_user_kubeconfig,
+            self.resolve_cluster_id(cluster_id),
+            req,
+        )
         config = body.get("config")
         if not config:
             raise ValueError("DescribeClusterUserKubeconfig returned no 'config'")
@@ -187,21 +227,27 @@ class AckAsyncHook(AckHook):
     async def _acall(self, operation: str, method: str, *args: Any) -> dict[str, Any]:
         client = await self.aclient()
         settings = await self.aget_settings()
-        response = await retry.acall(getattr(client, method), *args, policy=settings.retry,
-                                     operation=operation, logger=self.log)
+        response = await retry.acall(
+            getattr(client, method), *args, policy=settings.retry, operation=operation, logger=self.log
+        )
         return _body(response)
 
     async def _acluster(self, cluster_id: str | None) -> str:
         return self.resolve_cluster_id(cluster_id, await self.aget_settings())
 
     async def adescribe_node_pool(self, nodepool_id: str, cluster_id: str | None = None) -> dict[str, Any]:
-        return await self._acall("DescribeClusterNodePoolDetail", "describe_cluster_node_pool_detail_async",
-                                 await self._acluster(cluster_id), nodepool_id)
+        return await self._acall(
+            "DescribeClusterNodePoolDetail",
+            "describe_cluster_node_pool_detail_async",
+            await self._acluster(cluster_id),
+            nodepool_id,
+        )
 
     async def alist_node_pools(self, cluster_id: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         req = _cs_models().DescribeClusterNodePoolsRequest(nodepool_name=name)
-        body = await self._acall("DescribeClusterNodePools", "describe_cluster_node_pools_async",
-                                 await self._acluster(cluster_id), req)
+        body = await self._acall(
+            "DescribeClusterNodePools", "describe_cluster_node_pools_async", await self._acluster(cluster_id), req
+        )
         pools = body.get("nodepools") or []
         if name is not None:
             pools = [p for p in pools if (p.get("nodepool_info") or {}).get("name") == name]
@@ -210,8 +256,12 @@ class AckAsyncHook(AckHook):
     async def aget_user_kubeconfig(self, cluster_id: str | None = None, private_ip: bool = False) -> str:
         """DescribeClusterUserKubeconfig from a trigger. A credential: never log or XCom it."""
         req = _cs_models().DescribeClusterUserKubeconfigRequest(private_ip_address=private_ip)
-        body = await self._acall("DescribeClusterUserKubeconfig", "describe_cluster_user_kubeconfig_async",
-                                 await self._acluster(cluster_id), req)
+        body = await self._acall(
+            "DescribeClusterUserKubeconfig",
+            "describe_cluster_user_kubeconfig_async",
+            await self._acluster(cluster_id),
+            req,
+        )
         if not body.get("config"):
             raise ValueError("DescribeClusterUserKubeconfig returned no 'config'")
         return body["config"]
@@ -220,16 +270,19 @@ class AckAsyncHook(AckHook):
         return await self._acall("DescribeTaskInfo", "describe_task_info_async", task_id)
 
     async def adescribe_cluster(self, cluster_id: str | None = None) -> dict[str, Any]:
-        return await self._acall("DescribeClusterDetail", "describe_cluster_detail_async",
-                                 await self._acluster(cluster_id))
+        return await self._acall(
+            "DescribeClusterDetail", "describe_cluster_detail_async", await self._acluster(cluster_id)
+        )
 
-    async def alist_cluster_nodes(self, cluster_id: str | None = None, nodepool_id: str | None = None,
-                                  page_size: int = 100) -> list[dict[str, Any]]:
+    async def alist_cluster_nodes(
+        self, cluster_id: str | None = None, nodepool_id: str | None = None, page_size: int = 100
+    ) -> list[dict[str, Any]]:
         cid = await self._acluster(cluster_id)
         nodes: list[dict[str, Any]] = []
         for page in range(1, MAX_NODE_PAGES + 1):
             req = _cs_models().DescribeClusterNodesRequest(
-                nodepool_id=nodepool_id, page_size=str(page_size), page_number=str(page))
+                nodepool_id=nodepool_id, page_size=str(page_size), page_number=str(page)
+            )
             body = await self._acall("DescribeClusterNodes", "describe_cluster_nodes_async", cid, req)
             batch = body.get("nodes") or []
             nodes.extend(batch)

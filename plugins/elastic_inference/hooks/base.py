@@ -148,8 +148,9 @@ class AlibabaCloudSettings:
         return CredentialClient(cfg)
 
 
-def deprecated_alias(kwargs: dict[str, Any], value: Any, owner: str, *, old: str = "alibaba_cloud_conn_id",
-                     new: str = "ack_conn_id") -> Any:
+def deprecated_alias(
+    kwargs: dict[str, Any], value: Any, owner: str, *, old: str = "alibaba_cloud_conn_id", new: str = "ack_conn_id"
+) -> Any:
     """``value``, or the deprecated keyword ``old`` when given (popped from ``kwargs``, with a DeprecationWarning)."""
     legacy = kwargs.pop(old, None)
     if legacy is None:

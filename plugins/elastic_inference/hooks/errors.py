@@ -113,8 +113,14 @@ def _oss_info(exc: Exception) -> ErrorInfo | None:
         return ErrorInfo("", str(getattr(exc, "body", "") or exc), None, "", None, transport=True)
     if isinstance(exc, oe.InconsistentError):
         # A CRC mismatch means the bytes were damaged in flight: sending them again is the fix.
-        return ErrorInfo("InconsistentError", "CRC64 mismatch between client and server", None,
-                         getattr(exc, "request_id", "") or "", None, transport=True)
+        return ErrorInfo(
+            "InconsistentError",
+            "CRC64 mismatch between client and server",
+            None,
+            getattr(exc, "request_id", "") or "",
+            None,
+            transport=True,
+        )
     if isinstance(exc, oe.OssError):
         status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
         return ErrorInfo(exc.code or "", exc.message or str(exc), status, exc.request_id or "", None)
@@ -144,8 +150,14 @@ def _generic_transport(exc: BaseException) -> ErrorInfo | None:
 def error_info(exc: BaseException) -> ErrorInfo | None:
     """The service's view of ``exc``, or None when it is not a cloud/transport failure (a bug: re-raise)."""
     if isinstance(exc, AlibabaCloudApiError):
-        return ErrorInfo(exc.code, exc.message, exc.status_code, exc.request_id, exc.retry_after_seconds,
-                         transport=isinstance(exc, AlibabaCloudRetryableError) and not exc.code)
+        return ErrorInfo(
+            exc.code,
+            exc.message,
+            exc.status_code,
+            exc.request_id,
+            exc.retry_after_seconds,
+            transport=isinstance(exc, AlibabaCloudRetryableError) and not exc.code,
+        )
     if isinstance(exc, Exception):
         return _tea_info(exc) or _oss_info(exc) or _generic_transport(exc)
     return None
@@ -171,8 +183,10 @@ def to_provider_error(exc: BaseException, operation: str = "") -> AlibabaCloudAp
         cls = AlibabaCloudTerminalError
     message = info.message
     if cls is AlibabaCloudCredentialsError:
-        message += (" - check the connection's login (AccessKey ID), password (AccessKey secret) and, for STS,"
-                    " extra.security_token (it may have expired)")
+        message += (
+            " - check the connection's login (AccessKey ID), password (AccessKey secret) and, for STS,"
+            " extra.security_token (it may have expired)"
+        )
     return cls(
         message,
         code=info.code,

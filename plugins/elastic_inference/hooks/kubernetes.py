@@ -53,8 +53,10 @@ class KubernetesApiError(ElasticInferenceError):
         self.status = status
         self.reason = reason
         self.operation = operation
-        super().__init__(f"{operation + ' failed: ' if operation else ''}"
-                         f"{'HTTP ' + str(status) + ' ' if status else ''}{reason + ': ' if reason else ''}{message}")
+        super().__init__(
+            f"{operation + ' failed: ' if operation else ''}"
+            f"{'HTTP ' + str(status) + ' ' if status else ''}{reason + ': ' if reason else ''}{message}"
+        )
 
 
 class KubernetesTerminalError(KubernetesApiError, TerminalError):
@@ -77,9 +79,9 @@ def _status_parts(exc: Exception) -> tuple[int | None, str, str]:
 
 _HINTS = {
     401: " - the cluster rejected the credentials: check the kubeconfig (connection extra kube_config_path /"
-         " kube_config, or the ACK connection that fetches it); tokens may have expired",
+    " kube_config, or the ACK connection that fetches it); tokens may have expired",
     403: " - the identity lacks RBAC permission for this request: grant it (Role/ClusterRole) or use another"
-         " kubeconfig context",
+    " kubeconfig context",
     422: " - the API server rejected the object: fix the named field (immutable fields need a new object name)",
 }
 
@@ -100,8 +102,9 @@ def is_transient(exc: BaseException) -> bool:
     import aiohttp
     import urllib3
 
-    return isinstance(exc, (urllib3.exceptions.HTTPError, aiohttp.ClientError, asyncio.TimeoutError,
-                            ConnectionError, TimeoutError))
+    return isinstance(
+        exc, (urllib3.exceptions.HTTPError, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, TimeoutError)
+    )
 
 
 def _retrying(attempts: int) -> dict[str, Any]:
@@ -199,11 +202,19 @@ class KubeHook(BaseHook):
 
         cfg = client.Configuration()  # never the process-wide default: two clusters may share a worker
         if self.access.uses_ack:
-            hook = KubernetesHook(conn_id=None, kubernetes_conn_id=None, config_dict=fetch_ack_kubeconfig(self.access),
-                                  cluster_context=self.access.cluster_context, client_configuration=cfg)
+            hook = KubernetesHook(
+                conn_id=None,
+                kubernetes_conn_id=None,
+                config_dict=fetch_ack_kubeconfig(self.access),
+                cluster_context=self.access.cluster_context,
+                client_configuration=cfg,
+            )
         else:
-            hook = KubernetesHook(conn_id=self.access.kubernetes_conn_id, cluster_context=self.access.cluster_context,
-                                  client_configuration=cfg)
+            hook = KubernetesHook(
+                conn_id=self.access.kubernetes_conn_id,
+                cluster_context=self.access.cluster_context,
+                client_configuration=cfg,
+            )
         self._cncf_hook = hook
         return hook.get_conn()
 
@@ -213,8 +224,16 @@ class KubeHook(BaseHook):
             del self.__dict__["api_client"]
 
     # -- raw REST -----------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
-                content_type: str = "application/json", operation: str = "") -> Json:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        operation: str = "",
+    ) -> Json:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -225,9 +244,16 @@ class KubeHook(BaseHook):
                     # Raw response, parsed here: the client's own parsing logs every body at DEBUG, which
                     # would put a Secret's data into the task log.
                     resp = self.api_client.call_api(
-                        path, method, query_params=params, header_params=headers, body=body,
-                        auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
-                        _request_timeout=60)
+                        path,
+                        method,
+                        query_params=params,
+                        header_params=headers,
+                        body=body,
+                        auth_settings=["BearerToken"],
+                        _return_http_data_only=True,
+                        _preload_content=False,
+                        _request_timeout=60,
+                    )
                     data = resp.data
                     return json.loads(data) if data else {}
         except Exception as exc:
@@ -244,11 +270,20 @@ class KubeHook(BaseHook):
                 return None
             raise
 
-    def list(self, ref: ResourceRef, namespace: str | None, *, label_selector: str | None = None,
-             field_selector: str | None = None) -> Json:
-        return self.request("GET", ref.collection_path(namespace),
-                            query={"labelSelector": label_selector, "fieldSelector": field_selector},
-                            operation=f"list {ref.plural}")
+    def list(
+        self,
+        ref: ResourceRef,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Json:
+        return self.request(
+            "GET",
+            ref.collection_path(namespace),
+            query={"labelSelector": label_selector, "fieldSelector": field_selector},
+            operation=f"list {ref.plural}",
+        )
 
     # -- idempotent writes --------------------------------------------------------------------------------
     def apply(self, obj: Json) -> ApplyResult:
@@ -266,8 +301,13 @@ class KubeHook(BaseHook):
         current = self.get(ref, ns, name)
         if current is None:
             try:
-                created = self.request("POST", ref.collection_path(ns), body=body, query={"fieldManager": FIELD_MANAGER},
-                                       operation=f"create {what}")
+                created = self.request(
+                    "POST",
+                    ref.collection_path(ns),
+                    body=body,
+                    query={"fieldManager": FIELD_MANAGER},
+                    operation=f"create {what}",
+                )
                 self.log.info("Created %s (uid %s)", what, created["metadata"].get("uid"))
                 return ApplyResult("created", created)
             except KubernetesApiError as e:
@@ -275,18 +315,31 @@ class KubeHook(BaseHook):
                     raise KubernetesTerminalError(
                         f"{ref.api_version} {ref.kind} is not served by this cluster ({e}); is the API installed"
                         f" (for SeldonDeployment: Seldon Core v1 and its CRD), and does namespace {ns!r} exist?",
-                        status=404, reason="NotFound", operation=f"create {what}") from e
+                        status=404,
+                        reason="NotFound",
+                        operation=f"create {what}",
+                    ) from e
                 if e.status != 409:
                     raise
                 current = self.get(ref, ns, name)
                 if current is None:
                     raise
         if is_subset(body, current):
-            self.log.info("%s is up to date (uid %s, resourceVersion %s)", what, current["metadata"].get("uid"),
-                          current["metadata"].get("resourceVersion"))
+            self.log.info(
+                "%s is up to date (uid %s, resourceVersion %s)",
+                what,
+                current["metadata"].get("uid"),
+                current["metadata"].get("resourceVersion"),
+            )
             return ApplyResult("unchanged", current)
-        patched = self.request("PATCH", ref.object_path(ns, name), body=body, content_type=MERGE_PATCH,
-                               query={"fieldManager": FIELD_MANAGER}, operation=f"patch {what}")
+        patched = self.request(
+            "PATCH",
+            ref.object_path(ns, name),
+            body=body,
+            content_type=MERGE_PATCH,
+            query={"fieldManager": FIELD_MANAGER},
+            operation=f"patch {what}",
+        )
         self.log.info("Patched %s (uid %s)", what, patched["metadata"].get("uid"))
         return ApplyResult("patched", patched)
 
@@ -314,25 +367,40 @@ class AsyncKubeHook:
 
         cfg = aclient.Configuration()
         if self.access.uses_ack:
-            hook = AsyncKubernetesHook(config_dict=await afetch_ack_kubeconfig(self.access), connection_extras={},
-                                       client_configuration=cfg, conn_id=None, kubernetes_conn_id=None,
-                                       cluster_context=self.access.cluster_context)
+            hook = AsyncKubernetesHook(
+                config_dict=await afetch_ack_kubeconfig(self.access),
+                connection_extras={},
+                client_configuration=cfg,
+                conn_id=None,
+                kubernetes_conn_id=None,
+                cluster_context=self.access.cluster_context,
+            )
         else:
-            hook = AsyncKubernetesHook(conn_id=self.access.kubernetes_conn_id, client_configuration=cfg,
-                                       cluster_context=self.access.cluster_context)
+            hook = AsyncKubernetesHook(
+                conn_id=self.access.kubernetes_conn_id,
+                client_configuration=cfg,
+                cluster_context=self.access.cluster_context,
+            )
         async with hook.get_conn() as api:
             yield api
 
-    async def request(self, api: Any, method: str, path: str, *, query: dict[str, Any] | None = None,
-                      operation: str = "") -> Json:
+    async def request(
+        self, api: Any, method: str, path: str, *, query: dict[str, Any] | None = None, operation: str = ""
+    ) -> Json:
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         try:
             async for attempt in tenacity.AsyncRetrying(**_retrying(self.retry_attempts)):
                 with attempt:
                     return await api.call_api(
-                        path, method, query_params=params, header_params={"Accept": "application/json"},
-                        response_types_map={200: "object"}, auth_settings=["BearerToken"],
-                        _return_http_data_only=True, _request_timeout=60)
+                        path,
+                        method,
+                        query_params=params,
+                        header_params={"Accept": "application/json"},
+                        response_types_map={200: "object"},
+                        auth_settings=["BearerToken"],
+                        _return_http_data_only=True,
+                        _request_timeout=60,
+                    )
         except Exception as exc:
             if getattr(exc, "status", None) is None and not is_transient(exc):
                 raise
@@ -346,22 +414,45 @@ class AsyncKubeHook:
         """
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        async def list_raw(*, watch: bool = False, _preload_content: bool = True, resource_version: str | None = None,
-                           timeout_seconds: int | None = None, label_selector: str | None = None,
-                           field_selector: str | None = None, allow_watch_bookmarks: bool | None = None) -> Any:
-            params = [(k, v) for k, v in (("watch", "true" if watch else None), ("resourceVersion", resource_version),
-                                           ("timeoutSeconds", timeout_seconds), ("labelSelector", label_selector),
-                                           ("fieldSelector", field_selector),
-                                           ("allowWatchBookmarks", "true" if allow_watch_bookmarks else None))
-                      if v is not None]
-            resp = await api.call_api(path, "GET", query_params=params, header_params={"Accept": "application/json"},
-                                      auth_settings=["BearerToken"], _preload_content=False,
-                                      _request_timeout=(timeout_seconds or 60) + 10)
+        async def list_raw(
+            *,
+            watch: bool = False,
+            _preload_content: bool = True,
+            resource_version: str | None = None,
+            timeout_seconds: int | None = None,
+            label_selector: str | None = None,
+            field_selector: str | None = None,
+            allow_watch_bookmarks: bool | None = None,
+        ) -> Any:
+            params = [
+                (k, v)
+                for k, v in (
+                    ("watch", "true" if watch else None),
+                    ("resourceVersion", resource_version),
+                    ("timeoutSeconds", timeout_seconds),
+                    ("labelSelector", label_selector),
+                    ("fieldSelector", field_selector),
+                    ("allowWatchBookmarks", "true" if allow_watch_bookmarks else None),
+                )
+                if v is not None
+            ]
+            resp = await api.call_api(
+                path,
+                "GET",
+                query_params=params,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=(timeout_seconds or 60) + 10,
+            )
             if not 200 <= resp.status <= 299:
                 body = await resp.read()
                 resp.close()
-                raise ApiException(status=resp.status, reason=resp.reason or "") if not body else \
-                    _api_exception(resp.status, resp.reason or "", body)
+                raise (
+                    ApiException(status=resp.status, reason=resp.reason or "")
+                    if not body
+                    else _api_exception(resp.status, resp.reason or "", body)
+                )
             return resp
 
         return list_raw

@@ -48,8 +48,7 @@ def _credentials_provider(settings: AlibabaCloudSettings) -> Any:
 
         def get_credentials(self) -> oss2.credentials.Credentials:
             cred = self._client.get_credential()
-            return oss2.credentials.Credentials(cred.access_key_id, cred.access_key_secret,
-                                                cred.security_token or "")
+            return oss2.credentials.Credentials(cred.access_key_id, cred.access_key_secret, cred.security_token or "")
 
     return _ChainCredentialsProvider()
 
@@ -78,8 +77,9 @@ class OssHook(AlibabaCloudBaseHook):
     :param signature_version: ``"v4"`` (default, what OSS recommends) or ``"v1"``.
     """
 
-    def __init__(self, ack_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *,
-                 signature_version: str = "v4", **kwargs: Any) -> None:
+    def __init__(
+        self, ack_conn_id: str = AlibabaCloudBaseHook.default_conn_name, *, signature_version: str = "v4", **kwargs: Any
+    ) -> None:
         super().__init__(ack_conn_id, **kwargs)
         if signature_version not in ("v1", "v4"):
             raise ValueError(f"signature_version must be 'v1' or 'v4', not {signature_version!r}")
@@ -103,8 +103,7 @@ class OssHook(AlibabaCloudBaseHook):
 
         if not bucket_name:
             raise ValueError("bucket name is empty")
-        return oss2.Bucket(self._auth, self.endpoint, bucket_name, region=self.settings.region_id,
-                           connect_timeout=30)
+        return oss2.Bucket(self._auth, self.endpoint, bucket_name, region=self.settings.region_id, connect_timeout=30)
 
     def get_conn(self) -> Any:
         import oss2
@@ -154,8 +153,9 @@ class OssHook(AlibabaCloudBaseHook):
         token = ""
         seen = 0
         while True:
-            result = self._call("ListObjectsV2", bucket.list_objects_v2, prefix=prefix,
-                                continuation_token=token, max_keys=1000)
+            result = self._call(
+                "ListObjectsV2", bucket.list_objects_v2, prefix=prefix, continuation_token=token, max_keys=1000
+            )
             for obj in result.object_list:
                 yield RemoteObject(key=obj.key, size=obj.size, crc64=None, etag=obj.etag)
                 seen += 1
@@ -181,8 +181,9 @@ class OssHook(AlibabaCloudBaseHook):
         root.mkdir(parents=True, exist_ok=True)
         return oss2.ResumableStore(root=str(root), dir="oss-upload")
 
-    def pending_multipart_bytes(self, bucket_name: str, key: str, filename: str | os.PathLike[str],
-                                checkpoint_dir: str | os.PathLike[str]) -> int:
+    def pending_multipart_bytes(
+        self, bucket_name: str, key: str, filename: str | os.PathLike[str], checkpoint_dir: str | os.PathLike[str]
+    ) -> int:
         """Bytes of ``filename`` already on the server as parts of an interrupted resumable upload (0 if none)."""
         store = self.checkpoint_store(checkpoint_dir)
         record = store.get(store.make_store_key(bucket_name, key, os.path.abspath(filename)))
@@ -238,8 +239,14 @@ class OssHook(AlibabaCloudBaseHook):
             progress_callback=progress_callback,
             num_threads=num_threads,
         )
-        return UploadResult(key=key, size=size, bytes_sent=size - resumed, resumed_bytes=resumed,
-                            multipart=multipart, crc64=getattr(result, "crc", None))
+        return UploadResult(
+            key=key,
+            size=size,
+            bytes_sent=size - resumed,
+            resumed_bytes=resumed,
+            multipart=multipart,
+            crc64=getattr(result, "crc", None),
+        )
 
     def test_connection(self) -> tuple[bool, str]:
         """ListBuckets, signed with the connection's credentials."""

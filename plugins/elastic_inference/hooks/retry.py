@@ -73,11 +73,13 @@ def _wait(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
     return compute
 
 
-def _before_sleep(operation: str, logger: logging.Logger | logging.LoggerAdapter) -> Callable[[tenacity.RetryCallState], None]:
+def _before_sleep(
+    operation: str, logger: logging.Logger | logging.LoggerAdapter
+) -> Callable[[tenacity.RetryCallState], None]:
     def hook(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         info = error_info(exc) if exc else None
-        what = (f"{info.code or 'transport error'} (HTTP {info.status_code})" if info else repr(exc))
+        what = f"{info.code or 'transport error'} (HTTP {info.status_code})" if info else repr(exc)
         logger.warning(
             "%s: attempt %d failed with %s%s; retrying in %.2fs",
             operation,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from elastic_inference.triggers.kubernetes_watch import InlineWaiter, KubernetesWatchTrigger
 
+
 class KubernetesApplyOperator(BaseOperator):
     """Base: apply manifests idempotently, then wait for a terminal state with a watch trigger.
 
@@ -42,18 +43,35 @@ class KubernetesApplyOperator(BaseOperator):
     :param watch_timeout_seconds: server-side timeout of each watch request (it is resumed after).
     """
 
-    template_fields: Sequence[str] = ("serving", "namespace", "manifest", "kubernetes_conn_id", "ack_conn_id",
-                                      "cluster_id")
+    template_fields: Sequence[str] = (
+        "serving",
+        "namespace",
+        "manifest",
+        "kubernetes_conn_id",
+        "ack_conn_id",
+        "cluster_id",
+    )
     template_ext: Sequence[str] = (".yaml", ".yml", ".j2")
     template_fields_renderers = {"manifest": "yaml", "serving": "json"}
     ui_color = "#ff6a00"
 
-    def __init__(self, *, serving: Mapping[str, Any] | str | None = None, namespace: str = "default",
-                 manifest: str | None = None,
-                 template_dir: str | None = None, kubernetes_conn_id: str | None = "kubernetes_default",
-                 ack_conn_id: str | None = None, cluster_id: str | None = None, cluster_context: str | None = None,
-                 wait_for_completion: bool = True, deferrable: bool | None = None, timeout: float = 600,
-                 watch_timeout_seconds: int = 60, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        serving: Mapping[str, Any] | str | None = None,
+        namespace: str = "default",
+        manifest: str | None = None,
+        template_dir: str | None = None,
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        ack_conn_id: str | None = None,
+        cluster_id: str | None = None,
+        cluster_context: str | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        timeout: float = 600,
+        watch_timeout_seconds: int = 60,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.serving = serving
         self.namespace = namespace
@@ -82,8 +100,12 @@ class KubernetesApplyOperator(BaseOperator):
     # -- access -------------------------------------------------------------------------------------------
     @property
     def access(self) -> KubeAccess:
-        return KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id,
-                          cluster_id=self.cluster_id, cluster_context=self.cluster_context)
+        return KubeAccess(
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            ack_conn_id=self.ack_conn_id,
+            cluster_id=self.cluster_id,
+            cluster_context=self.cluster_context,
+        )
 
     def get_hook(self) -> KubeHook:
         return KubeHook(self.access)
@@ -124,8 +146,12 @@ class KubernetesApplyOperator(BaseOperator):
         """Defer to ``trigger`` (resuming in :meth:`execute_complete` with ``carry``), or run its watch here."""
         if self.deferrable:
             trigger.carry = carry  # comes back inside the event (see KubernetesWatchTrigger)
-            self.defer(trigger=trigger, method_name="execute_complete", kwargs={"carry": carry},
-                       timeout=defer_timeout(self.timeout))
+            self.defer(
+                trigger=trigger,
+                method_name="execute_complete",
+                kwargs={"carry": carry},
+                timeout=defer_timeout(self.timeout),
+            )
         from elastic_inference.triggers.kubernetes_watch import InlineWaiter
 
         self._waiter = InlineWaiter()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def ingress_rule(ing: Json) -> tuple[str, str]:
     """(host, path) of the first rule's first path: what a client must send to reach the backend."""
     rules = (ing.get("spec") or {}).get("rules") or [{}]
-    paths = ((rules[0].get("http") or {}).get("paths") or [{}])
+    paths = (rules[0].get("http") or {}).get("paths") or [{}]
     return rules[0].get("host") or "", paths[0].get("path") or "/"
 
 
@@ -42,13 +42,28 @@ class CreateIngressOperator(KubernetesApplyOperator):
     :param api_path: path appended for the predict URL.
     """
 
-    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "service_name", "host",
-                                      "path", "ingress_class")
+    template_fields: Sequence[str] = (
+        *KubernetesApplyOperator.template_fields,
+        "name",
+        "service_name",
+        "host",
+        "path",
+        "ingress_class",
+    )
 
-    def __init__(self, *, name: str | None = None, service_name: str | None = None, service_port: int = 8000,
-                 host: str | None = None,
-                 path: str = "/", ingress_class: str | None = None, scheme: str = "http",
-                 api_path: str = SELDON_PREDICT_PATH, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        service_name: str | None = None,
+        service_port: int = 8000,
+        host: str | None = None,
+        path: str = "/",
+        ingress_class: str | None = None,
+        scheme: str = "http",
+        api_path: str = SELDON_PREDICT_PATH,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.service_name = service_name
@@ -75,20 +90,39 @@ class CreateIngressOperator(KubernetesApplyOperator):
                 raise AirflowFailException(f"{self.task_id}: name is empty; pass the Ingress name or serving=")
             if not self.service_name:
                 raise AirflowFailException(f"{self.task_id}: service_name is empty; pass the predictor Service name")
-            objs = manifests.render("ingress.yaml.j2", dict(
-                name=self.name, namespace=self.namespace, ingress_class=self.ingress_class or "",
-                host=self.host or "", path=self.path or "/", service_name=self.service_name,
-                service_port=int(self.service_port)), self.template_dir)
+            objs = manifests.render(
+                "ingress.yaml.j2",
+                dict(
+                    name=self.name,
+                    namespace=self.namespace,
+                    ingress_class=self.ingress_class or "",
+                    host=self.host or "",
+                    path=self.path or "/",
+                    service_name=self.service_name,
+                    service_port=int(self.service_port),
+                ),
+                self.template_dir,
+            )
         ing = self.apply_with_primary(objs, "Ingress")
         host, path = ingress_rule(ing.object)
-        carry = {"name": ing.object["metadata"]["name"], "namespace": ing.object["metadata"].get("namespace"),
-                 "uid": ing.uid, "action": ing.action, "resource_version": ing.resource_version,
-                 "host_header": host, "path": path}
+        carry = {
+            "name": ing.object["metadata"]["name"],
+            "namespace": ing.object["metadata"].get("namespace"),
+            "uid": ing.uid,
+            "action": ing.action,
+            "resource_version": ing.resource_version,
+            "host_header": host,
+            "path": path,
+        }
         if not self.wait_for_completion:
             return carry
-        trigger = IngressAddressTrigger(access=self.access.to_dict(), namespace=carry["namespace"],
-                                        name=carry["name"], deadline=self.deadline(),
-                                        watch_timeout_seconds=self.watch_timeout_seconds)
+        trigger = IngressAddressTrigger(
+            access=self.access.to_dict(),
+            namespace=carry["namespace"],
+            name=carry["name"],
+            deadline=self.deadline(),
+            watch_timeout_seconds=self.watch_timeout_seconds,
+        )
         return self.wait_or_defer(context, trigger, carry)
 
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:

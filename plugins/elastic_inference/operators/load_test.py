@@ -38,8 +38,10 @@ if TYPE_CHECKING:
     from elastic_inference.timeline import TimelineRecorder
 
 _PKG = Path(__file__).resolve().parents[1]
-_LOCUSTFILE_CANDIDATES = (_PKG / "locust" / "locustfile.py",                      # wheel (force-include)
-                          _PKG.parents[1] / "include" / "locust" / "locustfile.py")  # source checkout
+_LOCUSTFILE_CANDIDATES = (
+    _PKG / "locust" / "locustfile.py",  # wheel (force-include)
+    _PKG.parents[1] / "include" / "locust" / "locustfile.py",
+)  # source checkout
 SELDON_ID_LABEL = "seldon-deployment-id"
 
 
@@ -47,8 +49,9 @@ def default_locustfile() -> Path:
     for candidate in _LOCUSTFILE_CANDIDATES:
         if candidate.is_file():
             return candidate
-    raise AirflowFailException(f"locustfile not found in {', '.join(map(str, _LOCUSTFILE_CANDIDATES))}; "
-                               f"pass locustfile=")
+    raise AirflowFailException(
+        f"locustfile not found in {', '.join(map(str, _LOCUSTFILE_CANDIDATES))}; pass locustfile="
+    )
 
 
 def _free_port() -> int:
@@ -79,12 +82,16 @@ def slo_breaches(stats: dict[str, Any], *, slo_error_rate: float | None, slo_p95
     if stats["requests"] == 0:
         return ["locust sent no request at all (check the host URL and the locust log)"]
     if slo_error_rate is not None and stats["error_rate"] > slo_error_rate:
-        out.append(f"error rate {stats['error_rate']:.2%} ({stats['failures']} of {stats['requests']} requests "
-                   f"failed) exceeds the SLO of {slo_error_rate:.2%} (slo_error_rate)")
+        out.append(
+            f"error rate {stats['error_rate']:.2%} ({stats['failures']} of {stats['requests']} requests "
+            f"failed) exceeds the SLO of {slo_error_rate:.2%} (slo_error_rate)"
+        )
     p95 = stats.get("p95_ms")
     if slo_p95_ms is not None and p95 is not None and p95 > slo_p95_ms:
-        out.append(f"p95 latency {p95:.0f} ms exceeds the SLO of {slo_p95_ms:.0f} ms (slo_p95_ms) "
-                   f"over {stats['requests']} requests")
+        out.append(
+            f"p95 latency {p95:.0f} ms exceeds the SLO of {slo_p95_ms:.0f} ms (slo_p95_ms) "
+            f"over {stats['requests']} requests"
+        )
     return out
 
 
@@ -125,8 +132,19 @@ class LocustLoadTestOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "load_test", "host", "model_name", "request_path", "request_headers", "samples_path", "namespace",
-        "seldon_deployment", "deployment_name", "node_pool_id", "pool_node_selector", "reports_dir", "cluster_id",
+        "load_test",
+        "host",
+        "model_name",
+        "request_path",
+        "request_headers",
+        "samples_path",
+        "namespace",
+        "seldon_deployment",
+        "deployment_name",
+        "node_pool_id",
+        "pool_node_selector",
+        "reports_dir",
+        "cluster_id",
     )
     template_fields_renderers = {"load_test": "json"}
     operator_extra_links = (LocustReportLink(),)
@@ -168,8 +186,9 @@ class LocustLoadTestOperator(BaseOperator):
         if isinstance(load_test, str) and overrides:
             raise ValueError(f"{type(self).__name__}: load_test is a template; put {sorted(overrides)} in it instead")
         # A string is a template (the plan task's load_test) rendered before execute.
-        self.load_test: Mapping[str, Any] | str = load_test if isinstance(load_test, str) else {
-            **(load_test or {}), **overrides}
+        self.load_test: Mapping[str, Any] | str = (
+            load_test if isinstance(load_test, str) else {**(load_test or {}), **overrides}
+        )
         self.spec = LoadTestSpec()  # the rendered load_test, coerced and validated in execute
         self.host = host
         self.protocol = protocol
@@ -197,10 +216,16 @@ class LocustLoadTestOperator(BaseOperator):
         from elastic_inference.load_shape import plan_load
 
         try:
-            return plan_load(qps_target=self.spec.qps_target, max_replicas=int(self.spec.max_replicas),
-                             fill_factor=self.spec.fill_factor, ramp_seconds=self.spec.ramp_seconds,
-                             hold_seconds=self.spec.hold_seconds, ramp_steps=self.spec.ramp_steps,
-                             rps_per_user=self.spec.rps_per_user, target_rps=self.spec.target_rps)
+            return plan_load(
+                qps_target=self.spec.qps_target,
+                max_replicas=int(self.spec.max_replicas),
+                fill_factor=self.spec.fill_factor,
+                ramp_seconds=self.spec.ramp_seconds,
+                hold_seconds=self.spec.hold_seconds,
+                ramp_steps=self.spec.ramp_steps,
+                rps_per_user=self.spec.rps_per_user,
+                target_rps=self.spec.target_rps,
+            )
         except ValueError as e:
             raise AirflowFailException(f"load shape: {e}") from e
 
@@ -208,8 +233,10 @@ class LocustLoadTestOperator(BaseOperator):
         from elastic_inference.locust_io import load_samples
 
         if not self.samples_path:
-            raise AirflowFailException("samples_path is required: the .npz/.json of real test images and labels "
-                                       "the training step writes (keys x/y)")
+            raise AirflowFailException(
+                "samples_path is required: the .npz/.json of real test images and labels "
+                "the training step writes (keys x/y)"
+            )
         try:
             return load_samples(self.samples_path, limit=self.spec.max_samples, flatten=bool(self.spec.flatten_images))
         except (OSError, ValueError) as e:
@@ -219,17 +246,23 @@ class LocustLoadTestOperator(BaseOperator):
         if self.locust_command:
             return list(self.locust_command)
         if importlib.util.find_spec("locust") is None:
-            raise AirflowFailException("locust is not installed in this Python environment; install the provider's "
-                                       "'load' extra (pip install 'airflow-provider-elastic-inference[load]') or "
-                                       "pass locust_command=")
+            raise AirflowFailException(
+                "locust is not installed in this Python environment; install the provider's "
+                "'load' extra (pip install 'airflow-provider-elastic-inference[load]') or "
+                "pass locust_command="
+            )
         return [sys.executable, "-m", "locust"]
 
     def _kube(self) -> Any:
         from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook
 
         # Few retries: a sample that stalls for long distorts the timeline more than one missing read.
-        return KubeHook(KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id,
-                                   cluster_id=self.cluster_id), retry_attempts=2)
+        return KubeHook(
+            KubeAccess(
+                kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id, cluster_id=self.cluster_id
+            ),
+            retry_attempts=2,
+        )
 
     def _recorder(self, hook: Any) -> TimelineRecorder:
         from elastic_inference.timeline import TimelineRecorder
@@ -240,54 +273,107 @@ class LocustLoadTestOperator(BaseOperator):
             return hook.request("GET", path, query=query, operation=f"GET {path}")
 
         if self.deployment_name:
-            dep = hook.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment_name}",
-                               operation=f"get deployment {ns}/{self.deployment_name}")
+            dep = hook.request(
+                "GET",
+                f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment_name}",
+                operation=f"get deployment {ns}/{self.deployment_name}",
+            )
             deployments = [dep]
         elif self.seldon_deployment:
-            deployments = fetch(f"/apis/apps/v1/namespaces/{ns}/deployments",
-                                {"labelSelector": f"{SELDON_ID_LABEL}={self.seldon_deployment}"}).get("items") or []
+            deployments = (
+                fetch(
+                    f"/apis/apps/v1/namespaces/{ns}/deployments",
+                    {"labelSelector": f"{SELDON_ID_LABEL}={self.seldon_deployment}"},
+                ).get("items")
+                or []
+            )
             if not deployments:
                 raise AirflowFailException(
                     f"no Deployment labelled {SELDON_ID_LABEL}={self.seldon_deployment} in namespace {ns}; is the "
-                    f"SeldonDeployment deployed and reconciled (state Available)?")
+                    f"SeldonDeployment deployed and reconciled (state Available)?"
+                )
         else:
-            raise AirflowFailException("record_cluster needs seldon_deployment or deployment_name to know what to "
-                                       "record (or set record_cluster=False)")
+            raise AirflowFailException(
+                "record_cluster needs seldon_deployment or deployment_name to know what to "
+                "record (or set record_cluster=False)"
+            )
         hpas = fetch(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers").get("items") or []
         by_target = {(h.get("spec", {}).get("scaleTargetRef") or {}).get("name"): h for h in hpas}
         deployment = next((d for d in deployments if d["metadata"]["name"] in by_target), deployments[0])
         hpa = by_target.get(deployment["metadata"]["name"])
         if hpa is None:
-            self.log.warning("No HPA targets deployment %s/%s; replicas are recorded but cannot scale",
-                             ns, deployment["metadata"]["name"])
-        return TimelineRecorder(fetch, namespace=ns, deployment=deployment, hpa=hpa, pool_id=self.node_pool_id,
-                                pool_selector=self.pool_node_selector, metric_name=self.metric_name,
-                                metric_selector=self.metric_selector)
+            self.log.warning(
+                "No HPA targets deployment %s/%s; replicas are recorded but cannot scale",
+                ns,
+                deployment["metadata"]["name"],
+            )
+        return TimelineRecorder(
+            fetch,
+            namespace=ns,
+            deployment=deployment,
+            hpa=hpa,
+            pool_id=self.node_pool_id,
+            pool_selector=self.pool_node_selector,
+            metric_name=self.metric_name,
+            metric_selector=self.metric_selector,
+        )
 
     # -- locust processes -----------------------------------------------------------------------------
-    def _start_locust(self, out: Path, env: dict[str, str], locustfile: Path, run_time: float
-                      ) -> tuple[subprocess.Popen[bytes], list[subprocess.Popen[bytes]], Any]:
+    def _start_locust(
+        self, out: Path, env: dict[str, str], locustfile: Path, run_time: float
+    ) -> tuple[subprocess.Popen[bytes], list[subprocess.Popen[bytes]], Any]:
         base = self._locust_base()
         common = ["-f", str(locustfile), "--loglevel", "INFO"]
-        master_args = [*common, "--headless", "--host", self.host, "--csv", str(out / "locust"), "--csv-full-history",
-                       "--only-summary", "--html", str(out / "locust.html"),
-                       # Shapes ignore --run-time (locust warns); StagedShape stops at its last stage anyway.
-                       "--run-time", f"{int(run_time) + 1}s", "--stop-timeout", "5"]
+        master_args = [
+            *common,
+            "--headless",
+            "--host",
+            self.host,
+            "--csv",
+            str(out / "locust"),
+            "--csv-full-history",
+            "--only-summary",
+            "--html",
+            str(out / "locust.html"),
+            # Shapes ignore --run-time (locust warns); StagedShape stops at its last stage anyway.
+            "--run-time",
+            f"{int(run_time) + 1}s",
+            "--stop-timeout",
+            "5",
+        ]
         log_fh = (out / "locust.log").open("ab")
         workers: list[subprocess.Popen[bytes]] = []
         if self.spec.workers:
             port = _free_port()
-            master_args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                            "--expect-workers", str(self.spec.workers), "--expect-workers-max-wait", "60"]
-            master = subprocess.Popen([*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env,
-                                      cwd=out, start_new_session=True)
+            master_args += [
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                str(self.spec.workers),
+                "--expect-workers-max-wait",
+                "60",
+            ]
+            master = subprocess.Popen(
+                [*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True
+            )
             for _ in range(self.spec.workers):
-                workers.append(subprocess.Popen(
-                    [*base, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-                    stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True))
+                workers.append(
+                    subprocess.Popen(
+                        [*base, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                        stdout=log_fh,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=out,
+                        start_new_session=True,
+                    )
+                )
         else:
-            master = subprocess.Popen([*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env,
-                                      cwd=out, start_new_session=True)
+            master = subprocess.Popen(
+                [*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True
+            )
         return master, workers, log_fh
 
     @staticmethod
@@ -313,9 +399,16 @@ class LocustLoadTestOperator(BaseOperator):
         replicas = replicas_of(recorder.samples[-1]) if recorder and recorder.samples else None
         qps = recorder.samples[-1].get("qps") if recorder and recorder.samples else None
         if last:
-            self.log.info("load: %d users, %.1f RPS, %d requests, %d failures, p95 %s ms | replicas %s, metric %s",
-                          last["users"], last["rps"], last["total_requests"], last["total_failures"],
-                          last["p95_ms"], replicas, qps)
+            self.log.info(
+                "load: %d users, %.1f RPS, %d requests, %d failures, p95 %s ms | replicas %s, metric %s",
+                last["users"],
+                last["rps"],
+                last["total_requests"],
+                last["total_failures"],
+                last["p95_ms"],
+                replicas,
+                qps,
+            )
         else:
             self.log.info("load: starting | replicas %s, metric %s", replicas, qps)
 
@@ -327,43 +420,72 @@ class LocustLoadTestOperator(BaseOperator):
         # The one coercion of the rendered spec; every problem named at once (SpecError: no retries).
         self.spec = LoadTestSpec.from_mapping(self.load_test).validate()
         self.request_headers = coerce(self.request_headers, "object", "request_headers", optional=True) or {}
-        self.request_headers = {str(k): str(v) for k, v in (self.request_headers or {}).items()
-                                if v not in (None, "", "None")}
+        self.request_headers = {
+            str(k): str(v) for k, v in (self.request_headers or {}).items() if v not in (None, "", "None")
+        }
         self.host, self.request_path = split_predict_url(str(self.host), self.request_path or None)
         plan = self._plan()
         samples = self._samples()
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"])
         out.mkdir(parents=True, exist_ok=True)
-        payload = write_payload(out / "payload.json", protocol=self.protocol, samples=samples,
-                                model_name=self.model_name, request_path_override=self.request_path)
+        payload = write_payload(
+            out / "payload.json",
+            protocol=self.protocol,
+            samples=samples,
+            model_name=self.model_name,
+            request_path_override=self.request_path,
+        )
         (out / "plan.json").write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")
         for stale in out.glob("locust_*.csv"):
             stale.unlink()  # a retry must not parse the previous try's numbers
         locustfile = Path(self.locustfile) if self.locustfile else default_locustfile()
         base_cmd = self._locust_base()
-        self.log.info("Load plan: %.1f RPS from %d users (%.2f RPS each), ramp %.0f s, hold %.0f s, sized from "
-                      "qps_target=%s x max_replicas=%s x fill_factor=%s; %s",
-                      plan.target_rps, plan.users, plan.rps_per_user, plan.hold_start,
-                      plan.run_time - plan.hold_start, self.spec.qps_target, self.spec.max_replicas, self.spec.fill_factor,
-                      f"{self.spec.workers} locust workers" if self.spec.workers else "one locust process")
+        self.log.info(
+            "Load plan: %.1f RPS from %d users (%.2f RPS each), ramp %.0f s, hold %.0f s, sized from "
+            "qps_target=%s x max_replicas=%s x fill_factor=%s; %s",
+            plan.target_rps,
+            plan.users,
+            plan.rps_per_user,
+            plan.hold_start,
+            plan.run_time - plan.hold_start,
+            self.spec.qps_target,
+            self.spec.max_replicas,
+            self.spec.fill_factor,
+            f"{self.spec.workers} locust workers" if self.spec.workers else "one locust process",
+        )
 
         hook = self._kube() if self.record_cluster else None
         recorder = self._recorder(hook) if hook is not None else None
         if recorder:
             recorder.sample()  # the baseline, before any load
-            self.log.info("Recording %s/%s (HPA %s, metric %s) every %.1f s", recorder.namespace,
-                          recorder.deployment_name, (recorder.hpa or {}).get("name"), recorder.metric_name,
-                          self.spec.record_interval)
+            self.log.info(
+                "Recording %s/%s (HPA %s, metric %s) every %.1f s",
+                recorder.namespace,
+                recorder.deployment_name,
+                (recorder.hpa or {}).get("name"),
+                recorder.metric_name,
+                self.spec.record_interval,
+            )
 
-        env = {**os.environ, "EI_PAYLOAD_FILE": str(payload), "EI_LOAD_PLAN": str(out / "plan.json"),
-               "EI_SUMMARY": str(out / "summary.json"), "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
-               "EI_PROVIDER_PATH": str(_PKG.parent),  # where the locustfile finds elastic_inference.protocol
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "EI_PAYLOAD_FILE": str(payload),
+            "EI_LOAD_PLAN": str(out / "plan.json"),
+            "EI_SUMMARY": str(out / "summary.json"),
+            "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
+            "EI_PROVIDER_PATH": str(_PKG.parent),  # where the locustfile finds elastic_inference.protocol
+            "PYTHONUNBUFFERED": "1",
+        }
         env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
         (out / "summary.json").unlink(missing_ok=True)
 
-        load: dict[str, Any] = {"endpoint": self.host, "protocol": self.protocol, "plan": plan.to_json(),
-                                "workers": self.spec.workers, "command": base_cmd[-1]}
+        load: dict[str, Any] = {
+            "endpoint": self.host,
+            "protocol": self.protocol,
+            "plan": plan.to_json(),
+            "workers": self.spec.workers,
+            "command": base_cmd[-1],
+        }
         master, workers, log_fh = self._start_locust(out, env, locustfile, plan.run_time)
         load["process_start"] = load["start"] = time.time()
         load["hold_start"] = load["start"] + plan.hold_start
@@ -375,8 +497,9 @@ class LocustLoadTestOperator(BaseOperator):
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = True
-                    self.log.error("locust still running %.0f s after the shape's end; stopping it",
-                                   self.spec.startup_grace)
+                    self.log.error(
+                        "locust still running %.0f s after the shape's end; stopping it", self.spec.startup_grace
+                    )
                     break
                 if recorder and now >= next_sample:
                     recorder.sample()
@@ -394,15 +517,19 @@ class LocustLoadTestOperator(BaseOperator):
         scale_in: dict[str, Any] = {"timeout": self.spec.scale_in_timeout, "reached_at": None}
         if recorder and self.spec.scale_in_timeout > 0:
             min_replicas = int((recorder.hpa or {}).get("min_replicas") or 1)
-            self.log.info("Load stopped; recording until replicas are back at %d (at most %.0f s)",
-                          min_replicas, self.spec.scale_in_timeout)
+            self.log.info(
+                "Load stopped; recording until replicas are back at %d (at most %.0f s)",
+                min_replicas,
+                self.spec.scale_in_timeout,
+            )
             end = time.monotonic() + self.spec.scale_in_timeout
             while True:
                 s = recorder.sample()
                 if replicas_of(s) == min_replicas and (s.get("deployment") or {}).get("replicas", 0) <= min_replicas:
                     scale_in["reached_at"] = s["t"]
-                    self.log.info("Scaled back in to %d replicas %.0f s after the load", min_replicas,
-                                  s["t"] - load["stop"])
+                    self.log.info(
+                        "Scaled back in to %d replicas %.0f s after the load", min_replicas, s["t"] - load["stop"]
+                    )
                     break
                 if time.monotonic() + self.spec.record_interval > end:
                     self.log.warning("Replicas still %s after %.0f s", replicas_of(s), self.spec.scale_in_timeout)
@@ -420,11 +547,14 @@ class LocustLoadTestOperator(BaseOperator):
         try:
             stats = summary["stats"] if summary and summary["stats"] else parse_stats(out / "locust")
         except FileNotFoundError as e:
-            raise AirflowException(f"locust exited with code {rc} and wrote no stats ({e}); last log lines:\n"
-                                   f"{log_tail}") from e
+            raise AirflowException(
+                f"locust exited with code {rc} and wrote no stats ({e}); last log lines:\n{log_tail}"
+            ) from e
         failures = summary["errors"] if summary else parse_failures(out / "locust")
-        checks = {"checked": summary["checked"] if summary else 0,
-                  "mismatches": summary["mismatches"] if summary else 0}
+        checks = {
+            "checked": summary["checked"] if summary else 0,
+            "mismatches": summary["mismatches"] if summary else 0,
+        }
         stats["mismatches"] = checks["mismatches"]
         stats["checked"] = checks["checked"]
         history = parse_history(out / "locust")
@@ -435,42 +565,78 @@ class LocustLoadTestOperator(BaseOperator):
             load["hold_start"] = load["start"] + plan.hold_start
         if history and stats["requests"] > history[-1]["total_requests"]:
             # The CSV is rewritten once a second: close the series with the final totals at the stop time.
-            history.append({**history[-1], "t": float(int(load["stop"]) + 1), "users": 0, "rps": 0.0,
-                            "failures_per_s": 0.0, "total_requests": stats["requests"],
-                            "total_failures": stats["failures"], "final": True})
+            history.append(
+                {
+                    **history[-1],
+                    "t": float(int(load["stop"]) + 1),
+                    "users": 0,
+                    "rps": 0.0,
+                    "failures_per_s": 0.0,
+                    "total_requests": stats["requests"],
+                    "total_failures": stats["failures"],
+                    "final": True,
+                }
+            )
 
         timeline_path = out / "timeline.json"
-        write_timeline(timeline_path, {
-            "meta": recorder.meta() if recorder else {"namespace": self.namespace},
-            "load": load,
-            "samples": recorder.samples if recorder else [],
-            "locust": {"stats": stats, "history": history, "failures": failures, "checks": checks,
-                       "csv_prefix": str(out / "locust")},
-            "scale_in": scale_in,
-            "recorder_errors": recorder.errors if recorder else 0,
-        })
+        write_timeline(
+            timeline_path,
+            {
+                "meta": recorder.meta() if recorder else {"namespace": self.namespace},
+                "load": load,
+                "samples": recorder.samples if recorder else [],
+                "locust": {
+                    "stats": stats,
+                    "history": history,
+                    "failures": failures,
+                    "checks": checks,
+                    "csv_prefix": str(out / "locust"),
+                },
+                "scale_in": scale_in,
+                "recorder_errors": recorder.errors if recorder else 0,
+            },
+        )
         ti = context["ti"]
         ti.xcom_push(key="timeline_path", value=str(timeline_path))
         html = out / "locust.html"
         if html.is_file():
             ti.xcom_push(key=LOCUST_URL_KEY, value=report_url(html, reports_dir=self.reports_dir))
 
-        self.log.info("Load test done: %d requests, %d failed (%.2f%%), %.1f RPS, p50 %s / p95 %s / p99 %s ms, "
-                      "%d of %d predictions disagreed with the label", stats["requests"], stats["failures"],
-                      100 * stats["error_rate"], stats["rps"], stats["p50_ms"], stats["p95_ms"], stats["p99_ms"],
-                      checks["mismatches"], checks["checked"])
+        self.log.info(
+            "Load test done: %d requests, %d failed (%.2f%%), %.1f RPS, p50 %s / p95 %s / p99 %s ms, "
+            "%d of %d predictions disagreed with the label",
+            stats["requests"],
+            stats["failures"],
+            100 * stats["error_rate"],
+            stats["rps"],
+            stats["p50_ms"],
+            stats["p95_ms"],
+            stats["p99_ms"],
+            checks["mismatches"],
+            checks["checked"],
+        )
         breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
         if timed_out:
-            breaches.insert(0, f"locust did not finish within the shape's {plan.run_time:.0f} s + "
-                               f"{self.spec.startup_grace:.0f} s grace and was stopped")
-        result = {"endpoint": self.host, "stats": stats, "checks": checks, "plan": plan.to_json(),
-                  "run_dir": str(out), "timeline_path": str(timeline_path),
-                  "locust_html": str(html) if html.is_file() else None,
-                  "slo": {"error_rate": self.spec.slo_error_rate, "p95_ms": self.spec.slo_p95_ms, "breaches": breaches},
-                  "top_failures": failures[:5]}
+            breaches.insert(
+                0,
+                f"locust did not finish within the shape's {plan.run_time:.0f} s + "
+                f"{self.spec.startup_grace:.0f} s grace and was stopped",
+            )
+        result = {
+            "endpoint": self.host,
+            "stats": stats,
+            "checks": checks,
+            "plan": plan.to_json(),
+            "run_dir": str(out),
+            "timeline_path": str(timeline_path),
+            "locust_html": str(html) if html.is_file() else None,
+            "slo": {"error_rate": self.spec.slo_error_rate, "p95_ms": self.spec.slo_p95_ms, "breaches": breaches},
+            "top_failures": failures[:5],
+        }
         if breaches:
             ti.xcom_push(key="load_test_result", value=result)
             top = "; ".join(f"{f['error']} ({f['occurrences']}x)" for f in failures[:3])
-            raise AirflowFailException("Load test broke its SLO: " + "; ".join(breaches)
-                                       + (f". Most frequent errors: {top}" if top else ""))
+            raise AirflowFailException(
+                "Load test broke its SLO: " + "; ".join(breaches) + (f". Most frequent errors: {top}" if top else "")
+            )
         return result

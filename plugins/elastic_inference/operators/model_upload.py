@@ -100,8 +100,9 @@ class ModelUploadOperator(BaseOperator):
         ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
         super().__init__(**kwargs)
         if model is None and not (source and bucket and model_name):
-            raise ValueError(f"{type(self).__name__}: pass model= (a ModelSpec mapping) or source, bucket and "
-                             "model_name")
+            raise ValueError(
+                f"{type(self).__name__}: pass model= (a ModelSpec mapping) or source, bucket and model_name"
+            )
         self.model = model
         self.source: str = source or ""  # set from model= in execute
         self.bucket: str = bucket or ""
@@ -136,8 +137,10 @@ class ModelUploadOperator(BaseOperator):
 
     def _validate_names(self) -> str:
         if not isinstance(self.bucket, str) or not _BUCKET.match(self.bucket):
-            raise ModelLayoutError(f"bucket={self.bucket!r}: OSS bucket names are 3-63 lowercase letters, digits "
-                                   "and '-', starting and ending with a letter or digit")
+            raise ModelLayoutError(
+                f"bucket={self.bucket!r}: OSS bucket names are 3-63 lowercase letters, digits "
+                "and '-', starting and ending with a letter or digit"
+            )
         if not isinstance(self.model_name, str) or not _MODEL_NAME.match(self.model_name):
             raise ModelLayoutError(f"model_name={self.model_name!r}: use letters, digits, '.', '_' or '-'")
         prefix = (self.prefix or "").strip("/")
@@ -160,14 +163,20 @@ class ModelUploadOperator(BaseOperator):
         base = self._validate_names()
         work_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else default_checkpoint_dir()
         layout = self.layout(work_dir)
-        self.log.info("model %s: versions %s, %d files, %d bytes", self.model_name, list(layout.versions),
-                      len(layout.files), layout.total_bytes)
+        self.log.info(
+            "model %s: versions %s, %d files, %d bytes",
+            self.model_name,
+            list(layout.versions),
+            len(layout.files),
+            layout.total_bytes,
+        )
 
         hook = OssHook(self.ack_conn_id, signature_version=self.signature_version)
         if not hook.bucket_exists(self.bucket):
             if not self.create_bucket:
-                raise ModelLayoutError(f"bucket {self.bucket!r} does not exist at {hook.endpoint}: create it, or pass "
-                                       "create_bucket=True")
+                raise ModelLayoutError(
+                    f"bucket {self.bucket!r} does not exist at {hook.endpoint}: create it, or pass create_bucket=True"
+                )
             self.log.info("creating bucket %s", self.bucket)
             hook.create_bucket(self.bucket)
 
@@ -177,21 +186,31 @@ class ModelUploadOperator(BaseOperator):
         for f in layout.files:
             key = base + f.relative_key
             remote = hook.head_object(self.bucket, key)
-            if remote is not None and remote.size == f.size and remote.crc64 is not None \
-                    and remote.crc64 == local_crc64(f.local_path):
+            if (
+                remote is not None
+                and remote.size == f.size
+                and remote.crc64 is not None
+                and remote.crc64 == local_crc64(f.local_path)
+            ):
                 skipped.append(key)
                 bytes_skipped += f.size
             else:
                 to_send.append((f, key))
-        self.log.info("%d file(s) already in OSS with the same CRC64 (%d bytes skipped); %d to upload",
-                      len(skipped), bytes_skipped, len(to_send))
+        self.log.info(
+            "%d file(s) already in OSS with the same CRC64 (%d bytes skipped); %d to upload",
+            len(skipped),
+            bytes_skipped,
+            len(to_send),
+        )
 
         progress = _Progress(self.log, sum(f.size for f, _ in to_send))
         bytes_uploaded = 0
         sent_base = 0
         for f, key in to_send:
             result = hook.upload_file(
-                self.bucket, key, f.local_path,
+                self.bucket,
+                key,
+                f.local_path,
                 checkpoint_dir=work_dir,
                 multipart_threshold=self.multipart_threshold,
                 part_size=self.part_size,
@@ -200,9 +219,14 @@ class ModelUploadOperator(BaseOperator):
             )
             sent_base += f.size
             bytes_uploaded += result.bytes_sent
-            self.log.info("uploaded oss://%s/%s (%d bytes%s%s)", self.bucket, key, f.size,
-                          ", multipart" if result.multipart else "",
-                          f", resumed after {result.resumed_bytes} bytes" if result.resumed_bytes else "")
+            self.log.info(
+                "uploaded oss://%s/%s (%d bytes%s%s)",
+                self.bucket,
+                key,
+                f.size,
+                ", multipart" if result.multipart else "",
+                f", resumed after {result.resumed_bytes} bytes" if result.resumed_bytes else "",
+            )
 
         model_uri = f"oss://{self.bucket}/{base}"
         newest = max(layout.versions)

@@ -105,8 +105,10 @@ class AckNodePoolOperator(BaseOperator):
             state = pool_state(current)
             self.log.info("found node pool %r: %s, state %r", spec.name, nodepool_id, state)
             if state == "deleting":
-                raise NodePoolFailedError(f"node pool {spec.name!r} ({nodepool_id}) is being deleted; wait for the "
-                                          "deletion to finish and re-run to create it again")
+                raise NodePoolFailedError(
+                    f"node pool {spec.name!r} ({nodepool_id}) is being deleted; wait for the "
+                    "deletion to finish and re-run to create it again"
+                )
             diff = spec.diff(hook.describe_node_pool(nodepool_id))
             if diff.empty:
                 self.log.info("node pool %s already matches the requested spec: nothing to modify", nodepool_id)
@@ -117,8 +119,13 @@ class AckNodePoolOperator(BaseOperator):
                 response = hook.modify_node_pool(nodepool_id, diff.body)
                 modified = True
                 task_id = response.get("task_id")
-        return {"nodepool_id": nodepool_id, "task_id": task_id, "created": created, "modified": modified,
-                "changes": changes}
+        return {
+            "nodepool_id": nodepool_id,
+            "task_id": task_id,
+            "created": created,
+            "modified": modified,
+            "changes": changes,
+        }
 
     def execute(self, context: Any) -> dict[str, Any]:
         # The rendered node_pool (a dict, or its text when not rendered natively): coerced once, by the spec.
@@ -168,11 +175,13 @@ class AckNodePoolOperator(BaseOperator):
             if time.monotonic() >= deadline:
                 break
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
-        raise WaitTimeoutError(f"node pool {result['nodepool_id']} not active after {self.wait_timeout}s "
-                               f"(last state {state!r})")
+        raise WaitTimeoutError(
+            f"node pool {result['nodepool_id']} not active after {self.wait_timeout}s (last state {state!r})"
+        )
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None,
-                         result: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, result: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         done = raise_for_event(event, self.task_id, failed=NodePoolFailedError)
         self.log.info("%s", done.get("message"))
         # `airflow dags test` resumes without the defer() kwargs: fall back to what the event carries.

@@ -22,9 +22,18 @@ DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.3.0-gpu"
 SELDON_HTTP_PORT = 8000  # the predictor Service's http port (Seldon executor default, ref. §4.2)
 __all__ = ["HPA_METRIC_FORMATS", "DeploySeldonOperator", "seldon_names"]
 # What the serving spec sets on the operator (spec field -> operator attribute).
-_FROM_SPEC = {"namespace": "namespace", "name": "name", "model_name": "model_name", "model_version": "model_version",
-              "gpu_count": "gpu_count", "min_replicas": "min_replicas", "max_replicas": "max_replicas",
-              "qps_target": "qps_target", "hpa_metric_format": "hpa_metric_format", "node_selector": "node_selector"}
+_FROM_SPEC = {
+    "namespace": "namespace",
+    "name": "name",
+    "model_name": "model_name",
+    "model_version": "model_version",
+    "gpu_count": "gpu_count",
+    "min_replicas": "min_replicas",
+    "max_replicas": "max_replicas",
+    "qps_target": "qps_target",
+    "hpa_metric_format": "hpa_metric_format",
+    "node_selector": "node_selector",
+}
 
 
 def seldon_names(sdep: Json, service_port: int = SELDON_HTTP_PORT) -> dict[str, str]:
@@ -38,12 +47,20 @@ def seldon_names(sdep: Json, service_port: int = SELDON_HTTP_PORT) -> dict[str, 
     comp = (pred.get("componentSpecs") or [{}])[0]
     comp_name = (comp.get("metadata") or {}).get("name")
     containers = [c["name"] for c in ((comp.get("spec") or {}).get("containers") or [])]
-    deployment = (f"{name}-{pred['name']}-0-{comp_name}" if comp_name
-                  else manifests.seldon_deployment_name(name, pred["name"], containers))
-    service = (pred.get("annotations") or {}).get("seldon.io/svc-name") or \
-        manifests.seldon_predictor_service(name, pred["name"])
-    return {"deployment": deployment, "hpa": deployment, "service": service,
-            "route": manifests.sls_ingress_route(namespace, service, service_port)}
+    deployment = (
+        f"{name}-{pred['name']}-0-{comp_name}"
+        if comp_name
+        else manifests.seldon_deployment_name(name, pred["name"], containers)
+    )
+    service = (pred.get("annotations") or {}).get("seldon.io/svc-name") or manifests.seldon_predictor_service(
+        name, pred["name"]
+    )
+    return {
+        "deployment": deployment,
+        "hpa": deployment,
+        "service": service,
+        "route": manifests.sls_ingress_route(namespace, service, service_port),
+    }
 
 
 class DeploySeldonOperator(KubernetesApplyOperator):
@@ -80,28 +97,65 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         autoscaler says it will not scale up).
     """
 
-    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "name", "model_name", "pvc_name",
-                                      "model_subpath", "model_version", "proxy_image", "serving_image",
-                                      "sls_project", "sls_route", "predictor", "gpu_count", "node_selector",
-                                      "min_replicas", "max_replicas", "qps_target", "hpa_metric_format")
+    template_fields: Sequence[str] = (
+        *KubernetesApplyOperator.template_fields,
+        "name",
+        "model_name",
+        "pvc_name",
+        "model_subpath",
+        "model_version",
+        "proxy_image",
+        "serving_image",
+        "sls_project",
+        "sls_route",
+        "predictor",
+        "gpu_count",
+        "node_selector",
+        "min_replicas",
+        "max_replicas",
+        "qps_target",
+        "hpa_metric_format",
+    )
 
-    def __init__(self, *, name: str | None = None, model_name: str | None = None, pvc_name: str | None = None,
-                 predictor: str = "predictor",
-                 model_subpath: str | None = None, model_version: str | int = 1,
-                 proxy_image: str = DEFAULT_PROXY_IMAGE, serving_image: str = DEFAULT_SERVING_IMAGE,
-                 gpu_count: int = 1, node_selector: dict[str, str] | None = None,
-                 tolerations: list[dict[str, Any]] | None = None, min_replicas: int = 1, max_replicas: int = 10,
-                 qps_target: float = 10, metric_name: str = "sls_ingress_qps",
-                 metric_labels: dict[str, str] | None = None, sls_project: str | None = None,
-                 sls_logstore: str = "nginx-ingress", sls_route: str | None = None,
-                 hpa_metric_format: str = "v2beta1", log_level: str = "INFO", proxy_cpu: str = "0.5",
-                 serving_cpu: str = "1", grpc_port: int = 8500, rest_port: int = 8501, mount_path: str = "/mnt",
-                 termination_grace_seconds: int = 1, signature_name: str = "serving_default",
-                 unschedulable_grace_seconds: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        model_name: str | None = None,
+        pvc_name: str | None = None,
+        predictor: str = "predictor",
+        model_subpath: str | None = None,
+        model_version: str | int = 1,
+        proxy_image: str = DEFAULT_PROXY_IMAGE,
+        serving_image: str = DEFAULT_SERVING_IMAGE,
+        gpu_count: int = 1,
+        node_selector: dict[str, str] | None = None,
+        tolerations: list[dict[str, Any]] | None = None,
+        min_replicas: int = 1,
+        max_replicas: int = 10,
+        qps_target: float = 10,
+        metric_name: str = "sls_ingress_qps",
+        metric_labels: dict[str, str] | None = None,
+        sls_project: str | None = None,
+        sls_logstore: str = "nginx-ingress",
+        sls_route: str | None = None,
+        hpa_metric_format: str = "v2beta1",
+        log_level: str = "INFO",
+        proxy_cpu: str = "0.5",
+        serving_cpu: str = "1",
+        grpc_port: int = 8500,
+        rest_port: int = 8501,
+        mount_path: str = "/mnt",
+        termination_grace_seconds: int = 1,
+        signature_name: str = "serving_default",
+        unschedulable_grace_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if self.serving is None and not (name and model_name and pvc_name):
-            raise ValueError(f"{type(self).__name__}: pass serving= (a ServingSpec mapping) or name, model_name and "
-                             "pvc_name")
+            raise ValueError(
+                f"{type(self).__name__}: pass serving= (a ServingSpec mapping) or name, model_name and pvc_name"
+            )
         self.name: str = name or ""  # set from serving= in execute
         self.model_name: str = model_name or ""
         self.pvc_name: str = pvc_name or ""
@@ -154,7 +208,8 @@ class DeploySeldonOperator(KubernetesApplyOperator):
                 raise AirflowFailException(
                     f"{self.task_id}: cannot name the SLS project for the HPA metric: pass sls_project (or"
                     " metric_labels), or cluster_id / an alibaba_ack connection with extra.cluster_id"
-                    " (the project is k8s-log-<cluster id>)")
+                    " (the project is k8s-log-<cluster id>)"
+                )
             project = f"k8s-log-{cid}"
         service = manifests.seldon_predictor_service(self.name, self.predictor)
         route = self.sls_route or manifests.sls_ingress_route(self.namespace, service, SELDON_HTTP_PORT)
@@ -162,15 +217,31 @@ class DeploySeldonOperator(KubernetesApplyOperator):
 
     def template_variables(self) -> dict[str, Any]:
         return dict(
-            name=self.name, namespace=self.namespace, predictor=self.predictor, model_name=self.model_name,
-            model_version=self.model_version, min_replicas=self.min_replicas, max_replicas=self.max_replicas,
-            metric_name=self.metric_name, metric_labels=self.resolve_metric_labels(), qps_target=self.qps_target,
-            hpa_metric_format=self.hpa_metric_format, proxy_image=self.proxy_image,
-            serving_image=self.serving_image, log_level=self.log_level, proxy_cpu=self.proxy_cpu,
-            serving_cpu=self.serving_cpu, grpc_port=self.grpc_port, rest_port=self.rest_port,
-            mount_path=self.mount_path, model_subpath=(self.model_subpath or self.model_name).strip("/"),
-            gpu_count=self.gpu_count, node_selector=self.node_selector or {}, tolerations=self.tolerations or [],
-            pvc_name=self.pvc_name, termination_grace_seconds=self.termination_grace_seconds,
+            name=self.name,
+            namespace=self.namespace,
+            predictor=self.predictor,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            metric_name=self.metric_name,
+            metric_labels=self.resolve_metric_labels(),
+            qps_target=self.qps_target,
+            hpa_metric_format=self.hpa_metric_format,
+            proxy_image=self.proxy_image,
+            serving_image=self.serving_image,
+            log_level=self.log_level,
+            proxy_cpu=self.proxy_cpu,
+            serving_cpu=self.serving_cpu,
+            grpc_port=self.grpc_port,
+            rest_port=self.rest_port,
+            mount_path=self.mount_path,
+            model_subpath=(self.model_subpath or self.model_name).strip("/"),
+            gpu_count=self.gpu_count,
+            node_selector=self.node_selector or {},
+            tolerations=self.tolerations or [],
+            pvc_name=self.pvc_name,
+            termination_grace_seconds=self.termination_grace_seconds,
             signature_name=self.signature_name,
         )
 
@@ -192,8 +263,11 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             spec = ServingSpec.from_mapping(values)
         except SpecError as exc:
             numbers = ("min_replicas", "max_replicas", "gpu_count", "qps_target")
-            lead = "min_replicas, max_replicas, gpu_count and qps_target must be numbers: " if any(
-                n in p for p in exc.problems for n in numbers) else ""
+            lead = (
+                "min_replicas, max_replicas, gpu_count and qps_target must be numbers: "
+                if any(n in p for p in exc.problems for n in numbers)
+                else ""
+            )
             raise AirflowFailException(f"{self.task_id}: {lead}" + "; ".join(exc.problems)) from exc
         problems = spec.problems()
         if problems:
@@ -210,17 +284,31 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             objs = manifests.render("seldon_deployment.yaml.j2", self.template_variables(), self.template_dir)
         sdep = self.apply_with_primary(objs, "SeldonDeployment")
         meta = sdep.object["metadata"]
-        carry = {"name": meta["name"], "namespace": meta.get("namespace", self.namespace), "uid": sdep.uid,
-                 "action": sdep.action, "resource_version": sdep.resource_version,
-                 "service_port": SELDON_HTTP_PORT, **seldon_names(sdep.object)}
+        carry = {
+            "name": meta["name"],
+            "namespace": meta.get("namespace", self.namespace),
+            "uid": sdep.uid,
+            "action": sdep.action,
+            "resource_version": sdep.resource_version,
+            "service_port": SELDON_HTTP_PORT,
+            **seldon_names(sdep.object),
+        }
         if not self.wait_for_completion:
             return carry
-        trigger = SeldonDeploymentTrigger(access=self.access.to_dict(), namespace=carry["namespace"],
-                                          name=carry["name"], deadline=self.deadline(),
-                                          watch_timeout_seconds=self.watch_timeout_seconds,
-                                          unschedulable_grace_seconds=self.unschedulable_grace_seconds)
+        trigger = SeldonDeploymentTrigger(
+            access=self.access.to_dict(),
+            namespace=carry["namespace"],
+            name=carry["name"],
+            deadline=self.deadline(),
+            watch_timeout_seconds=self.watch_timeout_seconds,
+            unschedulable_grace_seconds=self.unschedulable_grace_seconds,
+        )
         return self.wait_or_defer(context, trigger, carry)
 
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
-        return {**carry, "state": event.get("state"), "address": event.get("address", ""),
-                "replicas": event.get("replicas")}
+        return {
+            **carry,
+            "state": event.get("state"),
+            "address": event.get("address", ""),
+            "replicas": event.get("replicas"),
+        }

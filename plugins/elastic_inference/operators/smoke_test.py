@@ -27,9 +27,18 @@ class PredictionSmokeTestOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("predict_url", "samples_path", "host_header")
 
-    def __init__(self, *, predict_url: str, samples_path: str, protocol: str = "seldon",
-                 min_accuracy: float = 0.8, host_header: str | None = None, attempts: int = 10,
-                 request_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        predict_url: str,
+        samples_path: str,
+        protocol: str = "seldon",
+        min_accuracy: float = 0.8,
+        host_header: str | None = None,
+        attempts: int = 10,
+        request_timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.predict_url = predict_url
         self.samples_path = samples_path
@@ -52,13 +61,18 @@ class PredictionSmokeTestOperator(BaseOperator):
         # A just-ready endpoint may still answer 502/503 for a moment while the ingress learns endpoints.
         @tenacity.retry(
             retry=tenacity.retry_if_exception_type((requests.ConnectionError, requests.Timeout, _Transient)),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=5), stop=tenacity.stop_after_attempt(self.attempts),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=5),
+            stop=tenacity.stop_after_attempt(self.attempts),
             before_sleep=lambda rs: self.log.info("predict not answering yet (%s); retrying", rs.outcome.exception()),
             reraise=True,
         )
         def post() -> dict[str, Any]:
-            resp = requests.post(self.predict_url, json=request_body(self.protocol, images), headers=headers,
-                                 timeout=self.request_timeout)
+            resp = requests.post(
+                self.predict_url,
+                json=request_body(self.protocol, images),
+                headers=headers,
+                timeout=self.request_timeout,
+            )
             if resp.status_code in (502, 503, 504):
                 raise _Transient(f"{resp.status_code} {resp.text[:200]}")
             if resp.status_code != 200:
@@ -68,12 +82,14 @@ class PredictionSmokeTestOperator(BaseOperator):
         predicted = predicted_classes(self.protocol, post())
         correct = sum(p == t for p, t in zip(predicted, labels, strict=True))
         accuracy = correct / len(labels)
-        self.log.info("smoke test: %d/%d correct (%.0f %%) at %s", correct, len(labels), 100 * accuracy,
-                      self.predict_url)
+        self.log.info(
+            "smoke test: %d/%d correct (%.0f %%) at %s", correct, len(labels), 100 * accuracy, self.predict_url
+        )
         if accuracy < self.min_accuracy:
             raise AirflowFailException(
                 f"only {correct} of {len(labels)} sample images were classified right ({accuracy:.0%} < "
-                f"{self.min_accuracy:.0%}): predicted {predicted}, expected {labels}")
+                f"{self.min_accuracy:.0%}): predicted {predicted}, expected {labels}"
+            )
         return {"predict_url": self.predict_url, "samples": len(labels), "correct": correct, "accuracy": accuracy}
 
 

@@ -17,8 +17,14 @@ class DeleteKubernetesObjectsOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("objects", "enabled", "kubernetes_conn_id")
 
-    def __init__(self, *, objects: list[dict[str, str]] | str, enabled: bool | str = True,
-                 kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        objects: list[dict[str, str]] | str,
+        enabled: bool | str = True,
+        kubernetes_conn_id: str = "kubernetes_default",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.objects = objects
         self.enabled = enabled

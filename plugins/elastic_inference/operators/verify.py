@@ -54,9 +54,19 @@ class ScaleVerificationOperator(BaseOperator):
     :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
     """
 
-    template_fields: Sequence[str] = ("timeline_path", "pool_policy", "reports_dir", "report_base_url", "cluster_id",
-                                      "replica_tolerance", "mix_tolerance", "failure_budget", "scale_in_timeout",
-                                      "metric_lag", "load_test")
+    template_fields: Sequence[str] = (
+        "timeline_path",
+        "pool_policy",
+        "reports_dir",
+        "report_base_url",
+        "cluster_id",
+        "replica_tolerance",
+        "mix_tolerance",
+        "failure_budget",
+        "scale_in_timeout",
+        "metric_lag",
+        "load_test",
+    )
     template_fields_renderers = {"pool_policy": "json", "load_test": "json"}
     operator_extra_links = (ScaleReportLink(),)
     ui_color = "#f4e8e8"
@@ -107,7 +117,8 @@ class ScaleVerificationOperator(BaseOperator):
         if not path:
             raise AirflowFailException(
                 f"no timeline: task {self.load_test_task_id!r} pushed no 'timeline_path' XCom (did it run in this "
-                f"DAG run?); set load_test_task_id or timeline_path")
+                f"DAG run?); set load_test_task_id or timeline_path"
+            )
         return str(path)
 
     def _pool_policy_from_ack(self, timeline: dict[str, Any]) -> dict[str, Any]:
@@ -115,12 +126,19 @@ class ScaleVerificationOperator(BaseOperator):
 
         pool_id = (timeline.get("meta") or {}).get("pool_id")
         if not pool_id:
-            raise AirflowFailException("ack_conn_id is set but the load test recorded no node_pool_id; pass "
-                                       "node_pool_id to the load test or pool_policy here")
+            raise AirflowFailException(
+                "ack_conn_id is set but the load test recorded no node_pool_id; pass "
+                "node_pool_id to the load test or pool_policy here"
+            )
         pool = AckHook(self.ack_conn_id, cluster_id=self.cluster_id).describe_node_pool(pool_id, self.cluster_id)
-        self.log.info("Pool %s policy from ACK: %s", pool_id,
-                      {k: (pool.get("scaling_group") or {}).get(k) for k in
-                       ("spot_strategy", "on_demand_base_capacity", "on_demand_percentage_above_base_capacity")})
+        self.log.info(
+            "Pool %s policy from ACK: %s",
+            pool_id,
+            {
+                k: (pool.get("scaling_group") or {}).get(k)
+                for k in ("spot_strategy", "on_demand_base_capacity", "on_demand_percentage_above_base_capacity")
+            },
+        )
         return pool
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -133,8 +151,13 @@ class ScaleVerificationOperator(BaseOperator):
             spec = LoadTestSpec.from_mapping(self.load_test).validate()
             self.scale_in_timeout = spec.scale_in_timeout if self.scale_in_timeout is None else self.scale_in_timeout
             self.metric_lag = spec.metric_lag_seconds if self.metric_lag is None else self.metric_lag
-        for name, kind in (("replica_tolerance", "integer"), ("mix_tolerance", "integer"),
-                           ("failure_budget", "integer"), ("scale_in_timeout", "number"), ("metric_lag", "number")):
+        for name, kind in (
+            ("replica_tolerance", "integer"),
+            ("mix_tolerance", "integer"),
+            ("failure_budget", "integer"),
+            ("scale_in_timeout", "number"),
+            ("metric_lag", "number"),
+        ):
             setattr(self, name, coerce(getattr(self, name), kind, name, optional=True))
         try:
             timeline = read_timeline(self._timeline_path(context))
@@ -143,10 +166,15 @@ class ScaleVerificationOperator(BaseOperator):
         policy = coerce(self.pool_policy, "object", "pool_policy", optional=True)  # may be rendered text
         if policy is None and self.ack_conn_id:
             policy = self._pool_policy_from_ack(timeline)
-        opts = VerifyOptions(replica_tolerance=self.replica_tolerance or 0, mix_tolerance=self.mix_tolerance or 0,
-                             failure_budget=self.failure_budget or 0, check_scale_in=self.check_scale_in,
-                             scale_in_timeout=self.scale_in_timeout, metric_lag=self.metric_lag or 0.0,
-                             pool_policy=PoolPolicy.from_dict(policy))
+        opts = VerifyOptions(
+            replica_tolerance=self.replica_tolerance or 0,
+            mix_tolerance=self.mix_tolerance or 0,
+            failure_budget=self.failure_budget or 0,
+            check_scale_in=self.check_scale_in,
+            scale_in_timeout=self.scale_in_timeout,
+            metric_lag=self.metric_lag or 0.0,
+            pool_policy=PoolPolicy.from_dict(policy),
+        )
         result = verify(timeline, opts)
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"]) / "report.html"
         info = summary(timeline, result, report_path=str(out))
@@ -155,8 +183,9 @@ class ScaleVerificationOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=REPORT_URL_KEY, value=url)
         for c in result.checks:
-            (self.log.info if c.passed else self.log.error)("%s %s: %s", "PASS" if c.passed else "FAIL", c.name,
-                                                             c.message)
+            (self.log.info if c.passed else self.log.error)(
+                "%s %s: %s", "PASS" if c.passed else "FAIL", c.name, c.message
+            )
         self.log.info("Report: %s", url)
         self.log.info("Summary: %s", json.dumps(info))
         if not result.passed and self.fail_on_breach:

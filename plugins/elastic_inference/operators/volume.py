@@ -32,8 +32,11 @@ def oss_secret_data(settings: AlibabaCloudSettings) -> dict[str, str]:
     if not cred.access_key_id or not cred.access_key_secret:
         raise AirflowFailException("the Alibaba Cloud credential chain returned no AccessKey pair for the OSS Secret")
     if cred.security_token:
-        return {"AccessKeyId": cred.access_key_id, "AccessKeySecret": cred.access_key_secret,
-                "SecurityToken": cred.security_token}
+        return {
+            "AccessKeyId": cred.access_key_id,
+            "AccessKeySecret": cred.access_key_secret,
+            "SecurityToken": cred.security_token,
+        }
     return {"akId": cred.access_key_id, "akSecret": cred.access_key_secret}
 
 
@@ -70,15 +73,35 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         (``alibaba_cloud_conn_id``: its deprecated name.)
     """
 
-    template_fields: Sequence[str] = (*KubernetesApplyOperator.template_fields, "model", "bucket", "path", "pv_name",
-                                      "pvc_name", "secret_name", "oss_url", "storage")
+    template_fields: Sequence[str] = (
+        *KubernetesApplyOperator.template_fields,
+        "model",
+        "bucket",
+        "path",
+        "pv_name",
+        "pvc_name",
+        "secret_name",
+        "oss_url",
+        "storage",
+    )
     template_fields_renderers = {**KubernetesApplyOperator.template_fields_renderers, "model": "json"}
 
-    def __init__(self, *, model: Mapping[str, Any] | str | None = None, bucket: str | None = None,
-                 pv_name: str | None = None, pvc_name: str | None = None, path: str = "/models",
-                 secret_name: str | None = None, storage: str = "5Gi", access_mode: str = "ReadOnlyMany",
-                 oss_url: str | None = None, other_opts: str = DEFAULT_OTHER_OPTS,
-                 secret_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model: Mapping[str, Any] | str | None = None,
+        bucket: str | None = None,
+        pv_name: str | None = None,
+        pvc_name: str | None = None,
+        path: str = "/models",
+        secret_name: str | None = None,
+        storage: str = "5Gi",
+        access_mode: str = "ReadOnlyMany",
+        oss_url: str | None = None,
+        other_opts: str = DEFAULT_OTHER_OPTS,
+        secret_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         secret_conn_id = deprecated_alias(kwargs, secret_conn_id, type(self).__name__, new="secret_conn_id")
         super().__init__(**kwargs)
         self.model = model
@@ -96,16 +119,26 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
     def _settings(self) -> AlibabaCloudSettings:
         from elastic_inference.hooks.base import AlibabaCloudBaseHook
 
-        return AlibabaCloudBaseHook(self.secret_conn_id or self.ack_conn_id or AlibabaCloudBaseHook.default_conn_name
-                                    ).settings
+        return AlibabaCloudBaseHook(
+            self.secret_conn_id or self.ack_conn_id or AlibabaCloudBaseHook.default_conn_name
+        ).settings
 
     def default_objects(self, settings: AlibabaCloudSettings, secret_name: str) -> list[Json]:
-        variables = dict(pv_name=self.pv_name, pvc_name=self.pvc_name, namespace=self.namespace,
-                         storage=self.storage, access_mode=self.access_mode, secret_name=secret_name,
-                         bucket=self.bucket, path=self.path, oss_url=self.oss_url or default_oss_url(settings),
-                         other_opts=self.other_opts)
-        return (manifests.render("pv.yaml.j2", variables, self.template_dir)
-                + manifests.render("pvc.yaml.j2", variables, self.template_dir))
+        variables = dict(
+            pv_name=self.pv_name,
+            pvc_name=self.pvc_name,
+            namespace=self.namespace,
+            storage=self.storage,
+            access_mode=self.access_mode,
+            secret_name=secret_name,
+            bucket=self.bucket,
+            path=self.path,
+            oss_url=self.oss_url or default_oss_url(settings),
+            other_opts=self.other_opts,
+        )
+        return manifests.render("pv.yaml.j2", variables, self.template_dir) + manifests.render(
+            "pvc.yaml.j2", variables, self.template_dir
+        )
 
     def apply_specs(self) -> None:
         """Take the names from the (rendered) serving and model specs, when given."""
@@ -127,14 +160,18 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         objs = self.manifest_objects(self.default_objects(settings, secret_name))
         kinds = {o["kind"] for o in objs}
         if not {"PersistentVolume", "PersistentVolumeClaim"} <= kinds:
-            raise AirflowFailException(f"{self.task_id}: the manifest must contain a PersistentVolume and a"
-                                       f" PersistentVolumeClaim (found {sorted(kinds)})")
+            raise AirflowFailException(
+                f"{self.task_id}: the manifest must contain a PersistentVolume and a"
+                f" PersistentVolumeClaim (found {sorted(kinds)})"
+            )
         for obj in objs:
             if obj["kind"] == "PersistentVolume":
                 attrs = ((obj.get("spec") or {}).get("csi") or {}).get("volumeAttributes") or {}
                 if {"akid", "aksecret"} & {k.lower() for k in attrs}:
-                    raise AirflowFailException(f"{self.task_id}: the PV manifest carries inline akId/akSecret; remove"
-                                               " them - credentials go in the Secret named by nodePublishSecretRef")
+                    raise AirflowFailException(
+                        f"{self.task_id}: the PV manifest carries inline akId/akSecret; remove"
+                        " them - credentials go in the Secret named by nodePublishSecretRef"
+                    )
         hook = self.get_hook()
         secret = hook.apply(secret_manifest(secret_name, self.namespace, oss_secret_data(settings)))
         self.log.info("Secret %s/%s: %s", self.namespace, secret_name, secret.action)
@@ -143,17 +180,27 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         pvc = next(r for o, r in zip(objs, results) if o["kind"] == "PersistentVolumeClaim")
         carry = {
             "namespace": self.namespace,
-            "secret": secret_name, "pv": pv.object["metadata"]["name"], "pvc": pvc.object["metadata"]["name"],
+            "secret": secret_name,
+            "pv": pv.object["metadata"]["name"],
+            "pvc": pvc.object["metadata"]["name"],
             "uids": {"secret": secret.uid, "pv": pv.uid, "pvc": pvc.uid},
             "actions": {"secret": secret.action, "pv": pv.action, "pvc": pvc.action},
-            "resource_versions": {"secret": secret.resource_version, "pv": pv.resource_version,
-                                  "pvc": pvc.resource_version},
+            "resource_versions": {
+                "secret": secret.resource_version,
+                "pv": pv.resource_version,
+                "pvc": pvc.resource_version,
+            },
         }
         if not self.wait_for_completion:
             return carry
-        trigger = PvcBoundTrigger(access=self.access.to_dict(), namespace=self.namespace, name=carry["pvc"],
-                                  pv_name=carry["pv"], deadline=self.deadline(),
-                                  watch_timeout_seconds=self.watch_timeout_seconds)
+        trigger = PvcBoundTrigger(
+            access=self.access.to_dict(),
+            namespace=self.namespace,
+            name=carry["pvc"],
+            pv_name=carry["pv"],
+            deadline=self.deadline(),
+            watch_timeout_seconds=self.watch_timeout_seconds,
+        )
         return self.wait_or_defer(context, trigger, carry)
 
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:

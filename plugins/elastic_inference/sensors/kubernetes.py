@@ -41,9 +41,19 @@ class _KubernetesWatchSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("name", "namespace", "kubernetes_conn_id", "ack_conn_id", "cluster_id")
     trigger_class: type[KubernetesWatchTrigger]
 
-    def __init__(self, *, name: str, namespace: str = "default", kubernetes_conn_id: str | None = "kubernetes_default",
-                 ack_conn_id: str | None = None, cluster_id: str | None = None, cluster_context: str | None = None,
-                 deferrable: bool | None = None, watch_timeout_seconds: int = 60, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        namespace: str = "default",
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        ack_conn_id: str | None = None,
+        cluster_id: str | None = None,
+        cluster_context: str | None = None,
+        deferrable: bool | None = None,
+        watch_timeout_seconds: int = 60,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.namespace = namespace
@@ -57,22 +67,34 @@ class _KubernetesWatchSensor(BaseSensorOperator):
 
     @property
     def access(self) -> KubeAccess:
-        return KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id, ack_conn_id=self.ack_conn_id,
-                          cluster_id=self.cluster_id, cluster_context=self.cluster_context)
+        return KubeAccess(
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            ack_conn_id=self.ack_conn_id,
+            cluster_id=self.cluster_id,
+            cluster_context=self.cluster_context,
+        )
 
     def trigger_kwargs(self) -> dict[str, Any]:
         return {}
 
     def make_trigger(self, deadline: float) -> KubernetesWatchTrigger:
-        return self.trigger_class(access=self.access.to_dict(), namespace=self.namespace, name=self.name,
-                                  deadline=deadline, watch_timeout_seconds=self.watch_timeout_seconds,
-                                  **self.trigger_kwargs())
+        return self.trigger_class(
+            access=self.access.to_dict(),
+            namespace=self.namespace,
+            name=self.name,
+            deadline=deadline,
+            watch_timeout_seconds=self.watch_timeout_seconds,
+            **self.trigger_kwargs(),
+        )
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:
             timeout = float(self.timeout)
-            self.defer(trigger=self.make_trigger(time.time() + timeout), method_name="execute_complete",
-                       timeout=defer_timeout(timeout))
+            self.defer(
+                trigger=self.make_trigger(time.time() + timeout),
+                method_name="execute_complete",
+                timeout=defer_timeout(timeout),
+            )
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -83,8 +105,9 @@ class _KubernetesWatchSensor(BaseSensorOperator):
         self.log.info("%s", verdict.message)
         if verdict.state == "error":
             raise ResourceFailedError(f"{self.task_id}: {verdict.message}")
-        return PokeReturnValue(is_done=verdict.state == "success",
-                               xcom_value=verdict.event() if verdict.state == "success" else None)
+        return PokeReturnValue(
+            is_done=verdict.state == "success", xcom_value=verdict.event() if verdict.state == "success" else None
+        )
 
     def execute_complete(self, context: Context, event: Json) -> Json:
         return raise_for_event(event, self.task_id)

@@ -12,8 +12,14 @@ INGRESS = ResourceRef("networking.k8s.io/v1", "Ingress")
 
 class IngressAddressTrigger(KubernetesWatchTrigger):
     def watches(self) -> list[WatchSpec]:
-        return [WatchSpec("ingress", INGRESS.collection_path(self.namespace), "Ingress",
-                          field_selector=f"metadata.name={self.name}")]
+        return [
+            WatchSpec(
+                "ingress",
+                INGRESS.collection_path(self.namespace),
+                "Ingress",
+                field_selector=f"metadata.name={self.name}",
+            )
+        ]
 
     def evaluate(self, snapshot: Snapshot, now: datetime) -> Verdict:
         return ingress_verdict(snapshot["ingress"].get(f"{self.namespace}/{self.name}"))

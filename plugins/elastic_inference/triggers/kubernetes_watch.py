@@ -54,9 +54,18 @@ def _key(obj: Json) -> str:
 class WatchLoop:
     """Mirror the collections in ``specs`` until ``evaluate`` gives a terminal verdict or ``deadline`` passes."""
 
-    def __init__(self, api: Any, hook: AsyncKubeHook, specs: list[WatchSpec], evaluate: Evaluate, *,
-                 deadline: float, watch_timeout_seconds: int = 60, recheck_seconds: float = 5.0,
-                 log: Any = None) -> None:
+    def __init__(
+        self,
+        api: Any,
+        hook: AsyncKubeHook,
+        specs: list[WatchSpec],
+        evaluate: Evaluate,
+        *,
+        deadline: float,
+        watch_timeout_seconds: int = 60,
+        recheck_seconds: float = 5.0,
+        log: Any = None,
+    ) -> None:
         self.api = api
         self.hook = hook
         self.specs = specs
@@ -69,7 +78,7 @@ class WatchLoop:
         self.changed = asyncio.Event()
         self.listed = {s.key: asyncio.Event() for s in specs}
         self.events_seen = 0
-        self.lists = 0          # initial lists plus re-lists after 410 Gone
+        self.lists = 0  # initial lists plus re-lists after 410 Gone
         self.interruptions = 0  # watches that broke on a transient error and were resumed
 
     def _remaining(self) -> float:
@@ -80,14 +89,20 @@ class WatchLoop:
 
         field = spec.field_selector
         try:
-            lst = await self.hook.request(self.api, "GET", spec.path, operation=f"list {spec.key}",
-                                          query={"labelSelector": spec.label_selector, "fieldSelector": field})
+            lst = await self.hook.request(
+                self.api,
+                "GET",
+                spec.path,
+                operation=f"list {spec.key}",
+                query={"labelSelector": spec.label_selector, "fieldSelector": field},
+            )
         except KubernetesApiError as e:
             if not (e.status == 400 and spec.field_selector_optional and field):
                 raise
             field = None
-            lst = await self.hook.request(self.api, "GET", spec.path, operation=f"list {spec.key}",
-                                          query={"labelSelector": spec.label_selector})
+            lst = await self.hook.request(
+                self.api, "GET", spec.path, operation=f"list {spec.key}", query={"labelSelector": spec.label_selector}
+            )
         self.lists += 1
         store = self.snapshot[spec.key]
         store.clear()
@@ -114,9 +129,14 @@ class WatchLoop:
                 if rv is None:
                     rv, field = await self._list(spec)
                 async with watch.Watch() as w:
-                    stream = w.stream(fn, resource_version=rv or None, label_selector=spec.label_selector,
-                                      field_selector=field, allow_watch_bookmarks=True,
-                                      timeout_seconds=max(1, min(self.watch_timeout_seconds, int(remaining) + 1)))
+                    stream = w.stream(
+                        fn,
+                        resource_version=rv or None,
+                        label_selector=spec.label_selector,
+                        field_selector=field,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=max(1, min(self.watch_timeout_seconds, int(remaining) + 1)),
+                    )
                     async for ev in stream:
                         obj = ev.get("raw_object") or {}
                         if ev["type"] in ("ADDED", "MODIFIED"):
@@ -153,8 +173,11 @@ class WatchLoop:
                 for t in tasks:
                     if t.done() and not t.cancelled() and t.exception() is not None:
                         exc = t.exception()
-                        return {"status": "error", "message": f"watching the cluster failed: {exc}",
-                                "error_type": type(exc).__name__}
+                        return {
+                            "status": "error",
+                            "message": f"watching the cluster failed: {exc}",
+                            "error_type": type(exc).__name__,
+                        }
                 if all(e.is_set() for e in self.listed.values()):
                     self.changed.clear()
                     last = self.evaluate(self.snapshot, datetime.now(UTC))
@@ -163,11 +186,17 @@ class WatchLoop:
                 remaining = self._remaining()
                 if remaining <= 0:
                     msg = last.message if last else "the objects could not be listed"
-                    return {"status": "timeout", "message": f"deadline reached; last seen: {msg}",
-                            **(last.details if last else {})}
+                    return {
+                        "status": "timeout",
+                        "message": f"deadline reached; last seen: {msg}",
+                        **(last.details if last else {}),
+                    }
                 waiter = asyncio.create_task(self.changed.wait())
-                await asyncio.wait([waiter, *(t for t in tasks if not t.done())], timeout=min(remaining, self.recheck_seconds),
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [waiter, *(t for t in tasks if not t.done())],
+                    timeout=min(remaining, self.recheck_seconds),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 waiter.cancel()
         finally:
             for t in tasks:
@@ -185,8 +214,16 @@ class KubernetesWatchTrigger(BaseTrigger):
     :param watch_timeout_seconds: server-side timeout of each watch request before it is resumed.
     """
 
-    def __init__(self, *, access: dict[str, Any] | None, namespace: str, name: str, deadline: float,
-                 watch_timeout_seconds: int = 60, carry: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        access: dict[str, Any] | None,
+        namespace: str,
+        name: str,
+        deadline: float,
+        watch_timeout_seconds: int = 60,
+        carry: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         # Echoed back in the event: what the operator needs on resume. Not passed as defer() kwargs because
         # `airflow dags test` resumes with the event alone (airflow/sdk/definitions/dag.py drops next_kwargs).
@@ -212,19 +249,34 @@ class KubernetesWatchTrigger(BaseTrigger):
 
     # -- trigger contract ---------------------------------------------------------------------------------
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {
-            "access": self.access, "namespace": self.namespace, "name": self.name, "deadline": self.deadline,
-            "watch_timeout_seconds": self.watch_timeout_seconds, **({"carry": self.carry} if self.carry else {}),
-            **self.extra_kwargs()})
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "access": self.access,
+                "namespace": self.namespace,
+                "name": self.name,
+                "deadline": self.deadline,
+                "watch_timeout_seconds": self.watch_timeout_seconds,
+                **({"carry": self.carry} if self.carry else {}),
+                **self.extra_kwargs(),
+            },
+        )
 
     async def wait(self) -> Json:
         """Watch until done; returns the event payload (also used in-process by :func:`wait_inline`)."""
         hook = AsyncKubeHook(KubeAccess.from_dict(self.access))
         try:
             async with hook.client() as api:
-                loop = WatchLoop(api, hook, self.watches(), self.evaluate, deadline=self.deadline,
-                                 watch_timeout_seconds=self.watch_timeout_seconds,
-                                 recheck_seconds=self.recheck_seconds, log=self.log)
+                loop = WatchLoop(
+                    api,
+                    hook,
+                    self.watches(),
+                    self.evaluate,
+                    deadline=self.deadline,
+                    watch_timeout_seconds=self.watch_timeout_seconds,
+                    recheck_seconds=self.recheck_seconds,
+                    log=self.log,
+                )
                 return await loop.run()
         except asyncio.CancelledError:
             raise

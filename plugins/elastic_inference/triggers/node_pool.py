@@ -41,7 +41,9 @@ def failure_cause(pool: Mapping[str, Any] | None, task: Mapping[str, Any] | None
     if task:
         err = task.get("error") or {}
         if err.get("code") or err.get("message"):
-            reasons.append(f"task {task.get('task_id', '')} error {err.get('code', '')}: {err.get('message', '')}".strip())
+            reasons.append(
+                f"task {task.get('task_id', '')} error {err.get('code', '')}: {err.get('message', '')}".strip()
+            )
         for ev in task.get("events") or []:
             if str(ev.get("level", "")).lower() in ("error", "warning") and ev.get("message"):
                 reasons.append(f"{ev.get('reason') or 'event'}: {ev['message']}")
@@ -51,8 +53,9 @@ def failure_cause(pool: Mapping[str, Any] | None, task: Mapping[str, Any] | None
     return "; ".join(dict.fromkeys(reasons)) or "no cause reported by ACK (check the node pool's events in the console)"
 
 
-def node_pool_verdict(pool: Mapping[str, Any], task: Mapping[str, Any] | None = None, *,
-                      nodepool_id: str = "") -> Verdict:
+def node_pool_verdict(
+    pool: Mapping[str, Any], task: Mapping[str, Any] | None = None, *, nodepool_id: str = ""
+) -> Verdict:
     """The node-pool state rules, in one place (trigger, operator, sensor): ``active`` is success; a failure
     state of the pool, or a failed CS task, is an error with ACK's cause; anything else is pending.
     ``details`` carries ``state`` (and ``nodepool_id``)."""
@@ -63,8 +66,11 @@ def node_pool_verdict(pool: Mapping[str, Any], task: Mapping[str, Any] | None = 
         return Verdict("success", f"node pool {pool_id} is active", details)
     task_state = str((task or {}).get("state") or "").lower()
     if state in FAILED_STATES or task_state in FAILED_TASK_STATES:
-        what = (f"is {state!r}" if state in FAILED_STATES
-                else f"task {(task or {}).get('task_id', '')} {task_state!r} (pool {state!r})")
+        what = (
+            f"is {state!r}"
+            if state in FAILED_STATES
+            else f"task {(task or {}).get('task_id', '')} {task_state!r} (pool {state!r})"
+        )
         return Verdict("error", f"node pool {pool_id} {what}: {failure_cause(pool, task)}", details)
     return Verdict("pending", f"node pool {pool_id} is {state!r}", details)
 
@@ -142,5 +148,6 @@ class NodePoolStateTrigger(BaseTrigger):
             if remaining <= 0:
                 break
             await asyncio.sleep(min(self.poll_interval, remaining))
-        yield self._event("timeout", f"node pool {self.nodepool_id} not active by the deadline (last state {state!r})",
-                          state)
+        yield self._event(
+            "timeout", f"node pool {self.nodepool_id} not active by the deadline (last state {state!r})", state
+        )

@@ -33,15 +33,29 @@ class SeldonDeploymentTrigger(KubernetesWatchTrigger):
 
     def watches(self) -> list[WatchSpec]:
         return [
-            WatchSpec("sdep", SDEP.collection_path(self.namespace), "SeldonDeployment",
-                      field_selector=f"metadata.name={self.name}"),
-            WatchSpec("pods", POD.collection_path(self.namespace), "Pod",
-                      label_selector=f"{SELDON_ID_LABEL}={self.name}"),
-            WatchSpec("events", EVENT.collection_path(self.namespace), "Event",
-                      field_selector="involvedObject.kind=Pod", field_selector_optional=True),
+            WatchSpec(
+                "sdep",
+                SDEP.collection_path(self.namespace),
+                "SeldonDeployment",
+                field_selector=f"metadata.name={self.name}",
+            ),
+            WatchSpec(
+                "pods", POD.collection_path(self.namespace), "Pod", label_selector=f"{SELDON_ID_LABEL}={self.name}"
+            ),
+            WatchSpec(
+                "events",
+                EVENT.collection_path(self.namespace),
+                "Event",
+                field_selector="involvedObject.kind=Pod",
+                field_selector_optional=True,
+            ),
         ]
 
     def evaluate(self, snapshot: Snapshot, now: datetime) -> Verdict:
-        return seldon_verdict(snapshot["sdep"].get(f"{self.namespace}/{self.name}"), list(snapshot["pods"].values()),
-                              list(snapshot["events"].values()), now=now,
-                              unschedulable_grace_seconds=self.unschedulable_grace_seconds)
+        return seldon_verdict(
+            snapshot["sdep"].get(f"{self.namespace}/{self.name}"),
+            list(snapshot["pods"].values()),
+            list(snapshot["events"].values()),
+            now=now,
+            unschedulable_grace_seconds=self.unschedulable_grace_seconds,
+        )

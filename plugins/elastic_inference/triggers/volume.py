@@ -27,14 +27,27 @@ class PvcBoundTrigger(KubernetesWatchTrigger):
         return {"pv_name": self.pv_name}
 
     def watches(self) -> list[WatchSpec]:
-        specs = [WatchSpec("pvc", PVC.collection_path(self.namespace), "PersistentVolumeClaim",
-                           field_selector=f"metadata.name={self.name}"),
-                 WatchSpec("events", EVENT.collection_path(self.namespace), "Event",
-                           field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={self.name}",
-                           field_selector_optional=True)]
+        specs = [
+            WatchSpec(
+                "pvc",
+                PVC.collection_path(self.namespace),
+                "PersistentVolumeClaim",
+                field_selector=f"metadata.name={self.name}",
+            ),
+            WatchSpec(
+                "events",
+                EVENT.collection_path(self.namespace),
+                "Event",
+                field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={self.name}",
+                field_selector_optional=True,
+            ),
+        ]
         if self.pv_name:
-            specs.append(WatchSpec("pv", PV.collection_path(None), "PersistentVolume",
-                                   field_selector=f"metadata.name={self.pv_name}"))
+            specs.append(
+                WatchSpec(
+                    "pv", PV.collection_path(None), "PersistentVolume", field_selector=f"metadata.name={self.pv_name}"
+                )
+            )
         return specs
 
     def evaluate(self, snapshot: Snapshot, now: datetime) -> Verdict:
