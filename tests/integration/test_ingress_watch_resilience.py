@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from elastic_inference.hooks.kubernetes import AsyncKubeHook, KubeAccess
+from elastic_inference.hooks.kubernetes import KubeAccess, KubeAsyncHook
 from elastic_inference.triggers.ingress import IngressAddressTrigger
 from elastic_inference.triggers.kubernetes_watch import WatchLoop
 from tests.helpers import airflow_env
@@ -76,7 +76,7 @@ def test_watch_resumes_across_an_api_server_restart(own_sandbox: Path) -> None:
     trigger = IngressAddressTrigger(
         access={"kubernetes_conn_id": CONN}, namespace="default", name=name, deadline=time.time() + 120
     )
-    hook = AsyncKubeHook(KubeAccess(kubernetes_conn_id=CONN))
+    hook = KubeAsyncHook(KubeAccess(kubernetes_conn_id=CONN))
 
     async def scenario() -> tuple[dict, WatchLoop]:
         async with hook.client() as api:

@@ -353,11 +353,15 @@ class KubeHook(BaseHook):
             raise
 
 
-class AsyncKubeHook:
-    """Async access for triggers (kubernetes_asyncio): ``async with hook.client() as api`` + list/watch helpers."""
+class KubeAsyncHook(BaseHook):
+    """Async Kubernetes access for triggers (kubernetes_asyncio), built like :class:`KubeHook`:
+    ``async with hook.client() as api``, then :meth:`request` and :meth:`watch_events`."""
 
-    def __init__(self, access: KubeAccess, *, retry_attempts: int = 5) -> None:
-        self.access = access
+    hook_name = "Kubernetes (elastic inference, async)"
+
+    def __init__(self, access: KubeAccess | None = None, *, retry_attempts: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.access = access or KubeAccess()
         self.retry_attempts = retry_attempts
 
     @contextlib.asynccontextmanager
@@ -406,6 +410,16 @@ class AsyncKubeHook:
                 raise
             raise to_api_error(exc, operation or f"{method} {path}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.asynccontextmanager
+    async def watch_events(self, api: Any, path: str, **params: Any) -> AsyncIterator[tuple[Any, Any]]:
+        """``(watch, events)``: a ``kubernetes_asyncio`` Watch over ``path`` (list parameters as keywords:
+        ``resource_version``, ``label_selector``, ...) and its stream of raw-dict events; ``watch.resource_version``
+        follows the stream."""
+        from kubernetes_asyncio import watch
+
+        async with watch.Watch() as w:
+            yield w, w.stream(self.watch_function(api, path), **params)
 
     def watch_function(self, api: Any, path: str) -> Callable[..., Any]:
         """A list function for ``kubernetes_asyncio.watch.Watch().stream``: raw dict events, errors as ApiException.

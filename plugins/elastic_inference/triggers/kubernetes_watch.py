@@ -2,8 +2,8 @@
 
 A trigger names the collections it needs (:class:`WatchSpec`: a path plus label/field selectors) and a pure
 ``evaluate(snapshot, now) -> Verdict``. :class:`WatchLoop` keeps an in-memory copy of each collection — list
-once, then ``kubernetes_asyncio.watch.Watch().stream(...)`` from that ``resourceVersion`` with a bounded
-``timeoutSeconds``, re-list on 410 Gone, back off on transient errors — and re-evaluates on every change, so
+once, then a ``kubernetes_asyncio`` watch (``KubeAsyncHook.watch_events``) from that ``resourceVersion`` with a
+bounded ``timeoutSeconds``, re-list on 410 Gone, back off on transient errors — and re-evaluates on every change, so
 a terminal state is seen within one event's latency rather than a poll interval. The deadline lives inside
 the loop: the trigger always yields exactly one event, ``success``, ``error`` or ``timeout``.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from elastic_inference.hooks.kubernetes import AsyncKubeHook, KubeAccess, is_transient
+from elastic_inference.hooks.kubernetes import KubeAccess, KubeAsyncHook, is_transient
 from elastic_inference.k8s_objects import Json, Verdict
 
 MAX_WATCH_ROUNDS = 10_000  # re-watches per collection per wait; the deadline normally ends it long before
@@ -57,7 +57,7 @@ class WatchLoop:
     def __init__(
         self,
         api: Any,
-        hook: AsyncKubeHook,
+        hook: KubeAsyncHook,
         specs: list[WatchSpec],
         evaluate: Evaluate,
         *,
@@ -114,9 +114,6 @@ class WatchLoop:
         return str((lst.get("metadata") or {}).get("resourceVersion") or ""), field
 
     async def _follow(self, spec: WatchSpec) -> None:
-        from kubernetes_asyncio import watch
-
-        fn = self.hook.watch_function(self.api, spec.path)
         store = self.snapshot[spec.key]
         rv: str | None = None
         field = spec.field_selector
@@ -128,15 +125,15 @@ class WatchLoop:
             try:
                 if rv is None:
                     rv, field = await self._list(spec)
-                async with watch.Watch() as w:
-                    stream = w.stream(
-                        fn,
-                        resource_version=rv or None,
-                        label_selector=spec.label_selector,
-                        field_selector=field,
-                        allow_watch_bookmarks=True,
-                        timeout_seconds=max(1, min(self.watch_timeout_seconds, int(remaining) + 1)),
-                    )
+                async with self.hook.watch_events(
+                    self.api,
+                    spec.path,
+                    resource_version=rv or None,
+                    label_selector=spec.label_selector,
+                    field_selector=field,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=max(1, min(self.watch_timeout_seconds, int(remaining) + 1)),
+                ) as (w, stream):
                     async for ev in stream:
                         obj = ev.get("raw_object") or {}
                         if ev["type"] in ("ADDED", "MODIFIED"):
@@ -264,7 +261,7 @@ class KubernetesWatchTrigger(BaseTrigger):
 
     async def wait(self) -> Json:
         """Watch until done; returns the event payload (also used in-process by :func:`wait_inline`)."""
-        hook = AsyncKubeHook(KubeAccess.from_dict(self.access))
+        hook = KubeAsyncHook(KubeAccess.from_dict(self.access))
         try:
             async with hook.client() as api:
                 loop = WatchLoop(
