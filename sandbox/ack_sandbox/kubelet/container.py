@@ -26,10 +26,6 @@ from ack_sandbox.kubelet.status import ContainerRecord
 if TYPE_CHECKING:
     from ack_sandbox.kubelet.pod import PodWorker
 
-# The kubelet probes at most this often (real seconds) however compressed the clock: at x30 a pod's three
-# probes would run ~27 times a second, ~2 % of a core per pod on two cores, for a detection no test or the
-# demo can tell from this one (a readiness change is seen within a second either way).
-PROBE_MIN_PERIOD = 0.25
 BACKOFF_INITIAL = 10.0  # cloud seconds (kubelet: initial container/image back-off 10 s)
 BACKOFF_MAX = 300.0  # cloud seconds (MaxContainerBackOff 5 min)
 BACKOFF_RESET = 600.0  # a container that ran this long resets its back-off (2 x MaxContainerBackOff)
@@ -389,7 +385,7 @@ class ContainerRunner:
             elif failures >= spec.failure_threshold:
                 self._liveness_failed.set()
                 return
-            await asyncio.sleep(max(w.ctx.clock.real_seconds(spec.period), PROBE_MIN_PERIOD))
+            await w.clock_sleep(spec.period)
 
     async def stop(self, grace_real: float) -> None:
         if self.proc is not None and self.proc.running():
