@@ -16,23 +16,30 @@ import signal
 import time
 from pathlib import Path
 
-# A container starts at a low CPU priority (nice 10) and takes the kubelet's own once it serves
-# (runtimes.common.serving_priority): on ACK a new replica starts on a node of its own; here all pods share
-# the machine's cores, and thirty processes starting for a scale-out must not starve the replicas serving.
-# Only with the privilege to give the priority back (root / CAP_SYS_NICE); ACK_SANDBOX_STARTUP_NICE=0 disables.
-STARTUP_NICE = int(os.environ.get("ACK_SANDBOX_STARTUP_NICE", "10"))
+# A container starts at the kubelet's CPU priority and takes the data plane's once it serves
+# (runtimes.common.serving_priority): on ACK a new replica starts on a node of its own; here all pods share the
+# machine's cores, so a replica importing, loading and warming up its model runs behind the replicas serving.
+# The kubelet's priority is the control plane's (server.py steps the daemon back 5 levels); ACK_SANDBOX_STARTUP_NICE
+# starts containers lower still (e.g. 10) — which a pod without a model-server readinessProbe (the seed's own
+# manifest) pays for: it takes traffic while its model still loads. Only with the privilege to give it back
+# (root / CAP_SYS_NICE).
+STARTUP_NICE = int(os.environ.get("ACK_SANDBOX_STARTUP_NICE", "0"))
 STARTUP_NICE_ENV = "ACK_SANDBOX_STARTUP_NICE"
 SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
 
 
 def startup_priority_env() -> dict[str, str]:
-    """What to add to a container's env for the start-up priority (applied by the container's launcher,
-    ``runtimes.launcher``); empty when it is off (disabled, or no privilege to give the priority back)."""
+    """What to add to a container's env for its start-up and serving priorities (applied by the container's
+    launcher, ``runtimes.launcher``, and ``runtimes.common.serving_priority``); empty when there is nothing to
+    change or no privilege to give a priority back."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
     serving = int(os.environ.get(SERVING_NICE_ENV, own))  # the daemon's priority before it stepped back (server.py)
-    if serving >= STARTUP_NICE or os.geteuid() != 0:
+    if os.geteuid() != 0 or max(STARTUP_NICE, own) <= serving:
         return {}
-    return {STARTUP_NICE_ENV: str(max(STARTUP_NICE, own)), SERVING_NICE_ENV: str(serving)}
+    env = {SERVING_NICE_ENV: str(serving)}
+    if own < STARTUP_NICE:
+        env[STARTUP_NICE_ENV] = str(STARTUP_NICE)
+    return env
 
 
 class ContainerProcess:
