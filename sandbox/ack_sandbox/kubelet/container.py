@@ -270,7 +270,8 @@ class ContainerRunner:
             "ACK_SANDBOX_MOUNTS": json.dumps(mounts),
             "SANDBOX_VOLUME_MOUNTS": json.dumps(mounts),
             "SANDBOX_CONTAINER_NAME": self.name,
-            **startup_priority_env(),
+            # a container no probe gates takes traffic at once: starting it low would only slow it down
+            **startup_priority_env(gated=bool(self.spec.get("readinessProbe") or self.spec.get("startupProbe"))),
         }
         log_path = logs.container_log_path(w.ctx, w.ns, w.name, w.uid, self.name, self.rec.restart_count)
         cwd = log_path.parent / "rootfs"

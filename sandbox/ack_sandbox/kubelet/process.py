@@ -19,26 +19,28 @@ from pathlib import Path
 # A container starts at the kubelet's CPU priority and takes the data plane's once it serves
 # (runtimes.common.serving_priority): on ACK a new replica starts on a node of its own; here all pods share the
 # machine's cores, so a replica importing, loading and warming up its model runs behind the replicas serving.
-# The kubelet's priority is the control plane's (server.py steps the daemon back 5 levels); ACK_SANDBOX_STARTUP_NICE
-# starts containers lower still (e.g. 10) — which a pod without a model-server readinessProbe (the seed's own
-# manifest) pays for: it takes traffic while its model still loads. Only with the privilege to give it back
-# (root / CAP_SYS_NICE).
-STARTUP_NICE = int(os.environ.get("ACK_SANDBOX_STARTUP_NICE", "0"))
+# The kubelet's priority is the control plane's (server.py steps the daemon back 5 levels); a container that a
+# readiness or startup probe keeps out of the endpoints until it is ready starts lower still (nice 10). One that no
+# probe gates (the seed's TF Serving has none) takes traffic at once, so starting it low would only make its
+# requests fail for longer. Only with the privilege to give it back (root / CAP_SYS_NICE).
+STARTUP_NICE = int(os.environ.get("ACK_SANDBOX_STARTUP_NICE", "10"))
 STARTUP_NICE_ENV = "ACK_SANDBOX_STARTUP_NICE"
 SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
 
 
-def startup_priority_env() -> dict[str, str]:
+def startup_priority_env(gated: bool = True) -> dict[str, str]:
     """What to add to a container's env for its start-up and serving priorities (applied by the container's
     launcher, ``runtimes.launcher``, and ``runtimes.common.serving_priority``); empty when there is nothing to
-    change or no privilege to give a priority back."""
+    change or no privilege to give a priority back. ``gated``: a probe keeps the container from traffic until
+    it is ready, so it may start at STARTUP_NICE."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
     serving = int(os.environ.get(SERVING_NICE_ENV, own))  # the daemon's priority before it stepped back (server.py)
-    if os.geteuid() != 0 or max(STARTUP_NICE, own) <= serving:
+    startup = STARTUP_NICE if gated else 0
+    if os.geteuid() != 0 or max(startup, own) <= serving:
         return {}
     env = {SERVING_NICE_ENV: str(serving)}
-    if own < STARTUP_NICE:
-        env[STARTUP_NICE_ENV] = str(STARTUP_NICE)
+    if own < startup:
+        env[STARTUP_NICE_ENV] = str(startup)
     return env
 
 
