@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from ack_sandbox.context import SandboxContext
+from ack_sandbox.runtimes.common import SERVING_NICE_ENV
 
 log = logging.getLogger("ack_sandbox")
 
@@ -47,7 +48,6 @@ PID_FILE = "sandbox.pid"
 # from the replicas and the ingress serving requests: those take the daemon's original priority
 # (ACK_SANDBOX_SERVING_NICE) once they serve. Only with the privilege to give it back; 0 turns it off.
 CONTROL_PLANE_NICE = int(os.environ.get("ACK_SANDBOX_CONTROL_PLANE_NICE", "5"))
-SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
 
 
 def control_plane_priority() -> None:

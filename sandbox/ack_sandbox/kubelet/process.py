@@ -16,6 +16,9 @@ import signal
 import time
 from pathlib import Path
 
+from ack_sandbox.runtimes.common import SERVING_NICE_ENV
+from ack_sandbox.runtimes.launcher import STARTUP_NICE_ENV
+
 # A container starts at the kubelet's CPU priority and takes the data plane's once it serves
 # (runtimes.common.serving_priority): on ACK a new replica starts on a node of its own; here all pods share the
 # machine's cores, so a replica importing, loading and warming up its model runs behind the replicas serving.
@@ -23,9 +26,7 @@ from pathlib import Path
 # readiness or startup probe keeps out of the endpoints until it is ready starts lower still (nice 10). One that no
 # probe gates (the seed's TF Serving has none) takes traffic at once, so starting it low would only make its
 # requests fail for longer. Only with the privilege to give it back (root / CAP_SYS_NICE).
-STARTUP_NICE = int(os.environ.get("ACK_SANDBOX_STARTUP_NICE", "10"))
-STARTUP_NICE_ENV = "ACK_SANDBOX_STARTUP_NICE"
-SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
+STARTUP_NICE = int(os.environ.get(STARTUP_NICE_ENV, "10"))
 
 
 def startup_priority_env(gated: bool = True) -> dict[str, str]:
