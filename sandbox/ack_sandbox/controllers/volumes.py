@@ -8,21 +8,45 @@ PV the claim names in ``volumeName``). Both sides get the bind annotations and `
 whose PV disappears becomes ``Lost``; a PV whose claim is deleted becomes ``Released`` (Retain) or is
 deleted (Delete).
 
-Mounting an OSS CSI volume materialises the objects under ``bucket/path`` into a per-pod directory
-(a read-only view: a fresh copy per pod start), read through the OSS stand-in's HTTP API with oss2 and
-the volume's own credentials, resolved as the CSI node plugin does (alibaba-cloud-csi-driver
+Mounting an OSS CSI volume: on ACK the node plugin runs ossfs, a FUSE file system over ``bucket/path``; with
+the seed's ``-o max_stat_cache_size=0`` every stat goes to OSS, so objects written to OSS after the mount show
+up in running pods at once, and deleted ones disappear. The sandbox has no FUSE: an ``OssMirror`` per pod
+volume copies the objects under ``bucket/path`` into the pod's volume directory at mount time, then keeps it in
+step with the bucket — every ``SYNC_INTERVAL`` (0.5 s real) one ListObjectsV2 listing (shared by every pod
+mounting the same bucket/path with the same key), downloading only objects whose ETag changed and removing
+local files whose object is gone. Files are written to a temporary name and renamed, so a reader never sees a
+half-written file; the files of a directory that is new in a round (e.g. a model version ``2/``) are staged
+under ``.ossfs-staging`` and appear together, ``saved_model.pb`` last.
+
+Read-only: the mount is read-only when the PV's ``csi.readOnly``, the pod volume's
+``persistentVolumeClaim.readOnly`` or a ``ReadOnlyMany``-only access mode says so (the CSI plugin mounts ossfs
+with ``-o ro`` for ``MULTI_NODE_READER_ONLY``), and for a container whose ``volumeMount.readOnly`` is true. The
+view is then a read-only bind mount of the mirror (``mount --bind`` + ``remount,ro``, as the kubelet does for a
+read-only volumeMount): a write fails with EROFS "Read-only file system" as in a container. Where the daemon
+may not mount (not root / no CAP_SYS_ADMIN) the files are made mode 0444 instead (refused to non-root
+writers only). Bind mounts are undone on unmount, on daemon stop, and leftovers of a killed daemon under the
+state directory are detached at the next start. A read-write mount does not write back to OSS (files a
+container creates stay local; ossfs would upload them).
+
+The credentials are the volume's own, resolved as the CSI node plugin does (alibaba-cloud-csi-driver
 ``pkg/oss/utils.go``, reference §3): the Secret of ``nodePublishSecretRef`` — legacy ``akId``/``akSecret``
 (both or neither) first, then ``AccessKeyId``/``AccessKeySecret`` (+``SecurityToken``), keys matched
-case-insensitively — else inline ``akId``/``akSecret`` volumeAttributes. A refused credential leaves the
-pod ``ContainerCreating`` with ``FailedMount`` events, as on a real node.
+case-insensitively — else inline ``akId``/``akSecret`` volumeAttributes; read through the OSS stand-in's
+HTTP API with oss2. A refused credential leaves the pod ``ContainerCreating`` with ``FailedMount`` events, as
+on a real node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import ctypes
 import logging
+import os
+import secrets as _secrets
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -280,27 +304,219 @@ def oss_endpoint(ctx: SandboxContext, url: str | None) -> str:
     return ctx.endpoints.get("oss", "")
 
 
-def _download_prefix(endpoint: str, creds: tuple[str, str, str], bucket: str, prefix: str, target: Path) -> int:
+SYNC_INTERVAL = 0.5  # real seconds between listings of a mounted bucket/path (ossfs stats every access)
+STAGING = ".ossfs-staging"
+_MIRRORS: dict[str, list[OssMirror]] = {}  # pod volumes dir -> its mirrors
+_BINDS: dict[str, list[str]] = {}  # pod volumes dir -> read-only bind mounts made under it
+_LISTERS: dict[tuple[str, str, str, str], _Lister] = {}
+_reaped: set[str] = set()
+
+
+def _bucket(endpoint: str, creds: tuple[str, str, str], bucket: str) -> Any:
     import oss2
 
     auth = oss2.StsAuth(*creds) if creds[2] else oss2.Auth(creds[0], creds[1])
-    b = oss2.Bucket(auth, endpoint, bucket, connect_timeout=10)
-    count = 0
+    return oss2.Bucket(auth, endpoint, bucket, connect_timeout=10)
+
+
+def _list_prefix(b: Any, prefix: str) -> dict[str, str]:
+    """``relative path -> ETag`` of every object under ``prefix`` (directory markers map to "/")."""
+    import oss2
+
+    out: dict[str, str] = {}
     for obj in oss2.ObjectIteratorV2(b, prefix=prefix):
         rel = obj.key[len(prefix) :].lstrip("/")
-        if not rel:
-            continue
-        dest = target / rel
-        if obj.key.endswith("/"):
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        b.get_object_to_file(obj.key, str(dest))
-        count += 1
-    return count
+        if rel:
+            out[rel] = "/" if obj.key.endswith("/") else obj.etag
+    return out
 
 
-async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target: Path) -> None:
+class _Lister:
+    """One listing per SYNC_INTERVAL for every mirror of the same bucket/path and key."""
+
+    def __init__(self, bucket: Any, prefix: str) -> None:
+        self.bucket, self.prefix = bucket, prefix
+        self.at = 0.0
+        self.listing: dict[str, str] | None = None
+        self.lock = asyncio.Lock()
+
+    async def get(self) -> dict[str, str]:
+        async with self.lock:
+            if self.listing is None or time.monotonic() - self.at >= SYNC_INTERVAL * 0.9:
+                self.listing = await asyncio.to_thread(_list_prefix, self.bucket, self.prefix)
+                self.at = time.monotonic()
+            return self.listing
+
+
+def _sync_order(rel: str) -> tuple[bool, str]:
+    # saved_model.pb last: TF Serving loads a version once it sees its .pb
+    return (rel.rsplit("/", 1)[-1] in ("saved_model.pb", "saved_model.pbtxt"), rel)
+
+
+class OssMirror:
+    """Keeps ``root`` equal to the objects under ``bucket/prefix`` (what ossfs shows its readers)."""
+
+    def __init__(self, bucket: Any, prefix: str, root: Path, read_only: bool) -> None:
+        self.bucket, self.prefix, self.root, self.read_only = bucket, prefix, root, read_only
+        self.known: dict[str, str] = {}  # rel -> ETag of the local copy
+        self.task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    def apply(self, listing: dict[str, str]) -> int:
+        """Bring the directory up to ``listing`` (blocking; run in a thread). Returns files changed."""
+        changed = 0
+        staging = self.root / STAGING
+        staged_tops: set[str] = set()
+        for rel in sorted((r for r, e in listing.items() if self.known.get(r) != e), key=_sync_order):
+            etag = listing[rel]
+            top = rel.split("/", 1)[0]
+            fresh_top = "/" in rel and (top in staged_tops or not (self.root / top).exists())
+            base = staging if fresh_top else self.root
+            if fresh_top:
+                staged_tops.add(top)
+            dest = base / rel
+            if etag == "/":
+                dest.mkdir(parents=True, exist_ok=True)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.ossfs-{_secrets.token_hex(4)}")
+                self.bucket.get_object_to_file(self.prefix + rel, str(tmp))
+                if self.read_only:
+                    os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+            self.known[rel] = etag
+            changed += 1
+        for top in sorted(staged_tops):
+            target = self.root / top
+            if target.exists():  # appeared meanwhile (another round): merge file by file
+                for src in sorted((staging / top).rglob("*"), key=lambda q: _sync_order(str(q))):
+                    if src.is_file():
+                        dest = target / src.relative_to(staging / top)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(src, dest)
+            else:
+                os.replace(staging / top, target)
+        if staged_tops:
+            shutil.rmtree(staging, ignore_errors=True)
+        for rel in [r for r in self.known if r not in listing]:
+            path = self.root / rel
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            del self.known[rel]
+            changed += 1
+            parent = path.parent
+            while parent != self.root and parent.is_relative_to(self.root):
+                try:
+                    parent.rmdir()  # only when empty: ossfs shows no directory without objects under it
+                except OSError:
+                    break
+                parent = parent.parent
+        return changed
+
+    async def run(self, lister: _Lister) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                listing = await lister.get()
+                if any(self.known.get(r) != e for r, e in listing.items()) or len(listing) != len(self.known):
+                    await asyncio.to_thread(self.apply, listing)
+                self.rounds += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - ossfs keeps what it has when OSS does not answer
+                log.debug("oss mirror %s: %s", self.root, exc)
+
+
+# --- read-only views (bind mounts) ---------------------------------------------------------------------------
+MS_RDONLY, MS_REMOUNT, MS_BIND, MNT_DETACH = 1, 32, 4096, 2
+_libc: Any = None
+
+
+def _lib() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def bind_read_only(src: Path, dst: Path) -> bool:
+    """``mount --bind src dst`` then ``mount -o remount,bind,ro dst``; False where the daemon may not mount."""
+    if os.geteuid() != 0:
+        return False
+    dst.mkdir(parents=True, exist_ok=True)
+    libc = _lib()
+    if libc.mount(str(src).encode(), str(dst).encode(), None, MS_BIND, None) != 0:
+        log.debug("bind mount of %s refused: %s", dst, os.strerror(ctypes.get_errno()))
+        return False
+    if libc.mount(None, str(dst).encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0:
+        log.debug("read-only remount of %s refused: %s", dst, os.strerror(ctypes.get_errno()))
+        libc.umount2(str(dst).encode(), MNT_DETACH)
+        return False
+    return True
+
+
+def _detach(path: str) -> None:
+    _lib().umount2(path.encode(), MNT_DETACH)
+
+
+def _mount_points_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    points = [line.split()[4].replace("\\040", " ") for line in lines if len(line.split()) > 4]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def reap_stale_mounts(state_dir: Path) -> int:
+    """Detach read-only views a killed daemon left under its state directory (once per process)."""
+    key = str(state_dir)
+    if key in _reaped or os.geteuid() != 0:
+        return 0
+    _reaped.add(key)
+    points = _mount_points_under(state_dir)
+    for point in points:
+        _detach(point)
+    return len(points)
+
+
+def _chmod_read_only(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o444)
+
+
+def read_only_view(pod_dir: Path, name: str, local: str) -> str:
+    """The directory a container with ``volumeMount.readOnly`` sees for volume ``name`` backed by ``local``."""
+    vol_root = pod_dir / "volumes"
+    if local in _BINDS.get(str(vol_root), []):
+        return local  # the volume itself is a read-only view
+    view = vol_root / f".ro-{name}"
+    if str(view) in _BINDS.get(str(vol_root), []):
+        return str(view)
+    if not Path(local).is_relative_to(vol_root):
+        return local  # hostPath / local PV: left as it is
+    if bind_read_only(Path(local), view):
+        _BINDS.setdefault(str(vol_root), []).append(str(view))
+        return str(view)
+    return local
+
+
+def _pv_read_only(pv: Obj, pvc: Obj, pod_volume: dict[str, Any]) -> bool:
+    modes = set(pvc.get("spec", {}).get("accessModes") or pv.get("spec", {}).get("accessModes") or [])
+    return bool(
+        (pv.get("spec", {}).get("csi") or {}).get("readOnly")
+        or (pod_volume.get("persistentVolumeClaim") or {}).get("readOnly")
+        or modes == {"ReadOnlyMany"}
+    )
+
+
+async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target: Path, read_only: bool = False) -> None:
     csi = pv["spec"]["csi"]
     attrs = {str(k): str(v) for k, v in (csi.get("volumeAttributes") or {}).items()}
     pv_name = pv["metadata"]["name"]
@@ -331,20 +547,39 @@ async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target:
     endpoint = oss_endpoint(ctx, _ci(attrs, "url"))
     if not endpoint:
         raise MountError(prefix_msg + "Unavailable desc = the OSS endpoint is not reachable")
-    tmp = target.with_name(target.name + ".partial")
+    vol_root = target.parent
+    mirror_dir = vol_root / f".{target.name}.oss" if read_only else target
+    tmp = mirror_dir.with_name(mirror_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    key = (endpoint, bucket, prefix, creds[0])
+    lister = _LISTERS.get(key)
+    if lister is None:
+        lister = _LISTERS[key] = _Lister(_bucket(endpoint, creds, bucket), prefix)
+    mirror = OssMirror(lister.bucket, prefix, tmp, read_only)
     try:
-        await asyncio.to_thread(_download_prefix, endpoint, creds, bucket, prefix, tmp)
+        listing = await asyncio.to_thread(_list_prefix, lister.bucket, prefix)
+        await asyncio.to_thread(mirror.apply, listing)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _LISTERS.pop(key, None)  # a refused key is not reused
         code = getattr(exc, "code", "") or type(exc).__name__
         message = getattr(exc, "message", "") or str(exc)
         raise MountError(
             prefix_msg + f"Internal desc = failed to mount oss bucket {bucket}:/{path} (ossfs: {code}: {message})"
         ) from exc
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    shutil.rmtree(mirror_dir, ignore_errors=True)
+    tmp.rename(mirror_dir)
+    mirror.root = mirror_dir
+    if read_only:
+        if bind_read_only(mirror_dir, target):
+            _BINDS.setdefault(str(vol_root), []).append(str(target))
+        else:
+            _chmod_read_only(mirror_dir)
+            shutil.rmtree(target, ignore_errors=True)
+            target.symlink_to(mirror_dir.name)
+    mirror.task = asyncio.get_running_loop().create_task(mirror.run(lister), name=f"ossfs-{target}")
+    _MIRRORS.setdefault(str(vol_root), []).append(mirror)
 
 
 async def _write_projection(api: Api, kind: Kind, ns: str, source: dict[str, Any], target: Path) -> None:
@@ -376,6 +611,8 @@ async def mount_pod_volumes(ctx: SandboxContext, api: Api, pod: Obj, pod_dir: Pa
     """Set up every volume of ``pod``; returns volume name -> local directory. Raises ``MountError``."""
     ns = pod["metadata"].get("namespace", "default")
     vol_root = pod_dir / "volumes"
+    reap_stale_mounts(ctx.state_dir)
+    release_pod_volumes(pod_dir)  # a mount attempt that failed half way
     vol_root.mkdir(parents=True, exist_ok=True)
     out: dict[str, str] = {}
     for vol in pod.get("spec", {}).get("volumes") or []:
@@ -413,7 +650,7 @@ async def mount_pod_volumes(ctx: SandboxContext, api: Api, pod: Obj, pod_dir: Pa
                 )
             pspec = pv.get("spec", {})
             if (pspec.get("csi") or {}).get("driver") == OSS_DRIVER:
-                await mount_oss(ctx, api, pv, ns, target)
+                await mount_oss(ctx, api, pv, ns, target, read_only=_pv_read_only(pv, pvc, vol))
             elif "hostPath" in pspec or "local" in pspec:
                 target = Path((pspec.get("hostPath") or pspec.get("local"))["path"])
                 target.mkdir(parents=True, exist_ok=True)
@@ -434,5 +671,16 @@ async def mount_pod_volumes(ctx: SandboxContext, api: Api, pod: Obj, pod_dir: Pa
     return out
 
 
+def release_pod_volumes(pod_dir: Path) -> None:
+    """Stop the pod's OSS mirrors and detach its read-only views (the files stay)."""
+    vol_root = str(pod_dir / "volumes")
+    for mirror in _MIRRORS.pop(vol_root, []):
+        if mirror.task is not None:
+            mirror.task.cancel()
+    for point in reversed(_BINDS.pop(vol_root, [])):
+        _detach(point)
+
+
 def unmount_pod_volumes(pod_dir: Path) -> None:
+    release_pod_volumes(pod_dir)
     shutil.rmtree(pod_dir / "volumes", ignore_errors=True)

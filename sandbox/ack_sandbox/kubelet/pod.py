@@ -103,6 +103,10 @@ class PodWorker:
             local = self.volume_dirs.get(vm.get("name", ""))
             if local is None or not vm.get("mountPath"):
                 continue
+            if vm.get("readOnly"):
+                from ack_sandbox.controllers.volumes import read_only_view
+
+                local = read_only_view(self.pod_dir, vm.get("name", ""), local)
             sub = vm.get("subPath")
             mounts[vm["mountPath"]] = str(Path(local) / sub) if sub else local
         return mounts
@@ -281,3 +285,6 @@ class PodWorker:
                 r.proc.kill_now()
         if self._task is not None:
             self._task.cancel()
+        from ack_sandbox.controllers.volumes import release_pod_volumes
+
+        release_pod_volumes(self.pod_dir)  # the daemon stops: no mirror left running, no bind mount left behind
