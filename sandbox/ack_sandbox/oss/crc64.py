@@ -13,8 +13,12 @@ _XOROUT = 0xFFFFFFFFFFFFFFFF
 
 
 class Crc64:
-    def __init__(self) -> None:
+    """``Crc64(previous)`` continues a CRC: the CRC of ``a + b`` is ``Crc64(crc64(a))`` updated with ``b``
+    (AppendObject reports the whole object's CRC after each append)."""
+
+    def __init__(self, initial: int = 0) -> None:
         self._crc = crcmod.Crc(_POLY, initCrc=0, rev=True, xorOut=_XOROUT)
+        self._crc.crcValue = initial
 
     def update(self, data: bytes) -> None:
         self._crc.update(data)

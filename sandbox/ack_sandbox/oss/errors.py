@@ -19,13 +19,26 @@ def new_request_id() -> str:
 
 
 class OssError(Exception):
-    def __init__(self, status: int, code: str, message: str, ec: str = "0000-00000000", **extra: str) -> None:
+    """An OSS error answer. ``extra`` become XML elements after HostId; ``headers`` are response headers OSS sends
+    with this error (e.g. ``x-oss-next-append-position`` with PositionNotEqualToLength)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        ec: str = "0000-00000000",
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: str,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.ec = ec
         self.extra = extra
+        self.headers = headers or {}
 
     def xml(self, request_id: str, host_id: str) -> str:
         extra = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items())
@@ -58,3 +71,24 @@ def no_such_upload(upload_id: str) -> OssError:
 
 def invalid_argument(name: str, value: str, message: str) -> OssError:
     return OssError(400, "InvalidArgument", message, "0017-00000801", ArgumentName=name, ArgumentValue=value)
+
+
+def precondition_failed(condition: str) -> OssError:
+    """412 for If-Match / If-Unmodified-Since (GetObject, HeadObject) and the x-oss-copy-source-if-* headers
+    (CopyObject, UploadPartCopy); OSS error 0017-00001001 ("A condition in the request is not met")."""
+    return OssError(
+        412,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+        "0017-00001001",
+        Condition=condition,
+    )
+
+
+def malformed_xml() -> OssError:
+    return OssError(
+        400,
+        "MalformedXML",
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+        "0016-00000608",
+    )

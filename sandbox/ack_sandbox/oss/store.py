@@ -9,6 +9,14 @@ Layout (durable across down/up; every write is temp-file + rename)::
 An in-memory index (rebuilt from the ``.json`` files at start) serves listings. No HTTP here; errors
 are ``OssError`` with OSS's codes. ``object_path(bucket, key)`` is public so the sandbox's OSS CSI
 volume can expose objects as files.
+
+Object types as OSS reports them in ``x-oss-object-type`` / ListObjects ``Type``: ``Normal`` (PutObject,
+CopyObject), ``Multipart`` (CompleteMultipartUpload), ``Appendable`` (AppendObject: ``position`` must equal the
+current length, else 409 PositionNotEqualToLength; appending to any other type is 409 ObjectNotAppendable —
+OSS error pages 0026-00000016 / 0026-00000017) and ``Symlink`` (PutSymlink: a zero-byte object whose
+``symlink_target`` names another key of the bucket; ``follow`` resolves it, 404 SymlinkTargetNotExist when the
+target is gone). Upload IDs start with the initiation time in hex, so ordering by (key, upload id) — how
+ListMultipartUploads pages with key-marker / upload-id-marker — is also ordering by initiation.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ class ObjectMeta:
     storage_class: str = "Standard"
     user_meta: dict[str, str] = field(default_factory=dict)
     content_md5: str = ""  # base64, simple uploads only
+    symlink_target: str = ""  # object_type Symlink only
 
 
 @dataclass
@@ -92,6 +101,30 @@ async def _receive(chunks: AsyncIterator[bytes], tmp: Path) -> tuple[Any, Crc64,
             crc.update(chunk)
             size += len(chunk)
     return md5, crc, size
+
+
+async def file_chunks(path: Path, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    """The bytes ``start..end`` (inclusive; ``end=None``: to the end) of a file, in 1 MiB chunks."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = None if end is None else end - start + 1
+        while left is None or left > 0:
+            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+def new_upload_id() -> str:
+    """32 upper-case hex characters, the first 16 the initiation time in ns (ordered like OSS's own IDs)."""
+    return f"{time.time_ns():016X}{secrets.token_hex(8).upper()}"
 
 
 def _key_name(key: str) -> str:
@@ -266,6 +299,131 @@ class OssStore:
             path.with_suffix(".json").unlink(missing_ok=True)
             path.unlink(missing_ok=True)
 
+    def delete_many(self, bucket: str, keys: list[str]) -> list[str]:
+        """DeleteMultipleObjects: every key is reported deleted, whether it existed or not (as OSS does)."""
+        self.bucket(bucket)
+        for key in keys:
+            self.delete(bucket, key)
+        return keys
+
+    async def append(
+        self,
+        bucket: str,
+        key: str,
+        position: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str | None,
+        user_meta: dict[str, str],
+    ) -> ObjectMeta:
+        """AppendObject: position 0 creates an Appendable object; later appends must give its current length."""
+        self.bucket(bucket)
+        check_key(key)
+        current = self.objects[bucket].get(key)
+        if current is not None and current.object_type != "Appendable":
+            raise OssError(
+                409,
+                "ObjectNotAppendable",
+                "The object is not appendable",
+                "0026-00000017",
+                Key=key,
+            )
+        length = current.size if current is not None else 0
+        if position != length:
+            raise OssError(
+                409,
+                "PositionNotEqualToLength",
+                "Position is not equal to file length",
+                "0026-00000016",
+                headers={"x-oss-next-append-position": str(length)},
+                Key=key,
+            )
+        path = self.object_path(bucket, key)
+        tmp = path.with_name(path.name + f".{secrets.token_hex(4)}.tmp")
+        try:
+            if current is not None:
+                shutil.copyfile(path, tmp)
+            crc, size = Crc64(current.crc64 if current is not None else 0), length
+            with open(tmp, "ab") as f:
+                async for chunk in chunks:
+                    f.write(chunk)
+                    crc.update(chunk)
+                    size += len(chunk)
+            md5 = hashlib.md5()
+            with open(tmp, "rb") as f:
+                while block := f.read(1 << 20):
+                    md5.update(block)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        meta = ObjectMeta(
+            key=key,
+            size=size,
+            etag=f'"{md5.hexdigest().upper()}"',
+            crc64=crc.value,
+            last_modified=time.time(),
+            # The first append sets the type and metadata; later appends keep them.
+            content_type=current.content_type if current else (content_type or "application/octet-stream"),
+            object_type="Appendable",
+            user_meta=current.user_meta if current else user_meta,
+        )
+        _atomic_json(path.with_suffix(".json"), asdict(meta))
+        self.objects[bucket][key] = meta
+        return meta
+
+    def put_symlink(
+        self, bucket: str, key: str, target: str, *, user_meta: dict[str, str], forbid_overwrite: bool = False
+    ) -> ObjectMeta:
+        self.bucket(bucket)
+        check_key(key)
+        check_key(target)
+        if forbid_overwrite and key in self.objects[bucket]:
+            raise OssError(
+                409,
+                "FileAlreadyExists",
+                "The object you specified already exists and can not be overwritten.",
+                "0026-00000002",
+                Key=key,
+            )
+        path = self.object_path(bucket, key)
+        path.write_bytes(b"")  # a symlink has no data; an empty file keeps object_path() readable
+        meta = ObjectMeta(
+            key=key,
+            size=0,
+            etag=f'"{hashlib.md5(target.encode()).hexdigest().upper()}"',
+            crc64=0,
+            last_modified=time.time(),
+            object_type="Symlink",
+            user_meta=user_meta,
+            symlink_target=target,
+        )
+        _atomic_json(path.with_suffix(".json"), asdict(meta))
+        self.objects[bucket][key] = meta
+        return meta
+
+    def symlink(self, bucket: str, key: str) -> ObjectMeta:
+        """GetSymlink: the symlink's own meta; 400 NotSymlink for any other object."""
+        meta = self.head(bucket, key)
+        if meta.object_type != "Symlink":
+            raise OssError(400, "NotSymlink", "The specified object is not a symlink.", "0026-00000011", Key=key)
+        return meta
+
+    def follow(self, bucket: str, key: str) -> tuple[ObjectMeta, str]:
+        """The meta and key of what GET/HEAD ``key`` serves: a symlink's target (one level, as OSS), else itself."""
+        meta = self.head(bucket, key)
+        if meta.object_type != "Symlink":
+            return meta, key
+        target = self.objects[bucket].get(meta.symlink_target)
+        if target is None or target.object_type == "Symlink":
+            raise OssError(
+                404,
+                "SymlinkTargetNotExist",
+                "The symlink target object does not exist",
+                "0026-00000010",
+                SymlinkTarget=meta.symlink_target,
+            )
+        return target, meta.symlink_target
+
     def copy(
         self,
         src_bucket: str,
@@ -276,7 +434,9 @@ class OssStore:
         replace_meta: dict[str, str] | None,
         content_type: str | None,
     ) -> ObjectMeta:
-        src = self.head(src_bucket, src_key)
+        """CopyObject: the bytes and (COPY directive, ``replace_meta=None``) the metadata of the source; a symlink
+        source is followed. The copy keeps the source's ETag and CRC-64 (same bytes)."""
+        src, src_key = self.follow(src_bucket, src_key)
         self.bucket(bucket)
         check_key(key)
         dst_path = self.object_path(bucket, key)
@@ -284,6 +444,8 @@ class OssStore:
         shutil.copyfile(self.object_path(src_bucket, src_key), tmp)
         os.replace(tmp, dst_path)
         meta = ObjectMeta(**{**asdict(src), "key": key, "last_modified": time.time()})
+        if meta.object_type == "Appendable":  # a copy is a Normal object
+            meta.object_type = "Normal"
         if replace_meta is not None:
             meta.user_meta = replace_meta
             meta.content_type = content_type or meta.content_type
@@ -338,7 +500,7 @@ class OssStore:
         self.bucket(bucket)
         check_key(key)
         up = Upload(
-            upload_id=secrets.token_hex(16).upper(),
+            upload_id=new_upload_id(),
             bucket=bucket,
             key=key,
             initiated=time.time(),
@@ -376,6 +538,23 @@ class OssStore:
         _atomic_json(udir / f"part-{number}.json", asdict(part))
         self.parts[upload_id][number] = part
         return part
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        byte_range: tuple[int, int] | None,
+    ) -> PartMeta:
+        """UploadPartCopy: the part is bytes ``byte_range`` (inclusive; None = all) of the source object."""
+        self.upload(bucket, key, upload_id)
+        src, src_key = self.follow(src_bucket, src_key)
+        start, end = byte_range if byte_range is not None else (0, src.size - 1)
+        chunks = file_chunks(self.object_path(src_bucket, src_key), start, end) if src.size else _no_chunks()
+        return await self.upload_part(bucket, key, upload_id, number, chunks, None)
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartMeta]:
         self.upload(bucket, key, upload_id)
@@ -464,9 +643,37 @@ class OssStore:
         self.parts.pop(upload_id, None)
         shutil.rmtree(self._udir(upload_id), ignore_errors=True)
 
+    def list_uploads_page(
+        self, bucket: str, *, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> tuple[list[Upload], list[str], bool]:
+        """ListMultipartUploads: uploads in (key, upload id) order after the markers, common prefixes folded as in
+        ListObjects; returns (uploads, prefixes, truncated). Without key-marker, upload-id-marker is ignored; with
+        it, uploads of key-marker itself come only when upload-id-marker is given and they sort after it."""
+        entries: list[Upload | str] = []
+        for up in self.list_uploads(bucket, prefix):
+            if key_marker and (
+                up.key < key_marker
+                or (up.key == key_marker and (not upload_id_marker or up.upload_id <= upload_id_marker))
+            ):
+                continue
+            if delimiter:
+                idx = up.key.find(delimiter, len(prefix))
+                if idx >= 0:
+                    common = up.key[: idx + len(delimiter)]
+                    if common <= key_marker or (entries and entries[-1] == common):
+                        continue
+                    entries.append(common)
+                    continue
+            entries.append(up)
+            if len(entries) > max_uploads:
+                break
+        truncated = len(entries) > max_uploads
+        page = entries[:max_uploads]
+        return [e for e in page if isinstance(e, Upload)], [e for e in page if isinstance(e, str)], truncated
+
     def list_uploads(self, bucket: str, prefix: str = "") -> list[Upload]:
         self.bucket(bucket)
         return sorted(
             (u for u in self.uploads.values() if u.bucket == bucket and u.key.startswith(prefix)),
-            key=lambda u: (u.key, u.initiated),
+            key=lambda u: (u.key, u.upload_id),
         )
