@@ -174,7 +174,9 @@ def _tensorflow_serving(image: str, command: list[str], args: list[str], env: di
         argv=[sys.executable, "-m", "ack_sandbox.runtimes.tensorflow_model_server", *flags],
         env=full_env,
         ports=ports,
-        ready_path=(f"/v1/models/{parsed.model_name}" if parsed is not None and ports else None),
+        ready_path=(
+            f"/v1/models/{parsed.model_name}" if parsed is not None and ports and not parsed.model_config_file else None
+        ),
         imports_tensorflow=True,
         notes=notes,
     )

@@ -3,9 +3,18 @@
 Run as ``python -m ack_sandbox.runtimes.tensorflow_model_server <model server flags>`` (the entry point,
 which may hand the work to a zygote fork) or ``python -m ack_sandbox.runtimes.tfserving <flags>``; the flags are the binary's own
 (``tensorflow_serving/model_servers/main.cc``): ``--port`` (gRPC, default 8500), ``--rest_api_port``
-(default 0 = REST disabled), ``--model_name`` (default "default"), ``--model_base_path`` (required),
-``--file_system_poll_wait_seconds`` (default 1). Only ``--name=value`` is accepted, as TF's flag parser
-does; a stray positional argument is reported as ``unknown argument`` and ignored, as the binary does.
+(default 0 = REST disabled), ``--model_name`` (default "default"), ``--model_base_path`` (required unless
+``--model_config_file``), ``--model_config_file`` (a text-format ``ModelServerConfig``: one or more models,
+each with its ``base_path`` and ``model_version_policy``; ``tfserving_config.py``; it wins over
+``--model_name``/``--model_base_path``), ``--file_system_poll_wait_seconds`` (default 1),
+``--max_num_load_retries`` (default 5), ``--load_retry_interval_micros`` (default 60 000 000). Only
+``--name=value`` is accepted, as TF's flag parser does; a stray positional argument is reported as
+``unknown argument`` and ignored, as the binary does.
+
+Versions: with ``--model_base_path`` the policy is the default one, ``latest { num_versions: 1 }``: the
+highest numeric version directory is served, and the base path is polled for new ones (a new version is
+loaded, then the previous one unloaded) — so a version uploaded into a mounted base path goes live by
+itself. ``specific { versions: N }`` in a config file serves exactly N, whatever else appears.
 
 The docker image's entrypoint adds ``--port=8500 --rest_api_port=8501 --model_name=$MODEL_NAME
 --model_base_path=$MODEL_BASE_PATH/$MODEL_NAME`` before the container args (later flags win); that
@@ -20,8 +29,11 @@ tfserving-proxy uses here); that is logged at start.
 Start-time optimisation: with ``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in the env the entry point becomes a thin
 launcher and the container runs as a fork of a pre-imported TensorFlow process (``tf_zygote.py``).
 
-Routes (``http_rest_api_handler.cc``): ``GET /v1/models/NAME[/versions/N]``, ``GET
-/v1/models/NAME[/versions/N]/metadata``, ``POST /v1/models/NAME[/versions/N]:(predict|classify|regress)``.
+Routes (``http_rest_api_handler.cc``): ``GET /v1/models/NAME[/versions/N|/labels/L]`` (model status:
+``{"model_version_status": [{"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK",
+"error_message": ""}}, ...]}``, newest first, states START/LOADING/AVAILABLE/UNLOADING/END),
+``GET /v1/models/NAME[/versions/N|/labels/L]/metadata``, ``POST
+/v1/models/NAME[/versions/N|/labels/L]:(predict|classify|regress)`` (no version: the latest AVAILABLE one).
 Errors are ``{ "error": "..." }`` with the canonical status code's HTTP mapping.
 """
 
@@ -33,11 +45,13 @@ import logging
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ack_sandbox.runtimes import common
+from ack_sandbox.runtimes.tfserving_config import ConfigError, parse_model_server_config
 from ack_sandbox.runtimes.tfserving_json import error_body, parse_body, request_tensors, response_json, signature_name
 from ack_sandbox.runtimes.tfserving_model import HTTP_STATUS, ModelManager, ServingError, import_tensorflow
 
@@ -46,9 +60,10 @@ log = logging.getLogger("tensorflow_serving")
 EXIT_USAGE = 255  # main() returns -1
 EXIT_CHECK_FAILED = 134  # TF_CHECK_OK failure -> abort()
 
-PREDICTION_RE = re.compile(r"(?i)/v1/models/([^/:]+)(?:/versions/(\d+))?:(classify|regress|predict)")
-STATUS_RE = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:/versions/(\d+))?")
-METADATA_RE = re.compile(r"(?i)/v1/models/([^/:]+)(?:/versions/(\d+))?/metadata")
+_VERSION = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
+PREDICTION_RE = re.compile(r"(?i)/v1/models/([^/:]+)" + _VERSION + r":(classify|regress|predict)")
+STATUS_RE = re.compile(r"(?i)/v1/models(?:/([^/:]+))?" + _VERSION)
+METADATA_RE = re.compile(r"(?i)/v1/models/([^/:]+)" + _VERSION + r"/metadata")
 
 
 @dataclass
@@ -64,9 +79,18 @@ class Flags:
     enable_batching: bool = False
     enable_model_warmup: bool = True
     version: bool = False
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
 
 
-_INT_FLAGS = {"port", "rest_api_port", "rest_api_timeout_in_ms", "rest_api_num_threads"}
+_INT_FLAGS = {
+    "port",
+    "rest_api_port",
+    "rest_api_timeout_in_ms",
+    "rest_api_num_threads",
+    "max_num_load_retries",
+    "load_retry_interval_micros",
+}
 _FLOAT_FLAGS = {"file_system_poll_wait_seconds"}
 _STR_FLAGS = {"model_name", "model_base_path", "model_config_file"}
 _BOOL_FLAGS = {"enable_batching", "enable_model_warmup", "version"}
@@ -87,8 +111,6 @@ _IGNORED_FLAGS = {
     "xla_cpu_compilation_enabled",
     "num_load_threads",
     "num_unload_threads",
-    "max_num_load_retries",
-    "load_retry_interval_micros",
     "enable_signature_method_name_check",
     "rest_api_enable_cors_support",
     "grpc_max_threads",
@@ -154,7 +176,22 @@ def _json(doc: dict[str, Any]) -> web.Response:
     return web.Response(text=json.dumps(doc, indent=1), content_type="application/json")
 
 
-def create_app(manager: ModelManager) -> web.Application:
+class Models:
+    """The models of one server, by name (one for ``--model_name``, one per config of ``--model_config_file``)."""
+
+    def __init__(self, managers: list[ModelManager]) -> None:
+        self.by_name = {m.name: m for m in managers}
+
+    def get(self, name: str) -> ModelManager | None:
+        return self.by_name.get(name)
+
+    def all(self) -> list[ModelManager]:
+        return list(self.by_name.values())
+
+
+def create_app(models: Models | ModelManager) -> web.Application:
+    if isinstance(models, ModelManager):
+        models = Models([models])
     app = web.Application(client_max_size=1024**3)
 
     async def dispatch(request: web.Request) -> web.Response:
@@ -164,11 +201,13 @@ def create_app(manager: ModelManager) -> web.Application:
         try:
             if method == "POST" and (m := PREDICTION_RE.fullmatch(path)):
                 body = await request.read()
-                return _json(_predict(manager, m.group(1), _version(m.group(2)), m.group(3), body))
+                manager, version = _resolve(models, m.group(1), m.group(2), m.group(3))
+                return _json(_predict(manager, m.group(1), version, m.group(4), body))
             if method == "GET" and (m := METADATA_RE.fullmatch(path)):
-                return _json(_metadata(manager, m.group(1), _version(m.group(2))))
+                manager, version = _resolve(models, m.group(1), m.group(2), m.group(3))
+                return _json(_metadata(manager, m.group(1), version))
             if method == "GET" and (m := STATUS_RE.fullmatch(path)):
-                return _json(_status(manager, m.group(1), _version(m.group(2))))
+                return _json(_status(models, m.group(1), m.group(2), m.group(3)))
             return _error("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
         except ServingError as exc:
             if exc.code != "NOT_FOUND":
@@ -188,22 +227,28 @@ def _version(text: str | None) -> int | None:
         raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text} to numeric.") from None
 
 
-def _check_name(manager: ModelManager, name: str, version: int | None) -> None:
-    if name != manager.name:
-        spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+def _resolve(models: Models, name: str, version: str | None, label: str | None) -> tuple[ModelManager, int | None]:
+    manager = models.get(name)
+    number = _version(version)
+    if manager is None:
+        spec = f"Specific({name}, {number})" if number is not None else f"Latest({name})"
         raise ServingError("NOT_FOUND", f"Servable not found for request: {spec}")
+    if label is not None:
+        number = manager.label_version(label)
+    return manager, number
 
 
-def _status(manager: ModelManager, name: str | None, version: int | None) -> dict[str, Any]:
+def _status(models: Models, name: str | None, version: str | None, label: str | None) -> dict[str, Any]:
     if not name:
         raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
-    if name != manager.name:
+    manager = models.get(name)
+    if manager is None:
         raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
-    return {"model_version_status": manager.statuses(version)}
+    number = manager.label_version(label) if label is not None else _version(version)
+    return {"model_version_status": manager.statuses(number)}
 
 
 def _metadata(manager: ModelManager, name: str, version: int | None) -> dict[str, Any]:
-    _check_name(manager, name, version)
     served, model = manager.servable(version)
     return {
         "model_spec": {"name": name, "signature_name": "", "version": str(served)},
@@ -217,7 +262,6 @@ def _metadata(manager: ModelManager, name: str, version: int | None) -> dict[str
 
 
 def _predict(manager: ModelManager, name: str, version: int | None, verb: str, body: bytes) -> dict[str, Any]:
-    _check_name(manager, name, version)
     _, model = manager.servable(version)
     doc = parse_body(body)
     sig_name = signature_name(doc)
@@ -239,23 +283,28 @@ def _predict(manager: ModelManager, name: str, version: int | None, verb: str, b
 # --- the process ------------------------------------------------------------------------------------
 
 
-async def _run(flags: Flags, manager: ModelManager) -> int:
+async def _run(flags: Flags, models: Models) -> int:
     stop = common.termination_event()
     host = common.pod_ip()
     # The real binary has TensorFlow linked in; import it now, overlapping the wait for the model files.
     preimport = asyncio.create_task(asyncio.to_thread(import_tensorflow))
-    # ServerCore::Create: wait (polling) for the initial version; a failed load is fatal.
-    while not manager.has_available():
-        failed = await asyncio.to_thread(manager.poll_once)
-        if failed and not manager.has_available():
-            log.critical(
-                "Check failed: ::tensorflow::Status::OK() == (ServerCore::Create(std::move(options), &core)) "
-                "(OK vs. %s: Some servables were not available: %s)",
-                failed[0].error_code,
-                f"{{name: {manager.name} version: {failed[0].version}}}",
-            )
-            return EXIT_CHECK_FAILED
-        if manager.has_available():
+
+    def poll_all() -> list[tuple[ModelManager, list[Any]]]:
+        return [(m, m.poll_once()) for m in models.all()]
+
+    # ServerCore::Create: wait (polling) until every model has an available version; a failed load is fatal.
+    while not all(m.has_available() for m in models.all()):
+        rounds = await asyncio.to_thread(poll_all)
+        for manager, failed in rounds:
+            if failed and not manager.has_available():
+                log.critical(
+                    "Check failed: ::tensorflow::Status::OK() == (ServerCore::Create(std::move(options), &core)) "
+                    "(OK vs. %s: Some servables were not available: %s)",
+                    failed[0].error_code,
+                    f"{{name: {manager.name} version: {failed[0].version}}}",
+                )
+                return EXIT_CHECK_FAILED
+        if all(m.has_available() for m in models.all()):
             break
         try:
             await asyncio.wait_for(stop.wait(), timeout=flags.file_system_poll_wait_seconds)
@@ -279,14 +328,14 @@ async def _run(flags: Flags, manager: ModelManager) -> int:
             "Skipped exporting HTTP/REST API."
         )
     else:
-        runner = await common.start_site(create_app(manager), host, flags.rest_api_port, name="tensorflow_model_server")
+        runner = await common.start_site(create_app(models), host, flags.rest_api_port, name="tensorflow_model_server")
         log.info("Exporting HTTP/REST API at:%s:%d ...", host, flags.rest_api_port)
 
     async def poll_forever() -> None:
         while True:
             await asyncio.sleep(flags.file_system_poll_wait_seconds)
             try:
-                await asyncio.to_thread(manager.poll_once)
+                await asyncio.to_thread(poll_all)
             except Exception:  # noqa: BLE001 - keep serving the current version whatever the poll hit
                 log.exception("file system poll failed")
 
@@ -311,11 +360,35 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if leftovers:
         print(f"unknown argument: {leftovers[0]}\n{USAGE}", end="", flush=True)
+    retry: dict[str, Any] = {
+        "max_load_retries": flags.max_num_load_retries,
+        "load_retry_interval": flags.load_retry_interval_micros / 1e6,
+        "warmup": flags.enable_model_warmup,
+    }
     if flags.model_config_file:
-        log.critical(
-            "--model_config_file is not supported by the sandbox runtime; use --model_name and --model_base_path"
-        )
-        return EXIT_USAGE
+        config_path = common.host_path(flags.model_config_file)
+        try:
+            configs = parse_model_server_config(Path(config_path).read_text())
+        except OSError as exc:
+            log.critical("Check failed: ParseProtoTextFile(%s): %s", flags.model_config_file, exc.strerror or exc)
+            return EXIT_CHECK_FAILED
+        except ConfigError as exc:
+            log.critical("Error parsing text-format tensorflow.serving.ModelServerConfig: %s", exc)
+            return EXIT_CHECK_FAILED
+        managers = []
+        for cfg in configs:
+            log.info(
+                "Adding/updating models. (model %s, base_path %s, version policy %s)",
+                cfg.name,
+                cfg.base_path,
+                cfg.policy.describe(),
+            )
+            managers.append(
+                ModelManager(
+                    cfg.name, common.host_path(cfg.base_path), policy=cfg.policy, labels=cfg.version_labels, **retry
+                )
+            )
+        return asyncio.run(_run(flags, Models(managers)))
     base_path = common.host_path(flags.model_base_path)
     log.info(
         "Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
@@ -324,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if base_path != flags.model_base_path:
         log.info("(sandbox) %s is mounted from %s", flags.model_base_path, base_path)
-    manager = ModelManager(flags.model_name, base_path, warmup=flags.enable_model_warmup)
-    return asyncio.run(_run(flags, manager))
+    manager = ModelManager(flags.model_name, base_path, **retry)
+    return asyncio.run(_run(flags, Models([manager])))
 
 
 if __name__ == "__main__":

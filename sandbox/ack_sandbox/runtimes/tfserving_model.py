@@ -3,13 +3,22 @@
 Mirrors ``tensorflow_serving`` behaviour (sources read: ``model_servers/main.cc``, ``server_core.cc``,
 ``sources/storage_path/file_system_storage_path_source.cc``, ``core/availability_preserving_policy.h``):
 
-- ``model_base_path`` holds numeric version directories; anything else is ignored. The default version
-  policy serves the latest (highest) version.
+- ``model_base_path`` holds numeric version directories; anything else is ignored. The version policy
+  (``tfserving_config.VersionPolicy``; ``model_version_policy`` of ``--model_config_file``) picks the aspired
+  versions: by default ``latest { num_versions: 1 }`` (the highest), else ``latest { num_versions: N }``,
+  ``all {}`` or ``specific { versions: ... }`` (a version on disk that the policy does not name is never
+  loaded; a named version missing from disk is logged and waited for).
 - The base path is polled every ``--file_system_poll_wait_seconds`` (default 1). A missing base path or
   one with no versions is logged and retried, the server keeps waiting.
-- A newer version is loaded *before* the old one is unloaded (AvailabilityPreservingPolicy), so the
-  model stays available during a rollout. A version that fails to load ends in state END with its error.
-- Version states: START, LOADING, AVAILABLE, UNLOADING, END (``get_model_status.proto``).
+- New aspired versions are loaded *before* versions no longer aspired are unloaded
+  (AvailabilityPreservingPolicy), so the model stays available during a rollout; a version that comes back
+  (e.g. the newer one was deleted) is loaded again. A version that fails to load ends in state END with its
+  error and is retried ``--max_num_load_retries`` times (default 5), ``--load_retry_interval_micros`` apart
+  (default 60 s), as ``LoaderHarness`` does.
+- Version states: START, LOADING, AVAILABLE, UNLOADING, END (``get_model_status.proto``); the status list
+  is newest first (``ServableStateMonitor::VersionMap`` is ordered by ``std::greater<Version>``).
+- ``version_labels`` map a label to a version (``/v1/models/NAME/labels/LABEL``); a label of a version that is
+  not AVAILABLE is refused, as without ``--allow_version_labels_for_unavailable_models``.
 - A loaded version replays its warmup requests (``assets.extra/tf_serving_warmup_requests``,
   ``tfserving_warmup.py``) before it becomes AVAILABLE; ``--enable_model_warmup=false`` skips that.
 
@@ -30,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ack_sandbox.runtimes.tfserving_config import VersionPolicy
 from ack_sandbox.runtimes.tfserving_warmup import WarmupError, run_warmup
 
 log = logging.getLogger("tensorflow_serving")
@@ -222,6 +232,8 @@ class VersionState:
     error_code: str = "OK"
     error_message: str = ""
     model: LoadedModel | None = field(default=None, repr=False)
+    attempts: int = 0
+    failed_at: float = 0.0
 
     def status_json(self) -> dict[str, Any]:
         return {
@@ -232,18 +244,33 @@ class VersionState:
 
 
 class ModelManager:
-    """Serves one model name from one base path, like ``--model_name``/``--model_base_path``."""
+    """Serves one model name from one base path (``--model_name``/``--model_base_path``, or one ``config``
+    of ``--model_config_file``) under a version policy."""
 
     def __init__(
-        self, name: str, base_path: str, *, loader: type[LoadedModel] = LoadedModel, warmup: bool = True
+        self,
+        name: str,
+        base_path: str,
+        *,
+        loader: type[LoadedModel] = LoadedModel,
+        warmup: bool = True,
+        policy: VersionPolicy | None = None,
+        labels: dict[str, int] | None = None,
+        max_load_retries: int = 5,
+        load_retry_interval: float = 60.0,
     ) -> None:
         self.name = name
         self.base_path = Path(base_path)
+        self.policy = policy or VersionPolicy()
+        self.labels = dict(labels or {})
         self._loader = loader
         self._warmup = warmup  # --enable_model_warmup
+        self._max_retries = max_load_retries
+        self._retry_interval = load_retry_interval
         self._lock = threading.Lock()
         self._versions: dict[int, VersionState] = {}
         self._last_fs_error: str | None = None
+        self._missing_logged: set[int] = set()
 
     # -- queries (called from request handlers) --
 
@@ -252,11 +279,18 @@ class ModelManager:
             if not self._versions:
                 raise ServingError("NOT_FOUND", f"Could not find any versions of model {self.name}")
             if version is None:
-                return [v.status_json() for v in sorted(self._versions.values(), key=lambda s: s.version)]
+                return [v.status_json() for v in sorted(self._versions.values(), key=lambda s: -s.version)]
             state = self._versions.get(version)
             if state is None:
                 raise ServingError("NOT_FOUND", f"Could not find version {version} of model {self.name}")
             return [state.status_json()]
+
+    def label_version(self, label: str) -> int:
+        """The version a ``version_labels`` entry names (ServerCore::GetModelVersionForLabel)."""
+        version = self.labels.get(label)
+        if version is None:
+            raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+        return version
 
     def servable(self, version: int | None) -> tuple[int, LoadedModel]:
         with self._lock:
@@ -277,7 +311,7 @@ class ModelManager:
     # -- the file-system poll, one round --
 
     def poll_once(self) -> list[VersionState]:
-        """Look at the base path; load the aspired (latest) version, then unload older available ones.
+        """Look at the base path; load the aspired versions, then unload available ones no longer aspired.
 
         Blocking (TensorFlow loads synchronously); run it in a worker thread. Returns versions that
         failed to load in this round.
@@ -303,18 +337,36 @@ class ModelManager:
             )
             return []
         self._last_fs_error = None
-        aspired = versions[-1]
+        aspired = self.policy.aspired(versions)
+        if self.policy.kind == "specific":
+            for missing in sorted(set(self.policy.versions) - set(versions) - self._missing_logged):
+                log.warning(
+                    "Version %d of servable %s, which was requested to be served as a specific version in the "
+                    "servable's version policy, was not found in the file system",
+                    missing,
+                    self.name,
+                )
+                self._missing_logged.add(missing)
         failed: list[VersionState] = []
-        with self._lock:
-            current = self._versions.get(aspired)
-        if current is None:
-            state = self._load(aspired)
+        now = time.monotonic()
+        for version in sorted(aspired, reverse=True):
+            with self._lock:
+                current = self._versions.get(version)
+            if current is not None and current.state in ("LOADING", "AVAILABLE", "UNLOADING"):
+                continue
+            if current is not None and current.error_code != "OK":
+                if current.attempts > self._max_retries or now - current.failed_at < self._retry_interval:
+                    continue
+                log.info("Retrying load of servable version {name: %s version: %d}", self.name, version)
+            state = self._load(version, attempts=(current.attempts if current is not None else 0) + 1)
             if state.state != "AVAILABLE":
                 failed.append(state)
-        # Unload versions that are no longer aspired, but only once the aspired one is available.
+        # Unload versions that are no longer aspired, but only once an aspired one is available.
         with self._lock:
-            aspired_ok = self._versions.get(aspired) is not None and self._versions[aspired].state == "AVAILABLE"
-            stale = [s for v, s in self._versions.items() if v != aspired and s.state == "AVAILABLE"]
+            aspired_ok = any(
+                self._versions.get(v) is not None and self._versions[v].state == "AVAILABLE" for v in aspired
+            )
+            stale = [s for v, s in self._versions.items() if v not in aspired and s.state == "AVAILABLE"]
         if aspired_ok:
             for state in stale:
                 self._unload(state)
@@ -326,9 +378,9 @@ class ModelManager:
             log.error("%s", message)
             self._last_fs_error = message
 
-    def _load(self, version: int) -> VersionState:
+    def _load(self, version: int, attempts: int = 1) -> VersionState:
         servable = f"{{name: {self.name} version: {version}}}"
-        state = VersionState(version=version)
+        state = VersionState(version=version, attempts=attempts)
         with self._lock:
             self._versions[version] = state
         log.info("Successfully reserved resources to load servable %s", servable)
@@ -349,6 +401,7 @@ class ModelManager:
             )
             with self._lock:
                 state.state, state.error_code, state.error_message = "END", code, message
+                state.failed_at = time.monotonic()
             log.error("Loading servable: %s failed: %s", servable, message)
             return state
         with self._lock:
