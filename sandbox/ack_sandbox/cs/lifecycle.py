@@ -4,9 +4,9 @@ Node-pool lifecycle (stages; terraform-provider-alicloud waits ``initial|scaling
 on ``failed|deleting``): create ``initial`` -> ``active`` (or ``failed``); scale ``scaling`` -> ``active``;
 modify ``updating`` -> ``active``; remove nodes ``removing`` -> ``active``; delete ``deleting`` -> gone.
 Instances: ``initial`` (ECS instance created) -> ``running`` (joined: a Node) -> ``removing`` -> released; a spot
-reclaim gives notice first. Delays are cloud seconds (``DELAYS``) compressed by ``ctx.clock``; each operation
-returns its ``Task`` at once and runs in the background on the daemon's event loop, so ``resume()`` can finish
-what was in flight when the daemon stopped.
+reclaim gives notice first (``DELAYS["reclaim_notice"]``: ECS's 5 minutes). Delays are cloud seconds
+(``DELAYS``) compressed by ``ctx.clock``; each operation returns its ``Task`` at once and runs in the background on
+the daemon's event loop, so ``resume()`` can finish what was in flight when the daemon stopped.
 """
 
 from __future__ import annotations

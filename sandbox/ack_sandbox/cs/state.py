@@ -39,7 +39,12 @@ DELAYS = {
     "modify": 15.0,
     "remove_node": 30.0,  # drain + release
     "delete_pool": 30.0,
-    "reclaim_notice": 120.0,  # spot: notice before the instance is released (ECS gives ~2-5 min)
+    # Spot reclamation: the interruption notice comes 5 minutes before the release. ECS API reference,
+    # RunInstances / CreateInstance ``SpotDuration`` ("Alibaba Cloud sends an ECS system event to notify you
+    # 5 minutes before the instance is released", the text the ECS SDKs carry in their request models); the
+    # notice is the ``Instance:PreemptibleInstanceInterruption`` event / ``OperationLocks`` LockReason
+    # ``Recycling`` ("Detect and handle spot instance interruptions", help.aliyun.com/document_detail/391175).
+    "reclaim_notice": 300.0,
 }
 
 Listener = Callable[[str, "Instance"], None]

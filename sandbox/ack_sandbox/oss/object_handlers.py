@@ -224,7 +224,9 @@ def put_symlink(request: web.Request, store: OssStore, bucket: str, key: str) ->
 def get_symlink(store: OssStore, bucket: str, key: str) -> web.Response:
     meta = store.symlink(bucket, key)
     headers = {
-        "x-oss-symlink-target": quote(meta.symlink_target, safe=""),
+        # URL-encoded as SDKs send it (oss2 and aliyun-oss-rs decode it); "/" stays literal, so a reader that
+        # does not decode (alibabacloud-oss-v2 GetSymlinkResult.target) still sees a path-like key as it is.
+        "x-oss-symlink-target": quote(meta.symlink_target, safe="/"),
         "ETag": meta.etag,
         "Last-Modified": http_date(meta.last_modified),
         **{f"x-oss-meta-{k}": v for k, v in meta.user_meta.items()},
