@@ -402,6 +402,15 @@ def pod_diagnosis(pod: Json) -> str | None:
     return None
 
 
+# Seldon v1's description when a Deployment's progressDeadlineSeconds passed without it becoming available.
+SELDON_PROGRESS_FAILED = "no longer progressing"
+
+
+def pod_ready(pod: Json) -> bool:
+    cond = _condition(pod, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
 def seldon_verdict(
     sdep: Json | None,
     pods: list[Json],
@@ -410,8 +419,11 @@ def seldon_verdict(
     now: datetime | None = None,
     unschedulable_grace_seconds: float | None = None,
 ) -> Verdict:
-    """Available → success. Fails on ``state: Failed`` and on any live pod of the deployment that is crash-looping,
-    cannot pull its image, has a bad container config, or is unschedulable with no pool able to grow.
+    """Available → success. Fails on any live pod of the deployment that is crash-looping, cannot pull its image,
+    has a bad container config, or is unschedulable with no pool able to grow; and on ``state: Failed`` — except
+    when Failed only says the progress deadline passed while pods are still starting without a failure (a
+    scale-from-zero GPU node plus an image pull can take longer than Kubernetes' default 600 s): that stays
+    pending until the wait's own deadline.
 
     Pods are checked before ``Available`` so that a rollout whose new pods crash is reported even while the
     previous pods keep the deployment available. Pods being deleted are ignored.
@@ -423,24 +435,36 @@ def seldon_verdict(
     state = status.get("state") or "Creating"
     details = {"state": state, "sdep": sdep["metadata"]["name"], "sdep_uid": sdep["metadata"].get("uid", "")}
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    if state == "Failed":
-        why = [
-            f"pod {p['metadata']['name']} {d}"
-            for p in sorted(live, key=lambda p: p["metadata"]["name"])
-            if (d := pod_diagnosis(p))
-        ]
-        return Verdict(
-            "error",
-            f"{what} state Failed: {status.get('description') or 'no description'}"
-            f"{' (' + '; '.join(why[:3]) + ')' if why else ''}",
-            details,
-        )
     for pod in sorted(live, key=lambda p: p["metadata"]["name"]):
         name = pod["metadata"]["name"]
         if (failure := pod_failure(pod)) is not None:
             return Verdict("error", f"{what}: pod {name} {failure}", {**details, "pod": name})
         if (why := pod_unschedulable(pod, events or [], now, unschedulable_grace_seconds)) is not None:
             return Verdict("error", f"{what}: pod {name} {why}", {**details, "pod": name})
+    if state == "Failed":
+        why = [
+            f"pod {p['metadata']['name']} {d}"
+            for p in sorted(live, key=lambda p: p["metadata"]["name"])
+            if (d := pod_diagnosis(p))
+        ]
+        description = status.get("description") or ""
+        if live and (not description or SELDON_PROGRESS_FAILED in description):
+            # The Deployment's progress deadline passed, but its pods are still on their way (a node being
+            # added for them, an image being pulled, a model loading) and none is failing: not terminal — the
+            # wait's own deadline decides. Seldon leaves Failed once they are ready (pods already ready: its
+            # status is catching up).
+            starting = sorted(p["metadata"]["name"] for p in live if not pod_ready(p))
+            return Verdict(
+                "pending",
+                f"{what} state Failed ({description or 'no description'}) while {len(starting)} of {len(live)}"
+                f" pod(s) are still starting{' (' + '; '.join(why[:3]) + ')' if why else ''}; waiting for them",
+                {**details, "starting_pods": starting},
+            )
+        return Verdict(
+            "error",
+            f"{what} state Failed: {description or 'no description'}{' (' + '; '.join(why[:3]) + ')' if why else ''}",
+            details,
+        )
     if state == "Available":
         details.update(replicas=status.get("replicas"), address=(status.get("address") or {}).get("url", ""))
         return Verdict("success", f"{what} is Available", details)

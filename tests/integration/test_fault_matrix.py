@@ -180,6 +180,81 @@ def test_kubernetes_api_outage_during_every_wait(k8s_env, kube, namespace, pvs) 
     )
 
 
+# ---- 2. Seldon Failed (progress deadline) while the pods are still starting ----------------------------------------
+
+
+def _slow_sdep(ns: str, name: str) -> dict:
+    """Pods that take 150 s (cloud time) to become ready under a 30 s progress deadline: Seldon reports Failed
+    long before they are ready, as a scale-from-zero GPU node plus an image pull does on ACK."""
+    sdep = _objects(ns, name, "")[0]
+    predictor = sdep["spec"]["predictors"][0]
+    predictor["progressDeadlineSeconds"] = 30
+    container = predictor["componentSpecs"][0]["spec"]["containers"][0]
+    container["readinessProbe"] = {"tcpSocket": {"port": 9000}, "initialDelaySeconds": 150, "periodSeconds": 5}
+    return sdep
+
+
+def test_seldon_failed_while_pods_start_is_not_terminal(k8s_env, kube, namespace) -> None:
+    """Two deployments at once (two runs on a fresh pool): each goes Failed (progress deadline) with its pod still
+    starting, and each wait still ends in success once the pod is ready (before issue 12: error at Failed)."""
+    from kubernetes import client
+
+    names = [f"f{uid()}", f"f{uid()}"]
+    deadline = time.time() + 60
+    triggers = [
+        SeldonDeploymentTrigger(
+            access={"kubernetes_conn_id": "kubernetes_default"},
+            namespace=namespace,
+            name=n,
+            deadline=deadline,
+            watch_timeout_seconds=20,
+        )
+        for n in names
+    ]
+    custom = client.CustomObjectsApi(kube)
+    seen: dict[str, set[str]] = {n: set() for n in names}
+
+    async def scenario() -> list[dict]:
+        async def first_event(trigger: Any) -> dict:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("no event")
+
+        async def watch_states() -> None:
+            while True:
+                for n in names:
+                    obj = await asyncio.to_thread(
+                        custom.get_namespaced_custom_object,
+                        "machinelearning.seldon.io",
+                        "v1",
+                        namespace,
+                        "seldondeployments",
+                        n,
+                    )
+                    seen[n].add((obj.get("status") or {}).get("state") or "")
+                await asyncio.sleep(0.2)
+
+        for n in names:
+            await asyncio.to_thread(_create, kube, _slow_sdep(namespace, n))
+        observer = asyncio.create_task(watch_states())
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(first_event(t) for t in triggers)), 60)
+        finally:
+            observer.cancel()
+
+    t0 = time.monotonic()
+    events = asyncio.run(scenario())
+    assert [e["status"] for e in events] == ["success", "success"], events
+    assert all("Failed" in states for states in seen.values()), seen  # the fault really happened
+    record(
+        "Seldon Failed while pods start (2 concurrent)",
+        "progressDeadlineSeconds 30 < pod start 150 (cloud s)",
+        "keep waiting, pass",
+        "passed (2/2 Available after Failed)",
+        time.monotonic() - t0,
+    )
+
+
 # ---- the matrix --------------------------------------------------------------------------------------------------
 
 

@@ -313,9 +313,33 @@ def test_bound_claim_whose_named_pv_is_gone_is_lost() -> None:
 
 
 def test_failed_state_names_the_pods_that_kept_it_from_becoming_available() -> None:
+    # A pod waiting for a node the autoscaler may still add is still starting: Failed (the progress deadline)
+    # is not terminal then (issue 12: scale-from-zero GPU nodes take longer than 600 s) ...
     v = k.seldon_verdict(
         sdep("Failed", "Deployment is no longer progressing and not available."), [pod(scheduled=UNSCHED)], [], now=NOW
     )
-    assert v.state == "error"
+    assert v.state == "pending" and v.details["starting_pods"] == ["m-p-0-abc"]
     assert "no longer progressing" in v.message
     assert "pod m-p-0-abc Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in v.message
+    # ... but once no pool can grow for it, the wait fails with the pod's cause.
+    ev = scaler_event("NotTriggerScaleUp", 5)
+    v = k.seldon_verdict(
+        sdep("Failed", "Deployment is no longer progressing and not available."),
+        [pod(scheduled=UNSCHED)],
+        [ev],
+        now=NOW,
+    )
+    assert v.state == "error" and "Unschedulable" in v.message
+
+
+def test_failed_while_pods_start_is_pending_until_the_waits_deadline() -> None:
+    failed = sdep("Failed", "Deployment is no longer progressing and not available.")
+    creating = pod(waiting="ContainerCreating")
+    assert k.seldon_verdict(failed, [creating]).state == "pending"
+    ready = pod()
+    ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    assert k.seldon_verdict(failed, [ready]).state == "pending"  # Seldon's status lags behind the pods
+    # no pod at all, a failing pod, or another cause: terminal
+    assert k.seldon_verdict(failed, []).state == "error"
+    assert k.seldon_verdict(sdep("Failed", "invalid graph: no model unit"), [creating]).state == "error"
+    assert k.seldon_verdict(failed, [pod(waiting="ImagePullBackOff")]).state == "error"
