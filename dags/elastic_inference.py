@@ -2,7 +2,9 @@
 
 One task group per step of the manual procedure (``seed/elastic-inference-procedure.md``):
 node pool → model to OSS → OSS volume → Seldon deployment + HPA → ingress → smoke test, then load test and
-scale verification. Runs on the model Asset the training DAG produces (redeploy after training), from the UI
+scale verification. When a version already serves, the new one goes up as a canary beside it and the rollout
+group analyses it (canary Ingress weights, compared with the stable version), optionally asks for approval, and
+promotes it (rolling update) or rolls it back; the verification then runs on the result. Runs on the model Asset the training DAG produces (redeploy after training), from the UI
 (Params with JSON schemas) or over REST. Targets real ACK or the local sandbox; only connections differ:
 ``alibaba_ack_default`` (CS/OSS) and ``kubernetes_default``.
 """
@@ -20,6 +22,7 @@ from elastic_inference.operators.ingress import CreateIngressOperator
 from elastic_inference.operators.load_test import LocustLoadTestOperator
 from elastic_inference.operators.model_upload import ModelUploadOperator
 from elastic_inference.operators.node_pool import AckNodePoolOperator
+from elastic_inference.operators.rollout import CanaryAnalysisOperator, CanaryApprovalOperator, PromoteCanaryOperator
 from elastic_inference.operators.seldon import DeploySeldonOperator
 from elastic_inference.operators.smoke_test import PredictionSmokeTestOperator
 from elastic_inference.operators.teardown import DeleteKubernetesObjectsOperator
@@ -35,6 +38,19 @@ def _plan(spec: str, field: str | None = None) -> str:
     the DAG renders natively, so numbers and mappings arrive as such."""
     path = f"['{spec}']" + (f"['{field}']" if field else "")
     return "{{ ti.xcom_pull(task_ids='" + PLAN + "')" + path + " }}"
+
+
+def _xcom(task_id: str, key: str | None = None) -> str:
+    return "{{ ti.xcom_pull(task_ids='" + task_id + "')" + (f"['{key}']" if key else "") + " }}"
+
+
+def _skip_upload_on_rollback(context: Any) -> None:
+    """``rollout.rollback_to``: the version is already in OSS; nothing is uploaded (or overwritten)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    rollout = (context["ti"].xcom_pull(task_ids=PLAN) or {}).get("rollout") or {}
+    if rollout.get("rollback_to"):
+        raise AirflowSkipException(f"rollback to version {rollout['rollback_to']}: it is in OSS already")
 
 
 with DAG(
@@ -72,31 +88,79 @@ with DAG(
         )
 
     with TaskGroup("model", tooltip="Seed step 2: model to OSS") as model:
-        ModelUploadOperator(task_id="upload_model", model=_plan("model"), create_bucket=True)
+        ModelUploadOperator(
+            task_id="upload_model", model=_plan("model"), create_bucket=True, pre_execute=_skip_upload_on_rollback
+        )
 
     with TaskGroup("volume", tooltip="Seed step 3: OSS-backed PV/PVC") as volume:
         CreateOssVolumeOperator(
-            task_id="oss_volume", serving=_plan("serving"), model=_plan("model"), deferrable=True, timeout=300
+            task_id="oss_volume",
+            serving=_plan("serving"),
+            model=_plan("model"),
+            deferrable=True,
+            timeout=300,
+            trigger_rule="none_failed",  # the upload is skipped on a rollback
         )
 
     with TaskGroup("serving", tooltip="Seed step 4: SeldonDeployment + HPA") as serving:
-        DeploySeldonOperator(task_id="seldon_deployment", serving=_plan("serving"), deferrable=True, timeout=900)
+        DeploySeldonOperator(
+            task_id="seldon_deployment",
+            serving=_plan("serving"),
+            rollout=_plan("rollout"),
+            deferrable=True,
+            timeout=900,
+        )
 
     with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
         CreateIngressOperator(
             task_id="ingress", serving=_plan("serving"), service_port=8000, deferrable=True, timeout=300
         )
 
+    deployed, routed = _xcom("serving.seldon_deployment"), _xcom("ingress.ingress")
+    with TaskGroup(
+        "rollout", tooltip="Canary beside the stable version: analyse, approve, promote or roll back"
+    ) as rollout:
+        analysis = CanaryAnalysisOperator(
+            task_id="canary_analysis",
+            deployment=deployed,
+            ingress=routed,
+            rollout=_plan("rollout"),
+            samples_path=_plan("model", "samples_path"),
+            retries=0,
+        )
+        approval = CanaryApprovalOperator(
+            task_id="approval",
+            deployment=deployed,
+            ingress=routed,
+            analysis=_xcom("rollout.canary_analysis"),
+            rollout=_plan("rollout"),
+            retries=0,
+        )
+        promote = PromoteCanaryOperator(
+            task_id="promote",
+            serving=_plan("serving"),
+            deployment=deployed,
+            ingress=routed,
+            analysis=_xcom("rollout.canary_analysis"),
+            rollout=_plan("rollout"),
+            samples_path=_plan("model", "samples_path"),
+            timeout=900,
+            retries=0,
+        )
+        analysis >> approval >> promote
+
     predict_url = "{{ ti.xcom_pull(task_ids='ingress.ingress')['predict_url'] }}"
     host_header = "{{ ti.xcom_pull(task_ids='ingress.ingress')['host_header'] }}"
+    target = _xcom("rollout.promote")  # the stable object after the rollout and the version under test
     with TaskGroup("verify", tooltip="Seed steps 7-8: test the endpoint, load it, verify it scaled") as verify:
         smoke = PredictionSmokeTestOperator(
             task_id="smoke_test",
             predict_url=predict_url,
             samples_path=_plan("model", "samples_path"),
             protocol="seldon",
-            min_accuracy=0.8,
+            min_accuracy=_plan("rollout", "min_agreement"),
             host_header=host_header,
+            version_check=target,
         )
         load = LocustLoadTestOperator(
             task_id="load_test",
@@ -106,7 +170,9 @@ with DAG(
             samples_path=_plan("model", "samples_path"),
             request_headers={"Host": host_header},
             namespace=_plan("serving", "namespace"),
-            seldon_deployment=_plan("serving", "name"),
+            deployment_name=_xcom("rollout.promote", "deployment"),
+            version_check=target,
+            min_agreement=_plan("rollout", "min_agreement"),
             node_pool_id="{{ ti.xcom_pull(task_ids='node_pool.ensure_node_pool', key='nodepool_id') }}",
             retries=0,
         )
@@ -144,7 +210,14 @@ with DAG(
             },
             {"apiVersion": "v1", "kind": "PersistentVolume", "name": _plan("serving", "pv_name")},
             {"apiVersion": "v1", "kind": "Secret", "namespace": ns, "name": _plan("serving", "secret_name")},
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "namespace": ns,
+                "name": "{{ ti.xcom_pull(task_ids='plan')['serving']['name'] }}-tfserving-v"
+                "{{ ti.xcom_pull(task_ids='plan')['serving']['model_version'] }}",
+            },
         ],
     ).as_teardown(setups=[planned])
 
-    chain(planned, [node_pool, model], volume, serving, ingress, verify, teardown)
+    chain(planned, [node_pool, model], volume, serving, ingress, rollout, verify, teardown)

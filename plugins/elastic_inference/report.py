@@ -3,7 +3,9 @@
 Plots: offered RPS and the QPS metric against HPA desired/current replicas, ready pods and pool nodes
 over time; latency percentiles and failures over time; the pool's nodes by charge type over time; the node
 mix at the pool's peak by zone and charge type. The cost is an estimate from a price table (instance type
--> pay-as-you-go and spot USD/hour).
+-> pay-as-you-go and spot USD/hour). After a canary rollout: stable vs canary side by side (traffic share, RPS,
+errors, p95 over time), the verdict of each step and the prober's line - in the scale report, and as
+``rollout.html`` of its own (a rolled-back run has no scale report).
 """
 
 from __future__ import annotations
@@ -330,6 +332,7 @@ th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;fon
 <table><tr><th>occurrences</th><th>request</th><th>error</th></tr>
 {% for f in failures %}<tr><td>{{ f.occurrences }}</td><td>{{ f.method }} {{ f.name }}</td><td>{{ f.error }}</td></tr>{% endfor %}
 </table>{% endif %}
+{{ rollout_html }}
 <p class="muted">Timeline: {{ samples }} samples of {{ meta.namespace }}/{{ meta.deployment }}{% if recorder_errors %}, {{ recorder_errors }} failed reads{% endif %}.</p>
 </body></html>
 """
@@ -343,9 +346,11 @@ def render_report(
     *,
     price_table: Mapping[str, tuple[float, float]] | None = None,
     title: str | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the self-contained HTML report to ``out_path`` and return it."""
     import jinja2
+    import markupsafe
 
     locust = timeline.get("locust") or {}
     peak = pool_peak(timeline)
@@ -371,10 +376,89 @@ def render_report(
         },
         samples=len(timeline.get("samples") or []),
         recorder_errors=timeline.get("recorder_errors") or 0,
+        rollout_html=markupsafe.Markup(rollout_section(rollout)) if rollout else "",
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(html, encoding="utf-8")
     return out_path
 
 
-__all__ = ["DEFAULT_PRICES", "estimate_cost", "render_report"]
+# -- the rollout ------------------------------------------------------------------------------------------------
+
+_ROLLOUT_TEMPLATE = """<h2>Rollout: stable v{{ r.stable_version }} vs canary v{{ r.canary_version }} —
+<span class="verdict {{ 'passed' if r.verdict in ('promoted', 'analysis passed') else 'failed' }}">{{ r.verdict }}</span></h2>
+{% if r.failure %}<p class="bad">{{ r.failure }}</p>{% endif %}
+<table><tr><th>step</th><th>verdict</th><th>side</th><th>requests</th><th>RPS</th><th>errors</th><th>p95 ms</th>
+<th>agreement</th><th>route QPS (ingress)</th></tr>
+{% for s in r.steps %}{% for side in ('canary', 'stable') %}<tr>
+{% if loop.first %}<td rowspan="2">{{ s.weight }} %</td><td rowspan="2" class="{{ 'ok' if s.passed else 'bad' }}">
+{{ 'pass' if s.passed else 'FAIL' }}{% for b in s.bounds if not b.passed %}<br>{{ b.message }}{% endfor %}</td>{% endif %}
+<td>{{ side }}</td><td>{{ s[side].requests }}</td><td>{{ "%.1f"|format(s[side].rps) }}</td>
+<td>{{ s[side].failures }} ({{ "%.2f"|format(100 * s[side].error_rate) }} %)</td><td>{{ s[side].p95_ms|fmt }}</td>
+<td>{{ "n/a" if s[side].agreement is none else "%.1f %%"|format(100 * s[side].agreement) }}</td>
+<td>{{ s.share[side ~ '_route_qps']|fmt }}</td></tr>{% endfor %}{% endfor %}
+</table>
+{% if plot %}<img alt="canary vs stable over time" src="data:image/png;base64,{{ plot }}">{% endif %}
+<p><b>{{ prober.line or "prober: not run (no canary step reached)" }}</b>{% for f in prober.first_failures %}<br>
+<span class="bad">{{ f.segment }}: {{ f.error }}</span>{% endfor %}</p>
+"""
+
+
+def plot_rollout(rollout: Mapping[str, Any]) -> str | None:
+    """p95 and RPS of canary and stable over the analysis, one panel each, the steps marked."""
+    series = rollout.get("series") or []
+    if not series:
+        return None
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.2))
+    t0 = min((p["t"] for step in series for side in ("canary", "stable") for p in step[side]), default=0.0)
+    for side, color in (("canary", "#d62728"), ("stable", "#1f77b4")):
+        pts = [p for step in series for p in step[side]]
+        ax1.plot(
+            [p["t"] - t0 for p in pts if p["p95_ms"] is not None],
+            [p["p95_ms"] for p in pts if p["p95_ms"] is not None],
+            label=f"{side} p95",
+            color=color,
+            lw=1.4,
+        )
+        ax2.plot([p["t"] - t0 for p in pts], [p["rps"] for p in pts], label=f"{side} RPS", color=color, lw=1.4)
+        errs = [(p["t"] - t0, p["errors"]) for p in pts if p["errors"]]
+        if errs:
+            ax2.bar(*zip(*errs), width=1.0, color=color, alpha=0.3, label=f"{side} errors")
+    for step in series:
+        first = [p["t"] for side in ("canary", "stable") for p in step[side]]
+        if first:
+            for ax in (ax1, ax2):
+                ax.axvline(min(first) - t0, color="#999", lw=0.8, ls="--")
+            ax1.text(min(first) - t0, ax1.get_ylim()[1] * 0.95, f" {step['weight']} %", fontsize=8, color="#555")
+    ax1.set_ylabel("p95 (ms)")
+    ax2.set_ylabel("requests / s")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("seconds since the analysis started")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    ax1.set_title("Latency: canary vs stable (same window)")
+    ax2.set_title("Requests and errors per second")
+    return _png(fig)
+
+
+def rollout_section(rollout: Mapping[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    env.filters["fmt"] = fmt_value
+    prober = rollout.get("prober") or rollout.get("prober_rollback") or rollout.get("prober_analysis") or {}
+    return env.from_string(_ROLLOUT_TEMPLATE).render(r=rollout, prober=prober, plot=plot_rollout(rollout))
+
+
+def render_rollout_report(rollout: Mapping[str, Any], out_path: Path) -> Path:
+    """``rollout.html``: the rollout section alone (the run of a rolled-back canary has no scale report)."""
+    head = _TEMPLATE.split("<h1>", 1)[0]
+    title = f"Rollout of version {rollout.get('canary_version')} — {rollout.get('stable_name') or ''}"
+    html = head.replace("{{ title }}", title) + f"<h1>{title}</h1>" + rollout_section(rollout) + "</body></html>"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(html, encoding="utf-8")
+    return out_path
+
+
+__all__ = ["DEFAULT_PRICES", "estimate_cost", "render_report", "render_rollout_report", "rollout_section"]

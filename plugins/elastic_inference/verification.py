@@ -88,6 +88,7 @@ class VerifyOptions:
     metric_lag: float = 0.0  # seconds the QPS metric trails the offered load
     hpa_tolerance: float = 0.1  # the HPA's own tolerance (kube-controller-manager default)
     pool_policy: PoolPolicy | None = None
+    min_agreement: float | None = None  # predictions agreeing with the labels (None: no check)
 
 
 @dataclass
@@ -508,6 +509,49 @@ def check_scale_in(timeline: dict[str, Any], opts: VerifyOptions) -> Check:
     )
 
 
+def check_served_versions(timeline: dict[str, Any]) -> Check | None:
+    """Every replica the load test saw ready served exactly the version under test (its model status API).
+    None when the load test was not asked to check (no expected version)."""
+    served = timeline.get("served_versions") or {}
+    expected = served.get("expected")
+    if expected is None:
+        return None
+    pods: dict[str, list[int]] = served.get("pods") or {}
+    wrong = {name: versions for name, versions in pods.items() if versions != [expected]}
+    if not pods:
+        return Check(
+            "served_version", False, expected, {}, "no replica answered the model status API during the load test"
+        )
+    if wrong:
+        shown = ", ".join(f"{n} serves {v}" for n, v in sorted(wrong.items())[:5])
+        return Check(
+            "served_version",
+            False,
+            expected,
+            wrong,
+            f"{len(wrong)} of {len(pods)} replicas did not serve version {expected}: {shown}",
+        )
+    return Check(
+        "served_version", True, expected, {"replicas": len(pods)}, f"all {len(pods)} replicas served version {expected}"
+    )
+
+
+def check_agreement(timeline: dict[str, Any], min_agreement: float | None) -> Check | None:
+    """The load test's predictions agree with the labels at least ``min_agreement`` of the time."""
+    checks = (timeline.get("locust") or {}).get("checks") or {}
+    if min_agreement is None or not checks.get("checked"):
+        return None
+    agreement = 1 - checks["mismatches"] / checks["checked"]
+    return Check(
+        "prediction_agreement",
+        agreement >= min_agreement,
+        min_agreement,
+        round(agreement, 4),
+        f"{checks['checked'] - checks['mismatches']} of {checks['checked']} predictions agreed with the label "
+        f"({agreement:.2%}; bound {min_agreement:.2%})",
+    )
+
+
 # -- all together ---------------------------------------------------------------------------------------
 def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verification:
     opts = opts or VerifyOptions()
@@ -519,6 +563,9 @@ def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verif
     result.checks.append(check_failures_during_scale_out(timeline, opts))
     if opts.check_scale_in:
         result.checks.append(check_scale_in(timeline, opts))
+    for extra in (check_served_versions(timeline), check_agreement(timeline, opts.min_agreement)):
+        if extra is not None:
+            result.checks.append(extra)
     peak, _ = _peak(timeline)
     pool = pool_peak(timeline)
     result.facts = {

@@ -90,7 +90,7 @@ def test_spec_seldon_cannot_build_fails_with_state_failed(namespace) -> None:
     """A user manifest whose graph names no container: Seldon answers state Failed with the reason."""
     name = f"s{uid()}"
     op = seldon_op(namespace, name, deferrable=True, sls_project="p")
-    (sdep,) = __import__("elastic_inference.manifests", fromlist=["render"]).render(
+    *_, sdep = __import__("elastic_inference.manifests", fromlist=["render"]).render(
         "seldon_deployment.yaml.j2", op.template_variables()
     )
     sdep["spec"]["predictors"][0]["graph"]["name"] = "no-such-container"

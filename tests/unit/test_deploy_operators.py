@@ -61,7 +61,7 @@ def seldon_op(**kw) -> DeploySeldonOperator:
 @pytest.mark.parametrize("fmt", ["v2beta1", "v2"])
 def test_seldon_operator_renders_seed_shape_and_derives_names(fmt: str) -> None:
     op = seldon_op(hpa_metric_format=fmt)
-    (sdep,) = manifests.render("seldon_deployment.yaml.j2", op.template_variables())
+    *_, sdep = manifests.render("seldon_deployment.yaml.j2", op.template_variables())  # after its ConfigMap
     hpa = sdep["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
     labels = (
         hpa["metricsv2"][0]["external"]["metric"]["selector"]

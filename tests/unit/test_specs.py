@@ -234,7 +234,7 @@ def test_plan_returns_the_specs_whole() -> None:
             "slo_p95_ms": 800,
         },
     )
-    assert set(out) == {"model", "serving", "node_pool", "load_test", "teardown"}
+    assert set(out) == {"model", "serving", "node_pool", "load_test", "teardown", "rollout"}
     assert out["load_test"]["max_replicas"] == out["serving"]["max_replicas"] == 3
     assert out["load_test"]["qps_target"] == 5 and out["load_test"]["slo_p95_ms"] == 800
     assert out["serving"]["node_selector"] == SEED_NODE_POOL["labels"]

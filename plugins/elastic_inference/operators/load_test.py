@@ -95,6 +95,19 @@ def slo_breaches(stats: dict[str, Any], *, slo_error_rate: float | None, slo_p95
     return out
 
 
+def agreement_breaches(checks: Mapping[str, Any], min_agreement: float | None) -> list[str]:
+    """The bounded label check: predictions agreeing with the labels, at least ``min_agreement`` of them."""
+    if min_agreement is None or not checks.get("checked"):
+        return []
+    agreement = 1 - checks["mismatches"] / checks["checked"]
+    if agreement >= min_agreement:
+        return []
+    return [
+        f"agreement {agreement:.2%}: {checks['mismatches']} of {checks['checked']} predictions disagreed with the "
+        f"label, below the bound of {min_agreement:.2%} (rollout.min_agreement)"
+    ]
+
+
 class LocustLoadTestOperator(BaseOperator):
     """Run a staged locust load against a prediction endpoint and record the cluster's response.
 
@@ -129,6 +142,10 @@ class LocustLoadTestOperator(BaseOperator):
     :param reports_dir: root of the reports (default ``$ELASTIC_INFERENCE_REPORTS_DIR`` or
         ``$AIRFLOW_HOME/reports``); this run writes ``<reports_dir>/<dag_id>/<run_id>/``.
     :param locust_command: the command that starts locust (default ``[sys.executable, "-m", "locust"]``).
+    :param version_check: ``{"namespace", "pod_selector", "model_name", "version", "backend"}`` (templated): every
+        replica that is ready at some sample of the run must serve exactly ``version`` (its model server's status
+        API, asked once per replica); otherwise the test fails naming the pods.
+    :param min_agreement: fail when fewer of the predictions than this agree with the labels (None: counted only).
     """
 
     template_fields: Sequence[str] = (
@@ -145,6 +162,8 @@ class LocustLoadTestOperator(BaseOperator):
         "pool_node_selector",
         "reports_dir",
         "cluster_id",
+        "version_check",
+        "min_agreement",
     )
     template_fields_renderers = {"load_test": "json"}
     operator_extra_links = (LocustReportLink(),)
@@ -174,6 +193,8 @@ class LocustLoadTestOperator(BaseOperator):
         reports_dir: str | None = None,
         locust_command: Sequence[str] | None = None,
         locustfile: str | None = None,
+        version_check: Mapping[str, Any] | str | None = None,
+        min_agreement: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         fields = {f.name for f in LoadTestSpec.spec_fields()}
@@ -210,6 +231,9 @@ class LocustLoadTestOperator(BaseOperator):
         self.reports_dir = reports_dir
         self.locust_command = list(locust_command) if locust_command else None
         self.locustfile = locustfile
+        self.version_check = version_check
+        self.min_agreement = min_agreement
+        self._served: dict[str, Any] = {}
 
     # -- preparation ----------------------------------------------------------------------------------
     def _plan(self) -> LoadPlan:
@@ -390,6 +414,29 @@ class LocustLoadTestOperator(BaseOperator):
                 p.kill()
                 p.wait(timeout=5)
 
+    def _check_versions(self, hook: Any, check: Mapping[str, Any] | None) -> None:
+        """Ask each replica ready now (and not asked yet) which version it serves; never stops the load."""
+        if not check or hook is None:
+            return
+        from elastic_inference.rollout.versions import POD, served_versions
+        from elastic_inference.serving.base import get_backend
+
+        try:
+            pods = hook.list(POD, check["namespace"], label_selector=check["pod_selector"]).get("items") or []
+            new = [p for p in pods if p["metadata"]["name"] not in self._served]
+            for served in served_versions(
+                hook,
+                get_backend(check.get("backend") or "seldon"),
+                check["namespace"],
+                check["pod_selector"],
+                check["model_name"],
+                pods=new,
+            ):
+                if not served.error:  # an unreadable replica is asked again at the next sample
+                    self._served[served.pod] = served
+        except Exception as exc:  # noqa: BLE001 - a failed read is retried at the next sample
+            self.log.warning("Reading served versions failed: %s", exc)
+
     def _progress(self, out: Path, recorder: TimelineRecorder | None) -> None:
         from elastic_inference.locust_io import parse_history
         from elastic_inference.timeline import replicas_of
@@ -424,6 +471,8 @@ class LocustLoadTestOperator(BaseOperator):
             str(k): str(v) for k, v in (self.request_headers or {}).items() if v not in (None, "", "None")
         }
         self.host, self.request_path = split_predict_url(str(self.host), self.request_path or None)
+        check = coerce(self.version_check, "object", "version_check", optional=True)
+        min_agreement = coerce(self.min_agreement, "number", "min_agreement", optional=True)
         plan = self._plan()
         samples = self._samples()
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"])
@@ -503,6 +552,7 @@ class LocustLoadTestOperator(BaseOperator):
                     break
                 if recorder and now >= next_sample:
                     recorder.sample()
+                    self._check_versions(hook, check)
                     next_sample = now + self.spec.record_interval
                 if now >= next_log:
                     self._progress(out, recorder)
@@ -538,6 +588,7 @@ class LocustLoadTestOperator(BaseOperator):
         elif recorder:
             recorder.sample()
 
+        self._check_versions(hook, check)
         log_tail = (out / "locust.log").read_text(errors="replace")[-2000:]
         if rc not in (0, 1) and not timed_out:  # 1 = "some requests failed", locust's default exit code
             raise AirflowException(f"locust exited with code {rc}; last log lines:\n{log_tail}")
@@ -594,6 +645,10 @@ class LocustLoadTestOperator(BaseOperator):
                 },
                 "scale_in": scale_in,
                 "recorder_errors": recorder.errors if recorder else 0,
+                "served_versions": {
+                    "expected": int(check["version"]) if check else None,
+                    "pods": {name: list(s.versions) for name, s in sorted(self._served.items())},
+                },
             },
         )
         ti = context["ti"]
@@ -616,6 +671,11 @@ class LocustLoadTestOperator(BaseOperator):
             checks["checked"],
         )
         breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
+        breaches += agreement_breaches(checks, min_agreement)
+        if check:
+            from elastic_inference.rollout.versions import version_problems
+
+            breaches += version_problems(list(self._served.values()), int(check["version"]), "load test")
         if timed_out:
             breaches.insert(
                 0,

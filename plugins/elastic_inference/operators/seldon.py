@@ -1,8 +1,14 @@
-"""Seed step 4: the SeldonDeployment (tfserving-proxy + TensorFlow Serving, HPA on ``sls_ingress_qps``)."""
+"""Seed step 4: the serving object (by default the seed's SeldonDeployment: tfserving-proxy + TensorFlow Serving,
+HPA on ``sls_ingress_qps``), through the serving-backend interface (:mod:`elastic_inference.serving`).
+
+With a ``rollout`` spec the operator first looks at what serves under the name: nothing (or the same version) →
+today's path, create or patch it; another version → leave the stable object exactly as it is and deploy the new
+version beside it as ``<name>-canary`` (same pool, same HPA rules on its own route) for the rollout to analyse.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -11,16 +17,18 @@ from elastic_inference import manifests
 from elastic_inference.exceptions import SpecError
 from elastic_inference.k8s_objects import Json
 from elastic_inference.operators._kubernetes import KubernetesApplyOperator
+from elastic_inference.serving.base import ServingBackend, get_backend
+from elastic_inference.serving.seldon import SELDON_HTTP_PORT, SeldonNamesError
+from elastic_inference.serving.seldon import seldon_names as _seldon_names
 from elastic_inference.specs.serving import HPA_METRIC_FORMATS, ServingSpec
-from elastic_inference.triggers.seldon import SeldonDeploymentTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DEFAULT_PROXY_IMAGE = "registry.cn-beijing.aliyuncs.com/deepai/seldonio-tfserving-proxy_rest:1.3.0"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.3.0-gpu"
-SELDON_HTTP_PORT = 8000  # the predictor Service's http port (Seldon executor default, ref. §4.2)
-__all__ = ["HPA_METRIC_FORMATS", "DeploySeldonOperator", "seldon_names"]
+TFSERVING_CONFIG_MOUNT = "/etc/tfserving"
+__all__ = ["HPA_METRIC_FORMATS", "SELDON_HTTP_PORT", "DeploySeldonOperator", "DeployServingOperator", "seldon_names"]
 # What the serving spec sets on the operator (spec field -> operator attribute).
 _FROM_SPEC = {
     "namespace": "namespace",
@@ -37,34 +45,32 @@ _FROM_SPEC = {
 
 
 def seldon_names(sdep: Json, service_port: int = SELDON_HTTP_PORT) -> dict[str, str]:
-    """Names Seldon v1 derives from a SeldonDeployment (first predictor, first componentSpec), ref. §4.2."""
-    name = sdep["metadata"]["name"]
-    namespace = sdep["metadata"].get("namespace", "default")
-    predictors = (sdep.get("spec") or {}).get("predictors") or []
-    if not predictors:
-        raise AirflowFailException(f"SeldonDeployment {name}: spec.predictors is empty")
-    pred = predictors[0]
-    comp = (pred.get("componentSpecs") or [{}])[0]
-    comp_name = (comp.get("metadata") or {}).get("name")
-    containers = [c["name"] for c in ((comp.get("spec") or {}).get("containers") or [])]
-    deployment = (
-        f"{name}-{pred['name']}-0-{comp_name}"
-        if comp_name
-        else manifests.seldon_deployment_name(name, pred["name"], containers)
-    )
-    service = (pred.get("annotations") or {}).get("seldon.io/svc-name") or manifests.seldon_predictor_service(
-        name, pred["name"]
-    )
-    return {
-        "deployment": deployment,
-        "hpa": deployment,
-        "service": service,
-        "route": manifests.sls_ingress_route(namespace, service, service_port),
-    }
+    """Names Seldon v1 derives from a SeldonDeployment (see :func:`elastic_inference.serving.seldon.seldon_names`)."""
+    try:
+        return _seldon_names(sdep, service_port)
+    except SeldonNamesError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def tfserving_config_name(name: str, version: int | str) -> str:
+    """The ConfigMap pinning ``name``'s model server to one version: ``<name>-tfserving-v<version>``.
+
+    One immutable ConfigMap per version, not one edited in place: a pod of the old ReplicaSet that restarts during
+    (or long after) a rolling update must read the version its ReplicaSet was deployed with, and a changed
+    reference in the pod template is what makes the update a rolling one.
+    """
+    return f"{name}-tfserving-v{version}"
 
 
 class DeploySeldonOperator(KubernetesApplyOperator):
-    """Create or patch the SeldonDeployment (never a second object), then wait until it is ``Available``.
+    """Create or patch the serving object (never a second one), then wait until the backend says it is ready.
+
+    Each deployment serves exactly the version it was deployed with: TF Serving runs with ``--model_config_file``
+    whose ``model_version_policy { specific { versions: N } }`` names the version (a ConfigMap per version, see
+    :func:`tfserving_config_name`), not with ``--model_base_path`` alone, whose default policy (``latest``) would
+    switch every live replica to a version uploaded later - on ACK's ossfs mount new objects appear in running pods
+    at once. A per-version base path would pin too, but needs a model layout of its own on OSS and still lets a
+    base path be repointed; the config file is TF Serving's own mechanism for exactly this.
 
     Takes the run's :class:`~elastic_inference.specs.ServingSpec` whole as ``serving={...}`` (templated, e.g. the
     ``plan`` task's ``serving``): it sets name, namespace, model, replicas, HPA target and format, GPUs, node
@@ -95,6 +101,11 @@ class DeploySeldonOperator(KubernetesApplyOperator):
     :param sls_route: override of the ``sls.ingress.route`` label. (templated)
     :param unschedulable_grace_seconds: fail when a pod stays Unschedulable this long (None: only when the
         autoscaler says it will not scale up).
+    :param backend: the serving backend (``seldon``; see :mod:`elastic_inference.serving`).
+    :param rollout: the run's :class:`~elastic_inference.specs.rollout.RolloutSpec` (templated): with it, a version
+        already serving under ``name`` is left as it is and the new one deployed as ``<name>-canary``.
+    :param pin_model_version: serve exactly ``model_version`` (TF Serving model config file); False: the latest
+        version under the model's base path, as the seed does.
     """
 
     template_fields: Sequence[str] = (
@@ -115,6 +126,7 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         "max_replicas",
         "qps_target",
         "hpa_metric_format",
+        "rollout",
     )
 
     def __init__(
@@ -149,6 +161,9 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         termination_grace_seconds: int = 1,
         signature_name: str = "serving_default",
         unschedulable_grace_seconds: float | None = None,
+        backend: str = "seldon",
+        rollout: Mapping[str, Any] | str | None = None,
+        pin_model_version: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -185,6 +200,13 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         self.termination_grace_seconds = termination_grace_seconds
         self.signature_name = signature_name
         self.unschedulable_grace_seconds = unschedulable_grace_seconds
+        self.backend_name = backend
+        self.rollout = rollout
+        self.pin_model_version = pin_model_version
+
+    @property
+    def backend(self) -> ServingBackend:
+        return get_backend(self.backend_name)
 
     def _cluster_id(self) -> str | None:
         if self.cluster_id:
@@ -211,8 +233,8 @@ class DeploySeldonOperator(KubernetesApplyOperator):
                     " (the project is k8s-log-<cluster id>)"
                 )
             project = f"k8s-log-{cid}"
-        service = manifests.seldon_predictor_service(self.name, self.predictor)
-        route = self.sls_route or manifests.sls_ingress_route(self.namespace, service, SELDON_HTTP_PORT)
+        service = self.backend.predictor_service(self.name, self.predictor)
+        route = self.sls_route or manifests.sls_ingress_route(self.namespace, service, self.backend.service_port)
         return {"sls.project": project, "sls.logstore": self.sls_logstore, "sls.ingress.route": route}
 
     def template_variables(self) -> dict[str, Any]:
@@ -243,6 +265,9 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             pvc_name=self.pvc_name,
             termination_grace_seconds=self.termination_grace_seconds,
             signature_name=self.signature_name,
+            pin_version=bool(self.pin_model_version),
+            tfserving_config=tfserving_config_name(self.name, self.model_version),
+            tfserving_config_mount=TFSERVING_CONFIG_MOUNT,
         )
 
     def apply_spec(self) -> None:
@@ -275,27 +300,61 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         for field, attr in _FROM_SPEC.items():
             setattr(self, attr, getattr(spec, field))
 
+    def decide(self) -> dict[str, Any]:
+        """Direct (create or patch ``name``) or canary (``<name>-canary`` beside it), from what serves now."""
+        from elastic_inference.rollout.plan import canary_name, decide, stable_snapshot
+        from elastic_inference.specs.rollout import RolloutSpec
+
+        if self.rollout is None:
+            return {"mode": "direct", "reason": "no rollout spec", "stable": None}
+        spec = RolloutSpec.from_mapping(self.rollout).validate()
+        hook = self.get_hook()
+        try:
+            existing = hook.get(self.backend.ref, self.namespace, self.name)
+        finally:
+            hook.close()
+        decision = decide(spec.strategy, existing, self.backend, int(self.model_version))
+        self.log.info("Rollout: %s (%s)", decision.mode, decision.reason)
+        out = {**decision.to_dict(), "stable_name": self.name}
+        out["stable"] = stable_snapshot(existing, self.backend) if existing is not None else None
+        if decision.mode == "canary":
+            self.name = canary_name(self.name)
+        return out
+
     def execute(self, context: Context) -> Any:
         self.apply_spec()
         self.validate()
+        rollout = self.decide()
         if self.manifest:
             objs = self.manifest_objects([])
         else:
-            objs = manifests.render("seldon_deployment.yaml.j2", self.template_variables(), self.template_dir)
-        sdep = self.apply_with_primary(objs, "SeldonDeployment")
+            objs = manifests.render(self.backend.template, self.template_variables(), self.template_dir)
+        sdep = self.apply_with_primary(objs, self.backend.ref.kind)
         meta = sdep.object["metadata"]
+        try:
+            names = self.backend.names(sdep.object)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
         carry = {
             "name": meta["name"],
             "namespace": meta.get("namespace", self.namespace),
             "uid": sdep.uid,
             "action": sdep.action,
             "resource_version": sdep.resource_version,
-            "service_port": SELDON_HTTP_PORT,
-            **seldon_names(sdep.object),
+            "service_port": names.service_port,
+            "deployment": names.deployment,
+            "hpa": names.hpa,
+            "service": names.service,
+            "route": names.route,
+            "pod_selector": names.pod_selector,
+            "backend": self.backend.name,
+            "model_name": self.model_name,
+            "model_version": int(self.model_version),
+            "rollout": rollout,
         }
         if not self.wait_for_completion:
             return carry
-        trigger = SeldonDeploymentTrigger(
+        trigger = self.backend.ready_trigger(
             access=self.access.to_dict(),
             namespace=carry["namespace"],
             name=carry["name"],
@@ -312,3 +371,6 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             "address": event.get("address", ""),
             "replicas": event.get("replicas"),
         }
+
+
+DeployServingOperator = DeploySeldonOperator  # the backend-neutral name (``backend=`` chooses the adapter)

@@ -23,9 +23,13 @@ class PredictionSmokeTestOperator(BaseOperator):
     :param protocol: ``seldon`` (``/api/v1.0/predictions``) or ``tfserving`` (``/v1/models/<name>:predict``).
     :param min_accuracy: fraction of samples that must be classified right.
     :param host_header: Host header to send when the ingress routes by host (templated).
+    :param version_check: ``{"namespace", "pod_selector", "model_name", "version", "backend"}`` (templated, e.g.
+        the rollout's promote XCom): every ready replica behind the endpoint must serve exactly ``version`` (its
+        model server's status API), or the test fails naming the pods.
+    :param kubernetes_conn_id: where those pods are listed.
     """
 
-    template_fields: Sequence[str] = ("predict_url", "samples_path", "host_header")
+    template_fields: Sequence[str] = ("predict_url", "samples_path", "host_header", "min_accuracy", "version_check")
 
     def __init__(
         self,
@@ -37,6 +41,8 @@ class PredictionSmokeTestOperator(BaseOperator):
         host_header: str | None = None,
         attempts: int = 10,
         request_timeout: float = 10.0,
+        version_check: dict[str, Any] | str | None = None,
+        kubernetes_conn_id: str | None = "kubernetes_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -47,11 +53,16 @@ class PredictionSmokeTestOperator(BaseOperator):
         self.host_header = host_header
         self.attempts = attempts
         self.request_timeout = request_timeout
+        self.version_check = version_check
+        self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         import requests
         import tenacity
 
+        from elastic_inference.specs import coerce
+
+        self.min_accuracy = coerce(self.min_accuracy, "number", "min_accuracy")
         if self.protocol not in PROTOCOLS:
             raise AirflowFailException(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         samples = json.loads(Path(self.samples_path).read_text())
@@ -90,7 +101,42 @@ class PredictionSmokeTestOperator(BaseOperator):
                 f"only {correct} of {len(labels)} sample images were classified right ({accuracy:.0%} < "
                 f"{self.min_accuracy:.0%}): predicted {predicted}, expected {labels}"
             )
-        return {"predict_url": self.predict_url, "samples": len(labels), "correct": correct, "accuracy": accuracy}
+        served = check_served_version(self.version_check, self.kubernetes_conn_id, self.log)
+        return {
+            "predict_url": self.predict_url,
+            "samples": len(labels),
+            "correct": correct,
+            "accuracy": accuracy,
+            "served": served,
+        }
+
+
+def check_served_version(check: Any, kubernetes_conn_id: str | None, log: Any) -> dict[str, Any] | None:
+    """Fail unless every ready replica of ``check["pod_selector"]`` serves exactly ``check["version"]``."""
+    from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook
+    from elastic_inference.rollout.versions import served_versions, summary, version_problems
+    from elastic_inference.serving.base import get_backend
+    from elastic_inference.specs import coerce
+
+    spec = coerce(check, "object", "version_check", optional=True)
+    if not spec:
+        return None
+    hook = KubeHook(KubeAccess(kubernetes_conn_id=kubernetes_conn_id))
+    try:
+        served = served_versions(
+            hook,
+            get_backend(spec.get("backend") or "seldon"),
+            spec["namespace"],
+            spec["pod_selector"],
+            spec["model_name"],
+        )
+    finally:
+        hook.close()
+    problems = version_problems(served, int(spec["version"]), spec.get("name") or "")
+    if problems:
+        raise AirflowFailException(f"not every replica serves version {spec['version']}: " + "; ".join(problems))
+    log.info("Every replica (%d) serves version %s", len(served), spec["version"])
+    return summary(served)
 
 
 class _Transient(Exception):

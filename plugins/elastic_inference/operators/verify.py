@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir
+from elastic_inference.rollout.record import read_rollout_file
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,6 +53,8 @@ class ScaleVerificationOperator(BaseOperator):
     :param price_table: ``{instance_type: (payg_usd_per_hour, spot_usd_per_hour)}`` for the cost estimate.
     :param reports_dir: as for the load test; ``report_base_url``: serve links from here instead of file://.
     :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
+    :param min_agreement: the load test's predictions must agree with the labels at least this often (templated;
+        None: no check).
     """
 
     template_fields: Sequence[str] = (
@@ -66,6 +69,7 @@ class ScaleVerificationOperator(BaseOperator):
         "scale_in_timeout",
         "metric_lag",
         "load_test",
+        "min_agreement",
     )
     template_fields_renderers = {"pool_policy": "json", "load_test": "json"}
     operator_extra_links = (ScaleReportLink(),)
@@ -90,6 +94,7 @@ class ScaleVerificationOperator(BaseOperator):
         reports_dir: str | None = None,
         report_base_url: str | None = None,
         fail_on_breach: bool = True,
+        min_agreement: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +114,7 @@ class ScaleVerificationOperator(BaseOperator):
         self.reports_dir = reports_dir
         self.report_base_url = report_base_url
         self.fail_on_breach = fail_on_breach
+        self.min_agreement = min_agreement
 
     def _timeline_path(self, context: Context) -> str:
         if self.timeline_path:
@@ -157,6 +163,7 @@ class ScaleVerificationOperator(BaseOperator):
             ("failure_budget", "integer"),
             ("scale_in_timeout", "number"),
             ("metric_lag", "number"),
+            ("min_agreement", "number"),
         ):
             setattr(self, name, coerce(getattr(self, name), kind, name, optional=True))
         try:
@@ -174,11 +181,15 @@ class ScaleVerificationOperator(BaseOperator):
             scale_in_timeout=self.scale_in_timeout,
             metric_lag=self.metric_lag or 0.0,
             pool_policy=PoolPolicy.from_dict(policy),
+            min_agreement=self.min_agreement,
         )
         result = verify(timeline, opts)
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"]) / "report.html"
         info = summary(timeline, result, report_path=str(out))
-        render_report(timeline, result, info, out, price_table=self.price_table)
+        rollout = read_rollout_file(out.parent)
+        if rollout:
+            info["rollout"] = rollout.get("verdict")
+        render_report(timeline, result, info, out, price_table=self.price_table, rollout=rollout or None)
         url = report_url(out, reports_dir=self.reports_dir, base_url=self.report_base_url)
         ti = context["ti"]
         ti.xcom_push(key=REPORT_URL_KEY, value=url)

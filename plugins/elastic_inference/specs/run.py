@@ -15,6 +15,8 @@ from elastic_inference.specs._base import Spec, coerce, field_schema
 from elastic_inference.specs.load_test import PARAM_KEYS as LOAD_TEST_KEYS
 from elastic_inference.specs.load_test import LoadTestSpec
 from elastic_inference.specs.model import ModelSpec
+from elastic_inference.specs.rollout import PARAM_KEYS as ROLLOUT_KEYS
+from elastic_inference.specs.rollout import RolloutSpec
 from elastic_inference.specs.serving import ServingSpec
 
 # Top-level params, in the trigger form's order: name -> (spec, field) for a scalar, or None for an object
@@ -37,6 +39,7 @@ _SCALARS: dict[str, tuple[type[Spec], str] | None] = {
     "slo_p95_ms": (LoadTestSpec, "slo_p95_ms"),
     "slo_max_error_rate": (LoadTestSpec, "slo_error_rate"),
     "load_test": None,
+    "rollout": None,
     "teardown": None,
 }
 OBJECT_PARAMS: dict[str, tuple[Any, dict[str, Any], str]] = {
@@ -47,6 +50,14 @@ OBJECT_PARAMS: dict[str, tuple[Any, dict[str, Any], str]] = {
         "Load test shape (ramp, hold; offered RPS = qps_target × max_replicas × fill_factor) and how long "
         "to watch scale-in afterwards. metric_lag_seconds: how far the QPS metric trails the load (SLS "
         "window + delay, 25 s on ACK).",
+    ),
+    "rollout": (
+        RolloutSpec.defaults(ROLLOUT_KEYS),
+        RolloutSpec.object_schema(ROLLOUT_KEYS),
+        "How a new version replaces the serving one: strategy auto (canary when a version serves, else deploy), "
+        "canary or direct; canary weights (steps, %) each held step_seconds under load; the bounds of the canary "
+        "vs the stable version (error rate, p95 ratio and increase, agreement with the labels); optional human "
+        "approval; rollback_to: put that earlier version back through the same path.",
     ),
     "teardown": (
         False,
@@ -90,6 +101,7 @@ class RunSpecs:
     node_pool: NodePoolSpec
     load_test: LoadTestSpec
     teardown: bool = False
+    rollout: RolloutSpec = dataclasses.field(default_factory=RolloutSpec)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan task's XCom: one dict per spec, passed whole to the operators."""
@@ -99,6 +111,7 @@ class RunSpecs:
             "node_pool": self.node_pool.to_dict(),
             "load_test": self.load_test.to_dict(),
             "teardown": self.teardown,
+            "rollout": self.rollout.to_dict(),
         }
 
 
@@ -125,7 +138,10 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
             problems.extend(e.problems)
             return None
 
-    model = build(ModelSpec, _pick(params, ModelSpec), samples_path=params.get("samples_path") or "")
+    rollout = build(RolloutSpec, params["rollout"])
+    rollback_to = rollout.rollback_to if rollout is not None else None
+    model_values = _pick(params, ModelSpec) | ({"version": rollback_to} if rollback_to else {})
+    model = build(ModelSpec, model_values, samples_path=params.get("samples_path") or "")
     pool = build(NodePoolSpec, params["node_pool"])
     if pool is not None:
         problems.extend(f"node_pool.{p}" for p in pool.problems(cluster_vswitches=True))
@@ -140,9 +156,11 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
         if key in params:
             load_values[key] = params[key]
     load_test = build(LoadTestSpec, load_values)
-    for spec in (model, serving, load_test):
+    for spec in (model, serving, load_test, rollout):
         if spec is not None:
             problems.extend(spec.problems())
+    if rollback_to:  # nothing is uploaded: the version is already in OSS (its samples still come from beside it)
+        problems[:] = [p for p in problems if not p.startswith("model_source")]
     if serving is not None and pool is not None and serving.gpu_count > 0 and not pool.has_gpu:
         problems.append(
             f"gpu_count={serving.gpu_count} needs a GPU instance type in node_pool.instance_types "
@@ -156,9 +174,12 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
         problems.extend(e.problems)
     if model is not None:
         model = dataclasses.replace(model, samples_path=model.resolved_samples_path)
-    if problems or model is None or serving is None or pool is None or load_test is None:
+    if problems or model is None or serving is None or pool is None or load_test is None or rollout is None:
         return None, problems
-    return RunSpecs(model=model, serving=serving, node_pool=pool, load_test=load_test, teardown=teardown), problems
+    specs = RunSpecs(
+        model=model, serving=serving, node_pool=pool, load_test=load_test, teardown=teardown, rollout=rollout
+    )
+    return specs, problems
 
 
 def plan_run(params: Mapping[str, Any], asset_event_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
