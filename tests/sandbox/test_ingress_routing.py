@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ack_sandbox.controllers.ingress_routes import RoutingTable, build_routes, host_matches, served
+from ack_sandbox.controllers.ingress_routes import (
+    Route,
+    RoutingTable,
+    build_routes,
+    canary_policy,
+    host_matches,
+    served,
+    use_canary,
+)
 
 
 def pod(name: str, ip: str, ready: bool = True, labels: dict | None = None, terminating: bool = False) -> dict:
@@ -88,3 +96,104 @@ def test_ingress_class_filter() -> None:
     assert served(ingress([("/", "Prefix")])) and served(ingress([("/", "Prefix")], cls="nginx"))
     assert not served(ingress([("/", "Prefix")], cls="alb"))
     assert build_routes([ingress([("/", "Prefix")], cls="alb")], [service()], []) == []
+
+
+# ---- canary (ingress-nginx canary annotations) ----------------------------------------------------------------
+
+CANARY_ANN = "nginx.ingress.kubernetes.io/"
+
+
+def canary_ingress(name: str, svc: str, created: str, host: str | None = None, **annotations: str) -> dict:
+    ing = ingress([("/", "Prefix")], host=host, svc=svc)
+    ing["metadata"] = {
+        "name": name,
+        "namespace": "seldon",
+        "creationTimestamp": created,
+        "annotations": {
+            CANARY_ANN + "canary": "true",
+            **{CANARY_ANN + k.replace("_", "-"): v for k, v in annotations.items()},
+        },
+    }
+    return ing
+
+
+def test_a_canary_is_merged_into_the_main_location_of_the_same_host_and_path() -> None:
+    main = ingress([("/", "Prefix")], host="a.example.com")
+    other_host = canary_ingress("c-b", "web-v2", "2026-01-01T00:00:01Z", host="b.example.com", canary_weight="50")
+    first = canary_ingress("c-1", "web-v2", "2026-01-01T00:00:02Z", host="a.example.com", canary_weight="10")
+    second = canary_ingress("c-2", "web-v3", "2026-01-01T00:00:03Z", host="a.example.com", canary_weight="90")
+    routes = build_routes([second, main, other_host, first], [service()], [pod("a", "127.1.0.1")])
+    [route] = routes  # canaries make no location of their own; the one for b.example.com has no main: ignored
+    assert route.canary is not None
+    assert (route.canary.ingress, route.canary.name, route.canary.weight) == ("c-1", "seldon-web-v2-8000", 10)
+    assert build_routes([other_host], [service()], []) == []
+
+
+def test_use_canary_precedence_header_cookie_weight() -> None:
+    [route] = build_routes(
+        [
+            ingress([("/", "Prefix")]),
+            canary_ingress(
+                "c", "web-v2", "2026-01-01T00:00:01Z", canary_by_header="X-C", canary_by_cookie="ck", canary_weight="5"
+            ),
+        ],
+        [service(), {**service("web-v2")}],
+        [pod("a", "127.1.0.1")],
+    )
+    c = route.canary
+    assert c is not None and c.endpoints == ["127.1.0.1:9000"]
+
+    def low(a: int, b: int) -> int:
+        return a  # always within the weight
+
+    def high(a: int, b: int) -> int:
+        return b  # never within a weight < total
+
+    assert use_canary(c, {"X-C": "always"}, high) is True
+    assert use_canary(c, {"X-C": "never"}, low) is False
+    assert use_canary(c, {"X-C": "other", "Cookie": "ck=always"}, high) is True
+    assert use_canary(c, {"X-C": "never", "Cookie": "ck=always"}, low) is False
+    assert use_canary(c, {"Cookie": "x=1; ck=never"}, low) is False
+    assert use_canary(c, {}, low) is True and use_canary(c, {}, high) is False
+    c.endpoints = []
+    assert use_canary(c, {"X-C": "always"}, low) is False  # no balancer without endpoints
+
+
+def test_header_value_pattern_and_weight_total() -> None:
+    c = canary_policy(
+        canary_ingress(
+            "c",
+            "web-v2",
+            "t",
+            canary_by_header="X-R",
+            canary_by_header_value="v2",
+            canary_weight="1",
+            canary_weight_total="1000",
+        ),
+        "web-v2",
+        8000,
+    )
+    c.endpoints = ["127.1.0.9:9000"]
+    assert use_canary(c, {"X-R": "v2"}, lambda a, b: b) is True
+    assert use_canary(c, {"X-R": "always"}, lambda a, b: b) is False  # with a value set, "always" means nothing
+    seen: list[tuple[int, int]] = []
+    use_canary(c, {}, lambda a, b: seen.append((a, b)) or b)
+    assert seen == [(1, 1000)]
+    p = canary_policy(
+        canary_ingress("p", "web-v2", "t", canary_by_header="X-R", canary_by_header_pattern="^v[23]$"), "web-v2", 8000
+    )
+    p.endpoints = ["127.1.0.9:9000"]
+    assert use_canary(p, {"X-R": "v3"}, lambda a, b: b) is True
+    assert use_canary(p, {"X-R": "v4"}, lambda a, b: b) is False
+    bad = canary_policy(canary_ingress("b", "web-v2", "t", canary_weight="lots"), "web-v2", 8000)
+    assert bad.weight == 0  # an invalid annotation is ignored
+
+
+def test_the_routing_table_document_round_trips_the_canary() -> None:
+    [route] = build_routes(
+        [ingress([("/", "Prefix")]), canary_ingress("c", "web-v2", "t", canary_weight="20")],
+        [service(), service("web-v2")],
+        [pod("a", "127.1.0.1")],
+    )
+    again = Route.from_dict(route.to_dict())
+    assert again.canary is not None and again.canary.to_dict() == route.canary.to_dict()

@@ -10,8 +10,11 @@ the routing table and writes every served Ingress's
 — the real ADDRESS is the SLB IP on port 80; here clients learn the port from ``ports[0].port`` (or
 endpoints.json) and send the Ingress host in the ``Host`` header.
 
-Routing rules: ``ingress_routes.py``. Every proxied request is counted per route
-``<namespace>-<service>-<port>`` (``route_stats``).
+Routing rules: ``ingress_routes.py`` (canary annotations included). Every proxied request is counted per
+route ``<namespace>-<service>-<port>`` (``route_stats``): under ``$proxy_upstream_name`` — the main
+location's upstream, also for a request the canary answered, as ingress-nginx logs it and the SLS query of
+``sls_ingress_qps`` filters it — and under the upstream that answered (``$proxy_alternative_upstream_name``
+for a canary request), which ``route_stats.window(..., served=True)`` reads.
 
 Admin: ``GET /.sandbox/ingress/routes`` on the proxy port lists routes, endpoints and request totals.
 """
@@ -140,8 +143,10 @@ def control_app(ctx: SandboxContext, token: str) -> web.Application:
                 {"error": 'expected {"records": [[route, age_s, seconds, status], ...]}'}, status=400
             )
         stats, now, scale = stats_of(ctx), ctx.clock.now(), ctx.clock.time_scale
-        for route, age, elapsed, status in rows:
-            stats.record(str(route), now - float(age) * scale, float(elapsed), int(status))
+        for row in rows:
+            route, age, elapsed, status = row[:4]
+            alternative = str(row[4]) if len(row) > 4 and row[4] else ""
+            stats.record(str(route), now - float(age) * scale, float(elapsed), int(status), alternative)
         return web.Response(status=204)
 
     app = web.Application(middlewares=[auth], client_max_size=64 * 1024 * 1024)

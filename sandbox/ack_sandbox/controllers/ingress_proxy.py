@@ -8,13 +8,22 @@ API server, the controllers, the kubelet) — which is busiest exactly when a sc
 - Routing table: long-polled from the daemon (``GET <control>/table?version=N`` answers when the table
   differs from version N): the ingress controller there watches Ingresses, Services and Pods.
 - Access log: every proxied request is shipped to the daemon in batches every ``FLUSH_INTERVAL`` (``POST
-  <control>/records``, ``[route, age_s, request_time_s, status]`` rows), where ``route_stats`` keeps what
-  SLS holds for the metrics adapter — with SLS's own ingestion delay, far below its query delay.
-- Routing follows ingress-nginx (see ``ingress.py``); no endpoint -> 503, no rule -> 404, upstream failure
-  -> 502, timeout -> 504, each with nginx's HTML body; ``proxy_next_upstream error timeout`` over up to 3
-  endpoints; keep-alive connection pool to the upstreams.
+  <control>/records``, ``[route, age_s, request_time_s, status, alternative]`` rows: ``route`` is
+  ``$proxy_upstream_name``, ``alternative`` ``$proxy_alternative_upstream_name`` — the canary's upstream when
+  the canary served it, else ""), where ``route_stats`` keeps what SLS holds for the metrics adapter — with
+  SLS's own ingestion delay, far below its query delay.
+- Routing follows ingress-nginx (see ``ingress_routes.py``, canary annotations included); no endpoint -> 503,
+  no rule -> 404, upstream failure -> 502, timeout -> 504, each with nginx's HTML body;
+  ``proxy_next_upstream error timeout`` over up to 3 endpoints: a request is tried on the next endpoint when
+  the connection could not be made (refused, reset before any response byte); once the upstream has started
+  answering, a failure is a 502. Keep-alive connection pool to the upstreams.
+- In flight: a request keeps the endpoint and the connection it started on; a routing-table change (the pod
+  left the endpoints: terminating, not ready) only changes where *new* requests go, never aborts one.
 
-Admin: ``GET /.sandbox/ingress/routes`` lists routes, endpoints and the requests this proxy has counted.
+Admin: ``GET /.sandbox/ingress/routes`` lists routes, endpoints and the requests this proxy has counted:
+per route ``requests`` (by ``$proxy_upstream_name``, canary-served ones included, as SLS counts them),
+``served``/``errors`` (answered by the route's own backend / of those, 5xx), and its ``canary`` (policy,
+endpoints, ``served``, ``errors``); ``backends`` has ``{requests, errors}`` by the upstream that answered.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ack_sandbox.controllers.ingress_routes import Route, RoutingTable
+from ack_sandbox.controllers.ingress_routes import Route, RoutingTable, use_canary
 from ack_sandbox.runtimes.common import serving_priority
 
 log = logging.getLogger("ack_sandbox.ingress_proxy")
@@ -71,8 +80,9 @@ class Proxy:
     def __init__(self, table: RoutingTable) -> None:
         self.table = table
         self.session: aiohttp.ClientSession | None = None
-        self.totals: dict[str, int] = {}
-        self.pending: list[list[Any]] = []  # [route, finished (monotonic), request_time, status]
+        self.totals: dict[str, int] = {}  # by $proxy_upstream_name
+        self.backends: dict[str, list[int]] = {}  # by the upstream that answered: [requests, 5xx]
+        self.pending: list[list[Any]] = []  # [route, finished (monotonic), request_time, status, alternative]
 
     def _session(self) -> aiohttp.ClientSession:
         if self.session is None or self.session.closed:
@@ -97,15 +107,29 @@ class Proxy:
         if route is None:
             return nginx_page(404, "Not Found")
         started = time.monotonic()
-        response = await self._forward(request, route)
+        canary = route.canary
+        if not route.endpoints:
+            alternative = ""
+            response: web.StreamResponse = nginx_page(503, "Service Temporarily Unavailable")
+        elif canary is not None and use_canary(canary, request.headers):
+            alternative = canary.name
+            response = await self._forward(request, route, canary.next_endpoints())
+        else:
+            alternative = ""
+            response = await self._forward(request, route, route.next_endpoints())
         finished = time.monotonic()
         self.totals[route.name] = self.totals.get(route.name, 0) + 1
+        counts = self.backends.get(alternative or route.name)
+        if counts is None:
+            counts = self.backends[alternative or route.name] = [0, 0]
+        counts[0] += 1
+        if response.status >= 500:
+            counts[1] += 1
         if len(self.pending) < MAX_PENDING:
-            self.pending.append([route.name, finished, finished - started, response.status])
+            self.pending.append([route.name, finished, finished - started, response.status, alternative])
         return response
 
-    async def _forward(self, request: web.Request, route: Route) -> web.StreamResponse:
-        endpoints = route.next_endpoints()
+    async def _forward(self, request: web.Request, route: Route, endpoints: list[str]) -> web.StreamResponse:
         if not endpoints:
             return nginx_page(503, "Service Temporarily Unavailable")
         body = await request.read()
@@ -118,53 +142,63 @@ class Proxy:
         headers["X-Forwarded-Proto"] = request.scheme
         for endpoint in endpoints[:3]:  # proxy_next_upstream_tries: a few endpoints on connection errors
             url = f"http://{endpoint}{request.rel_url}"
+            answered = False
             try:
                 async with self._session().request(
                     request.method, url, headers=headers, data=body, allow_redirects=False
                 ) as upstream:
+                    answered = True  # the status line arrived: from here on a failure is not retried
                     payload = await upstream.read()
                     return web.Response(
                         status=upstream.status,
                         body=payload,
                         headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP},
                     )
-            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+            except (aiohttp.ClientConnectionError, ConnectionError, aiohttp.ClientPayloadError) as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError):
                     return nginx_page(504, "Gateway Time-out")
                 log.debug("upstream %s of %s failed: %s", endpoint, route.name, exc)
+                if answered:
+                    return nginx_page(502, "Bad Gateway")
                 continue
             except TimeoutError:
                 return nginx_page(504, "Gateway Time-out")
         return nginx_page(502, "Bad Gateway")
 
     def admin(self) -> web.Response:
-        return web.json_response(
-            {
-                "routes": [
-                    {
-                        "route": r.name,
-                        "namespace": r.namespace,
-                        "ingress": r.ingress,
-                        "host": r.host,
-                        "path": r.path,
-                        "pathType": r.path_type,
-                        "service": r.service,
-                        "port": r.port,
-                        "endpoints": r.endpoints,
-                        "requests": self.totals.get(r.name, 0),
-                    }
-                    for r in self.table.routes
-                ],
-                "totals": dict(self.totals),
+        def served(name: str) -> dict[str, int]:
+            requests, errors = self.backends.get(name, (0, 0))
+            return {"served": requests, "errors": errors}
+
+        routes = []
+        for r in self.table.routes:
+            doc: dict[str, Any] = {
+                "route": r.name,
+                "namespace": r.namespace,
+                "ingress": r.ingress,
+                "host": r.host,
+                "path": r.path,
+                "pathType": r.path_type,
+                "service": r.service,
+                "port": r.port,
+                "endpoints": r.endpoints,
+                "requests": self.totals.get(r.name, 0),
+                **served(r.name),
+                "canary": None,
             }
-        )
+            if r.canary is not None:
+                doc["canary"] = {"route": r.canary.name, **r.canary.to_dict(), **served(r.canary.name)}
+            routes.append(doc)
+        backends = {name: {"requests": c[0], "errors": c[1]} for name, c in self.backends.items()}
+        return web.json_response({"routes": routes, "totals": dict(self.totals), "backends": backends})
 
     def take_pending(self) -> list[list[Any]]:
         """The rows to ship, with each row's finish time turned into its age (the daemon's clock is not ours)."""
         rows, self.pending = self.pending, []
         now = time.monotonic()
         return [
-            [route, round(now - finished, 4), round(elapsed, 6), status] for route, finished, elapsed, status in rows
+            [route, round(now - finished, 4), round(elapsed, 6), status, alternative]
+            for route, finished, elapsed, status, alternative in rows
         ]
 
 
@@ -203,7 +237,9 @@ async def ship_records(control: str, headers: dict[str, str], proxy: Proxy) -> N
                 log.debug("access log to %s: %s", control, exc)
             # Not delivered: put the rows back (as if they finished now-age, i.e. unchanged ages grow later).
             now = time.monotonic()
-            proxy.pending[:0] = [[r, now - age, t, s] for r, age, t, s in rows][: MAX_PENDING - len(proxy.pending)]
+            proxy.pending[:0] = [[r, now - age, t, s, a] for r, age, t, s, a in rows][
+                : MAX_PENDING - len(proxy.pending)
+            ]
 
 
 async def serve(host: str, port: int, control: str, token: str) -> None:

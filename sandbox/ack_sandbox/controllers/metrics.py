@@ -9,6 +9,11 @@ and ``docs/metrics/sls.md``:
 - ``sls_ingress_latency_avg`` = ``avg(request_time) * 1000`` and ``sls_ingress_latency_p50|p95|p99|p9999``
   = ``approx_percentile(request_time, q) * 1000`` (milliseconds), ``sls_ingress_inflow`` is not served;
 - interval 15 s (minimum 15), delay 10 s, overridable with ``sls.query.interval`` / ``sls.query.delay``;
+- the route is matched against ``proxy_upstream_name`` only (the query is ``* and proxy_upstream_name:
+  <route> | SELECT ...``): with an ingress-nginx canary, a request the canary answered is logged under the
+  main location's upstream (its own in ``proxy_alternative_upstream_name``), so the main route's QPS counts
+  the whole location's traffic and a canary Service's own route reads 0, on ACK as here
+  (``route_stats.window(..., served=True)`` has the split by the upstream that answered);
 - a missing ``sls.ingress.route`` means every route; a selector with no requirement is refused with
   "External metrics need at least one label provided."; the namespace in the URL is ignored.
 

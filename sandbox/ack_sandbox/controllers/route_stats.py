@@ -1,7 +1,10 @@
 """Per-route request counters of the ingress proxy: what the nginx-ingress access log holds in SLS.
 
 A route is ingress-nginx's ``$proxy_upstream_name``: ``<namespace>-<service>-<port>`` (port number, or the
-port name when the backend names its port). Each request is recorded at its sandbox time (cloud seconds)
+port name when the backend names its port). A request a canary backend answered keeps the main location's
+``$proxy_upstream_name`` (that is what the SLS query of the metrics adapter filters on) and names the canary's
+upstream in ``$proxy_alternative_upstream_name``; both are kept: ``window(route, ...)`` by
+``$proxy_upstream_name``, ``window(route, ..., served=True)`` by the upstream that answered. Each request is recorded at its sandbox time (cloud seconds)
 in a ring of per-second buckets (count, sum of request times, a bounded sample of request times for the
 percentiles). The external metrics API reads windows of these buckets the way the SLS SQL query reads
 the log store. Shared in-process through ``ctx.services["route_stats"]``.
@@ -71,12 +74,19 @@ class RouteStats:
     def __init__(self, retention_seconds: int = RETENTION_SECONDS) -> None:
         self.retention = retention_seconds
         self._routes: dict[str, deque[Bucket]] = {}
+        self._served: dict[str, deque[Bucket]] = {}  # by the upstream that answered (canary or main)
         self._totals: dict[str, int] = {}
         self._rng = random.Random(0)
 
-    def record(self, route: str, at: float, request_time: float, status: int) -> None:
-        """One request finished at sandbox time ``at`` (cloud s), taking ``request_time`` real seconds."""
-        ring = self._routes.setdefault(route, deque())
+    def record(self, route: str, at: float, request_time: float, status: int, alternative: str = "") -> None:
+        """One request finished at sandbox time ``at`` (cloud s), taking ``request_time`` real seconds;
+        ``alternative``: the canary upstream that answered it, if one did."""
+        self._add(self._routes, route, at, request_time, status)
+        self._add(self._served, alternative or route, at, request_time, status)
+        self._totals[route] = self._totals.get(route, 0) + 1
+
+    def _add(self, rings: dict[str, deque[Bucket]], route: str, at: float, request_time: float, status: int) -> None:
+        ring = rings.setdefault(route, deque())
         second = math.floor(at)
         if not ring or ring[-1].second < second:
             ring.append(Bucket(second))
@@ -88,11 +98,12 @@ class RouteStats:
             if bucket is None:  # out of order by more than a bucket: attribute it to the newest one
                 bucket = ring[-1]
         bucket.add(request_time, status, self._rng)
-        self._totals[route] = self._totals.get(route, 0) + 1
 
-    def window(self, route: str | None, start: float, end: float) -> WindowStats:
-        """Requests with ``start <= time < end`` (cloud seconds) for ``route`` (None: every route)."""
-        rings = [self._routes.get(route, deque())] if route is not None else list(self._routes.values())
+    def window(self, route: str | None, start: float, end: float, served: bool = False) -> WindowStats:
+        """Requests with ``start <= time < end`` (cloud seconds) for ``route`` (None: every route), by
+        ``$proxy_upstream_name`` or (``served``) by the upstream that answered."""
+        source = self._served if served else self._routes
+        rings = [source.get(route, deque())] if route is not None else list(source.values())
         count = errors = 0
         time_sum = 0.0
         samples: list[float] = []
