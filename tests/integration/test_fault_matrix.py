@@ -9,7 +9,16 @@ test prints the matrix (``-s`` shows it; it is also in the JUnit output as a pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,6 +261,118 @@ def test_seldon_failed_while_pods_start_is_not_terminal(k8s_env, kube, namespace
         "keep waiting, pass",
         "passed (2/2 Available after Failed)",
         time.monotonic() - t0,
+    )
+
+
+# ---- 3. a killed worker leaves no locust, and locust never saw a secret ------------------------------------------
+
+SECRETS = {
+    "AIRFLOW_CONN_FAULT_MATRIX_SECRET": '{"conn_type": "alibaba_ack", "login": "LTAIfault", "password": "s3cr3t-conn-pw"}',
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s3cr3t-alibaba-key",
+    "AIRFLOW__CORE__FERNET_KEY": "s3cr3t-fernet-key",
+    "PAYMENT_API_TOKEN": "s3cr3t-other-token",
+}
+
+WORKER = """
+import sys
+from elastic_inference.operators.load_test import LocustLoadTestOperator
+from tests.helpers import FakeDag, FakeTI
+host, samples, reports = sys.argv[1:4]
+op = LocustLoadTestOperator(
+    task_id="load_test", host=host, protocol="seldon", samples_path=samples, reports_dir=reports,
+    target_rps=20, rps_per_user=5, ramp_seconds=1, ramp_steps=1, hold_seconds=120,
+    record_cluster=False, progress_interval=1, startup_grace=60,
+)
+op.execute({"ti": FakeTI(), "dag": FakeDag(), "run_id": "killed"})
+"""
+
+
+class _Predict(http.server.BaseHTTPRequestHandler):
+    requests = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).requests += 1
+        body = json.dumps({"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [[1.0] + [0.0] * 9]}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper loads nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killed_worker_leaves_no_locust_and_no_secret_in_its_env(repo_root: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, x=np.zeros((4, 28, 28), dtype="float32"), y=np.zeros(4, dtype="int64"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Predict)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {
+        **os.environ,
+        **SECRETS,
+        "PYTHONPATH": os.pathsep.join([str(repo_root), str(repo_root / "plugins"), os.environ.get("PYTHONPATH", "")]),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, host, str(samples), str(tmp_path / "reports")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    locusts: list[int] = []
+    try:
+        locusts = until("locust started by the worker", lambda: _children_of(worker.pid), timeout=60, interval=0.2)
+        until("locust loading the endpoint", lambda: _Predict.requests > 5, timeout=60, interval=0.2)
+        for pid in locusts:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            leaked = [name for name, value in SECRETS.items() if value in environ or name in environ]
+            assert not leaked, f"locust (pid {pid}) has {leaked} in its environment"
+            assert "EI_PAYLOAD_FILE=" in environ  # what it needs is there
+        worker.kill()  # kill -9: no on_kill, no finally
+        killed = time.monotonic()
+        worker.wait(10)
+        until("no locust process", lambda: not any(_alive(p) for p in locusts), timeout=5, interval=0.05)
+        gone_after = time.monotonic() - killed
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for pid in locusts:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.shutdown()
+    record(
+        "worker kill -9 during the load test",
+        "SIGKILL to the task's process",
+        "no locust left, no secret in child env",
+        f"passed (locust gone {gone_after:.2f}s after; env clean)",
+        gone_after,
     )
 
 

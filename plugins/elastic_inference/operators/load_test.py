@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from elastic_inference.child_process import child_env, kill_group, start_options
 from elastic_inference.links import LOCUST_URL_KEY, LocustReportLink, report_url, run_dir
 from elastic_inference.specs import LoadTestSpec, coerce
 
@@ -381,7 +381,7 @@ class LocustLoadTestOperator(BaseOperator):
                 "60",
             ]
             master = subprocess.Popen(
-                [*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True
+                [*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, **start_options()
             )
             for _ in range(self.spec.workers):
                 workers.append(
@@ -391,14 +391,19 @@ class LocustLoadTestOperator(BaseOperator):
                         stderr=subprocess.STDOUT,
                         env=env,
                         cwd=out,
-                        start_new_session=True,
+                        **start_options(),
                     )
                 )
         else:
             master = subprocess.Popen(
-                [*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, start_new_session=True
+                [*base, *master_args], stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=out, **start_options()
             )
         return master, workers, log_fh
+
+    def on_kill(self) -> None:
+        """The task is killed (timeout, mark failed, worker shutdown): stop locust's process groups now. A kill -9
+        of the worker runs no on_kill; then the kernel kills them (PR_SET_PDEATHSIG, see child_process)."""
+        kill_group(getattr(self, "_children", []), grace=3.0)
 
     @staticmethod
     def _stop(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
@@ -516,15 +521,17 @@ class LocustLoadTestOperator(BaseOperator):
                 self.spec.record_interval,
             )
 
-        env = {
-            **os.environ,
-            "EI_PAYLOAD_FILE": str(payload),
-            "EI_LOAD_PLAN": str(out / "plan.json"),
-            "EI_SUMMARY": str(out / "summary.json"),
-            "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
-            "EI_PROVIDER_PATH": str(_PKG.parent),  # where the locustfile finds elastic_inference.protocol
-            "PYTHONUNBUFFERED": "1",
-        }
+        # Only what locust needs: never the worker's connections, cloud keys or Airflow secrets (child_process).
+        env = child_env(
+            extra={
+                "EI_PAYLOAD_FILE": str(payload),
+                "EI_LOAD_PLAN": str(out / "plan.json"),
+                "EI_SUMMARY": str(out / "summary.json"),
+                "EI_REQUEST_HEADERS": json.dumps(self.request_headers),
+                "EI_PROVIDER_PATH": str(_PKG.parent),  # where the locustfile finds elastic_inference.protocol
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
         (out / "summary.json").unlink(missing_ok=True)
 
@@ -536,6 +543,7 @@ class LocustLoadTestOperator(BaseOperator):
             "command": base_cmd[-1],
         }
         master, workers, log_fh = self._start_locust(out, env, locustfile, plan.run_time)
+        self._children = [master, *workers]
         load["process_start"] = load["start"] = time.time()
         load["hold_start"] = load["start"] + plan.hold_start
         deadline = time.monotonic() + plan.run_time + self.spec.startup_grace

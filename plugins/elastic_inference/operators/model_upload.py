@@ -31,17 +31,25 @@ def default_checkpoint_dir() -> Path:
     return Path(home) / ".elastic_inference" / "oss"
 
 
-class _Progress:
-    """Thread-safe byte counter that logs every ``step`` percent of the bytes to send."""
+class UploadCancelled(Exception):
+    """Raised inside oss2's upload (from its progress callback) when the task is killed."""
 
-    def __init__(self, log: Any, total: int, step: int = 10) -> None:
+
+class _Progress:
+    """Thread-safe byte counter that logs every ``step`` percent of the bytes to send; stops the upload (raises
+    :class:`UploadCancelled` from oss2's callback) once ``cancelled`` is set."""
+
+    def __init__(self, log: Any, total: int, step: int = 10, cancelled: threading.Event | None = None) -> None:
         self.log, self.total, self.step = log, max(total, 1), step
         self.done = 0
         self._next = step
         self._lock = threading.Lock()
+        self.cancelled = cancelled or threading.Event()
 
     def file_callback(self, base: int) -> Any:
         def cb(consumed: int, _total: int | None) -> None:
+            if self.cancelled.is_set():
+                raise UploadCancelled("the upload was stopped (task killed); a re-run resumes or cleans up")
             with self._lock:
                 now = base + consumed
                 if now > self.done:
@@ -116,6 +124,12 @@ class ModelUploadOperator(BaseOperator):
         self.num_threads = num_threads
         self.checkpoint_dir = checkpoint_dir
         self.signature_version = signature_version
+        self._killed = threading.Event()
+
+    def on_kill(self) -> None:
+        """Stop the upload at its next progress callback (oss2 calls it after every part or chunk). What was sent
+        stays: the checkpoint resumes it on this worker; elsewhere the re-run aborts the orphaned parts."""
+        self._killed.set()
 
     # -- validation (before any network call) ---------------------------------------------------------------
     def apply_spec(self) -> None:
@@ -203,7 +217,7 @@ class ModelUploadOperator(BaseOperator):
             len(to_send),
         )
 
-        progress = _Progress(self.log, sum(f.size for f, _ in to_send))
+        progress = _Progress(self.log, sum(f.size for f, _ in to_send), cancelled=self._killed)
         bytes_uploaded = 0
         sent_base = 0
         for f, key in to_send:

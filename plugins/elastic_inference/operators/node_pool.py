@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +72,12 @@ class AckNodePoolOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
+        self._killed = threading.Event()
+
+    def on_kill(self) -> None:
+        """Stop waiting (a non-deferred wait polls in the worker). The pool and any CS task in flight are left as
+        they are: a re-run finds the pool by name and adopts it; a deferred wait ends with the trigger."""
+        self._killed.set()
 
     def _hook(self) -> Any:
         from elastic_inference.hooks.ack import AckHook
@@ -174,7 +181,8 @@ class AckNodePoolOperator(BaseOperator):
                 raise NodePoolFailedError(verdict.message)
             if time.monotonic() >= deadline:
                 break
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+            if self._killed.wait(min(self.poll_interval, max(0.0, deadline - time.monotonic()))):
+                raise WaitTimeoutError(f"node pool {result['nodepool_id']}: the wait was stopped (task killed)")
         raise WaitTimeoutError(
             f"node pool {result['nodepool_id']} not active after {self.wait_timeout}s (last state {state!r})"
         )
