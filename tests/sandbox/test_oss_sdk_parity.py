@@ -103,7 +103,7 @@ def test_presigned_urls_expire(bucket: oss2.Bucket, v4_bucket: oss2.Bucket) -> N
 
 # ---------------------------------------------------------------------------- batch delete
 def test_batch_delete(sandbox: dict, auth: oss2.Auth, bucket: oss2.Bucket) -> None:
-    keys = ["batch/a.txt", "batch/b c.txt", "batch/ü&<x>.txt"]
+    keys = ["batch/a.txt", "batch/b c.txt", "batch/ü&<x>.txt", "batch/form\x0cfeed"]  # oss2 sends \x0c raw
     for k in keys:
         bucket.put_object(k, b"x")
     result = bucket.batch_delete_objects([*keys, "batch/never-existed"])
@@ -151,6 +151,9 @@ def test_symlinks(bucket: oss2.Bucket) -> None:
     bucket.put_object("models/v2/saved_model.pb", b"version 2", headers={"Content-Type": "application/x-protobuf"})
     put = bucket.put_symlink("models/v2/saved_model.pb", "models/latest", headers={"x-oss-meta-version": "2"})
     assert put.status == 200
+    head = bucket.head_object("models/latest")  # the target's length and ETag, the symlink's own metadata
+    assert head.content_length == len(b"version 2") and head.headers["x-oss-meta-version"] == "2"
+    assert head.etag == bucket.head_object("models/v2/saved_model.pb").etag
     link = bucket.get_symlink("models/latest")
     assert link.target_key == "models/v2/saved_model.pb" and link.headers["x-oss-meta-version"] == "2"
     got = bucket.get_object("models/latest")  # GET of a symlink follows it
@@ -380,12 +383,25 @@ def test_accept_encoding_gzip(bucket: oss2.Bucket, tmp_path: Path) -> None:
     assert "Content-Encoding" not in ranged.headers and ranged.read() == text[:100]
 
 
+def test_v4_signing_region_must_be_the_services(sandbox: dict, bucket: oss2.Bucket) -> None:
+    v4 = oss2.AuthV4(sandbox["access_key_id"], sandbox["access_key_secret"])
+    elsewhere = oss2.Bucket(v4, sandbox["oss"], bucket.bucket_name, region="cn-hangzhou-test-1")
+    with pytest.raises(oss2.exceptions.ServerError) as err:
+        elsewhere.head_object("anything")
+    assert (err.value.status, err.value.code, err.value.ec) == (400, "InvalidArgument", "0002-00000226")
+    assert err.value.message == "Invalid signing region in Authorization header."
+    with pytest.raises(oss2.exceptions.ServerError) as url_err:
+        elsewhere.get_object_with_url(elsewhere.sign_url("GET", "anything", 60))
+    assert url_err.value.message == "The signing region in credential is invalid."
+
+
 def test_errors_carry_oss_fields(bucket: oss2.Bucket) -> None:
     with pytest.raises(oss2.exceptions.NoSuchKey) as err:
         bucket.get_object("nothing/here")
     details = err.value.details
     assert {"Code", "Message", "RequestId", "HostId", "EC", "Key"} <= set(details)
     assert details["RequestId"] == err.value.request_id and err.value.headers["Server"] == "AliyunOSS"
+    assert bucket.get_bucket_info().headers["Server"] == "AliyunOSS"  # successes too
     with pytest.raises(oss2.exceptions.NoSuchKey) as head_err:  # HEAD: the XML rides in x-oss-err
         bucket.head_object("nothing/here")
     assert head_err.value.ec == "0026-00000001"

@@ -303,6 +303,17 @@ def _scope(credential: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def _check_region(region: str, expected: str | None, in_query: bool) -> None:
+    """The credential scope's region must be the service's (OSS error 0002-00000226)."""
+    if expected is not None and region != expected:
+        message = (
+            "The signing region in credential is invalid."
+            if in_query
+            else "Invalid signing region in Authorization header."
+        )
+        raise OssError(400, "InvalidArgument", message, "0002-00000226", SigningRegion=region)
+
+
 def _v4_check(
     *,
     secret: str,
@@ -359,12 +370,21 @@ def _v4_time(date_time: str) -> datetime | None:
 
 
 def verify_v4(
-    method: str, bucket: str, key: str, raw_query: str, headers: Mapping[str, str], auth: str, store: CredentialStore
+    method: str,
+    bucket: str,
+    key: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    auth: str,
+    store: CredentialStore,
+    region: str | None = None,
 ) -> str:
     fields = _v4_fields(auth)
     if "Signature" not in fields:
         raise OssError(400, "InvalidArgument", "Authorization header is invalid: no Signature.", "0002-00000011")
-    access_key_id, day, region = _scope(fields.get("Credential", ""))
+    access_key_id, day, scope_region = _scope(fields.get("Credential", ""))
+    _check_region(scope_region, region, in_query=False)
+    region = scope_region
     lower = {k.lower(): v for k, v in headers.items()}
     date_time = lower.get("x-oss-date", "")
     _check_time(_v4_time(date_time), "x-oss-date")
@@ -390,7 +410,13 @@ def verify_v4(
 
 
 def verify_v4_query(
-    method: str, bucket: str, key: str, raw_query: str, headers: Mapping[str, str], store: CredentialStore
+    method: str,
+    bucket: str,
+    key: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    store: CredentialStore,
+    region: str | None = None,
 ) -> str:
     pairs = _query_pairs(raw_query)
     params = dict(pairs)
@@ -400,7 +426,9 @@ def verify_v4_query(
             params.get("x-oss-signature-version", ""),
             "Unsupported signature version: OSS4-HMAC-SHA256 expected.",
         )
-    access_key_id, day, region = _scope(params.get("x-oss-credential", ""))
+    access_key_id, day, scope_region = _scope(params.get("x-oss-credential", ""))
+    _check_region(scope_region, region, in_query=True)
+    region = scope_region
     date_time, expires = params.get("x-oss-date", ""), params.get("x-oss-expires", "")
     stamp = _v4_time(date_time)
     if stamp is None or not date_time.startswith(day):
@@ -430,20 +458,27 @@ def verify_v4_query(
 
 
 def verify(
-    method: str, bucket: str, key: str, raw_query: str, headers: Mapping[str, str], store: CredentialStore
+    method: str,
+    bucket: str,
+    key: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    store: CredentialStore,
+    region: str | None = None,
 ) -> str:
     """The caller's AccessKey id, or ``OssError``: an Authorization header (V1/V4) or a presigned URL (V1/V4
-    query). Anonymous requests are refused (buckets are private)."""
+    query). Anonymous requests are refused (buckets are private). ``region``: the service's region, which a V4
+    credential scope must name."""
     auth = headers.get("Authorization", "")
     if auth.startswith("OSS4-HMAC-SHA256"):
-        return verify_v4(method, bucket, key, raw_query, headers, auth, store)
+        return verify_v4(method, bucket, key, raw_query, headers, auth, store, region)
     if auth.startswith("OSS "):
         return verify_v1(method, bucket, key, raw_query, headers, auth, store)
     if auth:
         raise OssError(400, "InvalidArgument", "Authorization header is invalid.", "0002-00000011")
     params = {k for k, _ in _query_pairs(raw_query)}
     if "x-oss-signature" in params:
-        return verify_v4_query(method, bucket, key, raw_query, headers, store)
+        return verify_v4_query(method, bucket, key, raw_query, headers, store, region)
     if "Signature" in params and "OSSAccessKeyId" in params:
         return verify_v1_query(method, bucket, key, raw_query, headers, store)
     raise OssError(

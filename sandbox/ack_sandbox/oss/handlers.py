@@ -216,6 +216,21 @@ def list_uploads(store: OssStore, bucket: str, q: dict[str, str]) -> web.Respons
     return web.Response(text=xml("ListMultipartUploadsResult", body), content_type="application/xml")
 
 
+_CONTROL = "".join(chr(c) for c in range(32) if chr(c) not in "\t\n\r")
+_SHIELD = str.maketrans({c: chr(0xE000 + ord(c)) for c in _CONTROL})
+_UNSHIELD = str.maketrans({chr(0xE000 + ord(c)): c for c in _CONTROL})
+
+
+def _shield_control_chars(raw: bytes) -> str:
+    """Keys may hold control characters XML 1.0 cannot carry (oss2 sends them raw, OSS accepts them): park them
+    in the Private Use Area for the parser, ``_unshield`` puts them back."""
+    return raw.decode("utf-8").translate(_SHIELD)
+
+
+def _unshield(text: str) -> str:
+    return text.translate(_UNSHIELD)
+
+
 async def delete_objects(request: web.Request, store: OssStore, bucket: str, q: dict[str, str]) -> web.Response:
     """DeleteMultipleObjects: at most 1000 keys; Content-MD5 is required (OSS 0016-00000606) and must match."""
     raw = await request.read()
@@ -234,13 +249,13 @@ async def delete_objects(request: web.Request, store: OssStore, bucket: str, q: 
             CalculatedDigest=calculated,
         )
     try:
-        root = ET.fromstring(raw)
-    except ET.ParseError:
+        root = ET.fromstring(_shield_control_chars(raw))
+    except (ET.ParseError, UnicodeDecodeError):
         raise malformed_xml() from None
     if root.tag != "Delete":
         raise malformed_xml()
     quiet = (root.findtext("Quiet") or "false").strip().lower() == "true"
-    keys = [obj.findtext("Key") or "" for obj in root.findall("Object")]
+    keys = [_unshield(obj.findtext("Key") or "") for obj in root.findall("Object")]
     if not keys or len(keys) > MAX_DELETE_KEYS:
         raise malformed_xml()
     store.bucket(bucket)
@@ -347,7 +362,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     bucket, key = split_target(request)
     q = {unquote(k): unquote(v) for k, _, v in (p.partition("=") for p in request.query_string.split("&") if p)}
     try:
-        auth.verify(request.method, bucket, key, request.query_string, request.headers, request.app[CREDS])
+        auth.verify(
+            request.method, bucket, key, request.query_string, request.headers, request.app[CREDS], store.region
+        )
         q = {k: v for k, v in q.items() if k not in auth.QUERY_AUTH_PARAMS}  # a presigned URL's own parameters
         copy = "x-oss-copy-source" in request.headers
         request.app[FAULTS].check(_action(request.method, bucket, key, q, copy))
@@ -376,7 +393,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Every OSS response carries ``x-oss-request-id`` (oss2 exposes it as ``.request_id``)."""
     response.headers.setdefault("x-oss-request-id", request.get("oss_request_id") or new_request_id())
-    response.headers.setdefault("Server", "AliyunOSS")
+    response.headers["Server"] = "AliyunOSS"
 
 
 # ---------------------------------------------------------------------------- sandbox admin

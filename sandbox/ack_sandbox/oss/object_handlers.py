@@ -54,7 +54,9 @@ async def get_object(request: web.Request, store: OssStore, bucket: str, key: st
     if conditions.evaluate(request.headers, meta) == conditions.NOT_MODIFIED:
         return _not_modified(meta)
     headers = object_headers(meta)
-    if own.object_type == "Symlink":
+    if own.object_type == "Symlink":  # the target's bytes, ETag and CRC; the symlink's own type and metadata
+        headers = {k: v for k, v in headers.items() if not k.startswith("x-oss-meta-")}
+        headers.update({f"x-oss-meta-{k}": v for k, v in own.user_meta.items()})
         headers["x-oss-object-type"] = "Symlink"
     start, end, status = 0, meta.size - 1, 200
     rng = request.headers.get("Range")
