@@ -143,7 +143,7 @@ class SeldonController(Controller):
         out: dict[str, Obj | None] = {}
         for dep in comps.deployments:
             name = dep["metadata"]["name"]
-            owned: tuple[str, ...] = ("selector", "template", "progressDeadlineSeconds")
+            owned: tuple[str, ...] = ("selector", "template", "strategy", "progressDeadlineSeconds")
             if name not in comps.hpa_targets:
                 owned = ("replicas", *owned)  # with an HPA the replica count is the HPA's
             else:

@@ -8,7 +8,14 @@ createHpa, createDeployments readiness, executor container, status):
 - Deployment ``<sdep>-<predictor>-<i>-<containers joined by '-'>`` (``seldon-<md5>`` when over 63 chars);
   the executor ``seldon-container-engine`` (REST 8000, gRPC 5001, ``/ready`` and ``/live`` probes) is
   added to the pod that holds the graph's root unit, and gets the predictor as base64 JSON in
-  ``ENGINE_PREDICTOR``; unit containers get ``PREDICTIVE_UNIT_*`` env (HTTP 9000, gRPC 9500).
+  ``ENGINE_PREDICTOR``; unit containers get ``PREDICTIVE_UNIT_*`` env (HTTP 9000, gRPC 9500) and, unless
+  they set their own, ``createContainerService``'s TCP readiness (20 s delay) / liveness (60 s) probes on 9000
+  and the preStop ``/bin/sh -c "/bin/sleep 10"``; the executor's preStop ``curl 127.0.0.1:8000/pause;
+  /bin/sleep 10`` makes its ``/ready`` fail before SIGTERM. Containers outside the graph (the seed's TF
+  Serving sidecar) get neither: they are SIGTERMed as soon as the pod is deleted, as on a real cluster.
+- Deployment strategy RollingUpdate with ``maxUnavailable: 0`` (the operator's ``IntOrString{StrVal: "10%"}``
+  has type Int) and the default ``maxSurge: 25%``: a rolling update never goes below the desired ready
+  replicas.
 - Services: the predictor ``<sdep>-<predictor>`` (http 8000, grpc 5001, selector ``seldon-app``) and one
   per graph unit ``<sdep>-<predictor>-<container>`` (http 9000, grpc 9500, selector ``seldon-app-svc``).
 - HPA (autoscaling/v2) named after the Deployment; ``hpaSpec.metrics`` (v2beta1) converted like
@@ -314,6 +321,16 @@ def build(sdep: dict, engine_image: str = ENGINE_IMAGE) -> Components:
                 ports = c.setdefault("ports", [])
                 if not any(pt.get("containerPort") == UNIT_HTTP_PORT for pt in ports):
                     ports.append({"containerPort": UNIT_HTTP_PORT, "protocol": "TCP"})
+                # createContainerService: a unit container without its own probes / lifecycle gets the
+                # operator's TCP probes on its port and a preStop sleep, so it outlives its endpoint removal
+                tcp = {"tcpSocket": {"port": UNIT_HTTP_PORT}, "periodSeconds": 5, "successThreshold": 1}
+                c.setdefault(
+                    "livenessProbe", {**tcp, "initialDelaySeconds": 60, "failureThreshold": 3, "timeoutSeconds": 1}
+                )
+                c.setdefault(
+                    "readinessProbe", {**tcp, "initialDelaySeconds": 20, "failureThreshold": 3, "timeoutSeconds": 1}
+                )
+                c.setdefault("lifecycle", {"preStop": {"exec": {"command": ["/bin/sh", "-c", "/bin/sleep 10"]}}})
                 out.services.append(
                     _service(svc_name, ns, seldon_id, {LABEL_SELDON_APP_SVC: svc_name}, UNIT_HTTP_PORT, UNIT_GRPC_PORT)
                 )
@@ -327,6 +344,9 @@ def build(sdep: dict, engine_image: str = ENGINE_IMAGE) -> Components:
                 "metadata": {"name": dep_name, "namespace": ns, "labels": labels},
                 "spec": {
                     "replicas": _replicas(spec, predictor, component),
+                    # the operator writes RollingUpdate{MaxUnavailable: &intstr.IntOrString{StrVal: "10%"}}: an
+                    # IntOrString of type Int, i.e. maxUnavailable 0 on the wire (maxSurge defaults to 25%)
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
                     "selector": {"matchLabels": {LABEL_SELDON_ID: seldon_id, "app": dep_name}},
                     "template": {
                         "metadata": {

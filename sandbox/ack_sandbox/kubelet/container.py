@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from ack_sandbox.kubelet import logs
-from ack_sandbox.kubelet.probes import ProbeSpec, run_probe
+from ack_sandbox.kubelet.probes import ProbeSpec, resolve_port, run_probe
 from ack_sandbox.kubelet.process import ContainerProcess, startup_priority_env
 from ack_sandbox.kubelet.status import ContainerRecord
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 BACKOFF_INITIAL = 10.0  # cloud seconds (kubelet: initial container/image back-off 10 s)
 BACKOFF_MAX = 300.0  # cloud seconds (MaxContainerBackOff 5 min)
 BACKOFF_RESET = 600.0  # a container that ran this long resets its back-off (2 x MaxContainerBackOff)
+MIN_GRACE_AFTER_HOOK = 2.0  # cloud seconds: minimumGracePeriodInSeconds after a preStop hook
 
 
 class RunSpec:
@@ -144,6 +147,36 @@ def _backoff(n: int) -> float:
     if n <= 1:
         return 0.0
     return min(BACKOFF_INITIAL * 2 ** (n - 2), BACKOFF_MAX)
+
+
+_SLEEP = re.compile(r"^(?:/bin/|/usr/bin/)?sleep\s+(\d+(?:\.\d+)?)s?$")
+_FETCH = re.compile(r"^(?:/usr/bin/|/bin/)?(?:curl|wget)\b(.*)$")
+
+
+def hook_steps(command: list[str]) -> list[tuple[str, str]]:
+    """An exec hook as steps the sandbox can perform: ("sleep", seconds), ("get", url) or ("exec", argv0).
+
+    The container image is not there, so a hook is read the way the common ones are written: ``sleep N``
+    (also inside ``sh -c "...; sleep N"``) sleeps N cloud seconds, ``curl``/``wget`` of a URL is an HTTP GET
+    (``localhost``/``127.0.0.1`` is the pod IP: containers of a pod share it), anything else an ``exec`` step
+    (run when it is an absolute command of this machine, skipped otherwise)."""
+    if not command:
+        return []
+    if os.path.basename(command[0]) in ("sh", "bash", "ash") and len(command) >= 3 and command[1] == "-c":
+        parts = [x.strip() for x in re.split(r";|&&|\|\||\n", command[2]) if x.strip()]
+    else:
+        parts = [" ".join(command)]
+    steps: list[tuple[str, str]] = []
+    for part in parts:
+        if m := _SLEEP.match(part):
+            steps.append(("sleep", m.group(1)))
+        elif m := _FETCH.match(part):
+            urls = [w for w in m.group(1).split() if not w.startswith("-")]
+            if urls:
+                steps.append(("get", urls[-1]))
+        else:
+            steps.append(("exec", part))
+    return steps
 
 
 class ContainerRunner:
@@ -331,6 +364,49 @@ class ContainerRunner:
             await w.push()
         return code
 
+    async def _pre_stop(self, hook: dict[str, Any]) -> None:
+        """Run a preStop handler: exec, httpGet (to the pod IP), or sleep (``lifecycle.preStop.sleep``)."""
+        w = self.w
+        if "sleep" in hook:
+            await w.clock_sleep(float((hook["sleep"] or {}).get("seconds") or 0))
+            return
+        if "httpGet" in hook:
+            g = hook["httpGet"]
+            port = resolve_port(g.get("port"), self.spec)
+            path = g.get("path") or "/"
+            url = f"{(g.get('scheme') or 'HTTP').lower()}://{g.get('host') or w.ip}:{port}{'' if path.startswith('/') else '/'}{path}"
+            headers = {x["name"]: x.get("value", "") for x in g.get("httpHeaders") or []}
+            async with w.kubelet.session.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status >= 400:
+                    raise RuntimeError(
+                        f'HTTP lifecycle hook ({path}) for Container "{self.name}" failed: {resp.status}'
+                    )
+            return
+        if "exec" in hook:
+            command = [str(x) for x in (hook["exec"] or {}).get("command") or []]
+            for kind, arg in hook_steps(command):
+                if kind == "sleep":
+                    await w.clock_sleep(float(arg))
+                elif kind == "get":
+                    url = arg if "://" in arg else "http://" + arg
+                    url = re.sub(r"^(\w+://)(localhost|127\.0\.0\.1)(?=[:/]|$)", lambda m: m.group(1) + w.ip, url)
+                    try:
+                        async with w.kubelet.session.get(url, allow_redirects=False) as resp:
+                            await resp.read()
+                    except (aiohttp.ClientError, OSError):
+                        pass  # curl's failure does not fail a `sh -c "curl ...; sleep N"` hook
+                elif kind == "exec":
+                    argv = arg.split()
+                    if argv and os.path.isabs(argv[0]) and os.access(argv[0], os.X_OK):
+                        proc = await asyncio.create_subprocess_exec(
+                            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                        )
+                        code = await proc.wait()
+                        if code != 0 and len(hook_steps(command)) == 1:
+                            raise RuntimeError(
+                                f'Exec lifecycle hook ({command}) for Container "{self.name}" failed: exit {code}'
+                            )
+
     async def _probe_loop(self) -> None:
         """Startup, then readiness and liveness, each on its own period (prober.worker)."""
         specs = {
@@ -389,8 +465,28 @@ class ContainerRunner:
             await w.clock_sleep(spec.period)
 
     async def stop(self, grace_real: float) -> None:
+        """killContainer (kuberuntime_container.go): the preStop hook within the grace period, then SIGTERM,
+        then SIGKILL when the rest of the grace period (at least 2 s) has passed."""
         if self.proc is not None and self.proc.running():
             await self.w.event("Normal", "Killing", f"Stopping container {self.name}", self.field_path)
+            hook = ((self.spec.get("lifecycle") or {}).get("preStop")) or None
+            if hook and grace_real > 0:
+                started = time.monotonic()
+                try:
+                    await asyncio.wait_for(self._pre_stop(hook), grace_real)
+                except TimeoutError:
+                    pass  # the hook ran out of the grace period: the container is stopped anyway
+                except Exception as exc:  # noqa: BLE001 - a failed hook is an event, the stop goes on
+                    await self.w.event(
+                        "Warning",
+                        "FailedPreStopHook",
+                        f"PreStopHook failed: {exc}",
+                        self.field_path,
+                    )
+                elapsed = time.monotonic() - started
+                grace_real = max(grace_real - elapsed, self.w.ctx.clock.real_seconds(MIN_GRACE_AFTER_HOOK))
+            if self.proc is None or not self.proc.running():
+                return
             await self.proc.terminate(grace_real)
             self.rec.state = "terminated"
             self.rec.exit_code = self.proc.exit_code
