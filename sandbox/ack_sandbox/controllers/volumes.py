@@ -42,6 +42,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import secrets as _secrets
@@ -552,7 +553,7 @@ async def mount_oss(ctx: SandboxContext, api: Api, pv: Obj, pod_ns: str, target:
     tmp = mirror_dir.with_name(mirror_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    key = (endpoint, bucket, prefix, creds[0])
+    key = (endpoint, bucket, prefix, hashlib.sha256("\0".join(creds).encode()).hexdigest())  # the whole key
     lister = _LISTERS.get(key)
     if lister is None:
         lister = _LISTERS[key] = _Lister(_bucket(endpoint, creds, bucket), prefix)
