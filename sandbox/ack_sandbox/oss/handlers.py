@@ -45,6 +45,19 @@ CTX = web.AppKey("oss_ctx", SandboxContext)
 FAULTS = web.AppKey("oss_faults", OssFaults)
 
 MAX_DELETE_KEYS = 1000
+_LIST_PARAMS = frozenset(
+    [
+        "prefix",
+        "delimiter",
+        "marker",
+        "max-keys",
+        "encoding-type",
+        "list-type",
+        "continuation-token",
+        "start-after",
+        "fetch-owner",
+    ]
+)
 
 
 def split_target(request: web.Request) -> tuple[str, str]:
@@ -312,6 +325,10 @@ async def bucket_request(request: web.Request, store: OssStore, bucket: str, q: 
                 ),
                 content_type="application/xml",
             )
+        if set(q) - _LIST_PARAMS:  # a bucket sub-resource this sandbox does not serve (lifecycle, cors, ...)
+            raise OssError(
+                405, "MethodNotAllowed", "The specified method is not allowed against this resource.", "0003-00000201"
+            )
         return list_objects(store, bucket, q)
     if m == "HEAD":
         store.bucket(bucket)
@@ -362,11 +379,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     bucket, key = split_target(request)
     q = {unquote(k): unquote(v) for k, _, v in (p.partition("=") for p in request.query_string.split("&") if p)}
     try:
-        auth.verify(
+        caller = auth.verify(
             request.method, bucket, key, request.query_string, request.headers, request.app[CREDS], store.region
         )
         q = {k: v for k, v in q.items() if k not in auth.QUERY_AUTH_PARAMS}  # a presigned URL's own parameters
         copy = "x-oss-copy-source" in request.headers
+        auth.authorize(request.app[CREDS], caller, _action(request.method, bucket, key, q, copy), bucket, key, q)
         request.app[FAULTS].check(_action(request.method, bucket, key, q, copy))
         if not bucket:
             if request.method != "GET":
