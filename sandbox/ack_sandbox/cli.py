@@ -111,6 +111,19 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 20.0) -> bool:
     return True
 
 
+def ram_key(state_dir: Path, bucket: str = "*", prefix: str = "", user: str = "ram-reader") -> dict[str, object]:
+    """Mint a RAM user's AccessKey allowed only to read ``bucket`` (``*``: any) under ``prefix``; the running
+    daemon (or the next one) accepts it at once. Returns the key, secret included (shown once, as RAM does)."""
+    from ack_sandbox.alibaba_credentials import CredentialStore, ram_keys_path
+
+    ident = json.loads((state_dir / "identity.json").read_text())
+    store = CredentialStore(
+        ident["access_key_id"], ident["access_key_secret"], state_dir / "sts" / "issued.json", ram_keys_path(state_dir)
+    )
+    key = store.create_ram_key(user, bucket=bucket, prefix=prefix)
+    return {**key.public(), "access_key_secret": key.access_key_secret}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ack-sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,12 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("down", "status"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p_ram = sub.add_parser("ram-key", help="mint a RAM user's read-only OSS AccessKey (bucket/prefix)")
+    p_ram.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p_ram.add_argument("--bucket", default="*", help="the one bucket it may read (default: any)")
+    p_ram.add_argument("--prefix", default="", help="the key prefix it may read")
+    p_ram.add_argument("--user", default="ram-reader")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             endpoints = up(args.state_dir, args.time_scale, args.timeout)
             shown = {k: v for k, v in endpoints.items() if k != "access_key_secret"}
             print(json.dumps({"state_dir": str(args.state_dir.resolve()), **shown}))
+        elif args.command == "ram-key":
+            print(json.dumps(ram_key(args.state_dir, args.bucket, args.prefix, args.user)))
         elif args.command == "down":
             print("stopped" if down(args.state_dir) else "not running")
         else:

@@ -135,7 +135,8 @@ def endpoints_document(ctx: SandboxContext) -> dict[str, Any]:
 
 
 def airflow_env_lines(ctx: SandboxContext) -> list[str]:
-    """``AIRFLOW_CONN_*`` lines pointing the provider's default connections at this sandbox."""
+    """``AIRFLOW_CONN_*`` lines pointing the provider's default connections at this sandbox:
+    ``alibaba_ack_default`` (the demo account), ``kubernetes_default`` and ``alibaba_oss_volume`` (read-only)."""
     ack = {
         "conn_type": "alibaba_ack",
         "login": ctx.account.access_key_id,
@@ -151,10 +152,24 @@ def airflow_env_lines(ctx: SandboxContext) -> list[str]:
         "conn_type": "kubernetes",
         "extra": {"kube_config_path": str(ctx.state_dir / "kubeconfig"), "namespace": "default"},
     }
-    return [
+    lines = [
         f"AIRFLOW_CONN_ALIBABA_ACK_DEFAULT={shlex.quote(json.dumps(ack))}",
         f"AIRFLOW_CONN_KUBERNETES_DEFAULT={shlex.quote(json.dumps(kube))}",
     ]
+    if "oss" in ctx.endpoints:
+        # The OSS volume's own connection: a RAM user's key that may only read (the PV's Secret gets this one,
+        # never the deploying account's key).
+        from ack_sandbox.alibaba_credentials import credential_store, volume_reader_key
+
+        reader = volume_reader_key(credential_store(ctx))
+        volume = {
+            "conn_type": "alibaba_ack",
+            "login": reader.access_key_id,
+            "password": reader.access_key_secret,
+            "extra": {"region_id": ctx.region, "oss_endpoint": ctx.endpoints["oss"]},
+        }
+        lines.append(f"AIRFLOW_CONN_ALIBABA_OSS_VOLUME={shlex.quote(json.dumps(volume))}")
+    return lines
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -376,6 +376,80 @@ def test_killed_worker_leaves_no_locust_and_no_secret_in_its_env(repo_root: Path
     )
 
 
+# ---- 4. the cluster's OSS credential is a read-only one of its own -----------------------------------------------
+
+
+def test_volume_key_reads_but_cannot_write_or_call_cs(k8s_env, tmp_path: Path) -> None:
+    import oss2
+
+    from ack_sandbox import cli
+    from tests.helpers import airflow_conn
+
+    t0 = time.monotonic()
+    admin_auth = oss2.Auth(k8s_env["access_key_id"], k8s_env["access_key_secret"])
+    bucket_name = f"lp-{uid()}"
+    owner = oss2.Bucket(admin_auth, k8s_env["oss"], bucket_name)
+    owner.create_bucket()
+    owner.put_object("models/m/1/saved_model.pb", b"pb")
+    owner.put_object("other/secret.txt", b"x")
+    reader = airflow_conn(k8s_env, "alibaba_oss_volume")
+    assert reader["login"] != k8s_env["access_key_id"]
+    ro = oss2.Bucket(oss2.Auth(reader["login"], reader["password"]), k8s_env["oss"], bucket_name)
+    assert ro.get_object("models/m/1/saved_model.pb").read() == b"pb"
+    assert [o.key for o in oss2.ObjectIteratorV2(ro, prefix="models/")] == ["models/m/1/saved_model.pb"]
+    with pytest.raises(oss2.exceptions.AccessDenied) as denied:
+        ro.put_object("models/m/1/evil.pb", b"no")
+    assert denied.value.status == 403 and denied.value.code == "AccessDenied"
+    assert denied.value.details.get("AuthAction") == "oss:PutObject"  # OSS's error XML, parsed by oss2
+    for write in (lambda: ro.delete_object("models/m/1/saved_model.pb"), lambda: ro.init_multipart_upload("k")):
+        with pytest.raises(oss2.exceptions.AccessDenied):
+            write()
+    # A key minted for one bucket/prefix reads nothing else.
+    narrow = cli.ram_key(k8s_env["state_dir"], bucket=bucket_name, prefix="models/")
+    nb = oss2.Bucket(oss2.Auth(narrow["access_key_id"], narrow["access_key_secret"]), k8s_env["oss"], bucket_name)
+    assert nb.get_object("models/m/1/saved_model.pb").read() == b"pb"
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        nb.get_object("other/secret.txt")
+    # ... and CS does not know it: it can create no node pool and fetch no kubeconfig.
+    from elastic_inference.hooks.ack import AckHook
+    from tests.integration.support import connection
+
+    cs_conn = {**reader, "extra": {**airflow_conn(k8s_env, "alibaba_ack_default")["extra"], "retry_max_attempts": 1}}
+    with connection("lp_reader_as_cs", cs_conn), pytest.raises(Exception, match="InvalidAccessKeyId"):
+        AckHook("lp_reader_as_cs").describe_cluster()
+    record(
+        "volume credential is read-only",
+        "RAM key of alibaba_oss_volume writes / calls CS",
+        "403 AccessDenied (OSS XML), CS refuses",
+        "passed",
+        time.monotonic() - t0,
+    )
+
+
+def test_volume_never_gets_the_deploying_key(k8s_env, namespace) -> None:
+    """No volume connection, or one holding the deploying key: the task fails with the fix, nothing created."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from kubernetes import client, config
+
+    from tests.integration.support import volume_op
+
+    t0 = time.monotonic()
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(k8s_env["state_dir"] / "kubeconfig")))
+    with pytest.raises(AirflowFailException, match="connection 'no_such_volume_conn' does not exist.*RAM user"):
+        volume_op(namespace, "lp1", oss_volume_conn_id="no_such_volume_conn", deferrable=False).execute({})
+    with pytest.raises(AirflowFailException, match="deploying identity's AccessKey"):
+        volume_op(namespace, "lp2", oss_volume_conn_id="alibaba_ack_default", deferrable=False).execute({})
+    assert core.list_namespaced_secret(namespace).items == []
+    assert not [pv for pv in core.list_persistent_volume().items if pv.metadata.name.startswith("lp")]
+    record(
+        "volume with the deploying key / none",
+        "oss_volume_conn_id missing or = alibaba_ack_default",
+        "fail before any object, name the fix",
+        "passed (no Secret, no PV)",
+        time.monotonic() - t0,
+    )
+
+
 # ---- the matrix --------------------------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from elastic_inference.hooks.kubernetes import ResourceFailedError
 from elastic_inference.sensors.kubernetes import PvcBoundSensor
-from tests.helpers import until
+from tests.helpers import airflow_conn, until
 from tests.integration.support import read_or_none, run_deferred, uid, volume_op
 
 pytestmark = pytest.mark.integration
@@ -98,8 +98,10 @@ def test_volume_created_bound_and_unchanged_on_rerun(k8s_env, kube, namespace, p
     core = client.CoreV1Api(kube)
     secret = core.read_namespaced_secret(first["secret"], namespace)
     assert secret.type == "Opaque"
-    assert base64.b64decode(secret.data["akId"]).decode() == k8s_env["access_key_id"]
-    assert base64.b64decode(secret.data["akSecret"]).decode() == k8s_env["access_key_secret"]
+    # The volume's own read-only key (connection alibaba_oss_volume), never the deploying account's (issue 12).
+    reader = airflow_conn(k8s_env, "alibaba_oss_volume")
+    assert base64.b64decode(secret.data["akId"]).decode() == reader["login"] != k8s_env["access_key_id"]
+    assert base64.b64decode(secret.data["akSecret"]).decode() == reader["password"] != k8s_env["access_key_secret"]
     pv = core.read_persistent_volume(first["pv"])
     assert pv.spec.csi.driver == "ossplugin.csi.alibabacloud.com"
     assert pv.spec.csi.node_publish_secret_ref.name == first["secret"]
@@ -122,6 +124,7 @@ def test_volume_created_bound_and_unchanged_on_rerun(k8s_env, kube, namespace, p
     assert "Connection Retrieved 'alibaba_ack_default'" in logged  # the capture did see the task's logging
     for text in (logged, json.dumps(first), json.dumps(second)):
         assert k8s_env["access_key_secret"] not in text and secret_b64 not in text
+        assert reader["password"] not in text
 
 
 def test_claim_whose_pv_is_gone_fails_as_lost(kube, namespace, pvs) -> None:

@@ -220,3 +220,47 @@ class AlibabaCloudBaseHook(BaseHook):
     @property
     def retry_policy(self) -> RetryPolicy:
         return self.settings.retry
+
+
+# ---- the OSS volume's own, read-only credential ----------------------------------------------------------------
+
+OSS_VOLUME_CONN_ID = "alibaba_oss_volume"
+OSS_VOLUME_FIX = (
+    "create an alibaba_ack connection '{conn}' with the AccessKey of a RAM user that may only read the model "
+    "bucket/prefix (policy: oss:GetObject + oss:ListObjects on acs:oss:*:*:<bucket>[/<prefix>*]; the sandbox "
+    "writes one to airflow.env), or use RRSA (volume oss_auth='rrsa', rrsa_role_name=<RAM role>) on a cluster "
+    "with RRSA enabled"
+)
+
+
+def oss_volume_credential_problems(
+    oss_volume_conn_id: str | None, deploy_conn_id: str | None, *, allow_deploying_key: bool = False
+) -> list[str]:
+    """Why the PV's Secret cannot get ``oss_volume_conn_id``'s key (empty: it can): the connection is missing, has
+    no key to put in a Secret, or holds the deploying identity's own AccessKey (which can create node pools and
+    fetch the cluster's kubeconfig — never handed to the cluster unless ``allow_deploying_key``)."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    conn_id = oss_volume_conn_id or OSS_VOLUME_CONN_ID
+    fix = OSS_VOLUME_FIX.format(conn=conn_id)
+    try:
+        volume = AlibabaCloudSettings.from_connection(BaseHook.get_connection(conn_id))
+    except AirflowNotFoundException:
+        return [f"oss_volume_conn_id: connection {conn_id!r} does not exist: {fix}"]
+    except ValueError as exc:
+        return [f"oss_volume_conn_id: connection {conn_id!r} is invalid ({exc}): {fix}"]
+    if volume.credential_type == "default":
+        return [f"oss_volume_conn_id: connection {conn_id!r} has no AccessKey for the volume's Secret: {fix}"]
+    if allow_deploying_key or not deploy_conn_id:
+        return []
+    try:
+        deploy = AlibabaCloudSettings.from_connection(BaseHook.get_connection(deploy_conn_id))
+    except (AirflowNotFoundException, ValueError):
+        return []  # the deploying connection's own problems are reported where it is used
+    if conn_id == deploy_conn_id or (volume.access_key_id and volume.access_key_id == deploy.access_key_id):
+        return [
+            f"oss_volume_conn_id: connection {conn_id!r} holds the deploying identity's AccessKey (that of"
+            f" {deploy_conn_id!r}), which would be copied into a Secret in the workload namespace: {fix}"
+            " (allow_deploying_key=True only for a throw-away test account)"
+        ]
+    return []

@@ -1,5 +1,9 @@
 """Seed step 3: an OSS-backed volume — a Secret with the OSS credentials, a static PV of the OSS CSI driver that
-references it (``nodePublishSecretRef``, never inline ``akId``/``akSecret``), and a PVC bound to that PV."""
+references it (``nodePublishSecretRef``, never inline ``akId``/``akSecret``), and a PVC bound to that PV.
+
+The Secret holds the volume's own read-only credential (connection ``oss_volume_conn_id``, default
+``alibaba_oss_volume``), never the deploying identity's key; with ``oss_auth="rrsa"`` there is no Secret at all and
+the CSI plugin assumes the RAM role ``rrsa_role_name`` through the cluster's OIDC provider (ACK RRSA)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference import manifests
-from elastic_inference.hooks.base import deprecated_alias
+from elastic_inference.hooks.base import OSS_VOLUME_CONN_ID, deprecated_alias, oss_volume_credential_problems
 from elastic_inference.k8s_objects import Json, secret_manifest
 from elastic_inference.operators._kubernetes import KubernetesApplyOperator
 from elastic_inference.specs.model import ModelSpec
@@ -68,9 +72,15 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
     :param oss_url: endpoint the nodes mount from (default: the connection's ``oss_endpoint`` or
         ``oss-<region>-internal.aliyuncs.com``). (templated)
     :param other_opts: ossfs mount options.
-    :param secret_conn_id: ``alibaba_ack`` connection whose key goes into the Secret (use one with read-only
-        access to the model prefix); default: ``ack_conn_id``, else ``alibaba_ack_default``.
-        (``alibaba_cloud_conn_id``: its deprecated name.)
+    :param oss_volume_conn_id: ``alibaba_ack`` connection whose key goes into the Secret: a RAM user allowed only
+        to read the model bucket/prefix (default ``alibaba_oss_volume``). A missing connection, or one holding
+        the deploying connection's (``ack_conn_id``) own key, fails before anything is created.
+        (``secret_conn_id``: its deprecated name.)
+    :param allow_deploying_key: accept the deploying identity's key for the Secret (throw-away accounts only).
+    :param oss_auth: ``secret`` (the connection's key in a Secret) or ``rrsa`` (no Secret: the CSI plugin assumes
+        ``rrsa_role_name`` with the pod's OIDC token; ACK clusters with RRSA enabled).
+    :param rrsa_role_name: the RAM role for ``oss_auth="rrsa"`` (trusting the cluster's OIDC provider, read-only
+        on the model prefix).
     """
 
     template_fields: Sequence[str] = (
@@ -99,11 +109,19 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         access_mode: str = "ReadOnlyMany",
         oss_url: str | None = None,
         other_opts: str = DEFAULT_OTHER_OPTS,
-        secret_conn_id: str | None = None,
+        oss_volume_conn_id: str | None = OSS_VOLUME_CONN_ID,
+        allow_deploying_key: bool = False,
+        oss_auth: str = "secret",
+        rrsa_role_name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        secret_conn_id = deprecated_alias(kwargs, secret_conn_id, type(self).__name__, new="secret_conn_id")
+        legacy = deprecated_alias(kwargs, None, type(self).__name__, new="oss_volume_conn_id")  # alibaba_cloud_conn_id
+        legacy = deprecated_alias(kwargs, legacy, type(self).__name__, old="secret_conn_id", new="oss_volume_conn_id")
         super().__init__(**kwargs)
+        if oss_auth not in ("secret", "rrsa"):
+            raise ValueError(f"{type(self).__name__}: oss_auth must be 'secret' or 'rrsa', not {oss_auth!r}")
+        if oss_auth == "rrsa" and not rrsa_role_name:
+            raise ValueError(f"{type(self).__name__}: oss_auth='rrsa' needs rrsa_role_name (the RAM role to assume)")
         self.model = model
         self.bucket = bucket
         self.path = path
@@ -114,14 +132,34 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         self.access_mode = access_mode
         self.oss_url = oss_url
         self.other_opts = other_opts
-        self.secret_conn_id = secret_conn_id
+        self.oss_volume_conn_id = legacy or oss_volume_conn_id or OSS_VOLUME_CONN_ID
+        self.allow_deploying_key = allow_deploying_key
+        self.oss_auth = oss_auth
+        self.rrsa_role_name = rrsa_role_name
 
-    def _settings(self) -> AlibabaCloudSettings:
+    @property
+    def secret_conn_id(self) -> str:
+        """Deprecated name of :attr:`oss_volume_conn_id`."""
+        return self.oss_volume_conn_id
+
+    def _deploy_conn_id(self) -> str:
         from elastic_inference.hooks.base import AlibabaCloudBaseHook
 
-        return AlibabaCloudBaseHook(
-            self.secret_conn_id or self.ack_conn_id or AlibabaCloudBaseHook.default_conn_name
-        ).settings
+        return self.ack_conn_id or AlibabaCloudBaseHook.default_conn_name
+
+    def _settings(self) -> AlibabaCloudSettings:
+        """The volume connection's settings (its key, endpoint and region); with RRSA, the deploying one's
+        (endpoint and region only: no key leaves it)."""
+        from elastic_inference.hooks.base import AlibabaCloudBaseHook
+
+        if self.oss_auth == "rrsa":
+            return AlibabaCloudBaseHook(self._deploy_conn_id()).settings
+        problems = oss_volume_credential_problems(
+            self.oss_volume_conn_id, self._deploy_conn_id(), allow_deploying_key=self.allow_deploying_key
+        )
+        if problems:
+            raise AirflowFailException(f"{self.task_id}: " + "; ".join(problems))
+        return AlibabaCloudBaseHook(self.oss_volume_conn_id).settings
 
     def default_objects(self, settings: AlibabaCloudSettings, secret_name: str) -> list[Json]:
         variables = dict(
@@ -135,6 +173,8 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
             path=self.path,
             oss_url=self.oss_url or default_oss_url(settings),
             other_opts=self.other_opts,
+            auth_type=self.oss_auth,
+            rrsa_role_name=self.rrsa_role_name or "",
         )
         return manifests.render("pv.yaml.j2", variables, self.template_dir) + manifests.render(
             "pvc.yaml.j2", variables, self.template_dir
@@ -173,20 +213,28 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
                         " them - credentials go in the Secret named by nodePublishSecretRef"
                     )
         hook = self.get_hook()
-        secret = hook.apply(secret_manifest(secret_name, self.namespace, oss_secret_data(settings)))
-        self.log.info("Secret %s/%s: %s", self.namespace, secret_name, secret.action)
+        secret = None
+        if self.oss_auth == "secret":
+            secret = hook.apply(secret_manifest(secret_name, self.namespace, oss_secret_data(settings)))
+            self.log.info(
+                "Secret %s/%s (key of connection %s): %s",
+                self.namespace,
+                secret_name,
+                self.oss_volume_conn_id,
+                secret.action,
+            )
         results = self.apply_all(hook, objs)
         pv = next(r for o, r in zip(objs, results) if o["kind"] == "PersistentVolume")
         pvc = next(r for o, r in zip(objs, results) if o["kind"] == "PersistentVolumeClaim")
         carry = {
             "namespace": self.namespace,
-            "secret": secret_name,
+            "secret": secret_name if secret else None,
             "pv": pv.object["metadata"]["name"],
             "pvc": pvc.object["metadata"]["name"],
-            "uids": {"secret": secret.uid, "pv": pv.uid, "pvc": pvc.uid},
-            "actions": {"secret": secret.action, "pv": pv.action, "pvc": pvc.action},
+            "uids": {"secret": secret.uid if secret else None, "pv": pv.uid, "pvc": pvc.uid},
+            "actions": {"secret": secret.action if secret else "none (rrsa)", "pv": pv.action, "pvc": pvc.action},
             "resource_versions": {
-                "secret": secret.resource_version,
+                "secret": secret.resource_version if secret else None,
                 "pv": pv.resource_version,
                 "pvc": pvc.resource_version,
             },

@@ -167,7 +167,7 @@ def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
 
 def _secret(store: CredentialStore, access_key_id: str, token: str | None) -> str:
     try:
-        return store.secret_for(access_key_id, token)
+        return store.secret_for(access_key_id, token, service="oss")
     except CredentialError as exc:
         if exc.reason is Reason.UNKNOWN_ACCESS_KEY:
             raise OssError(
@@ -484,3 +484,42 @@ def verify(
     raise OssError(
         403, "AccessDenied", "You have no right to access this object because of bucket acl.", "0003-00000001"
     )
+
+
+# ---- what the caller may do: RAM users' policies (read-only keys) --------------------------------------------------
+
+
+def ram_action(api: str, query: Mapping[str, str]) -> str:
+    """The RAM action an OSS API call needs (OSS "RAM policy" action list): multipart writes are oss:PutObject,
+    HEAD is oss:GetObject, a bucket GET lists objects unless it asks for a sub-resource."""
+    if api == "GetBucket":
+        for sub, action in (
+            ("bucketInfo", "GetBucketInfo"),
+            ("location", "GetBucketLocation"),
+            ("uploads", "ListMultipartUploads"),
+        ):
+            if sub in query:
+                return f"oss:{action}"
+        return "oss:ListObjects"
+    if api in ("InitiateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AppendObject"):
+        return "oss:PutObject"
+    return "oss:" + {"HeadObject": "GetObject"}.get(api, api)
+
+
+def authorize(
+    store: CredentialStore, access_key_id: str, api: str, bucket: str, key: str, query: Mapping[str, str]
+) -> None:
+    """``OssError`` 403 AccessDenied when a RAM user's policy does not allow the call (implicit deny, OSS error
+    page 0003-00000202). The account itself and its STS credentials may do everything."""
+    ram = store.ram_key(access_key_id)
+    if ram is None:
+        return
+    action = ram_action(api, query)
+    if not ram.allows(action, bucket, key):
+        raise OssError(
+            403,
+            "AccessDenied",
+            "You are not authorized to do this action. You should be authorized by RAM.",
+            "0003-00000202",
+            AuthAction=action,
+        )
