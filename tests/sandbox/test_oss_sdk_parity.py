@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -86,6 +87,25 @@ def test_presigned_get_and_put(bucket: oss2.Bucket, v4_bucket: oss2.Bucket, vers
     with pytest.raises(oss2.exceptions.OssError) as err:
         b.put_object_with_url(url, b"overwrite")
     assert (err.value.status, err.value.code) == (403, "SignatureDoesNotMatch")
+
+
+def test_presigned_url_with_sts_credentials(sandbox: dict, bucket: oss2.Bucket) -> None:
+    req = urllib.request.Request(
+        sandbox["cs"] + "/_sandbox/sts",
+        method="POST",
+        data=b"{}",
+        headers={"Authorization": f"Bearer {sandbox['access_key_id']}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        cred = json.loads(resp.read())["Credentials"]
+    bucket.put_object("presigned/sts", b"temporary")
+    for auth_version in (oss2.AUTH_VERSION_1, oss2.AUTH_VERSION_4):
+        sts = oss2.StsAuth(cred["AccessKeyId"], cred["AccessKeySecret"], cred["SecurityToken"], auth_version)
+        b = oss2.Bucket(sts, sandbox["oss"], bucket.bucket_name, region=sandbox["region"])
+        url = b.sign_url("GET", "presigned/sts", 60)
+        assert "security-token=" in url  # V1 security-token, V4 x-oss-security-token
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.read() == b"temporary"
 
 
 def test_presigned_urls_expire(bucket: oss2.Bucket, v4_bucket: oss2.Bucket) -> None:
