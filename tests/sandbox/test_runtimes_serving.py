@@ -77,7 +77,8 @@ class Container:
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            # TF Serving ignores SIGTERM as the real binary does (PID 1, no handler); SIGINT stops it
+            self.proc.send_signal(signal.SIGINT if self.spec.family == "tensorflow-serving" else signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout)
         finally:
@@ -481,6 +482,9 @@ def test_sigterm_stops_each_container_gracefully_and_executor_reports_the_missin
     status, body = http("POST", f"http://{pod['ip']}:8000/api/v1.0/predictions", {"data": {"ndarray": [[0]]}})
     assert status == 500 and body["status"]["code"] == 500 and f"{pod['ip']}:9000" in body["status"]["info"]
     assert executor.stop() == 0
+    tfs.proc.send_signal(signal.SIGTERM)  # ignored: the real server serves until the kubelet's SIGKILL
+    tfs.wait_for_log("SIGTERM ignored", deadline=30)
+    assert http("GET", f"http://{pod['ip']}:8501/v1/models/fashion-mnist")[0] == 200 and tfs.proc.poll() is None
     assert tfs.stop() == 0
     assert "tensorflow_model_server stopped" in tfs.logs()
 

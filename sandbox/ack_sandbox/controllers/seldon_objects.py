@@ -12,7 +12,8 @@ createHpa, createDeployments readiness, executor container, status):
   they set their own, ``createContainerService``'s TCP readiness (20 s delay) / liveness (60 s) probes on 9000
   and the preStop ``/bin/sh -c "/bin/sleep 10"``; the executor's preStop ``curl 127.0.0.1:8000/pause;
   /bin/sleep 10`` makes its ``/ready`` fail before SIGTERM. Containers outside the graph (the seed's TF
-  Serving sidecar) get neither: they are SIGTERMed as soon as the pod is deleted, as on a real cluster.
+  Serving sidecar) get neither: they are signalled as soon as the pod is deleted, as on a real cluster (TF
+  Serving ignores SIGTERM and serves until the grace period's SIGKILL).
 - Deployment strategy RollingUpdate with ``maxUnavailable: 0`` (the operator's ``IntOrString{StrVal: "10%"}``
   has type Int) and the default ``maxSurge: 25%``: a rolling update never goes below the desired ready
   replicas.

@@ -26,6 +26,9 @@ path or version directory is logged and polled for; a version that fails to load
 (TF_CHECK_OK -> SIGABRT, exit code 134). The gRPC API is not served (the REST path is what Seldon's
 tfserving-proxy uses here); that is logged at start.
 
+Signals: SIGTERM is ignored (the real server has no handler and runs as the container's PID 1, so it serves
+until the kubelet's SIGKILL at the end of the grace period); SIGINT drains and exits 0.
+
 Start-time optimisation: with ``ACK_SANDBOX_TF_ZYGOTE=<socket>`` in the env the entry point becomes a thin
 launcher and the container runs as a fork of a pre-imported TensorFlow process (``tf_zygote.py``).
 
@@ -43,6 +46,7 @@ import asyncio
 import json
 import logging
 import re
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,8 +287,23 @@ def _predict(manager: ModelManager, name: str, version: int | None, verb: str, b
 # --- the process ------------------------------------------------------------------------------------
 
 
+def _stop_event() -> asyncio.Event:
+    """Set on SIGINT only. tensorflow_model_server installs no SIGTERM handler, and as a container's PID 1 (the
+    seed's ``command: /usr/bin/tensorflow_model_server``; the image's bash entrypoint is PID 1 and does not
+    pass it on either) the kernel drops SIGTERM: the server keeps serving until the kubelet's SIGKILL at the
+    end of the grace period (tensorflow/serving#356, #1853; kserve/kserve#394)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(
+        signal.SIGTERM,
+        lambda: log.info("(sandbox) SIGTERM ignored, as the real server does: serving until SIGKILL"),
+    )
+    return stop
+
+
 async def _run(flags: Flags, models: Models) -> int:
-    stop = common.termination_event()
+    stop = _stop_event()
     host = common.pod_ip()
     # The real binary has TensorFlow linked in; import it now, overlapping the wait for the model files.
     preimport = asyncio.create_task(asyncio.to_thread(import_tensorflow))
