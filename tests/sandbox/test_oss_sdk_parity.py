@@ -415,6 +415,13 @@ def test_v4_signing_region_must_be_the_services(sandbox: dict, bucket: oss2.Buck
     assert url_err.value.message == "The signing region in credential is invalid."
 
 
+def test_unserved_bucket_sub_resource_is_refused_not_listed(
+    sandbox: dict, auth: oss2.Auth, bucket: oss2.Bucket
+) -> None:
+    resp = signed_raw(sandbox, auth, "GET", bucket.bucket_name, {"lifecycle": ""}, b"", {})
+    assert resp.status_code == 405 and b"<Code>MethodNotAllowed</Code>" in resp.content
+
+
 def test_errors_carry_oss_fields(bucket: oss2.Bucket) -> None:
     with pytest.raises(oss2.exceptions.NoSuchKey) as err:
         bucket.get_object("nothing/here")
