@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 BACKOFF_INITIAL = 10.0  # cloud seconds (kubelet: initial container/image back-off 10 s)
 BACKOFF_MAX = 300.0  # cloud seconds (MaxContainerBackOff 5 min)
 BACKOFF_RESET = 600.0  # a container that ran this long resets its back-off (2 x MaxContainerBackOff)
-MIN_GRACE_AFTER_HOOK = 2.0  # cloud seconds: minimumGracePeriodInSeconds after a preStop hook
+MIN_GRACE_AFTER_HOOK = 2.0  # cloud seconds: minimumGracePeriodInSeconds between SIGTERM and SIGKILL
 
 
 class RunSpec:
@@ -466,7 +466,8 @@ class ContainerRunner:
 
     async def stop(self, grace_real: float) -> None:
         """killContainer (kuberuntime_container.go): the preStop hook within the grace period, then SIGTERM,
-        then SIGKILL when the rest of the grace period (at least 2 s) has passed."""
+        then SIGKILL when the rest of the grace period (at least minimumGracePeriodInSeconds, 2 s, unless the
+        deletion was forced with grace 0) has passed."""
         if self.proc is not None and self.proc.running():
             await self.w.event("Normal", "Killing", f"Stopping container {self.name}", self.field_path)
             hook = ((self.spec.get("lifecycle") or {}).get("preStop")) or None
@@ -483,10 +484,11 @@ class ContainerRunner:
                         f"PreStopHook failed: {exc}",
                         self.field_path,
                     )
-                elapsed = time.monotonic() - started
-                grace_real = max(grace_real - elapsed, self.w.ctx.clock.real_seconds(MIN_GRACE_AFTER_HOOK))
+                grace_real -= time.monotonic() - started
             if self.proc is None or not self.proc.running():
                 return
+            if self.w.grace_real() > 0:  # "always give containers a minimal shutdown window" (not when forced)
+                grace_real = max(grace_real, self.w.ctx.clock.real_seconds(MIN_GRACE_AFTER_HOOK))
             await self.proc.terminate(grace_real)
             self.rec.state = "terminated"
             self.rec.exit_code = self.proc.exit_code
