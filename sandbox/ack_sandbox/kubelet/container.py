@@ -348,7 +348,7 @@ class ContainerRunner:
                     f"Container {self.name} failed liveness probe, will be restarted",
                     self.field_path,
                 )
-                await self.proc.terminate(w.grace_real())
+                await self._kill(w.grace_real())  # killContainer: preStop hook, SIGTERM, SIGKILL
             code = await wait_task
         finally:
             probe_task.cancel()
@@ -470,6 +470,15 @@ class ContainerRunner:
         deletion was forced with grace 0) has passed."""
         if self.proc is not None and self.proc.running():
             await self.w.event("Normal", "Killing", f"Stopping container {self.name}", self.field_path)
+            await self._kill(grace_real)
+            self.rec.state = "terminated"
+            self.rec.exit_code = self.proc.exit_code
+            self.rec.finished_at = self.proc.finished_at or time.time()
+            self.rec.reason = "Completed" if self.proc.exit_code == 0 else "Error"
+            self.rec.ready = False
+
+    async def _kill(self, grace_real: float) -> None:
+        if self.proc is not None and self.proc.running():
             hook = ((self.spec.get("lifecycle") or {}).get("preStop")) or None
             if hook and grace_real > 0:
                 started = time.monotonic()
@@ -485,13 +494,9 @@ class ContainerRunner:
                         self.field_path,
                     )
                 grace_real -= time.monotonic() - started
-            if self.proc is None or not self.proc.running():
+            if not self.proc.running():
+                await self.proc.wait()  # it exited during the hook
                 return
             if self.w.grace_real() > 0:  # "always give containers a minimal shutdown window" (not when forced)
                 grace_real = max(grace_real, self.w.ctx.clock.real_seconds(MIN_GRACE_AFTER_HOOK))
             await self.proc.terminate(grace_real)
-            self.rec.state = "terminated"
-            self.rec.exit_code = self.proc.exit_code
-            self.rec.finished_at = self.proc.finished_at or time.time()
-            self.rec.reason = "Completed" if self.proc.exit_code == 0 else "Error"
-            self.rec.ready = False
