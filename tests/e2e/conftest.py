@@ -1,12 +1,16 @@
-"""End-to-end fixtures: a real Airflow CLI (``airflow dags test``) against the session sandbox."""
+"""End-to-end fixtures: a real Airflow CLI (``airflow dags test``) against the session sandbox, and a run under a
+real scheduler that starts in the background as soon as the model is trained."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import AirflowCli
+from tests.e2e.support import AirflowCli, Background, Standalone, run_under_scheduler
+
+SCHEDULER_TEST = "test_real_scheduler.py"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,21 @@ def trained_model(airflow_cli: AirflowCli, tmp_path_factory: pytest.TempPathFact
     assert (out / "fashion-mnist" / "1" / "saved_model.pb").is_file()
     assert (out / "samples.json").is_file()
     return out / "fashion-mnist"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scheduler_run(
+    request: pytest.FixtureRequest, sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Standalone, Background] | None]:
+    """The run under a real scheduler, started with the first end-to-end test when ``test_real_scheduler`` is
+    selected: it is mostly waiting, so it overlaps the ``airflow dags test`` runs instead of adding to them."""
+    if not any(item.path.name == SCHEDULER_TEST for item in request.session.items):
+        yield None
+        return
+    model_dir = request.getfixturevalue("trained_model")
+    standalone = Standalone(AirflowCli(tmp_path_factory.mktemp("airflow-standalone-home"), sandbox))
+    run = Background(lambda: run_under_scheduler(standalone, sandbox, model_dir))
+    try:
+        yield standalone, run
+    finally:
+        standalone.stop()

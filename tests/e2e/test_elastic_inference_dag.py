@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers import kubectl, kubectl_json
 
-pytestmark = pytest.mark.e2e
+# Two whole DAG runs, each bounded by its own subprocess timeout; the default 300 s bound is for one step.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 NAMESPACE = "e2e"
 KINDS = "seldondeployment,deployment,service,horizontalpodautoscaler,ingress,persistentvolumeclaim,secret"
