@@ -389,14 +389,16 @@ _ROLLOUT_TEMPLATE = """<h2>Rollout: stable v{{ r.stable_version }} vs canary v{{
 <span class="verdict {{ 'passed' if r.verdict in ('promoted', 'analysis passed') else 'failed' }}">{{ r.verdict }}</span></h2>
 {% if r.failure %}<p class="bad">{{ r.failure }}</p>{% endif %}
 <table><tr><th>step</th><th>verdict</th><th>side</th><th>requests</th><th>RPS</th><th>errors</th><th>p95 ms</th>
-<th>agreement</th><th>route QPS (ingress)</th></tr>
+<th>agreement</th><th>public traffic share</th></tr>
+<tr><td colspan="9" class="muted">Each step sends the same labelled requests to both sides at the same rate, pinned by
+the canary header, over the same seconds; the public traffic (the prober's) is split by the canary weight.</td></tr>
 {% for s in r.steps %}{% for side in ('canary', 'stable') %}<tr>
 {% if loop.first %}<td rowspan="2">{{ s.weight }} %</td><td rowspan="2" class="{{ 'ok' if s.passed else 'bad' }}">
 {{ 'pass' if s.passed else 'FAIL' }}{% for b in s.bounds if not b.passed %}<br>{{ b.message }}{% endfor %}</td>{% endif %}
 <td>{{ side }}</td><td>{{ s[side].requests }}</td><td>{{ "%.1f"|format(s[side].rps) }}</td>
 <td>{{ s[side].failures }} ({{ "%.2f"|format(100 * s[side].error_rate) }} %)</td><td>{{ s[side].p95_ms|fmt }}</td>
 <td>{{ "n/a" if s[side].agreement is none else "%.1f %%"|format(100 * s[side].agreement) }}</td>
-<td>{{ s.share[side ~ '_route_qps']|fmt }}</td></tr>{% endfor %}{% endfor %}
+{% if loop.first %}<td rowspan="2">canary {{ s.weight }} % / stable {{ 100 - s.weight }} %{% if s.share.location_qps is not none %}<br><span class="muted">location {{ s.share.location_qps|fmt }} req/s (ingress)</span>{% endif %}</td>{% endif %}</tr>{% endfor %}{% endfor %}
 </table>
 {% if plot %}<img alt="canary vs stable over time" src="data:image/png;base64,{{ plot }}">{% endif %}
 <p><b>{{ prober.line or "prober: not run (no canary step reached)" }}</b>{% for f in prober.first_failures %}<br>

@@ -148,8 +148,7 @@ def stable(k8s_env, kube, models, tmp_path_factory) -> Iterator[dict[str, Any]]:
             task_id="serve",
             serving=serving,
             pvc_name=claim,
-            sls_project="k8s-log-c1",
-            rollout=ROLLOUT,
+                rollout=ROLLOUT,
             deferrable=False,
             timeout=240,
         ).execute(context("v1"))
@@ -209,7 +208,6 @@ def canary_run(stable: dict[str, Any], models: dict[str, Path], kind: str, versi
         task_id="serve",
         serving=serving,
         pvc_name=stable["claim"],
-        sls_project="k8s-log-c1",
         rollout=ROLLOUT,
         deferrable=False,
         timeout=240,
@@ -259,6 +257,7 @@ def test_broken_canary_is_rolled_back_and_the_stable_kept(stable, kube, models, 
     assert_stable_untouched(stable, kube, before)
     record = json.loads((Path(stable["reports"]) / "elastic_inference" / kind / "rollout.json").read_text())
     assert record["verdict"] == "rolled back" and record["prober_rollback"]["failures"] == 0
+    assert record["prober_rollback"]["requests"] > 0  # it ran from the canary Ingress to the canary's removal
 
 
 def test_good_canary_is_promoted_with_no_failed_request(stable, kube, models) -> None:
@@ -274,7 +273,6 @@ def test_good_canary_is_promoted_with_no_failed_request(stable, kube, models) ->
         task_id="promote",
         serving={**stable["serving"], "model_version": 2},
         pvc_name=stable["claim"],
-        sls_project="k8s-log-c1",
         deployment=run["dep"],
         ingress=stable["ingress"],
         analysis=analysis,

@@ -24,6 +24,7 @@ from elastic_inference.serving.base import available_versions, tfserving_rest_po
 from elastic_inference.specs.rollout import RolloutSpec
 from elastic_inference.specs.run import param_specs, resolve
 from elastic_inference.verification import check_agreement, check_served_versions
+from tests.unit.support import saved_model_dir
 
 SELDON = get_backend("seldon")
 
@@ -62,7 +63,7 @@ def test_rollout_spec_defaults_schema_and_problems() -> None:
 
 
 def test_plan_rollout_partial_param_and_rollback_to_pins_the_version(tmp_path) -> None:
-    specs, problems = resolve({"model_source": str(tmp_path), "rollout": {"steps": [25]}})
+    specs, problems = resolve({"model_source": str(saved_model_dir(tmp_path)), "rollout": {"steps": [25]}})
     assert problems == [] and specs is not None
     assert specs.rollout.steps == [25] and specs.rollout.step_seconds == 30  # the rest keep their defaults
     # rollback_to: no model_source needed (nothing is uploaded); the version deployed is the one named
@@ -250,7 +251,7 @@ def test_rollout_report_section_shows_both_sides_each_step_and_the_prober(tmp_pa
     spec = RolloutSpec()
     steps = [
         step_verdict(0, 0, 5, samples(50, 20.0), samples(50, 20.0), spec),
-        step_verdict(10, 5, 10, samples(50, 450.0, t0=5), samples(50, 20.0, t0=5), spec, {"canary_route_qps": 1.5}),
+        step_verdict(10, 5, 10, samples(50, 450.0, t0=5), samples(50, 20.0, t0=5), spec, {"canary_weight": 10, "location_qps": 1.5}),
     ]
     record = {
         "stable_version": 1,
@@ -266,3 +267,4 @@ def test_rollout_report_section_shows_both_sides_each_step_and_the_prober(tmp_pa
     assert "p95: canary 450 ms vs stable 20 ms; bound 70 ms" in html
     assert "prober: 40 requests over 10 s, 0 failed, p99 25 ms" in html
     assert html.count("<td>canary</td>") == 2 and "data:image/png;base64," in html
+    assert "canary 10 % / stable 90 %" in html and "location 1.50 req/s" in html

@@ -224,8 +224,10 @@ class _RolloutMixin:
         """The HPA's own external metric (``sls_ingress_qps`` of its route) right now; None if unreadable."""
         from urllib.parse import quote
 
+        from elastic_inference.hooks.kubernetes import KubeHook
         from elastic_inference.timeline import hpa_spec, metric_value, selector_string
 
+        hook = KubeHook(hook.access, retry_attempts=1)  # a figure, read again at the next step: no backoff here
         try:
             hpa = hook.get(HPA, self.namespace, hpa_name)
             if hpa is None:
@@ -239,8 +241,10 @@ class _RolloutMixin:
             )
             return metric_value(hook.request("GET", path, query={"labelSelector": selector_string(spec["selector"])}))
         except Exception as exc:  # noqa: BLE001 - the share is a report figure, never a verdict
-            self.log.info("Route metric of %s unreadable: %s", hpa_name, exc)
+            self.log.info("Route metric of %s unreadable: %s", hpa_name, str(exc)[:300])
             return None
+        finally:
+            hook.close()
 
 
 class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
@@ -288,39 +292,29 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
         self.reports_dir = reports_dir
         self.route_confirm_timeout = route_confirm_timeout
 
-    def confirm_routing(self, hook: KubeHook, dep: Mapping[str, Any], ing: Mapping[str, Any], items: Any) -> bool:
-        """Pinned requests must reach the canary before its figures mean anything: send them until the canary
-        route's request metric moves (a canary Ingress the controller has not taken yet routes to the stable)."""
-        from elastic_inference.rollout.traffic import paired_load
+    def confirm_routing(self, hook: KubeHook, ing: Mapping[str, Any]) -> str:
+        """Wait until the ingress controller has taken the canary Ingress (it writes the Ingress's
+        ``status.loadBalancer`` once it serves it), then a moment for its configuration to apply; "" when it did,
+        else why not.
 
+        The canary's own route metric cannot say it: ingress-nginx logs a request the canary answered under the
+        main location's ``$proxy_upstream_name`` (the canary's upstream goes to ``$proxy_alternative_upstream_name``),
+        and that is the field the ``sls_ingress_qps`` route label filters on.
+        """
+        from elastic_inference.k8s_objects import ingress_address
+
+        name = canary_name(ing["name"])
         deadline = time.monotonic() + self.route_confirm_timeout
         while time.monotonic() < deadline:
-            paired_load(
-                ing["predict_url"],
-                self.protocol,
-                items,
-                headers=self.public_headers(ing),
-                sides={"canary": {CANARY_HEADER: ALWAYS}},
-                rps=10,
-                seconds=1.0,
-                max_requests=20,
-            )
-            qps = self.route_qps(hook, dep["hpa"])
-            if qps is None:
-                self.log.warning(
-                    "The canary route's metric is not readable: cannot prove the canary Ingress routes; "
-                    "going on after %.0f s",
-                    SETTLE_SECONDS,
-                )
+            obj = hook.get(INGRESS, self.namespace, name)
+            if obj is not None and ingress_address(obj) is not None:
                 time.sleep(SETTLE_SECONDS)
-                return False
-            if qps > 0:
-                self.log.info("Canary route %s answers (%.2f req/s)", dep["route"], qps)
-                return True
-        raise AirflowFailException(
-            f"{self.task_id}: the canary route {dep['route']} saw no request within {self.route_confirm_timeout:.0f}"
-            f" s of pinned traffic ({CANARY_HEADER}: {ALWAYS}): does the ingress controller honour the"
-            " nginx.ingress.kubernetes.io/canary annotations?"
+                return ""
+            time.sleep(0.5)
+        return (
+            f"the ingress controller did not take the canary Ingress {name} within "
+            f"{self.route_confirm_timeout:.0f} s (no status.loadBalancer): does it serve the ingress class, and"
+            " does a main Ingress exist for the same host and path?"
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -353,14 +347,16 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
             if problems := version_problems(served, version, "canary"):
                 failure = "the canary does not serve the version under test: " + "; ".join(problems)
             if not failure:
+                # From here to the end of promotion or rollback, the public endpoint is probed: adding the canary
+                # Ingress, each weight, and the canary's removal must not fail one request.
+                prober = self.start_prober(ing, spec, "analysis")
                 self.set_canary_ingress(hook, dep, ing, 0)
                 items = self.items()
-                record["routing_confirmed"] = self.confirm_routing(hook, dep, ing, items)
+                failure = self.confirm_routing(hook, ing)
+            if not failure:
                 sides = {"canary": {CANARY_HEADER: ALWAYS}, "stable": {CANARY_HEADER: NEVER}}
                 for weight in [0, *spec.weights]:
                     if weight:
-                        if prober is None:
-                            prober = self.start_prober(ing, spec, "analysis")
                         self.set_canary_ingress(hook, dep, ing, weight)
                     start = time.time()
                     load = paired_load(
@@ -374,9 +370,11 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
                         max_requests=int(2 * spec.analysis_rps * spec.step_seconds) + 2,
                     )
                     end = time.time()
+                    # The public traffic's split is the weight; the location's QPS (what the ingress counted under
+                    # the main upstream, canary-answered requests included) is the report's context for it.
                     share = {
-                        "canary_route_qps": self.route_qps(hook, dep["hpa"]),
-                        "stable_route_qps": self.route_qps(hook, stable_hpa) if stable_hpa else None,
+                        "canary_weight": weight,
+                        "location_qps": self.route_qps(hook, stable_hpa) if stable_hpa else None,
                     }
                     verdict = step_verdict(weight, start, end, load["canary"], load["stable"], spec, share)
                     verdict_series = {
