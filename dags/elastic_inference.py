@@ -71,10 +71,12 @@ with DAG(
     def plan(triggering_asset_events: Any = None) -> dict[str, Any]:
         """Resolve inputs (params, or the model Asset event that triggered the run) into the run specs and
         reject bad ones - every spec's problems at once - before anything is created."""
+        from elastic_inference.preflight import check
         from elastic_inference.specs.run import plan_run
 
         events = triggering_asset_events[MODEL_ASSET] if triggering_asset_events else []
-        return plan_run(dict(get_current_context()["params"]), events[-1].extra if events else None)
+        # preflight: the volume's read-only connection, the namespace in the cluster (reads only)
+        return plan_run(dict(get_current_context()["params"]), events[-1].extra if events else None, preflight=check)
 
     planned = plan()
 

@@ -538,4 +538,9 @@ NODE_POOL_SCHEMA: dict[str, Any] = {
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "taints": {"type": "array"},
     },
+    "additionalProperties": False,  # a typo is refused by the trigger form, not silently kept
 }
+# Every other spec field is accepted as well (its checks are NodePoolSpec.problems()).
+NODE_POOL_SCHEMA["properties"].update(
+    {f: {} for f in NodePoolSpec.__dataclass_fields__ if f not in NODE_POOL_SCHEMA["properties"]}
+)

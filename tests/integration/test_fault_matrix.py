@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import http.server
 import json
 import os
@@ -446,6 +447,91 @@ def test_volume_never_gets_the_deploying_key(k8s_env, namespace) -> None:
         "oss_volume_conn_id missing or = alibaba_ack_default",
         "fail before any object, name the fix",
         "passed (no Secret, no PV)",
+        time.monotonic() - t0,
+    )
+
+
+# ---- 5. bad input is refused by plan, before anything exists --------------------------------------------------
+
+
+def _plan_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "elastic_inference.py"))
+    assert bag.import_errors == {}
+    return bag.dags["elastic_inference"]
+
+
+def _run_plan(dag: Any, conf: dict) -> dict:
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.execution_time.context import set_current_context
+
+    params = ParamsDict(copy.deepcopy(dict(dag.params.items())))  # Param objects are shared with the DAG
+    for key, value in conf.items():
+        params[key] = value
+    with set_current_context({"params": {**params.validate(), **conf}}):  # type: ignore[arg-type]
+        return dag.get_task("plan").python_callable()
+
+
+def _cloud_objects(k8s_env: dict) -> dict:
+    import oss2
+    from kubernetes import client, config
+
+    from elastic_inference.hooks.ack import AckHook
+
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(k8s_env["state_dir"] / "kubeconfig")))
+    service = oss2.Service(oss2.Auth(k8s_env["access_key_id"], k8s_env["access_key_secret"]), k8s_env["oss"])
+    return {
+        "node_pools": sorted(p["nodepool_info"]["name"] for p in AckHook().list_node_pools()),
+        "buckets": sorted(b.name for b in service.list_buckets().buckets),
+        "namespaces": sorted(n.metadata.name for n in core.list_namespace().items),
+        "pvs": sorted(v.metadata.name for v in core.list_persistent_volume().items),
+        "secrets": sorted(
+            f"{x.metadata.namespace}/{x.metadata.name}" for x in core.list_secret_for_all_namespaces().items
+        ),
+    }
+
+
+def test_bad_input_fails_in_plan_with_nothing_created(k8s_env, tmp_path: Path) -> None:
+    from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
+
+    from tests.unit.support import saved_model_dir
+
+    t0 = time.monotonic()
+    dag = _plan_dag()
+    model = saved_model_dir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    base = {"model_source": str(model), "bucket": f"plan-{uid()}", "node_pool": {"name": f"plan-{uid()}"}}
+    assert _run_plan(dag, base)["serving"]["namespace"] == "default"  # valid input passes, creating nothing
+    before = _cloud_objects(k8s_env)
+    cases = {
+        "not a SavedModel": ({"model_source": str(empty)}, "is not a model TF Serving can load"),
+        "bad pool label": ({"node_pool": {"name": "p", "labels": {"bad key!": "x"}}}, "node_pool.labels['bad key!']"),
+        "missing namespace": ({"namespace": "no-such-ns"}, "namespace 'no-such-ns' does not exist"),
+        "55-character name": ({"deployment_name": "d" * 55}, "alicloud-pvname label"),
+        "qps_target 1e9": ({"qps_target": 1e9}, "maximum of 10000"),
+        "typo in load_test": ({"load_test": {"hold_second": 3}}, "hold_second"),
+        "typo at top level": ({"max_replica": 3}, "did you mean 'max_replicas'"),
+    }
+    for what, (conf, message) in cases.items():
+        # refused by the trigger (the Params' JSON schemas) or by plan: either way before any task runs
+        with pytest.raises((AirflowFailException, ParamValidationError)) as err:
+            _run_plan(dag, {**base, **conf})
+        assert message in str(err.value), (what, str(err.value))
+    volume_var = "AIRFLOW_CONN_ALIBABA_OSS_VOLUME"
+    saved = os.environ.pop(volume_var)
+    try:
+        with pytest.raises(AirflowFailException, match="connection 'alibaba_oss_volume' does not exist.*RAM user"):
+            _run_plan(dag, base)
+    finally:
+        os.environ[volume_var] = saved
+    assert _cloud_objects(k8s_env) == before  # listed after: no pool, bucket, namespace, PV or Secret appeared
+    record(
+        f"bad input in plan ({len(cases) + 1} kinds)",
+        "layout, pool, namespace, name length, bounds, typos, no volume key",
+        "fail in plan naming field + fix, nothing created",
+        "passed (cloud listing unchanged)",
         time.monotonic() - t0,
     )
 

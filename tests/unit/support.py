@@ -162,3 +162,16 @@ def make_timeline(
 
 
 OPTS = VerifyOptions(pool_policy=SEED_POLICY)
+
+
+def saved_model_dir(root):
+    """A directory TF Serving's layout check accepts (``saved_model.pb`` + ``variables/``), made under ``root``;
+    returns it. For specs and ``plan`` tests that never load the model."""
+    from pathlib import Path
+
+    model = Path(root) / "model"
+    (model / "variables").mkdir(parents=True, exist_ok=True)
+    (model / "saved_model.pb").write_bytes(b"pb")
+    (model / "variables" / "variables.index").write_bytes(b"i")
+    (model / "variables" / "variables.data-00000-of-00001").write_bytes(b"d")
+    return model

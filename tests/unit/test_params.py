@@ -8,11 +8,12 @@ import jsonschema
 import pytest
 
 from elastic_inference.params import PARAM_SPECS, check_run_config
+from tests.unit.support import saved_model_dir
 
 
 def _defaults(tmp_path) -> dict:
     params = {name: copy.deepcopy(spec[0]) for name, spec in PARAM_SPECS.items()}
-    params["model_source"] = str(tmp_path)
+    params["model_source"] = str(saved_model_dir(tmp_path))
     return params
 
 

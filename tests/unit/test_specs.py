@@ -12,6 +12,9 @@ from elastic_inference.exceptions import NodePoolSpecError, SpecError
 from elastic_inference.node_pool_spec import MULTI_AZ_POLICIES, SEED_NODE_POOL, SPOT_STRATEGIES, NodePoolSpec
 from elastic_inference.specs import LoadTestSpec, ModelSpec, ServingSpec, coerce
 from elastic_inference.specs.run import param_specs, plan_run
+from tests.unit.support import saved_model_dir
+
+MODEL = saved_model_dir(__import__("tempfile").mkdtemp(prefix="ei-model-"))
 
 
 # -- one coercion path -------------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ def test_serving_spec_coerces_and_derives_names() -> None:
 
 
 def test_model_spec_problems(tmp_path: Path) -> None:
-    spec = ModelSpec.from_mapping({"source": str(tmp_path), "version": "2", "bucket": "B!"})
+    spec = ModelSpec.from_mapping({"source": str(saved_model_dir(tmp_path)), "version": "2", "bucket": "B!"})
     assert spec.version == 2
     (problem,) = spec.problems()
     assert problem.startswith("bucket 'B!' is not an OSS bucket name")
@@ -189,7 +192,7 @@ def test_partial_object_params_are_accepted_at_trigger_time(conf) -> None:
     for key, value in conf.items():
         params[key] = value  # validates against the Param's schema, as a trigger does
     resolved = params.validate()
-    specs = plan_run({**resolved, "model_source": str(Path(__file__).parent)})
+    specs = plan_run({**resolved, "model_source": str(MODEL)})
     for key, value in conf.items():
         for field, wanted in value.items():
             assert specs[key][field] == wanted
@@ -204,8 +207,16 @@ def _run_plan(dag, conf: dict) -> dict:
     params = ParamsDict(copy.deepcopy(dict(dag.params.items())))
     for key, value in conf.items():
         params[key] = value
-    with set_current_context({"params": params.validate()}):  # type: ignore[arg-type]
-        return dag.get_task("plan").python_callable()
+    import elastic_inference.preflight as preflight
+
+    # No cluster and no connections here: plan's environment checks (tests/integration/test_plan_checks.py) are
+    # left out; what remains is the pure resolution.
+    saved, preflight.check = preflight.check, lambda specs: []  # type: ignore[assignment]
+    try:
+        with set_current_context({"params": params.validate()}):  # type: ignore[arg-type]
+            return dag.get_task("plan").python_callable()
+    finally:
+        preflight.check = saved
 
 
 def test_plan_rejects_a_bad_label_key_before_any_task_touches_the_cloud() -> None:
@@ -215,7 +226,7 @@ def test_plan_rejects_a_bad_label_key_before_any_task_touches_the_cloud() -> Non
     cloud_tasks = ["node_pool.ensure_node_pool", "model.upload_model"]
     for task_id in cloud_tasks:  # the first tasks that touch the cloud run only after plan succeeded
         assert dag.get_task(task_id).upstream_task_ids == {"plan"}
-    conf = {"model_source": str(Path(__file__).parent), "node_pool": {"labels": {"bad key!": "x"}}}
+    conf = {"model_source": str(MODEL), "node_pool": {"labels": {"bad key!": "x"}}}
     with pytest.raises(AirflowFailException) as err:
         _run_plan(dag, conf)
     assert isinstance(err.value, SpecError) and "invalid run parameters" in str(err.value)
@@ -227,7 +238,7 @@ def test_plan_returns_the_specs_whole() -> None:
     out = _run_plan(
         dag,
         {
-            "model_source": str(Path(__file__).parent),
+            "model_source": str(MODEL),
             "max_replicas": 3,
             "qps_target": 5,
             "load_test": {"hold_seconds": 10},
@@ -239,7 +250,7 @@ def test_plan_returns_the_specs_whole() -> None:
     assert out["load_test"]["qps_target"] == 5 and out["load_test"]["slo_p95_ms"] == 800
     assert out["serving"]["node_selector"] == SEED_NODE_POOL["labels"]
     assert out["serving"]["model_name"] == out["model"]["name"]
-    assert out["model"]["samples_path"] == str(Path(__file__).parent.parent / "samples.json")
+    assert out["model"]["samples_path"] == str(MODEL.parent / "samples.json")
     assert LoadTestSpec.from_mapping(out["load_test"]).hold_seconds == 10
 
 
@@ -251,7 +262,7 @@ def test_deploy_operators_take_the_serving_and_model_specs_whole(tmp_path: Path)
     specs = plan_run(
         {
             **{k: v[0] for k, v in param_specs().items()},
-            "model_source": str(tmp_path),
+            "model_source": str(saved_model_dir(tmp_path)),
             "namespace": "ns",
             "deployment_name": "fm",
             "ingress_host": "fm.example",

@@ -323,10 +323,18 @@ class KubeHook(BaseHook):
                 self.log.info("Created %s (uid %s)", what, created["metadata"].get("uid"))
                 return ApplyResult("created", created)
             except KubernetesApiError as e:
+                if e.status == 404 and ns and self.get(ResourceRef("v1", "Namespace"), None, ns) is None:
+                    raise KubernetesTerminalError(
+                        f"namespace {ns!r} does not exist: create it (kubectl create namespace {ns}) or deploy to"
+                        " a namespace that exists",
+                        status=404,
+                        reason="NotFound",
+                        operation=f"create {what}",
+                    ) from e
                 if e.status == 404:
                     raise KubernetesTerminalError(
                         f"{ref.api_version} {ref.kind} is not served by this cluster ({e}); is the API installed"
-                        f" (for SeldonDeployment: Seldon Core v1 and its CRD), and does namespace {ns!r} exist?",
+                        " (for SeldonDeployment: Seldon Core v1 and its CRD)?",
                         status=404,
                         reason="NotFound",
                         operation=f"create {what}",

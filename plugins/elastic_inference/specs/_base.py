@@ -210,7 +210,11 @@ class Spec:
         """The JSON schema of an object param holding ``names``: no ``required``, so a part is accepted (the
         left-out keys keep their defaults, merged in ``plan``)."""
         by_name = {f.name: f for f in cls.spec_fields()}
-        return {"type": "object", "properties": {n: field_schema(by_name[n]) for n in names}}
+        return {
+            "type": "object",
+            "properties": {n: field_schema(by_name[n]) for n in names},
+            "additionalProperties": False,  # a typo (hold_second) is refused, not silently ignored
+        }
 
     @classmethod
     def defaults(cls: type[S], names: list[str]) -> dict[str, Any]:

@@ -71,4 +71,53 @@ class ModelSpec(Spec):
             )
         elif not Path(self.source).exists():
             p.append(f"model_source {self.source!r} does not exist on the worker")
+        else:
+            p.extend(layout_problems(Path(self.source), self.version))
         return p
+
+
+def layout_problems(source: Path, version: int | None) -> list[str]:
+    """What keeps ``source`` from being a model TF Serving loads, checked without copying or extracting it: a
+    directory through ``model_layout.resolve_layout``; an archive by its member names."""
+    from elastic_inference.exceptions import ModelLayoutError
+    from elastic_inference.model_layout import ARCHIVE_SUFFIXES, is_archive, resolve_layout
+
+    fix = (
+        " - give a SavedModel directory (saved_model.pb + variables/), a directory of <version>/ SavedModels,"
+        f" or a {'/'.join(ARCHIVE_SUFFIXES)} archive of either"
+    )
+    if is_archive(source):
+        try:
+            names = _archive_names(source)
+        except (OSError, ValueError) as exc:
+            return [f"model_source {str(source)!r} cannot be read as an archive ({exc}){fix}"]
+        roots = {n.rsplit("/", 1)[0] if "/" in n else "" for n in names if n.rsplit("/", 1)[-1] in _SAVED_MODEL}
+        complete = [r for r in roots if f"{r}/variables/variables.index".lstrip("/") in names]
+        if not complete:
+            return [
+                f"model_source {str(source)!r}: the archive holds no complete SavedModel (saved_model.pb with"
+                f" variables/variables.index beside it){fix}"
+            ]
+        return []
+    try:
+        resolve_layout(source, None)
+    except ModelLayoutError as exc:
+        return [f"model_source {str(source)!r} is not a model TF Serving can load: {exc}{fix}"]
+    return []
+
+
+_SAVED_MODEL = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def _archive_names(archive: Path) -> set[str]:
+    import tarfile
+    import zipfile
+
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            return {n.strip("/").removeprefix("./") for n in zf.namelist()}
+    try:
+        with tarfile.open(archive) as tf:
+            return {n.strip("/").removeprefix("./") for n in tf.getnames()}
+    except tarfile.TarError as exc:
+        raise ValueError(str(exc)) from exc

@@ -124,12 +124,30 @@ def _pick(params: Mapping[str, Any], spec: type[Spec]) -> dict[str, Any]:
     return out
 
 
+# Params the run reads besides the form's: samples_path (from the model Asset event).
+_EXTRA_PARAMS = ("samples_path",)
+
+
+def unknown_param_problems(params: Mapping[str, Any]) -> list[str]:
+    """A key the run does not know (``max_replica``) is refused, not silently ignored."""
+    import difflib
+
+    known = [*_SCALARS, *_EXTRA_PARAMS]
+    out = []
+    for name in sorted(set(params) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        out.append(
+            f"unknown parameter {name!r}: " + (f"did you mean {close[0]!r}?" if close else f"known are {sorted(known)}")
+        )
+    return out
+
+
 def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
     """Params (object params may be partial; Asset-event values already folded in) → the run's specs and
     every problem found, each naming the param and the fix. The specs are None when a value could not even be
     read as its type."""
     params = with_object_defaults(params)
-    problems: list[str] = []
+    problems: list[str] = unknown_param_problems(params)
 
     def build(spec: Any, values: Any, **overrides: Any) -> Any:
         try:
@@ -174,6 +192,7 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
         problems.extend(e.problems)
     if model is not None:
         model = dataclasses.replace(model, samples_path=model.resolved_samples_path)
+    problems[:] = list(dict.fromkeys(problems))  # a field two specs share (qps_target) is named once
     if problems or model is None or serving is None or pool is None or load_test is None or rollout is None:
         return None, problems
     specs = RunSpecs(
@@ -182,15 +201,25 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
     return specs, problems
 
 
-def plan_run(params: Mapping[str, Any], asset_event_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def plan_run(
+    params: Mapping[str, Any],
+    asset_event_extra: Mapping[str, Any] | None = None,
+    *,
+    preflight: Any = None,
+) -> dict[str, Any]:
     """What the DAG's ``plan`` task does: fold in the model Asset event (when the params name no model), resolve
-    the specs and refuse the run - naming every problem - before any task touches the cloud."""
+    the specs and refuse the run - naming every problem - before any task touches the cloud.
+
+    ``preflight(specs) -> problems``: the checks that read (never write) the environment - connections, the
+    cluster (``elastic_inference.preflight.check``); the DAG passes it, pure callers leave it out."""
     params = dict(params)
     if asset_event_extra is not None and not params.get("model_source"):
         params["model_source"] = asset_event_extra.get("path", "")
         params["model_version"] = asset_event_extra.get("version", params.get("model_version", 1))
         params["samples_path"] = params.get("samples_path") or asset_event_extra.get("samples", "")
     specs, problems = resolve(params)
+    if specs is not None and preflight is not None:
+        problems = [*problems, *preflight(specs)]
     if problems or specs is None:
         raise SpecError("invalid run parameters:\n- " + "\n- ".join(problems), problems=problems)
     return specs.to_dict()

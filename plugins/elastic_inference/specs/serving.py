@@ -12,7 +12,10 @@ HPA_METRIC_FORMATS = ("v2beta1", "v2")
 # Shared with the load test, which sizes its load from them.
 DEFAULT_QPS_TARGET = 10
 DEFAULT_MAX_REPLICAS = 10
-QPS_TARGET_SCHEMA: dict[str, Any] = {"exclusiveMinimum": 0}
+QPS_TARGET_SCHEMA: dict[str, Any] = {"exclusiveMinimum": 0, "maximum": 10_000}
+LABEL_VALUE_MAX = 63  # Kubernetes label values (and DNS-1123 labels)
+PREDICTOR = "predictor"  # the SeldonDeployment's predictor name (operators.seldon default)
+SERVICE_PORT = 8000  # the predictor Service's http port (the sls.ingress.route label's last part)
 MAX_REPLICAS_SCHEMA: dict[str, Any] = {"minimum": 1, "maximum": 100}
 _HOST = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
 
@@ -78,6 +81,34 @@ class ServingSpec(Spec):
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), **{name: getattr(self, name) for name in self.derived}}
 
+    def derived_name_problems(self) -> list[str]:
+        """Names built from namespace and deployment_name that Kubernetes limits to 63 characters: the PV's
+        ``alicloud-pvname`` label, the predictor Service, and the HPA metric's ``sls.ingress.route`` label."""
+        derived = {
+            f"the PV name and its alicloud-pvname label '<namespace>-<deployment_name>-model' ({self.pv_name!r})": (
+                self.pv_name,
+                len(self.namespace) + 7,
+            ),
+            f"the predictor Service '<deployment_name>-{PREDICTOR}' ({self.name}-{PREDICTOR!s})": (
+                f"{self.name}-{PREDICTOR}",
+                len(PREDICTOR) + 1,
+            ),
+            f"the HPA metric label sls.ingress.route '<namespace>-<deployment_name>-{PREDICTOR}-{SERVICE_PORT}'": (
+                f"{self.namespace}-{self.name}-{PREDICTOR}-{SERVICE_PORT}",
+                len(self.namespace) + len(PREDICTOR) + len(str(SERVICE_PORT)) + 3,
+            ),
+        }
+        p = []
+        for what, (value, overhead) in derived.items():
+            if len(value) > LABEL_VALUE_MAX:
+                p.append(
+                    f"deployment_name {self.name!r} ({len(self.name)} characters) in namespace {self.namespace!r}"
+                    f" makes {what} {len(value)} characters, over Kubernetes' {LABEL_VALUE_MAX}: use a"
+                    f" deployment_name of at most {max(1, LABEL_VALUE_MAX - overhead)} characters (or a shorter"
+                    " namespace)"
+                )
+        return p
+
     def problems(self) -> list[str]:
         p = super().problems()
         if self.min_replicas > self.max_replicas:
@@ -85,6 +116,7 @@ class ServingSpec(Spec):
                 f"min_replicas ({self.min_replicas}) is greater than max_replicas ({self.max_replicas}): "
                 "lower min_replicas or raise max_replicas"
             )
+        p.extend(self.derived_name_problems())
         bad = {k: v for k, v in self.node_selector.items() if not isinstance(v, str)}
         if bad:
             p.append(f"node_selector: values must be strings (node label values), got {bad}")
