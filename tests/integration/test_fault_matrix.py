@@ -536,6 +536,60 @@ def test_bad_input_fails_in_plan_with_nothing_created(k8s_env, tmp_path: Path) -
     )
 
 
+# ---- 6. an upload interrupted on one worker, retried on another ------------------------------------------------
+
+
+def test_retry_elsewhere_aborts_the_interrupted_multipart_upload(k8s_env, tmp_path: Path) -> None:
+    import oss2
+
+    from elastic_inference.operators.model_upload import ModelUploadOperator
+    from tests.unit.support import saved_model_dir
+
+    t0 = time.monotonic()
+    bucket_name, name = f"mp-{uid()}", f"m{uid()}"
+    owner = oss2.Bucket(oss2.Auth(k8s_env["access_key_id"], k8s_env["access_key_secret"]), k8s_env["oss"], bucket_name)
+    owner.create_bucket()
+    key = f"models/{name}/1/variables/variables.data-00000-of-00001"
+    # worker A was killed mid-upload: one part sent, its checkpoint stays on worker A
+    orphan = owner.init_multipart_upload(key).upload_id
+    owner.upload_part(key, orphan, 1, b"x" * (100 * 1024))
+    unrelated = owner.init_multipart_upload("elsewhere/big.bin").upload_id  # not this model's: left alone
+    op = ModelUploadOperator(
+        task_id="upload_model",
+        source=str(saved_model_dir(tmp_path)),
+        bucket=bucket_name,
+        prefix="models",
+        model_name=name,
+        checkpoint_dir=str(tmp_path / "worker-b"),  # worker B: no checkpoint of A's upload
+        stale_upload_seconds=0,
+    )
+    result = op.execute({})
+    assert result["aborted_uploads"] == 1 and result["files_uploaded"] == 3
+    left = [(u.key, u.upload_id) for u in oss2.MultipartUploadIterator(owner)]
+    assert left == [("elsewhere/big.bin", unrelated)]
+    with pytest.raises(oss2.exceptions.NoSuchUpload):
+        owner.list_parts(key, orphan)
+    # an upload still making progress (a concurrent run) is not touched with the default idle time
+    live = owner.init_multipart_upload(key).upload_id
+    again = ModelUploadOperator(
+        task_id="upload_model",
+        source=str(saved_model_dir(tmp_path)),
+        bucket=bucket_name,
+        prefix="models",
+        model_name=name,
+        checkpoint_dir=str(tmp_path / "worker-c"),
+    ).execute({})
+    assert again["aborted_uploads"] == 0 and again["bytes_uploaded"] == 0
+    assert (key, live) in [(u.key, u.upload_id) for u in oss2.MultipartUploadIterator(owner)]
+    record(
+        "upload retried on another worker",
+        "multipart parts left by a killed worker",
+        "orphaned upload aborted, live one kept",
+        "passed (1 aborted, 0 parts left)",
+        time.monotonic() - t0,
+    )
+
+
 # ---- the matrix --------------------------------------------------------------------------------------------------
 
 

@@ -62,6 +62,15 @@ class RemoteObject:
 
 
 @dataclass(frozen=True)
+class InProgressUpload:
+    key: str
+    upload_id: str
+    initiated: float  # epoch seconds
+    last_activity: float = 0.0  # the newest part's time, else ``initiated``
+    parts: int = 0
+
+
+@dataclass(frozen=True)
 class UploadResult:
     key: str
     size: int
@@ -203,6 +212,64 @@ class OssHook(AlibabaCloudBaseHook):
             if e.code == "NoSuchUpload":
                 return 0  # oss2 will discard the stale record and start over
             raise
+
+    def in_progress_uploads(self, bucket_name: str, prefix: str) -> list[InProgressUpload]:
+        """Multipart uploads under ``prefix`` that were initiated and neither completed nor aborted
+        (ListMultipartUploads, paged), each with when it last made progress (its newest part, else initiation)."""
+        bucket = self.get_bucket(bucket_name)
+        out: list[InProgressUpload] = []
+        key_marker = upload_marker = ""
+        for _ in range(1000):
+            page = self._call(
+                "ListMultipartUploads",
+                bucket.list_multipart_uploads,
+                prefix=prefix,
+                key_marker=key_marker,
+                upload_id_marker=upload_marker,
+                max_uploads=1000,
+            )
+            for u in page.upload_list:
+                out.append(InProgressUpload(u.key, u.upload_id, float(u.initiation_date or 0)))
+            if not page.is_truncated:
+                break
+            key_marker, upload_marker = page.next_key_marker, page.next_upload_id_marker
+        for i, u in enumerate(out):
+            try:
+                parts = self._call("ListParts", bucket.list_parts, u.key, u.upload_id, max_parts=1000)
+            except AlibabaCloudTerminalError as e:
+                if e.code == "NoSuchUpload":
+                    continue
+                raise
+            newest = max((float(pt.last_modified or 0) for pt in parts.parts), default=0.0)
+            out[i] = InProgressUpload(
+                u.key, u.upload_id, u.initiated, last_activity=max(u.initiated, newest), parts=len(parts.parts)
+            )
+        return out
+
+    def abort_stale_uploads(
+        self, bucket_name: str, prefix: str, keys: set[str], *, idle_seconds: float, now: float | None = None
+    ) -> list[InProgressUpload]:
+        """Abort the in-progress multipart uploads of ``keys`` (under ``prefix``) that made no progress for
+        ``idle_seconds``: what a killed worker left behind (its checkpoint stays on that worker, so a retry elsewhere
+        starts a new upload and the old parts would be stored - and billed - until a lifecycle rule removes them).
+        An upload still sending parts (a concurrent run) is left alone. Returns what was aborted."""
+        import time
+
+        now = time.time() if now is None else now
+        aborted = []
+        for u in self.in_progress_uploads(bucket_name, prefix):
+            if u.key not in keys or now - u.last_activity < idle_seconds:
+                continue
+            try:
+                self._call(
+                    "AbortMultipartUpload", self.get_bucket(bucket_name).abort_multipart_upload, u.key, u.upload_id
+                )
+            except AlibabaCloudTerminalError as e:
+                if e.code != "NoSuchUpload":  # completed or aborted meanwhile
+                    raise
+                continue
+            aborted.append(u)
+        return aborted
 
     def upload_file(
         self,

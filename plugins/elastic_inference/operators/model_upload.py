@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ class ModelUploadOperator(BaseOperator):
     :param multipart_threshold: files at least this large go as resumable multipart uploads.
     :param part_size: multipart part size (OSS minimum 100 KiB).
     :param checkpoint_dir: where multipart checkpoints and extracted archives live (stable across re-runs).
+    :param stale_upload_seconds: after the upload, in-progress multipart uploads of this model's keys idle for at
+        least this long are aborted (an interrupted upload whose retry ran on another worker, without its
+        checkpoint); an upload still sending parts is left alone.
 
     Returns (XCom): ``{"model_uri", "version_uri", "versions", "objects", "bytes_uploaded", "bytes_skipped",
     "files_uploaded", "files_skipped"}``.
@@ -103,6 +107,7 @@ class ModelUploadOperator(BaseOperator):
         num_threads: int = 1,
         checkpoint_dir: str | None = None,
         signature_version: str = "v4",
+        stale_upload_seconds: float = 300,
         **kwargs: Any,
     ) -> None:
         ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
@@ -124,6 +129,7 @@ class ModelUploadOperator(BaseOperator):
         self.num_threads = num_threads
         self.checkpoint_dir = checkpoint_dir
         self.signature_version = signature_version
+        self.stale_upload_seconds = stale_upload_seconds
         self._killed = threading.Event()
 
     def on_kill(self) -> None:
@@ -242,6 +248,18 @@ class ModelUploadOperator(BaseOperator):
                 f", resumed after {result.resumed_bytes} bytes" if result.resumed_bytes else "",
             )
 
+        aborted = hook.abort_stale_uploads(
+            self.bucket, base, {base + f.relative_key for f in layout.files}, idle_seconds=self.stale_upload_seconds
+        )
+        for u in aborted:
+            self.log.info(
+                "aborted interrupted multipart upload %s of oss://%s/%s (%d part(s), idle since %s)",
+                u.upload_id,
+                self.bucket,
+                u.key,
+                u.parts,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(u.last_activity)),
+            )
         model_uri = f"oss://{self.bucket}/{base}"
         newest = max(layout.versions)
         out = {
@@ -253,6 +271,7 @@ class ModelUploadOperator(BaseOperator):
             "bytes_skipped": bytes_skipped,
             "files_uploaded": len(to_send),
             "files_skipped": len(skipped),
+            "aborted_uploads": len(aborted),
         }
         self.log.info("model at %s: %d bytes uploaded, %d bytes skipped", model_uri, bytes_uploaded, bytes_skipped)
         return out
