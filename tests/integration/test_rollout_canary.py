@@ -148,7 +148,7 @@ def stable(k8s_env, kube, models, tmp_path_factory) -> Iterator[dict[str, Any]]:
             task_id="serve",
             serving=serving,
             pvc_name=claim,
-                rollout=ROLLOUT,
+            rollout=ROLLOUT,
             deferrable=False,
             timeout=240,
         ).execute(context("v1"))

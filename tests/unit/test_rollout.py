@@ -251,7 +251,15 @@ def test_rollout_report_section_shows_both_sides_each_step_and_the_prober(tmp_pa
     spec = RolloutSpec()
     steps = [
         step_verdict(0, 0, 5, samples(50, 20.0), samples(50, 20.0), spec),
-        step_verdict(10, 5, 10, samples(50, 450.0, t0=5), samples(50, 20.0, t0=5), spec, {"canary_weight": 10, "location_qps": 1.5}),
+        step_verdict(
+            10,
+            5,
+            10,
+            samples(50, 450.0, t0=5),
+            samples(50, 20.0, t0=5),
+            spec,
+            {"canary_weight": 10, "location_qps": 1.5},
+        ),
     ]
     record = {
         "stable_version": 1,
