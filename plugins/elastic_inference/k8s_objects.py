@@ -335,6 +335,17 @@ FATAL_WAITING_REASONS = frozenset(
 # cluster-autoscaler (and ACK's autoscaler) events on a pending pod (cluster-autoscaler/core/static_autoscaler.go,
 # processors/status/eventing_scale_up_processor.go): NotTriggerScaleUp = "pod didn't trigger scale-up: ...".
 NOT_TRIGGER_SCALE_UP = "NotTriggerScaleUp"
+FAILED_SCALE_UP = "FailedScaleUp"
+# How ECS/ESS and ACK word a scale-out without inventory (OperationDenied.NoStock, "no stock", "out of stock").
+_NO_STOCK = ("nostock", "no stock", "out of stock", "insufficient inventory", "resource.soldout", "soldout")
+
+
+def is_no_stock(text: str) -> bool:
+    """Whether a cloud or autoscaler message says the instance types are out of stock."""
+    low = text.lower()
+    return any(marker in low for marker in _NO_STOCK)
+
+
 TRIGGERED_SCALE_UP = "TriggeredScaleUp"
 
 
@@ -375,7 +386,18 @@ def pod_unschedulable(pod: Json, events: list[Json], now: datetime | None, grace
         e for e in _events_for(events, "Pod", name) if e.get("reason") in (NOT_TRIGGER_SCALE_UP, TRIGGERED_SCALE_UP)
     ]
     if scaler and scaler[-1]["reason"] == NOT_TRIGGER_SCALE_UP:
-        return f"Unschedulable ({cond.get('message', '')}) and {scaler[-1].get('message', 'no node pool can grow')}"
+        why = f"Unschedulable ({cond.get('message', '')}) and {scaler[-1].get('message', 'no node pool can grow')}"
+        failed = [e for e in _events_for(events, "Pod", name) if e.get("reason") == FAILED_SCALE_UP]
+        if failed:  # the back-off's cause: the autoscaler's last failed scale-up (no stock, quota, ...)
+            cause = failed[-1].get("message", "")
+            lead = "the node pool is out of stock for its instance types and zones: " if is_no_stock(cause) else ""
+            why = f"{lead}{why}; the last scale-up failed: {cause}"
+            if lead:
+                why += (
+                    " - add instance types or vSwitches (zones) to the node pool, allow pay-as-you-go"
+                    " (compensate_with_on_demand / on_demand_percentage_above_base_capacity), or retry later"
+                )
+        return why
     if grace_seconds is not None:
         since = parse_time(cond.get("lastTransitionTime")) or parse_time(pod["metadata"].get("creationTimestamp"))
         if scaler:

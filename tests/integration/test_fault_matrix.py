@@ -581,6 +581,23 @@ def test_retry_elsewhere_aborts_the_interrupted_multipart_upload(k8s_env, tmp_pa
     ).execute({})
     assert again["aborted_uploads"] == 0 and again["bytes_uploaded"] == 0
     assert (key, live) in [(u.key, u.upload_id) for u in oss2.MultipartUploadIterator(owner)]
+    # an archive is extracted for the upload and removed once it is in OSS
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(saved_model_dir(tmp_path), arcname="model")
+    work = tmp_path / "worker-d"
+    from_archive = ModelUploadOperator(
+        task_id="upload_model",
+        source=str(archive),
+        bucket=bucket_name,
+        prefix="models",
+        model_name=f"a{uid()}",
+        checkpoint_dir=str(work),
+    ).execute({})
+    assert from_archive["files_uploaded"] == 3
+    assert list((work / "extracted").iterdir()) == []
     record(
         "upload retried on another worker",
         "multipart parts left by a killed worker",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -172,8 +173,17 @@ class ModelUploadOperator(BaseOperator):
         source = Path(os.path.expanduser(str(self.source)))
         if is_archive(source):
             self.log.info("extracting archive %s", source)
-            source = extract_archive(source, work_dir / "extracted")
+            root = work_dir / "extracted"
+            source = extract_archive(source, root)
+            self._extracted = root / source.relative_to(root).parts[0]
         return resolve_layout(source, self._version())
+
+    def _remove_extracted(self) -> None:
+        """The extracted archive, once uploaded (kept after a failure: a resumed upload needs the same files)."""
+        extracted = getattr(self, "_extracted", None)
+        if extracted is not None and extracted.exists():
+            shutil.rmtree(extracted, ignore_errors=True)
+            self.log.info("removed the extracted archive %s", extracted)
 
     # -- run ------------------------------------------------------------------------------------------------
     def execute(self, context: Any) -> dict[str, Any]:
@@ -260,6 +270,7 @@ class ModelUploadOperator(BaseOperator):
                 u.parts,
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(u.last_activity)),
             )
+        self._remove_extracted()
         model_uri = f"oss://{self.bucket}/{base}"
         newest = max(layout.versions)
         out = {

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -22,6 +23,7 @@ from elastic_inference.triggers.node_pool import NodePoolStateTrigger, node_pool
 from elastic_inference.waits import default_deferrable, defer_timeout, raise_for_event
 
 SPEC_FIELDS = tuple(NodePoolSpec.__dataclass_fields__)
+EXECUTION_TIMEOUT_SLACK_SECONDS = 300  # create/modify calls and the deferral's own slack
 
 
 class AckNodePoolOperator(BaseOperator):
@@ -63,6 +65,9 @@ class AckNodePoolOperator(BaseOperator):
     ) -> None:
         spec_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_FIELDS}
         ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
+        if wait_for_active and "execution_timeout" not in kwargs:
+            # One try never outlives its wait (a deferred try included: Airflow caps the deferral with it).
+            kwargs["execution_timeout"] = timedelta(seconds=wait_timeout + EXECUTION_TIMEOUT_SLACK_SECONDS)
         super().__init__(**kwargs)
         # A string is a template (e.g. "{{ params.node_pool }}") rendered before execute.
         self.node_pool = node_pool if isinstance(node_pool, str) else {**(node_pool or {}), **spec_kwargs}
@@ -111,6 +116,13 @@ class AckNodePoolOperator(BaseOperator):
             nodepool_id = (current.get("nodepool_info") or {}).get("nodepool_id")
             state = pool_state(current)
             self.log.info("found node pool %r: %s, state %r", spec.name, nodepool_id, state)
+            if state == "failed" and spec.diff(hook.describe_node_pool(nodepool_id)).empty:
+                # A retry would only wait for a pool that stays failed: stop here with ACK's cause.
+                verdict = node_pool_verdict(current, None, nodepool_id=str(nodepool_id or ""))
+                raise NodePoolFailedError(
+                    f"{verdict.message}. Repair or scale the pool in the ACK console (or delete it; a re-run"
+                    " creates it again), or change the spec so the pool is modified"
+                )
             if state == "deleting":
                 raise NodePoolFailedError(
                     f"node pool {spec.name!r} ({nodepool_id}) is being deleted; wait for the "

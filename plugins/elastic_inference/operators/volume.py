@@ -8,6 +8,7 @@ the CSI plugin assumes the RAM role ``rrsa_role_name`` through the cluster's OID
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -115,6 +116,8 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         rrsa_role_name: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if "execution_timeout" not in kwargs:  # one try never outlives its wait (deferral included)
+            kwargs["execution_timeout"] = timedelta(seconds=float(kwargs.get("timeout", 600)) + 120)
         legacy = deprecated_alias(kwargs, None, type(self).__name__, new="oss_volume_conn_id")  # alibaba_cloud_conn_id
         legacy = deprecated_alias(kwargs, legacy, type(self).__name__, old="secret_conn_id", new="oss_volume_conn_id")
         super().__init__(**kwargs)

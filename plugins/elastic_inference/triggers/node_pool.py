@@ -15,7 +15,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from elastic_inference.exceptions import AlibabaCloudRetryableError, AlibabaCloudTerminalError
-from elastic_inference.k8s_objects import Verdict
+from elastic_inference.k8s_objects import Verdict, is_no_stock
 
 ACTIVE_STATES = frozenset({"active"})
 FAILED_STATES = frozenset({"failed", "deleting", "deleted"})
@@ -71,7 +71,13 @@ def node_pool_verdict(
             if state in FAILED_STATES
             else f"task {(task or {}).get('task_id', '')} {task_state!r} (pool {state!r})"
         )
-        return Verdict("error", f"node pool {pool_id} {what}: {failure_cause(pool, task)}", details)
+        cause = failure_cause(pool, task)
+        if is_no_stock(cause):
+            cause = (
+                f"out of stock - {cause}; add instance types or vSwitches (zones) to the pool, allow pay-as-you-go"
+                " (compensate_with_on_demand), or retry later"
+            )
+        return Verdict("error", f"node pool {pool_id} {what}: {cause}", details)
     return Verdict("pending", f"node pool {pool_id} is {state!r}", details)
 
 
