@@ -37,7 +37,14 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "fashion-mnist"
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
 # Short windows: the verdicts compare canary and stable over the same seconds, so they need few requests.
-ROLLOUT = {"steps": [50], "step_seconds": 4, "analysis_rps": 8, "prober_rps": 5, "prober_max_seconds": 300}
+ROLLOUT = {
+    "steps": [50],
+    "step_seconds": 4,
+    "analysis_rps": 8,
+    "prober_rps": 5,
+    "max_p95_increase_ms": 150,
+    "prober_max_seconds": 300,
+}
 
 _BUILD = textwrap.dedent(
     """

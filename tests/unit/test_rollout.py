@@ -137,8 +137,8 @@ def test_judge_names_the_metric_both_values_and_the_bound() -> None:
     assert "HTTP 500" in failed[0].message
     slow = judge(SideStats.of(samples(30, 420.0)), SideStats.of(samples(30, 20.0)), spec)
     p95 = next(b for b in slow if b.metric == "p95_ms")
-    assert not p95.passed and p95.limit == 70  # max(1.5 x 20, 20 + 50)
-    assert "p95: canary 420 ms vs stable 20 ms; bound 70 ms" in p95.message
+    assert not p95.passed and p95.limit == 120  # max(1.5 x 20, 20 + 100)
+    assert "p95: canary 420 ms vs stable 20 ms; bound 120 ms" in p95.message
     wrong = judge(SideStats.of(samples(30, 20.0, correct=False)), SideStats.of(samples(30, 20.0)), spec)
     agreement = next(b for b in wrong if b.metric == "agreement")
     assert not agreement.passed and "canary 0.00 % of 30 predictions" in agreement.message
@@ -148,6 +148,13 @@ def test_judge_names_the_metric_both_values_and_the_bound() -> None:
 def test_judge_p95_floor_ignores_jitter_and_refuses_an_empty_step() -> None:
     spec = RolloutSpec()
     jitter = judge(SideStats.of(samples(30, 9.0)), SideStats.of(samples(30, 4.0)), spec)  # 2.25 x, +5 ms
+    assert all(b.passed for b in jitter)
+    busy = judge(SideStats.of(samples(30, 209.0)), SideStats.of(samples(30, 104.0)), spec)  # 2 x, +105 ms
+    assert not all(b.passed for b in busy)  # above the default floor of 100 ms ...
+    busy = judge(
+        SideStats.of(samples(30, 209.0)), SideStats.of(samples(30, 104.0)), RolloutSpec(max_p95_increase_ms=150)
+    )
+    assert all(b.passed for b in busy)  # ... and within a floor of 150 ms
     assert all(b.passed for b in jitter)
     no_p95_check = judge(SideStats.of(samples(30, 1e3)), SideStats.of(samples(30, 4)), RolloutSpec(max_p95_ratio=None))
     assert "p95_ms" not in [b.metric for b in no_p95_check]
@@ -272,7 +279,7 @@ def test_rollout_report_section_shows_both_sides_each_step_and_the_prober(tmp_pa
     }
     html = render_rollout_report(record, tmp_path / "rollout.html").read_text()
     assert "stable v1 vs canary v2" in html and "rolled back" in html
-    assert "p95: canary 450 ms vs stable 20 ms; bound 70 ms" in html
+    assert "p95: canary 450 ms vs stable 20 ms; bound 120 ms" in html
     assert "prober: 40 requests over 10 s, 0 failed, p99 25 ms" in html
     assert html.count("<td>canary</td>") == 2 and "data:image/png;base64," in html
     assert "canary 10 % / stable 90 %" in html and "location 1.50 req/s" in html

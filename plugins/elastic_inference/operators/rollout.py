@@ -48,6 +48,7 @@ CONFIG_MAP = ResourceRef("v1", "ConfigMap")
 POD = ResourceRef("v1", "Pod")
 HPA = ResourceRef("autoscaling/v2", "HorizontalPodAutoscaler")
 SETTLE_SECONDS = 2.0  # for the ingress controller to take a routing change before the next one
+WARMUP_SECONDS = 2.0  # pinned requests to both sides before step 0, not counted
 
 
 def _mapping(value: Any, name: str) -> dict[str, Any]:
@@ -355,6 +356,18 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
                 failure = self.confirm_routing(hook, ing)
             if not failure:
                 sides = {"canary": {CANARY_HEADER: ALWAYS}, "stable": {CANARY_HEADER: NEVER}}
+                # Warm-up, not counted: a replica's first requests (connections, the first graph runs) are slow
+                # on either side, and the canary's replicas are the ones that just started.
+                paired_load(
+                    ing["predict_url"],
+                    self.protocol,
+                    items,
+                    headers=self.public_headers(ing),
+                    sides=sides,
+                    rps=spec.analysis_rps,
+                    seconds=WARMUP_SECONDS,
+                    max_requests=int(2 * spec.analysis_rps * WARMUP_SECONDS) + 2,
+                )
                 for weight in [0, *spec.weights]:
                     if weight:
                         self.set_canary_ingress(hook, dep, ing, weight)

@@ -72,7 +72,7 @@ class RolloutSpec(Spec):
         doc="The canary fails when its p95 is above this multiple of the stable p95 (null: no check) ...",
     )
     max_p95_increase_ms: float = spec_field(
-        50,
+        100,
         "number",
         minimum=0,
         doc="... and also more than this many ms above it (a floor, so fast models are not judged on jitter).",
