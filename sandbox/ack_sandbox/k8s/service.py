@@ -182,10 +182,13 @@ async def _outage(ctx: SandboxContext, seconds: float) -> None:
             await listener.stop()
         await asyncio.sleep(seconds)
     finally:
-        for listener in listeners:
-            await listener.start()
+        try:
+            for listener in listeners:
+                await listener.start()
+            log.warning("kubernetes API outage over: listening again")
+        except (OSError, RuntimeError) as exc:  # the daemon is shutting down (its runners are cleaned up)
+            log.info("kubernetes API outage: not listening again (%s)", exc)
         ctx.services.pop(_OUTAGE, None)
-        log.warning("kubernetes API outage over: listening again")
 
 
 _OUTAGE = "kubernetes.outage"
