@@ -138,6 +138,8 @@ def test_kubernetes_api_outage_during_every_wait(k8s_env, kube, namespace, pvs) 
     """The triggers (deferred, run in-process as the triggerer runs them) are waiting; the API goes away for 30 s
     (connections refused, open watches cut); once it is back the objects appear and become ready, and every
     trigger reports success — none gave up during the outage (before issue 12 they failed ~10 s into it)."""
+    assert admin(k8s_env, "kubernetes", "POST", "/_sandbox/outage", {"seconds": 5}, bearer="nope")[0] == 401
+    assert admin(k8s_env, "kubernetes", "POST", "/_sandbox/outage", {"seconds": 0})[0] == 400
     name = f"o{uid()}"
     access = {"kubernetes_conn_id": "kubernetes_default"}
     deadline = time.time() + OUTAGE_SECONDS + 90
