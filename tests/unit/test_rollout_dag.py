@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
-from elastic_inference.operators.rollout import CanaryAnalysisOperator, PromoteCanaryOperator, stable_target
+from elastic_inference.operators.rollout import (
+    CanaryAnalysisOperator,
+    PromoteCanaryOperator,
+    approval_request,
+    stable_target,
+)
 
 
 def _dag() -> Any:
@@ -80,3 +85,19 @@ def test_first_deployment_makes_the_rollout_tasks_no_ops() -> None:
         sls_project="p",
     )
     assert promote.execute({}) == target
+
+
+def test_approval_is_asked_only_when_required_and_shows_the_canary_figures() -> None:
+    from elastic_inference.operators.rollout import CanaryApprovalOperator, _figures
+    from elastic_inference.rollout.analysis import Sample, step_verdict
+    from elastic_inference.specs.rollout import RolloutSpec
+
+    canary = {"model_version": 2, "rollout": {"mode": "canary", "stable_name": "m", "stable_version": 1}}
+    op = CanaryApprovalOperator(task_id="a", deployment=canary, ingress={}, analysis={}, rollout={})
+    assert op.execute({}) == {"chosen_options": ["Approve"], "asked": False}  # require_approval is off
+    ok = [Sample(i * 0.1, 20.0, True, True) for i in range(30)]
+    steps = [step_verdict(10, 0, 3, ok, ok, RolloutSpec())]
+    subject, body = approval_request(canary, {"summary": _figures(steps), "prober": {"line": "prober: 9 requests"}})
+    assert subject == "Promote m from version 1 to version 2?"
+    assert "step 10 %: canary 30 req, error rate 0.00 %, p95 20 ms, agreement 100.0 %" in body
+    assert "prober: 9 requests" in body and "Reject: the canary is removed" in body

@@ -612,6 +612,21 @@ class PromoteCanaryOperator(_RolloutMixin, DeploySeldonOperator):
             hook.close()
 
 
+def approval_request(dep: Mapping[str, Any], analysis: Mapping[str, Any]) -> tuple[str, str]:
+    """Subject and body of the approval request: what would change, and the canary's figures per step."""
+    subject = (
+        f"Promote {dep['rollout']['stable_name']} from version {dep['rollout'].get('stable_version')} to "
+        f"version {dep['model_version']}?"
+    )
+    body = (
+        "The canary passed every step of its analysis (canary vs stable over the same seconds):\n\n"
+        + str(analysis.get("summary") or "")
+        + f"\n\n{(analysis.get('prober') or {}).get('line', '')}\n\nApprove: the stable deployment is moved to the"
+        " new version by a rolling update. Reject: the canary is removed; the stable version keeps serving as it is."
+    )
+    return subject, body
+
+
 try:  # Airflow's human-in-the-loop operators (standard provider, Airflow >= 3.1)
     from airflow.providers.standard.operators.hitl import ApprovalOperator as _ApprovalBase
 except ImportError:  # pragma: no cover - an older standard provider: approval cannot be required
@@ -661,17 +676,7 @@ if _ApprovalBase is not None:
                     "No approval needed (%s)", "not required" if spec.require_approval is False else "no canary"
                 )
                 return {"chosen_options": [self.APPROVE], "asked": False}
-            analysis = _mapping(self.analysis, "analysis")
-            self.subject = (
-                f"Promote {dep['rollout']['stable_name']} from version {dep['rollout'].get('stable_version')} to "
-                f"version {dep['model_version']}?"
-            )
-            self.body = (
-                "The canary passed every step of its analysis:\n\n"
-                + str(analysis.get("summary") or "")
-                + f"\n\n{(analysis.get('prober') or {}).get('line', '')}\n\nReject removes the canary; the stable "
-                "version keeps serving as it is."
-            )
+            self.subject, self.body = approval_request(dep, _mapping(self.analysis, "analysis"))
             self.response_timeout = timedelta(seconds=spec.approval_timeout_seconds)
             return super().execute(context)
 
