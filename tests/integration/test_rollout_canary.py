@@ -91,20 +91,41 @@ _BUILD = textwrap.dedent(
 )
 
 
+class Models:
+    """v1 (trained) and its variants as SavedModel directories, plus labelled samples. The variants are built in a
+    subprocess (TensorFlow stays out of this process) that runs while v1 is being deployed; ``[kind]`` waits."""
+
+    def __init__(self, v1: Path, out: Path) -> None:
+        self.v1, self.out = v1, out
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BUILD, str(v1), str(out), str(REPO)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def __getitem__(self, kind: str) -> Path:
+        if kind == "v1":
+            return self.v1
+        if self.proc.returncode is None:
+            output, _ = self.proc.communicate(timeout=300)
+            assert self.proc.returncode == 0, output.decode(errors="replace")[-3000:]
+        return self.out / ("samples.json" if kind == "samples" else kind)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
-def models(trained_savedmodel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """v1 (trained) and its variants as SavedModel directories, plus labelled samples; built in a subprocess."""
-    out = tmp_path_factory.mktemp("rollout-models")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    v1 = trained_savedmodel / MODEL / "1"
-    subprocess.run(
-        [sys.executable, "-c", _BUILD, str(v1), str(out), str(REPO)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return {"v1": v1, **{k: out / k for k in ("good", "garbage", "error", "slow")}, "samples": out / "samples.json"}
+def models(trained_savedmodel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
+    built = Models(trained_savedmodel / MODEL / "1", tmp_path_factory.mktemp("rollout-models"))
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 def upload(source: Path, version: int, prefix: str) -> None:
@@ -207,7 +228,7 @@ def served(stable: dict[str, Any], kube: Any, selector: str) -> dict[str, tuple[
     return out
 
 
-def canary_run(stable: dict[str, Any], models: dict[str, Path], kind: str, version: int) -> dict[str, Any]:
+def canary_run(stable: dict[str, Any], models: Models, kind: str, version: int) -> dict[str, Any]:
     """Upload ``kind`` as ``version``, deploy it (a canary beside v1) and analyse it; the analysis result."""
     upload(models[kind], version, stable["prefix"])
     serving = {**stable["serving"], "model_version": version}
