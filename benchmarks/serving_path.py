@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -179,7 +180,7 @@ def tf_serving(model_base: Path) -> Iterator[tuple[str, list[int]]]:
         )
         yield f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict", [proc.pid]
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # TF Serving ignores SIGTERM, as the real binary does; SIGINT drains
         proc.wait(timeout=20)
         log.close()
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ack_sandbox.kubelet import logs
-from ack_sandbox.kubelet.probes import ProbeSpec, resolve_port, run_probe
+from ack_sandbox.kubelet.probes import FailureStreak, ProbeSpec, resolve_port, run_probe
 from ack_sandbox.kubelet.process import ContainerProcess, startup_priority_env
 from ack_sandbox.kubelet.status import ContainerRecord
 
@@ -432,14 +432,19 @@ class ContainerRunner:
         w = self.w
         label = {"startupProbe": "Startup", "readinessProbe": "Readiness", "livenessProbe": "Liveness"}[kind]
         await w.clock_sleep(spec.initial_delay)
-        successes = failures = 0
+        successes = 0
+        streak = FailureStreak(spec)
         while self.proc is not None and self.proc.running() and not w.stopping:
-            ok, message = await run_probe(spec, w.ip, self.spec, w.kubelet.session)
-            if ok:
-                successes, failures = successes + 1, 0
+            result = await run_probe(spec, w.ip, self.spec, w.kubelet.session)
+            now = time.monotonic()
+            if result.ok:
+                successes += 1
+                streak.reset()
             else:
-                failures, successes = failures + 1, 0
-                await w.event("Warning", "Unhealthy", f"{label} probe failed: {message}", self.field_path)
+                successes = 0
+                streak.add(result, now)
+                await w.event("Warning", "Unhealthy", f"{label} probe failed: {result.message}", self.field_path)
+            failed = streak.reached(now)
             if kind == "startupProbe":
                 if successes >= spec.success_threshold:
                     self.rec.started = True
@@ -447,19 +452,19 @@ class ContainerRunner:
                         self.rec.ready = True
                     await w.push()
                     return
-                if failures >= spec.failure_threshold:
+                if failed:
                     self._liveness_failed.set()
                     return
             elif kind == "readinessProbe":
                 ready = self.rec.ready
                 if successes >= spec.success_threshold:
                     ready = True
-                elif failures >= spec.failure_threshold:
+                elif failed:
                     ready = False
                 if ready != self.rec.ready and self.rec.started:
                     self.rec.ready = ready
                     await w.push()
-            elif failures >= spec.failure_threshold:
+            elif failed:
                 self._liveness_failed.set()
                 return
             await w.clock_sleep(spec.period)

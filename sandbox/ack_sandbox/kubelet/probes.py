@@ -5,6 +5,13 @@ grpc health protocol itself is not spoken). An ``exec`` probe would run inside t
 the sandbox does not have: an absolute command that exists on this machine is run; any other counts as a
 success (documented limitation). Periods and delays are cloud seconds (compressed); the per-attempt
 timeout stays in real seconds (at least 1 s) so a noisy machine does not fail probes.
+
+How slow a process is does not compress: a busy machine stalls a server (or the prober itself) for real
+seconds, which at x30 would be minutes of a cloud's time. So a streak of failures that includes timeouts
+must also have lasted ``periodSeconds x (failureThreshold - 1)`` on the real clock — as long as a kubelet's
+streak lasts, at most ``MAX_SLOW_STREAK_SECONDS`` — before it marks a container unready or kills it
+(``FailureStreak``). A refused connection or a
+failing status (nothing listens, the server says it is not ready) counts on the compressed clock as before.
 """
 
 from __future__ import annotations
@@ -48,10 +55,47 @@ def resolve_port(port: Any, container: dict[str, Any]) -> int:
     raise ValueError(f"port {port!r} is not a named port of container {container.get('name')!r}")
 
 
+MAX_SLOW_STREAK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    message: str = ""  # what the ``Unhealthy`` event carries on failure
+    timed_out: bool = False
+
+
+@dataclass
+class FailureStreak:
+    """Consecutive failures of one probe, and whether they reach ``failureThreshold`` (see the module doc)."""
+
+    spec: ProbeSpec
+    count: int = 0
+    first_at: float = 0.0  # real (monotonic) time of the streak's first failure
+    timed_out: bool = False  # any failure of the streak was a timeout
+
+    def add(self, result: ProbeResult, now: float) -> None:
+        if self.count == 0:
+            self.first_at = now
+        self.count += 1
+        self.timed_out = self.timed_out or result.timed_out
+
+    def reset(self) -> None:
+        self.count, self.timed_out = 0, False
+
+    def reached(self, now: float) -> bool:
+        if self.count < self.spec.failure_threshold:
+            return False
+        if not self.timed_out:
+            return True
+        window = min(self.spec.period * (self.spec.failure_threshold - 1), MAX_SLOW_STREAK_SECONDS)
+        return now - self.first_at >= window
+
+
 async def run_probe(
     spec: ProbeSpec, pod_ip: str, container: dict[str, Any], session: aiohttp.ClientSession
-) -> tuple[bool, str]:
-    """(success, message) — the message is what the ``Unhealthy`` event carries on failure."""
+) -> ProbeResult:
+    """One attempt of the probe, bounded by its timeout."""
     timeout = max(spec.timeout, 1.0)
     h = spec.handler
     try:
@@ -70,20 +114,20 @@ async def run_probe(
                 url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
             ) as resp:
                 if 200 <= resp.status < 400:
-                    return True, ""
-                return False, f"HTTP probe failed with statuscode: {resp.status}"
+                    return ProbeResult(True)
+                return ProbeResult(False, f"HTTP probe failed with statuscode: {resp.status}")
         if "tcpSocket" in h:
             t = h["tcpSocket"]
             port = resolve_port(t.get("port"), container)
             host = t.get("host") or pod_ip
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             writer.close()
-            return True, ""
+            return ProbeResult(True)
         if "grpc" in h:
             port = int(h["grpc"].get("port"))
             _, writer = await asyncio.wait_for(asyncio.open_connection(pod_ip, port), timeout)
             writer.close()
-            return True, ""
+            return ProbeResult(True)
         if "exec" in h:
             cmd = list(h["exec"].get("command") or [])
             if cmd and os.path.isabs(cmd[0]) and os.access(cmd[0], os.X_OK):
@@ -94,19 +138,24 @@ async def run_probe(
                     code = await asyncio.wait_for(proc.wait(), timeout)
                 except TimeoutError:
                     proc.kill()
-                    return False, f"command timed out after {timeout:g}s"
-                return code == 0, "" if code == 0 else f"command {cmd!r} exited with {code}"
-            return True, ""
+                    return ProbeResult(False, f"command timed out after {timeout:g}s", True)
+                return ProbeResult(code == 0, "" if code == 0 else f"command {cmd!r} exited with {code}")
+            return ProbeResult(True)
     except TimeoutError:
-        return False, 'Get "probe": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+        return ProbeResult(
+            False, 'Get "probe": context deadline exceeded (Client.Timeout exceeded while awaiting headers)', True
+        )
     except (aiohttp.ClientError, OSError) as exc:
         if "httpGet" in h:
             g = h["httpGet"]
-            return False, (
+            return ProbeResult(
+                False,
                 f'Get "http://{g.get("host") or pod_ip}:{g.get("port")}{g.get("path") or "/"}": '
-                f"dial tcp {pod_ip}:{g.get('port')}: connect: connection refused"
+                f"dial tcp {pod_ip}:{g.get('port')}: connect: connection refused",
             )
-        return False, f"dial tcp {pod_ip}:{h.get('tcpSocket', {}).get('port')}: connect: connection refused ({exc})"
+        return ProbeResult(
+            False, f"dial tcp {pod_ip}:{h.get('tcpSocket', {}).get('port')}: connect: connection refused ({exc})"
+        )
     except ValueError as exc:
-        return False, str(exc)
-    return True, ""
+        return ProbeResult(False, str(exc))
+    return ProbeResult(True)
