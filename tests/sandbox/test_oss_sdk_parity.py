@@ -435,3 +435,34 @@ def test_errors_carry_oss_fields(bucket: oss2.Bucket) -> None:
     with pytest.raises(urllib.error.HTTPError) as anon:
         urllib.request.urlopen(f"{bucket.endpoint}/{bucket.bucket_name}/nothing", timeout=10)
     assert anon.value.code == 403
+
+
+def test_a_read_only_ram_key_reads_through_symlinks_and_writes_nothing(sandbox: dict, bucket: oss2.Bucket) -> None:
+    """RAM checks each API under OSS's action: HEAD and GetSymlink are oss:GetObject; PutSymlink, append, copy and
+    part copy write bytes (oss:PutObject); a batch delete is oss:DeleteObject."""
+    from ack_sandbox import cli
+
+    bucket.put_object("ro/model.pb", b"weights")
+    bucket.put_symlink("ro/model.pb", "ro/current")
+    key = cli.ram_key(sandbox["state_dir"], bucket=bucket.bucket_name, prefix="ro/")
+    ro = oss2.Bucket(oss2.Auth(key["access_key_id"], key["access_key_secret"]), sandbox["oss"], bucket.bucket_name)
+    assert ro.get_symlink("ro/current").target_key == "ro/model.pb"
+    assert ro.get_object("ro/current").read() == b"weights"
+    assert ro.head_object("ro/model.pb").content_length == 7
+    upload_id = bucket.init_multipart_upload("ro/copy").upload_id
+    writes = {
+        "oss:PutObject": [
+            lambda: ro.put_symlink("ro/model.pb", "ro/other"),
+            lambda: ro.append_object("ro/log", 0, b"x"),
+            lambda: ro.copy_object(bucket.bucket_name, "ro/model.pb", "ro/copy"),
+            lambda: ro.upload_part_copy(bucket.bucket_name, "ro/model.pb", (0, 3), "ro/copy", upload_id, 1),
+        ],
+        "oss:DeleteObject": [lambda: ro.batch_delete_objects(["ro/model.pb"])],
+    }
+    for action, calls in writes.items():
+        for call in calls:
+            with pytest.raises(oss2.exceptions.AccessDenied) as denied:
+                call()
+            assert denied.value.details.get("AuthAction") == action
+    assert bucket.get_object("ro/model.pb").read() == b"weights"
+    bucket.abort_multipart_upload("ro/copy", upload_id)

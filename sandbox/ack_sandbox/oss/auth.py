@@ -501,9 +501,24 @@ def ram_action(api: str, query: Mapping[str, str]) -> str:
             if sub in query:
                 return f"oss:{action}"
         return "oss:ListObjects"
-    if api in ("InitiateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AppendObject"):
-        return "oss:PutObject"
-    return "oss:" + {"HeadObject": "GetObject"}.get(api, api)
+    return "oss:" + RAM_ACTIONS.get(api, api)
+
+
+# APIs checked under another API's action (OSS's RAM action list: writes of an object's bytes are oss:PutObject,
+# reads oss:GetObject, a batch delete oss:DeleteObject). A copy also needs oss:GetObject on its source, which
+# the sandbox does not check.
+RAM_ACTIONS = {
+    "HeadObject": "GetObject",
+    "GetSymlink": "GetObject",
+    "PutSymlink": "PutObject",
+    "AppendObject": "PutObject",
+    "CopyObject": "PutObject",
+    "InitiateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "UploadPartCopy": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "DeleteMultipleObjects": "DeleteObject",
+}
 
 
 def authorize(
