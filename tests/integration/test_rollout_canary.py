@@ -330,3 +330,46 @@ def test_good_canary_is_promoted_with_no_failed_request(stable, kube, models) ->
     assert (
         record["verdict"] == "promoted" and (Path(stable["reports"]) / "elastic_inference/good/rollout.html").is_file()
     )
+
+
+def test_a_redeploy_removes_the_canary_an_interrupted_run_left(stable, kube, models) -> None:
+    """A run whose worker died mid-analysis leaves a canary Ingress taking its weight; the next run removes it."""
+    import logging
+
+    from kubernetes import client
+
+    from elastic_inference.hooks.kubernetes import KubeHook
+    from elastic_inference.operators.rollout import set_canary_ingress
+
+    current = stored_sdep(kube, stable["ns"], stable["name"])
+    assert current is not None
+    version = int(current["metadata"]["annotations"]["elastic-inference/model-version"])
+    dep = DeploySeldonOperator(
+        task_id="serve",
+        serving={**stable["serving"], "model_version": version},
+        pvc_name=stable["claim"],
+        rollout=ROLLOUT,
+        deferrable=False,
+        timeout=120,
+    ).execute(context("rerun"))
+    assert dep["rollout"]["mode"] == "direct" and "already serves" in dep["rollout"]["reason"]
+    hook = KubeHook()
+    try:
+        left = {**dep, "service": dep["service"]}
+        set_canary_ingress(hook, left, stable["ingress"], 50, log=logging.getLogger(__name__))
+    finally:
+        hook.close()
+    names = {i.metadata.name for i in client.NetworkingV1Api(kube).list_namespaced_ingress(stable["ns"]).items}
+    assert f"{stable['ingress']['name']}-canary" in names
+    out = CanaryAnalysisOperator(
+        task_id="analysis",
+        deployment=dep,
+        ingress=stable["ingress"],
+        rollout=ROLLOUT,
+        samples_path=str(models["samples"]),
+        reports_dir=str(stable["reports"]),
+    ).execute(context("rerun"))
+    assert out["mode"] == "direct"
+    names = {i.metadata.name for i in client.NetworkingV1Api(kube).list_namespaced_ingress(stable["ns"]).items}
+    assert names == {stable["ingress"]["name"]}
+    assert stored_sdep(kube, stable["ns"], stable["name"])["metadata"]["uid"] == current["metadata"]["uid"]

@@ -318,6 +318,22 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
             " does a main Ingress exist for the same host and path?"
         )
 
+    def remove_leftover_canary(self, dep: Mapping[str, Any], ing: Mapping[str, Any]) -> list[str]:
+        """The canary of an interrupted earlier run (its worker died mid-analysis): its Ingress and object go."""
+        leftover = {**dep, "name": canary_name(dep["name"])}
+        hook = self.get_hook()
+        try:
+            backend = self.backend_of(dep)
+            if (
+                hook.get(INGRESS, self.namespace, canary_name(ing["name"])) is None
+                and hook.get(backend.ref, self.namespace, leftover["name"]) is None
+            ):
+                return []
+            self.log.warning("Removing the canary an earlier run left behind")
+            return self.remove_canary(hook, leftover, ing)
+        finally:
+            hook.close()
+
     def execute(self, context: Context) -> dict[str, Any]:
         from elastic_inference.rollout.analysis import StepVerdict, step_verdict
         from elastic_inference.rollout.traffic import ProberResult, paired_load
@@ -326,6 +342,8 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
         dep, ing, spec = self.inputs()
         if not self.is_canary(dep):
             self.log.info("No canary: %s", (dep.get("rollout") or {}).get("reason", "direct deployment"))
+            if (dep.get("rollout") or {}).get("stable") is not None and ing.get("name"):
+                self.remove_leftover_canary(dep, ing)  # a redeploy: no earlier run's canary may keep its weight
             return {"mode": "direct", "target": stable_target(dep)}
         out = self.out_dir(context)
         version = int(dep["model_version"])
