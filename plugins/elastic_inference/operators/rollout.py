@@ -59,7 +59,7 @@ def stable_target(deployment: Mapping[str, Any]) -> dict[str, Any]:
     """What the verification checks after the rollout: the stable object's names and the version under test."""
     rollout = deployment.get("rollout") or {}
     if rollout.get("mode") != "canary":
-        keys = ("name", "namespace", "deployment", "hpa", "service", "route", "pod_selector", "backend")
+        keys = ("name", "namespace", "deployment", "hpa", "service", "route", "pod_selector", "backend", "protocol")
         return {
             **{k: deployment.get(k) for k in keys},
             "model_name": deployment.get("model_name"),
@@ -620,6 +620,7 @@ class PromoteCanaryOperator(_RolloutMixin, DeploySeldonOperator):
                 **{k: promoted.get(k) for k in ("name", "namespace", "deployment", "hpa", "service", "route")},
                 "pod_selector": promoted["pod_selector"],
                 "backend": promoted["backend"],
+                "protocol": promoted.get("protocol"),
                 "model_name": dep["model_name"],
                 "version": version,
                 "prober": total.to_dict(),

@@ -348,6 +348,7 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             "route": names.route,
             "pod_selector": names.pod_selector,
             "backend": self.backend.name,
+            "protocol": self.backend.protocol,
             "model_name": self.model_name,
             "model_version": int(self.model_version),
             "rollout": rollout,

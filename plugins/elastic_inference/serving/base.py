@@ -62,6 +62,8 @@ class ServingBackend(Protocol):
     ref: ClassVar[ResourceRef]  # the primary object's apiVersion/kind
     template: ClassVar[str]  # the manifest template (include/manifests) holding exactly one primary object
     service_port: ClassVar[int]  # the port of the Service an Ingress routes to
+    protocol: ClassVar[str]  # the prediction protocol clients speak (elastic_inference.protocol.PROTOCOLS)
+    predict_path: ClassVar[str]  # the predict request's path behind the Ingress
 
     def predictor_service(self, name: str, predictor: str = "predictor") -> str:
         """The Service the backend will create for object ``name`` (before it exists: the HPA's route label)."""

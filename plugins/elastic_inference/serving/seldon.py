@@ -14,7 +14,14 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from elastic_inference import manifests
-from elastic_inference.k8s_objects import SELDON_API_VERSION, Json, ResourceRef, Verdict, seldon_verdict
+from elastic_inference.k8s_objects import (
+    SELDON_API_VERSION,
+    SELDON_PREDICT_PATH,
+    Json,
+    ResourceRef,
+    Verdict,
+    seldon_verdict,
+)
 from elastic_inference.serving.base import MODEL_VERSION_ANNOTATION, ServingNames, pod_ip, tfserving_rest_port
 
 SELDON_HTTP_PORT = 8000  # the predictor Service's http port (Seldon executor default, ref. §4.2)
@@ -59,6 +66,8 @@ class SeldonBackend:
     ref: ClassVar[ResourceRef] = ResourceRef(SELDON_API_VERSION, "SeldonDeployment")
     template: ClassVar[str] = "seldon_deployment.yaml.j2"
     service_port: ClassVar[int] = SELDON_HTTP_PORT
+    protocol: ClassVar[str] = "seldon"
+    predict_path: ClassVar[str] = SELDON_PREDICT_PATH
 
     def names(self, obj: Json) -> ServingNames:
         derived = seldon_names(obj, self.service_port)
