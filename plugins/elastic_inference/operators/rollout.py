@@ -473,6 +473,16 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
                     f"{stable['snapshot']['generation']}, every replica serves version {stable_version})"
                 )
             raise AirflowFailException("\n".join(lines))
+        except AirflowFailException:
+            raise
+        except Exception:
+            # Anything else (the API, the network) mid-analysis: no canary may keep its weight after this task.
+            self.log.exception("Canary analysis broke off; removing the canary")
+            try:
+                self.remove_canary(hook, dep, ing)
+            except Exception as cleanup:  # noqa: BLE001 - the original error is the one to report
+                self.log.error("Removing the canary failed too: %s (the next run removes it)", cleanup)
+            raise
         finally:
             if prober is not None:
                 prober.stop()
