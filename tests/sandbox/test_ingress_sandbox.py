@@ -93,15 +93,25 @@ def test_the_data_plane_serves_ahead_of_the_control_plane(sandbox: dict, kube: c
     deploy_echo(sandbox, kube, ns)
     daemon = psutil.Process(int((sandbox["state_dir"] / "sandbox.pid").read_text()))
     proxy_port = int(sandbox["ingress"].rsplit(":", 1)[1])
-    processes = daemon.children(recursive=True)
 
     def listening_on(port: int) -> list[psutil.Process]:
         out = []
-        for proc in processes:
+        for proc in daemon.children(recursive=True):
             try:
                 if any(c.laddr.port == port and c.status == "LISTEN" for c in proc.net_connections(kind="tcp")):
                     out.append(proc)
-            except psutil.NoSuchProcess:
+            except (psutil.Error, OSError):  # gone meanwhile (pods come and go in the session sandbox)
+                continue
+        return out
+
+    def launchers() -> list[tuple[list[str], int]]:
+        out = []
+        for proc in daemon.children(recursive=True):
+            try:
+                cmdline = proc.cmdline()
+                if "ack_sandbox.runtimes.launcher" in cmdline:
+                    out.append((cmdline, proc.nice()))
+            except (psutil.Error, OSError):
                 continue
         return out
 
@@ -116,13 +126,18 @@ def test_the_data_plane_serves_ahead_of_the_control_plane(sandbox: dict, kube: c
         """Processes not (yet) at their priority; a container that just started listening takes a moment."""
         executors = listening_on(8000)  # the pods' Seldon executors (zygote forks)
         wrong = [] if executors else ["no executor listens"]
-        wrong += [f"executor {p.pid} at {p.nice()}" for p in executors if p.nice() != serving]
+        for p in executors:
+            try:
+                if p.nice() != serving:
+                    wrong.append(f"executor {p.pid} at {p.nice()}")
+            except (psutil.Error, OSError):
+                continue
         wrong += [] if proxy.nice() == serving else [f"ingress proxy at {proxy.nice()}"]
-        for launcher in (p for p in processes if "ack_sandbox.runtimes.launcher" in p.cmdline()):
+        for cmdline, nice in launchers():
             # the start-up priority (10 behind a probe, else the kubelet's), or the serving one where it serves
             # in-process (no zygote yet)
-            if launcher.nice() not in (10, daemon.nice(), serving):
-                wrong.append(f"launcher {launcher.cmdline()[3:4]} at {launcher.nice()}")
+            if nice not in (10, daemon.nice(), serving):
+                wrong.append(f"launcher {cmdline[3:4]} at {nice}")
         return wrong
 
     until("the data plane ahead of the control plane", lambda: not misplaced() or None, timeout=10)
