@@ -105,6 +105,8 @@ def _objects(ns: str, name: str, cluster_id: str) -> list[dict]:
             "accessModes": ["ReadOnlyMany"],
             "persistentVolumeReclaimPolicy": "Delete",
             "storageClassName": "",
+            # reserved for this claim: an open PV in the session sandbox may be taken by any pending claim
+            "claimRef": {"namespace": ns, "name": name},
             "csi": {
                 "driver": "ossplugin.csi.alibabacloud.com",
                 "volumeHandle": f"{ns}-{name}",
