@@ -35,6 +35,28 @@ def test_a_try_never_outlives_its_wait() -> None:
     assert volume.execution_timeout == timedelta(seconds=420)
 
 
+SERVING = "{{ ti.xcom_pull(task_ids='plan')['serving'] }}"  # templated, as the DAG passes it
+
+
+def test_the_serving_and_ingress_waits_bound_their_try_too() -> None:
+    from elastic_inference.operators.ingress import CreateIngressOperator
+    from elastic_inference.operators.rollout import CanaryAnalysisOperator
+    from elastic_inference.operators.seldon import DeploySeldonOperator
+
+    assert DeploySeldonOperator(task_id="s", serving=SERVING, timeout=900).execution_timeout == timedelta(seconds=1020)
+    assert CreateIngressOperator(task_id="i", serving=SERVING, timeout=300).execution_timeout == timedelta(seconds=420)
+    given = DeploySeldonOperator(task_id="g", serving=SERVING, timeout=900, execution_timeout=timedelta(seconds=60))
+    assert given.execution_timeout == timedelta(seconds=60)
+    assert DeploySeldonOperator(task_id="n", serving=SERVING, wait_for_completion=False).execution_timeout is None
+    # the canary analysis runs its steps of load after its wait: bounded by them, not by the wait
+    assert (
+        CanaryAnalysisOperator(
+            task_id="c", serving=SERVING, deployment="{}", ingress="{}", samples_path="s.json", timeout=300
+        ).execution_timeout
+        is None
+    )
+
+
 def test_no_stock_is_named_for_a_pod_and_for_a_pool() -> None:
     pod = {
         "kind": "Pod",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -54,6 +54,9 @@ class KubernetesApplyOperator(BaseOperator):
     template_ext: Sequence[str] = (".yaml", ".yml", ".j2")
     template_fields_renderers = {"manifest": "yaml", "serving": "json"}
     ui_color = "#ff6a00"
+    # One try never outlives its wait (deferral included): execution_timeout defaults to the wait's timeout plus
+    # this much for the apply, so Airflow's retries do not multiply a wait nobody bounded. None: no default.
+    execution_slack_seconds: float | None = 120
 
     def __init__(
         self,
@@ -72,6 +75,8 @@ class KubernetesApplyOperator(BaseOperator):
         watch_timeout_seconds: int = 60,
         **kwargs: Any,
     ) -> None:
+        if wait_for_completion and self.execution_slack_seconds is not None and "execution_timeout" not in kwargs:
+            kwargs["execution_timeout"] = timedelta(seconds=float(timeout) + self.execution_slack_seconds)
         super().__init__(**kwargs)
         self.serving = serving
         self.namespace = namespace

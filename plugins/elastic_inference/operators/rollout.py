@@ -260,6 +260,8 @@ class CanaryAnalysisOperator(_RolloutMixin, KubernetesApplyOperator):
         routes (the ingress's per-route metric; on ACK it trails by the SLS delay).
     """
 
+    execution_slack_seconds = None  # its steps of load run after the wait: bounded by the steps, not the wait
+
     template_fields: Sequence[str] = (
         *KubernetesApplyOperator.template_fields,
         "deployment",
