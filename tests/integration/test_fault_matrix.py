@@ -196,6 +196,40 @@ def test_kubernetes_api_outage_during_every_wait(k8s_env, kube, namespace, pvs) 
     )
 
 
+def test_a_poking_sensor_takes_an_outage_as_not_yet(k8s_env, kube, namespace) -> None:
+    """A poke-mode sensor during an outage that outlasts its hook's retries: "not done", not a failed task; once
+    the API is back the same sensor finds the object."""
+    from elastic_inference.hooks.kubernetes import KubeHook
+    from elastic_inference.sensors.kubernetes import IngressAddressSensor
+
+    t0 = time.monotonic()
+    name = f"p{uid()}"
+    sensor = IngressAddressSensor(task_id="ingress", name=name, namespace=namespace, mode="poke", deferrable=False)
+    sensor._hook = KubeHook(sensor.access, retry_attempts=1)  # give up at once, so the outage outlasts the retries
+    status, body = admin(k8s_env, "kubernetes", "POST", "/_sandbox/outage", {"seconds": 4})
+    assert status == 202, body
+    time.sleep(0.3)
+    assert sensor.poke({}).is_done is False  # no exception: the task keeps poking
+    until("the API back", lambda: _api_answers(k8s_env), 15, 0.2)
+    ingress = next(o for o in _objects(namespace, name, k8s_env["cluster_id"]) if o["kind"] == "Ingress")
+    _create(kube, ingress)
+    assert until("the address", lambda: sensor.poke({}).is_done, 30, 0.3)
+    record(
+        "k8s API outage during a poke-mode sensor",
+        "API listeners down 4s, hook retries 1",
+        "not done yet, poke again",
+        "passed",
+        time.monotonic() - t0,
+    )
+
+
+def _api_answers(k8s_env: dict) -> bool:
+    try:
+        return admin(k8s_env, "kubernetes", "GET", "/_sandbox/outage")[0] == 200
+    except OSError:
+        return False
+
+
 # ---- 2. Seldon Failed (progress deadline) while the pods are still starting ----------------------------------------
 
 

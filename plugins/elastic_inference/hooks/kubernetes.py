@@ -75,6 +75,8 @@ class KubernetesTerminalError(KubernetesApiError, TerminalError):
 def _status_parts(exc: Exception) -> tuple[int | None, str, str]:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", "") or ""
+    if not isinstance(reason, str):  # urllib3's MaxRetryError.reason is the exception underneath, not a Status reason
+        reason = ""
     message = str(getattr(exc, "body", "") or "")
     try:
         body = json.loads(message)

@@ -2,7 +2,8 @@
 
 Deferrable: they defer at once to the same watch triggers the operators use. In poke mode each poke lists the
 same collections once and applies the same verdict function; a terminal state fails the task at once
-(``AirflowFailException``, no retries) instead of poking until the timeout.
+(``AirflowFailException``, no retries) instead of poking until the timeout, and an API that does not answer
+(refused, 429/5xx) is "not yet".
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook, ResourceFailedError
+from elastic_inference.hooks.kubernetes import KubeAccess, KubeHook, ResourceFailedError, is_transient
 from elastic_inference.k8s_objects import Json
 from elastic_inference.triggers.ingress import IngressAddressTrigger
 from elastic_inference.triggers.seldon import SeldonDeploymentTrigger
@@ -101,7 +102,16 @@ class _KubernetesWatchSensor(BaseSensorOperator):
         if self._hook is None:
             self._hook = KubeHook(self.access)
         trigger = self.make_trigger(time.time())
-        verdict = trigger.evaluate(list_snapshot(self._hook, trigger.watches()), datetime.now(UTC))
+        try:
+            snapshot = list_snapshot(self._hook, trigger.watches())
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # An API outage (or throttling) outlasted the hook's own retries: not done yet, poke again until the
+            # sensor's timeout, as the deferrable wait rides it out until its deadline.
+            self.log.warning("the Kubernetes API did not answer (%s); poking again", exc)
+            return PokeReturnValue(is_done=False)
+        verdict = trigger.evaluate(snapshot, datetime.now(UTC))
         self.log.info("%s", verdict.message)
         if verdict.state == "error":
             raise ResourceFailedError(f"{self.task_id}: {verdict.message}")
