@@ -246,8 +246,9 @@ def pv_mismatch(pv: Json, pvc: Json) -> str | None:
 def pvc_verdict(
     pvc: Json | None, pv: Json | None = None, events: list[Json] | None = None, *, pv_name: str | None = None
 ) -> Verdict:
-    """Bound → success. Fails fast when the claim is Lost, or its PV is Failed, Released, missing (``pv_name``
-    given and no such PV: the operator just created it), or can never satisfy the claim (bound elsewhere,
+    """Bound → success (with ``pv_name``, once that PV is seen too). Fails fast when the claim is Lost, or its PV
+    is Failed, Released, missing (``pv_name`` given and no such PV for a claim not bound yet: the operator just
+    created it), or can never satisfy the claim (bound elsewhere,
     class / access modes / capacity / selector mismatch), or the PV controller reports a mismatch."""
     if pvc is None:
         return Verdict("pending", "PersistentVolumeClaim not found yet")
@@ -258,8 +259,9 @@ def pvc_verdict(
     )
     details = {"phase": phase, "pvc": pvc["metadata"]["name"], "pv": volume, "pvc_uid": pvc["metadata"].get("uid", "")}
     if phase == "Bound" and pv is None and pv_name:
-        phase = "Lost"  # what the PV controller will write: a bound claim whose PV is gone is Lost
-        details["phase"] = phase
+        # Not Lost yet: the PV and the claim come from two watches, and after a re-list (an API outage, a 410) the
+        # claim's may be ahead of the PV's. If the PV is really gone, the PV controller writes Lost on the claim.
+        return Verdict("pending", f"{what} is Bound to {volume}; waiting to see PersistentVolume {volume}", details)
     if phase == "Bound":
         if pv is not None:
             details["pv_uid"] = pv["metadata"].get("uid", "")
