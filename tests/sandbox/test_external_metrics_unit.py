@@ -132,3 +132,13 @@ def test_ring_forgets_old_buckets() -> None:
     w = stats.window("r", 100, 101)
     assert (w.count, w.errors) == (1, 1)
     assert stats.totals() == {"r": 2}
+
+
+def test_a_window_of_n_seconds_reads_n_buckets_so_a_steady_rate_is_not_overstated() -> None:
+    from ack_sandbox.controllers.route_stats import RouteStats
+
+    stats = RouteStats()
+    for i in range(40 * 10):  # 10 requests per cloud second, from t=0 to t=40
+        stats.record("r", i / 10, 0.01, 200)
+    for start in (10.0, 10.5, 10.9):
+        assert stats.window("r", start, start + 15).count == 150, start

@@ -107,7 +107,9 @@ class RouteStats:
         count = errors = 0
         time_sum = 0.0
         samples: list[float] = []
-        lo, hi = math.floor(start), math.ceil(end)
+        # Buckets hold whole seconds [s, s + 1): a window of N seconds reads N buckets (floor at both ends), not
+        # N + 1 (floor/ceil), which over-counted a 15 s SLS window by 1/15 on average.
+        lo, hi = math.floor(start), math.floor(end)
         for ring in rings:
             for b in ring:
                 if lo <= b.second < hi:
