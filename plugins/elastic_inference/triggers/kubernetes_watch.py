@@ -8,6 +8,10 @@ after the hook's own retries gave up) back off and re-list, until the deadline â
 a terminal state is seen within one event's latency rather than a poll interval. The deadline lives inside
 the loop: the trigger always yields exactly one event, ``success``, ``error`` or ``timeout``.
 
+An ``error`` verdict is confirmed on a fresh list of every collection before it is returned. The collections come
+from separate watches, so one may be ahead of another (a claim seen before the volume created ahead of it, most of
+all after a re-list): a verdict drawn from what one watch has not delivered yet is not a verdict.
+
 The same loop runs in-process for non-deferred waits (:func:`wait_inline`), so both paths share the code.
 """
 
@@ -81,11 +85,13 @@ class WatchLoop:
         self.events_seen = 0
         self.lists = 0  # initial lists plus re-lists after 410 Gone
         self.interruptions = 0  # watches that broke on a transient error and were resumed
+        self.confirmations = 0  # error verdicts checked again on a fresh list
 
     def _remaining(self) -> float:
         return self.deadline - time.time()
 
-    async def _list(self, spec: WatchSpec) -> tuple[str, str | None]:
+    async def _fetch(self, spec: WatchSpec) -> tuple[list[Json], str, str | None]:
+        """One list of ``spec``'s collection: its items, the list's resourceVersion, the field selector used."""
         from elastic_inference.hooks.kubernetes import KubernetesApiError
 
         field = spec.field_selector
@@ -104,15 +110,37 @@ class WatchLoop:
             lst = await self.hook.request(
                 self.api, "GET", spec.path, operation=f"list {spec.key}", query={"labelSelector": spec.label_selector}
             )
+        items = lst.get("items") or []
+        for item in items:
+            item.setdefault("kind", spec.kind)
+        return items, str((lst.get("metadata") or {}).get("resourceVersion") or ""), field
+
+    async def _list(self, spec: WatchSpec) -> tuple[str, str | None]:
+        items, rv, field = await self._fetch(spec)
         self.lists += 1
         store = self.snapshot[spec.key]
         store.clear()
-        for item in lst.get("items") or []:
-            item.setdefault("kind", spec.kind)
-            store[_key(item)] = item
+        store.update((_key(item), item) for item in items)
         self.listed[spec.key].set()
         self.changed.set()
-        return str((lst.get("metadata") or {}).get("resourceVersion") or ""), field
+        return rv, field
+
+    async def _confirm(self, verdict: Verdict) -> Verdict:
+        """``verdict`` again, on a fresh list of every collection (not the watches' copies, which are left as they
+        are); a list that cannot be had now leaves the verdict unconfirmed (pending) until the next change."""
+        self.confirmations += 1
+        fresh: Snapshot = {}
+        try:
+            for spec in self.specs:
+                items, _, _ = await self._fetch(spec)
+                fresh[spec.key] = {_key(item): item for item in items}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not is_transient(exc):
+                raise
+            return Verdict("pending", f"{verdict.message} (not confirmed yet: {exc})", verdict.details)
+        return self.evaluate(fresh, datetime.now(UTC))
 
     async def _follow(self, spec: WatchSpec) -> None:
         store = self.snapshot[spec.key]
@@ -182,6 +210,8 @@ class WatchLoop:
                 if all(e.is_set() for e in self.listed.values()):
                     self.changed.clear()
                     last = self.evaluate(self.snapshot, datetime.now(UTC))
+                    if last.state == "error":
+                        last = await self._confirm(last)
                     if last.done:
                         return last.event()
                 remaining = self._remaining()
