@@ -40,7 +40,12 @@ class Clock:
         await asyncio.sleep(self.real_seconds(cloud_seconds))
 
     def now(self) -> float:
-        return self._wall0 + (time.monotonic() - self._mono0) * self.time_scale
+        return self.at_monotonic(time.monotonic())
+
+    def at_monotonic(self, monotonic: float) -> float:
+        """Sandbox time of an instant read from ``time.monotonic()`` in any process on this machine (the clock
+        is system-wide: CLOCK_MONOTONIC on Linux), so another process can timestamp events without a skew."""
+        return self._wall0 + (monotonic - self._mono0) * self.time_scale
 
 
 @dataclass

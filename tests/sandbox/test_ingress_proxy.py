@@ -208,3 +208,79 @@ async def test_nginx_error_pages(tmp_path: Path) -> None:
             assert resp.status == 502 and "502 Bad Gateway" in await resp.text()
         [route] = await routes(env)
         assert route["requests"] == 2  # 503 and 502 were proxied attempts on the route; 404s were not
+
+
+async def test_access_log_rows_keep_their_own_time_and_a_resent_batch_counts_once(tmp_path: Path) -> None:
+    """The proxy's access log as the daemon takes it over real HTTP: a row is placed at the instant the request
+    finished (the machine's monotonic clock), however late its batch arrives, as SLS takes a log line's own
+    time; a batch sent again after a lost reply (same id) is not counted twice."""
+    ctx = SandboxContext(state_dir=tmp_path, time_scale=60, cluster_id="c1", clock=Clock(60))
+    port = free_port_on("127.0.0.1")
+    runner = await serve(ingress.control_app(ctx, "t0ken"), "127.0.0.1", port)
+    url, auth = f"http://127.0.0.1:{port}/records", {"Authorization": "Bearer t0ken"}
+    try:
+        finished = time.monotonic() - 1.0  # finished one real second (60 sandbox seconds) before it is shipped
+        batch = {"batch": "p-1", "records": [["default-web-8000", finished, 0.01, 200, ""]] * 3}
+        async with aiohttp.ClientSession(headers=auth) as session:
+            for _ in range(2):  # the second time as after a timeout: same id
+                async with session.post(url, json=batch) as resp:
+                    assert resp.status == 204
+            async with session.post(url, json={"batch": "p-2", "records": [["r", "not a time", 0, 200]]}) as resp:
+                assert resp.status == 400 and "finished" in (await resp.json())["error"]
+            async with aiohttp.ClientSession() as anonymous, anonymous.post(url, json=batch) as resp:
+                assert resp.status == 401
+        stats = ingress.stats_of(ctx)
+        at = ctx.clock.at_monotonic(finished)
+        assert stats.window("default-web-8000", at - 0.5, at + 1).count == 3
+        assert stats.window("default-web-8000", at + 1, ctx.clock.now() + 1).count == 0  # not moved to arrival
+        assert stats.totals() == {"default-web-8000": 3}
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_broken_keepalive_connection_is_retried_once_on_a_new_one(tmp_path: Path) -> None:
+    """An upstream that drops each keep-alive connection at its second request, before answering (what a server
+    closing an idle connection as the proxy reuses it looks like): nginx takes a failed *cached* connection as one
+    extra try, so the client gets the answer, not a 502."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def one_request_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                if served:
+                    break  # the reused connection: dropped, no answer
+                served += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async with started(tmp_path) as env:
+        api, s = env["api"], env["session"]
+        server = await asyncio.start_server(one_request_per_connection, "127.0.0.3", env["target"])
+        try:
+            await add_pod(api, "web-c", "127.0.0.3")
+            await add_route(api, env["target"])
+            await until_endpoints(env, 1)
+            for i in range(4):
+                async with s.post(env["url"] + f"/api/v1.0/predictions?i={i}", data=b'{"data":1}') as resp:
+                    assert (resp.status, await resp.text()) == (200, "ok"), i
+            assert len(writers) >= 4  # every request after the first found its pooled connection dropped
+        finally:
+            server.close()
+            for writer in writers:  # the proxy keeps its last connection alive; wait_closed() waits for it
+                writer.close()
+            await server.wait_closed()

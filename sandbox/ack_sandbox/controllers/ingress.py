@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -135,18 +136,27 @@ def control_app(ctx: SandboxContext, token: str) -> web.Application:
             return web.json_response({"error": "version and wait must be numbers"}, status=400)
         return web.json_response(await table.wait_newer(version, wait))
 
+    taken: deque[str] = deque(maxlen=1024)  # batch ids already recorded (the proxy re-sends unacknowledged ones)
+
     async def post_records(request: web.Request) -> web.Response:
         try:
-            rows = (await request.json())["records"]
-        except (ValueError, KeyError, TypeError):
+            doc = await request.json()
+            rows, batch = doc["records"], str(doc.get("batch") or "")
+            parsed = [
+                (str(r[0]), float(r[1]), float(r[2]), int(r[3]), str(r[4]) if len(r) > 4 and r[4] else "") for r in rows
+            ]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return web.json_response(
-                {"error": 'expected {"records": [[route, age_s, seconds, status], ...]}'}, status=400
+                {"error": 'expected {"batch": id, "records": [[route, finished, seconds, status, alternative]]}'},
+                status=400,
             )
-        stats, now, scale = stats_of(ctx), ctx.clock.now(), ctx.clock.time_scale
-        for row in rows:
-            route, age, elapsed, status = row[:4]
-            alternative = str(row[4]) if len(row) > 4 and row[4] else ""
-            stats.record(str(route), now - float(age) * scale, float(elapsed), int(status), alternative)
+        if batch and batch in taken:
+            return web.Response(status=204)
+        stats, clock = stats_of(ctx), ctx.clock
+        for route, finished, elapsed, status, alternative in parsed:
+            stats.record(route, clock.at_monotonic(finished), elapsed, status, alternative)
+        if batch:
+            taken.append(batch)
         return web.Response(status=204)
 
     app = web.Application(middlewares=[auth], client_max_size=64 * 1024 * 1024)

@@ -8,7 +8,8 @@ API server, the controllers, the kubelet) — which is busiest exactly when a sc
 - Routing table: long-polled from the daemon (``GET <control>/table?version=N`` answers when the table
   differs from version N): the ingress controller there watches Ingresses, Services and Pods.
 - Access log: every proxied request is shipped to the daemon in batches every ``FLUSH_INTERVAL`` (``POST
-  <control>/records``, ``[route, age_s, request_time_s, status, alternative]`` rows: ``route`` is
+  <control>/records``, ``{"batch": id, "records": [[route, finished, request_time_s, status, alternative]]}``,
+  ``finished`` the request's end on the machine's monotonic clock, a batch id taken once: ``route`` is
   ``$proxy_upstream_name``, ``alternative`` ``$proxy_alternative_upstream_name`` — the canary's upstream when
   the canary served it, else ""), where ``route_stats`` keeps what SLS holds for the metrics adapter — with
   SLS's own ingestion delay, far below its query delay.
@@ -140,7 +141,10 @@ class Proxy:
         headers["X-Forwarded-For"] = ", ".join(x for x in (request.headers.get("X-Forwarded-For"), peer) if x)
         headers["X-Forwarded-Host"] = request.host or ""
         headers["X-Forwarded-Proto"] = request.scheme
-        for endpoint in endpoints[:3]:  # proxy_next_upstream_tries: a few endpoints on connection errors
+        tries = list(endpoints[:3])  # proxy_next_upstream_tries: a few endpoints on connection errors
+        extra_try = True
+        while tries:
+            endpoint = tries.pop(0)
             url = f"http://{endpoint}{request.rel_url}"
             answered = False
             try:
@@ -160,6 +164,12 @@ class Proxy:
                 log.debug("upstream %s of %s failed: %s", endpoint, route.name, exc)
                 if answered:
                     return nginx_page(502, "Bad Gateway")
+                if extra_try and not isinstance(exc, aiohttp.ClientConnectorError):
+                    # An established (pooled keep-alive) connection broke before any answer: nginx gives such a
+                    # failure one more try without counting it (ngx_http_upstream_next: `if (u->peer.cached &&
+                    # ft_type == NGX_HTTP_UPSTREAM_FT_ERROR) u->peer.tries++`), on a new connection.
+                    extra_try = False
+                    tries.insert(0, endpoint)
                 continue
             except TimeoutError:
                 return nginx_page(504, "Gateway Time-out")
@@ -193,12 +203,13 @@ class Proxy:
         return web.json_response({"routes": routes, "totals": dict(self.totals), "backends": backends})
 
     def take_pending(self) -> list[list[Any]]:
-        """The rows to ship, with each row's finish time turned into its age (the daemon's clock is not ours)."""
+        """The rows to ship: ``[route, finished, seconds, status, alternative]``, ``finished`` a ``time.monotonic()``
+        reading. The daemon places each row at that instant (the monotonic clock is the machine's, shared by both
+        processes), as SLS takes a log line's own time: how late a batch arrives does not move its rows."""
         rows, self.pending = self.pending, []
-        now = time.monotonic()
         return [
-            [route, round(now - finished, 4), round(elapsed, 6), status, alternative]
-            for route, finished, elapsed, status, alternative in rows
+            [route, round(finished, 6), round(elapsed, 6), status, alt]
+            for route, finished, elapsed, status, alt in rows
         ]
 
 
@@ -221,25 +232,30 @@ async def follow_table(control: str, headers: dict[str, str], table: RoutingTabl
 
 
 async def ship_records(control: str, headers: dict[str, str], proxy: Proxy) -> None:
-    """Send the access log to the daemon every FLUSH_INTERVAL; rows stay queued while it does not answer."""
+    """Send the access log to the daemon every FLUSH_INTERVAL. A batch that was not acknowledged is sent again
+    under the same id, before newer rows: the daemon drops a batch id it has already taken, so a reply lost to a
+    timeout does not count its requests twice."""
+    batch_prefix = f"{os.getpid()}-{time.monotonic_ns()}"
+    sequence = 0
+    unacknowledged: dict[str, Any] | None = None
     async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as session:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            if not proxy.pending:
-                continue
-            rows = proxy.take_pending()
+            if unacknowledged is None:
+                if not proxy.pending:
+                    continue
+                sequence += 1
+                unacknowledged = {"batch": f"{batch_prefix}-{sequence}", "records": proxy.take_pending()}
             try:
-                async with session.post(f"{control}/records", json={"records": rows}) as resp:
+                async with session.post(f"{control}/records", json=unacknowledged) as resp:
                     if resp.status == 204:
+                        unacknowledged = None
                         continue
                     log.warning("access log to %s: HTTP %d", control, resp.status)
+                    if resp.status == 400:  # the daemon will never take this batch
+                        unacknowledged = None
             except (TimeoutError, aiohttp.ClientError) as exc:
                 log.debug("access log to %s: %s", control, exc)
-            # Not delivered: put the rows back (as if they finished now-age, i.e. unchanged ages grow later).
-            now = time.monotonic()
-            proxy.pending[:0] = [[r, now - age, t, s, a] for r, age, t, s, a in rows][
-                : MAX_PENDING - len(proxy.pending)
-            ]
 
 
 async def serve(host: str, port: int, control: str, token: str) -> None:
