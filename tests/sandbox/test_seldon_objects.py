@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 
@@ -149,3 +150,13 @@ def test_contains_ignores_server_defaults() -> None:
     assert so.contains(found, desired)
     found["spec"]["template"]["spec"]["containers"][0]["image"] = "y"
     assert not so.contains(found, desired)
+
+
+def test_a_replicas_change_alone_leaves_the_pod_template_as_it_was(fashion: dict) -> None:
+    """Scaling a SeldonDeployment by its replicas must not roll its pods (seldon-core #2008, fixed in #2016: the
+    executor's ENGINE_PREDICTOR leaves replicas out)."""
+    before = so.build(copy.deepcopy(fashion)).deployments[0]
+    fashion["spec"]["predictors"][0]["replicas"] = 7
+    after = so.build(fashion).deployments[0]
+    assert after["spec"]["replicas"] == 7 != before["spec"]["replicas"]
+    assert after["spec"]["template"] == before["spec"]["template"]

@@ -190,8 +190,13 @@ def _env_set(container: dict, name: str, value: str) -> None:
 
 
 def _engine_predictor(predictor: dict) -> dict:
-    """The predictor as the executor reads it: every unit's endpoint filled in (localhost, 9000/9500)."""
+    """The predictor as the executor reads it: every unit's endpoint filled in (localhost, 9000/9500).
+
+    Without ``replicas`` and ``explainer``, as the operator's ``getEngineVarJson`` leaves them out (seldon-core
+    issue #2008, PR #2016): otherwise a change of replicas alone changes the pod template and rolls every pod."""
     p = copy.deepcopy(predictor)
+    p.pop("replicas", None)
+    p.pop("explainer", None)
     for unit in graph_units(p["graph"]):
         ep = unit.setdefault("endpoint", {})
         ep.setdefault("type", "REST")
