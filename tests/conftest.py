@@ -52,20 +52,52 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
         cli.down(state_dir)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``make test`` runs two xdist workers with ``--dist loadscope``, scheduled here by module: a module's tests
+    stay on one worker (its module fixtures are set up once), and the end-to-end modules all on one (they share
+    the Airflow home, the DAG-trained model and the background scheduler run). ``--dist loadgroup`` cannot do it:
+    xdist 3.8 renames ``item._nodeid``, which pytest 9.2 no longer reads."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/e2e" if module.startswith("tests/e2e/") else module
+
+    return ModuleScheduling(config, log)
+
+
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every xdist worker of this run sees (the parent of the workers' base temps)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def trained_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real SavedModel of the demo classifier (``<dir>/fashion-mnist/1/saved_model.pb``), trained once in a
-    subprocess so this process never imports TensorFlow. Returns ``<dir>``."""
+    """A real SavedModel of the demo classifier (``<dir>/fashion-mnist/1/saved_model.pb``), trained once per
+    test run (the first worker to need it trains, the others wait on the lock) in a subprocess so this process
+    never imports TensorFlow. Returns ``<dir>``; read-only for the tests."""
+    import fcntl
     import subprocess
 
-    out = tmp_path_factory.mktemp("savedmodel")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run(
-        [sys.executable, "-m", "training.train", str(out), "--epochs", "8"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    shared = _shared_dir(tmp_path_factory)
+    out, done = shared / "savedmodel", shared / "savedmodel.done"
+    with (shared / "savedmodel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            out.mkdir(exist_ok=True)
+            env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+            subprocess.run(
+                [sys.executable, "-m", "training.train", str(out), "--epochs", "8"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            done.touch()
     assert (out / "fashion-mnist" / "1" / "saved_model.pb").is_file()
     return out
