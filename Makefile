@@ -25,7 +25,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 setup: $(VENV)/.synced
 
 test: setup
-	$(VENV)/bin/python -m pytest --durations=15 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python -m demo

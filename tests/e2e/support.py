@@ -25,6 +25,11 @@ SCHEDULER_NAMESPACE = "sched"
 # Each waits for its own deadline inside; the whole run gets a generous bound (a busy 2-core machine).
 SCHEDULER_RUN_TIMEOUT = 900
 
+# The e2e runs assert what the DAG does (verdict, scale-out, idempotency), not how fast a shared 2-core machine
+# answers: their load tests run with a latency SLO no busy machine breaks. The DAG's own default (500 ms) is what
+# `make demo` runs with; latency is measured in `benchmarks/` (issue 9: verdict tests must not need an idle machine).
+E2E_SLO_P95_MS = 10_000
+
 
 class AirflowCli:
     """Runs Airflow CLI commands in their own AIRFLOW_HOME, wired to the sandbox's connections."""
@@ -153,6 +158,7 @@ def scheduler_run_conf(model_dir: Path) -> dict:
         "ingress_host": "fm-sched.local",
         "bucket": "sched-models",
         "max_replicas": 3,
+        "slo_p95_ms": E2E_SLO_P95_MS,
         "node_pool": {
             "name": "fm-sched-pool",
             "instance_types": ["ecs.gn6i-c4g1.xlarge"],
@@ -187,7 +193,7 @@ def run_under_scheduler(standalone: Standalone, sandbox: dict, model_dir: Path) 
     standalone.wait(
         "scheduler and triggerer healthy",
         lambda: all(v.get("status") == "healthy" for v in standalone.api("GET", "/api/v2/monitor/health").values()),
-        240,
+        420,  # five Airflow processes starting on a machine the other tests keep busy
     )
     standalone.wait("DAG parsed", lambda: standalone.api("GET", "/api/v2/dags/elastic_inference"), 180)
     standalone.api("PATCH", "/api/v2/dags/elastic_inference", {"is_paused": False})

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.support import E2E_SLO_P95_MS
 from tests.helpers import airflow_env, kubectl, kubectl_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -46,6 +47,7 @@ def run_conf(model_dir: Path) -> dict[str, Any]:
         "max_replicas": 3,
         "qps_target": 10,
         "rollout": ROLLOUT,
+        "slo_p95_ms": E2E_SLO_P95_MS,
         "load_test": {
             "ramp_seconds": 2,
             "hold_seconds": 10,

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.e2e.support import E2E_SLO_P95_MS
 from tests.helpers import kubectl, kubectl_json
 
 # Two whole DAG runs, each bounded by its own subprocess timeout; the default 300 s bound is for one step.
@@ -27,6 +28,7 @@ def run_conf(model_dir) -> dict:
         "bucket": "e2e-models",
         "max_replicas": 3,
         "qps_target": 10,
+        "slo_p95_ms": E2E_SLO_P95_MS,
         # a short load (the sandbox runs at x30): 0.8 x 10 x 3 = 24 req/s → the HPA formula wants 3 replicas
         "load_test": {
             "ramp_seconds": 2,

@@ -271,7 +271,7 @@ def test_seed_procedure_by_hand(sandbox, trained_savedmodel):
     nodes_before = {n["metadata"]["name"] for n in pool_nodes(sandbox, pool_id)}
     t0 = time.monotonic()
     with Load(url, images, rate=40) as load:
-        until("≥3 ready replicas", lambda: len(ready_pods(sandbox)) >= 3, timeout=900 / scale + 60, interval=0.2)
+        until("≥3 ready replicas", lambda: len(ready_pods(sandbox)) >= 3, timeout=900 / scale + 150, interval=0.2)
         scale_out_s = time.monotonic() - t0
         nodes = until(
             "4 pool nodes",
