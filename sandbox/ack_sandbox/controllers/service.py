@@ -50,6 +50,9 @@ CONTROLLERS: list[str] = [
     "ack_sandbox.controllers.metrics:ExternalMetricsApi",
     "ack_sandbox.controllers.seldon:SeldonController",
     "ack_sandbox.controllers.hpa:HpaController",
+    "ack_sandbox.controllers.job:JobController",
+    "ack_sandbox.controllers.cronjob:CronJobController",
+    "ack_sandbox.controllers.endpoints:EndpointsController",
 ]
 
 

@@ -31,6 +31,11 @@ PATCH_TYPES = {
     "application/apply-patch+cbor": "apply",
 }
 WATCH_DEFAULT_TIMEOUT = 1800
+# Kinds whose DELETE answers with the deleted object instead of a Status (``ReturnDeletedObject: true`` in their
+# genericregistry.Store: pkg/registry/core/{pod,service,serviceaccount,persistentvolume,persistentvolumeclaim}/storage).
+RETURNS_DELETED_OBJECT = frozenset(
+    {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "persistentvolumes"), ("", "persistentvolumeclaims")}
+)
 BOOKMARK_EVERY = 60.0
 
 
@@ -232,6 +237,15 @@ class Api:
             return self._object(request, r.rt, obj, status=200 if existed else 201)
         if verb == "delete":
             opts = await _delete_options(request)
+            if (
+                r.rt.gr == ("batch", "jobs")
+                and not opts.get("propagationPolicy")
+                and opts.get("orphanDependents") is None
+                and "orphanDependents" not in request.query
+            ):
+                # batch/v1 Jobs orphan their pods by default (jobStrategy.DefaultGarbageCollectionPolicy,
+                # pkg/registry/batch/job/strategy.go); kubectl sends Background explicitly.
+                opts["propagationPolicy"] = "Orphan"
             obj, removed = store.delete_raw(
                 r.rt,
                 r.name or "",
@@ -241,7 +255,7 @@ class Api:
                 preconditions=opts.get("preconditions"),
                 dry_run=dry or opts.get("dryRun") == ["All"],
             )
-            if removed and r.rt.gr != ("", "pods") and not r.rt.crd:
+            if removed and r.rt.gr not in RETURNS_DELETED_OBJECT and not r.rt.crd:
                 md = obj["metadata"]
                 details = {"name": md["name"], "kind": r.rt.plural, "uid": md["uid"]}
                 if r.rt.group:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ack_sandbox.k8s import defaults, meta, tables, validation
+from ack_sandbox.k8s import batch, defaults, meta, tables, validation
 
 GR = tuple[str, str]  # (group, resource) of the storage: ("apps", "deployments")
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
@@ -230,6 +230,31 @@ def builtin_kinds() -> list[ResourceType]:
             generation=True,
             scale=ScalePaths(),
             table=_t("replicasets"),
+        ),
+        R(
+            "batch",
+            "v1",
+            "Job",
+            "jobs",
+            categories=("all",),
+            subresources=("status",),
+            default=batch.job,
+            validate=batch.validate_job,
+            generation=True,
+            table=batch.JOB_TABLE,
+        ),
+        R(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            short_names=("cj",),
+            categories=("all",),
+            subresources=("status",),
+            default=batch.cronjob,
+            validate=batch.validate_cronjob,
+            generation=True,
+            table=batch.CRONJOB_TABLE,
         ),
         R(
             "autoscaling",
