@@ -31,6 +31,7 @@ PATCH_TYPES = {
     "application/apply-patch+cbor": "apply",
 }
 WATCH_DEFAULT_TIMEOUT = 1800
+STREAM_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 # Kinds whose DELETE answers with the deleted object instead of a Status (``ReturnDeletedObject: true`` in their
 # genericregistry.Store: pkg/registry/core/{pod,service,serviceaccount,persistentvolume,persistentvolumeclaim}/storage).
 RETURNS_DELETED_OBJECT = frozenset(
@@ -164,6 +165,10 @@ class Api:
                 "PATCH": "patch",
                 "DELETE": "delete" if r.name else "deletecollection",
             }.get(m, "")
+        if r.sub in STREAM_SUBRESOURCES:
+            # exec/attach/portforward: authorized as "create" on the subresource (kubectl uses GET + upgrade)
+            auth.authorize(user, "create", r.rt.group, r.rt.plural, r.namespace, r.name, r.sub)
+            return await self._stream(request, r)
         if not verb or (verb == "create" and r.name):
             raise errors.method_not_supported(r.rt.group, r.rt.plural, m.lower())
         authz_ns = r.name if r.rt.gr == ("", "namespaces") and r.name else r.namespace
@@ -488,6 +493,13 @@ class Api:
             new["metadata"].pop("resourceVersion", None)
         out = store.update_raw(rt, new, r.name or "", r.namespace, dry_run=dry, field_manager=manager)
         return _json(_to_scale(rt, out))
+
+    async def _stream(self, request: web.Request, r: Req) -> web.StreamResponse:
+        pod = self.store.get_raw(r.rt, r.name or "", r.namespace)
+        handler = self.log_source.get("stream")
+        if handler is None:
+            raise errors.bad_request(f"unable to upgrade connection: pod {r.name} has no running kubelet")
+        return await handler(request, pod, r.sub)
 
     async def _log(self, request: web.Request, r: Req) -> web.StreamResponse:
         pod = self.store.get_raw(r.rt, r.name or "", r.namespace)

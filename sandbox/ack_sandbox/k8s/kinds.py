@@ -139,7 +139,7 @@ def builtin_kinds() -> list[ResourceType]:
             "pods",
             short_names=("po",),
             categories=("all",),
-            subresources=("status", "log"),
+            subresources=("status", "log", "exec", "attach", "portforward"),
             field_selectors=_POD_FIELDS,
             default=defaults.pod,
             validate=validation.pod,

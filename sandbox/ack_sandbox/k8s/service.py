@@ -75,6 +75,15 @@ def set_log_source(ctx: SandboxContext, source: LogSource) -> None:
     ctx.services.setdefault(_LOGS, {})["fn"] = source
 
 
+StreamHandler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.StreamResponse]]
+
+
+def set_stream_handler(ctx: SandboxContext, handler: StreamHandler) -> None:
+    """``handler(request, pod, "exec" | "attach" | "portforward")`` answers the pod's streaming subresources
+    (the kubelet's streaming server; the request is authenticated and authorized)."""
+    ctx.services.setdefault(_LOGS, {})["stream"] = handler
+
+
 def api_error(exc: ApiError) -> web.Response:
     """A Status response for aggregated handlers that want the real error shape."""
     return web.json_response(exc.status(), status=exc.code)
