@@ -167,3 +167,42 @@ def test_attach_and_python_portforward_reach_the_pod(sandbox: dict, core: client
         attach.terminate()
         attach.wait(timeout=10)
     assert not any("served /pf" in x for x in lines)  # output from before the attach is not replayed
+
+
+def test_kubectl_top_shows_the_pods_real_cpu_and_memory(sandbox: dict, core: client.CoreV1Api, ns: str) -> None:
+    # one pod burns a core, one idles holding ~60 MiB: the Metrics API reads their processes
+    busy = "import time\nwhile True: sum(range(10000))\n"
+    idle = "import time\nx = bytearray(60 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(3600)\n"
+    for name, script in (("burn", busy), ("hold", idle)):
+        core.create_namespaced_pod(
+            ns,
+            {
+                "metadata": {"name": name, "labels": {"top": "yes"}},
+                "spec": {
+                    "containers": [{"name": "main", "image": "python:3.12", "command": ["python3", "-c", script]}]
+                },
+            },
+        )
+    for name in ("burn", "hold"):
+        _running(core, ns, name)
+
+    def usage() -> dict[str, tuple[int, int]] | None:
+        out = kubectl_run(sandbox, "top", "pods", "-n", ns, "-l", "top=yes", "--no-headers", check=False)
+        if out.returncode != 0:
+            return None
+        rows = {}
+        for line in out.stdout.splitlines():
+            name, cpu, mem = line.split()[:3]
+            rows[name] = (int(cpu.rstrip("m")), int(mem.rstrip("Mi")))
+        return rows if {"burn", "hold"} <= set(rows) and rows["hold"][1] >= 60 else None
+
+    rows = until("kubectl top pods", usage, timeout=30)
+    # millicores of a busy loop vs an idle process (the machine is shared: no absolute share is assumed)
+    assert rows["burn"][0] >= 50 and rows["burn"][0] > rows["hold"][0] * 5
+    assert rows["hold"][1] >= 60 and rows["hold"][1] < 200  # MiB: the 60 MiB it touched plus the interpreter
+    nodes = kubectl_run(sandbox, "top", "nodes", "--no-headers").stdout.splitlines()
+    assert nodes and all(len(line.split()) >= 5 for line in nodes)  # NAME CPU(cores) CPU% MEMORY MEMORY%
+    missing = kubectl_run(sandbox, "top", "pod", "nope", "-n", ns, check=False)
+    assert missing.returncode != 0 and 'podmetrics.metrics.k8s.io "' in missing.stderr
+    for name in ("burn", "hold"):
+        core.delete_namespaced_pod(name, ns, grace_period_seconds=0)

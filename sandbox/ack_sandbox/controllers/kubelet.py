@@ -67,6 +67,9 @@ class Kubelet(Controller):
             return
         set_log_source(self.ctx, self.log_source)
         set_stream_handler(self.ctx, self.stream)
+        from ack_sandbox.kubelet import metrics_api
+
+        metrics_api.register(self)  # metrics.k8s.io for kubectl top, from the containers' processes
 
     async def stream(self, request: Any, pod: Obj, sub: str) -> Any:
         """``pods/{name}/exec|attach|portforward`` (``kubelet.streaming``)."""
