@@ -53,6 +53,7 @@ CONTROLLERS: list[str] = [
     "ack_sandbox.controllers.job:JobController",
     "ack_sandbox.controllers.cronjob:CronJobController",
     "ack_sandbox.controllers.endpoints:EndpointsController",
+    "ack_sandbox.controllers.apiservices:ApiServiceController",
 ]
 
 

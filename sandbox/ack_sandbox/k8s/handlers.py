@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ack_sandbox.k8s import auth, convert, discovery, errors, meta
+from ack_sandbox.k8s import auth, convert, discovery, errors, meta, reviews
 from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.kinds import ResourceType
 from ack_sandbox.k8s.store import Store, _dumps
@@ -172,7 +172,8 @@ class Api:
         if not verb or (verb == "create" and r.name):
             raise errors.method_not_supported(r.rt.group, r.rt.plural, m.lower())
         authz_ns = r.name if r.rt.gr == ("", "namespaces") and r.name else r.namespace
-        auth.authorize(user, verb, r.rt.group, r.rt.plural, authz_ns, r.name, r.sub)
+        if r.rt.gr not in reviews.REVIEWS:  # every authenticated user may review itself (system:basic-user)
+            auth.authorize(user, verb, r.rt.group, r.rt.plural, authz_ns, r.name, r.sub)
         if verb not in r.rt.verbs and not r.sub:
             raise errors.method_not_supported(r.rt.group, r.rt.plural, verb)
         q = request.query
@@ -203,6 +204,10 @@ class Api:
         if verb == "get":
             obj = store.get_raw(r.rt, r.name or "", r.namespace)
             return self._object(request, r.rt, obj)
+        if verb == "create" and r.rt.gr in reviews.REVIEWS:
+            body = await _body(request)
+            _check_kind(r.rt, body)
+            return _json(reviews.answer(r.rt.group, r.rt.plural, body, user, store.timestamp()), 201)
         if verb == "create":
             body = await _body(request)
             _check_kind(r.rt, body)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ack_sandbox.k8s import batch, defaults, meta, tables, validation
+from ack_sandbox.k8s import batch, defaults, meta, reviews, tables, validation
 
 GR = tuple[str, str]  # (group, resource) of the storage: ("apps", "deployments")
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
@@ -300,6 +300,59 @@ def builtin_kinds() -> list[ResourceType]:
             field_selectors=_EVENT_FIELDS,
             storage=("", "events"),
             table=_t("events"),
+        ),
+        R("rbac.authorization.k8s.io", "v1", "Role", "roles", table=reviews.CREATED_TABLE),
+        R(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            validate=reviews.validate_binding,
+            table=reviews.BINDING_TABLE,
+        ),
+        R(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            namespaced=False,
+            table=reviews.CREATED_TABLE,
+        ),
+        R(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            namespaced=False,
+            validate=reviews.validate_binding,
+            table=reviews.BINDING_TABLE,
+        ),
+        R(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        R(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        R(
+            "apiregistration.k8s.io",
+            "v1",
+            "APIService",
+            "apiservices",
+            namespaced=False,
+            categories=("api-extensions",),
+            subresources=("status",),
+            name_rule=reviews.apiservice_name_errors,
+            table=reviews.APISERVICE_TABLE,
         ),
         R(
             "apiextensions.k8s.io",
