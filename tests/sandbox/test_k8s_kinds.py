@@ -56,3 +56,14 @@ def test_rbac_objects_auth_reviews_and_apiservices(sandbox: dict) -> None:
     assert rows["v1beta1.metrics.k8s.io"][1:3] == ["kube-system/metrics-server", "True"]
     assert "v1.machinelearning.seldon.io" in rows  # the CRD's group-version too
     k("delete", "rolebinding", "dev-edit")
+
+
+def test_kubectl_explain_reads_the_served_schemas(sandbox: dict) -> None:
+    out = kubectl_run(sandbox, "explain", "deployment.spec.replicas").stdout
+    assert "GROUP:      apps" in out and "FIELD: replicas <integer>" in out and "desired pods" in out
+    job = kubectl_run(sandbox, "explain", "jobs.spec").stdout
+    assert "backoffLimit\t<integer>" in job and "template\t<PodTemplateSpec>" in job
+    sdep = kubectl_run(sandbox, "explain", "sdep").stdout  # a CRD: its own openAPIV3Schema
+    assert "KIND:       SeldonDeployment" in sdep
+    missing = kubectl_run(sandbox, "explain", "pods.spec.nosuchfield", check=False)
+    assert missing.returncode != 0 and "nosuchfield" in missing.stderr

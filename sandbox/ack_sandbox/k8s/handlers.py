@@ -117,17 +117,21 @@ class Api:
     def _openapi(self, parts: list[str]) -> web.Response:
         from ack_sandbox.k8s import openapi
 
+        crds = {
+            (o["spec"]["group"], o["spec"]["names"]["plural"]): o
+            for o in self.store._objs.get(("apiextensions.k8s.io", "customresourcedefinitions"), {}).values()
+        }
         if parts[1:] == ["v3"]:
-            return _json(openapi.root(self.store.registry))
+            return _json(openapi.root(self.store.registry, crds))
         if len(parts) >= 4 and parts[1] == "v3":
             if parts[2] == "api" and len(parts) == 4:
-                doc = openapi.gv_document(self.store.registry, "", parts[3])
+                hit = openapi.cached(self.store.registry, "", parts[3], crds)
             elif parts[2] == "apis" and len(parts) == 5:
-                doc = openapi.gv_document(self.store.registry, parts[3], parts[4])
+                hit = openapi.cached(self.store.registry, parts[3], parts[4], crds)
             else:
-                doc = None
-            if doc is not None:
-                return _json(doc)
+                hit = None
+            if hit is not None:
+                return _json(hit[0])
         raise errors.page_not_found()
 
     def _parse(self, group: str, version: str, rest: list[str], watch: bool) -> Req:
