@@ -80,6 +80,9 @@ SELDON_DEPLOYMENTS = Kind("machinelearning.seldon.io", "v1", "seldondeployments"
 JOBS = Kind("batch", "v1", "jobs", "Job")
 CRONJOBS = Kind("batch", "v1", "cronjobs", "CronJob")
 ENDPOINTSLICES = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+STATEFULSETS = Kind("apps", "v1", "statefulsets", "StatefulSet")
+DAEMONSETS = Kind("apps", "v1", "daemonsets", "DaemonSet")
+REPLICATIONCONTROLLERS = Kind("", "v1", "replicationcontrollers", "ReplicationController")
 
 KINDS_BY_NAME = {
     k.kind: k
@@ -102,6 +105,9 @@ KINDS_BY_NAME = {
         JOBS,
         CRONJOBS,
         ENDPOINTSLICES,
+        STATEFULSETS,
+        DAEMONSETS,
+        REPLICATIONCONTROLLERS,
     )
 }
 

@@ -54,6 +54,9 @@ CONTROLLERS: list[str] = [
     "ack_sandbox.controllers.cronjob:CronJobController",
     "ack_sandbox.controllers.endpoints:EndpointsController",
     "ack_sandbox.controllers.apiservices:ApiServiceController",
+    "ack_sandbox.controllers.replicationcontroller:ReplicationControllerController",
+    "ack_sandbox.controllers.daemonset:DaemonSetController",
+    "ack_sandbox.controllers.statefulset:StatefulSetController",
 ]
 
 

@@ -667,7 +667,10 @@ def _to_scale(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     if paths and paths.label_selector:
         selector = _get_path(obj, paths.label_selector) or ""
     else:
-        selector = meta.label_selector_string((obj.get("spec") or {}).get("selector"))
+        sel = (obj.get("spec") or {}).get("selector")
+        if rt.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel or {}}
+        selector = meta.label_selector_string(sel)
     status: dict[str, Any] = {"replicas": _get_path(obj, paths.status_replicas if paths else ".status.replicas") or 0}
     if selector:
         status["selector"] = selector

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ack_sandbox.k8s import batch, defaults, meta, reviews, tables, validation
+from ack_sandbox.k8s import batch, defaults, meta, reviews, tables, validation, workloads
 
 GR = tuple[str, str]  # (group, resource) of the storage: ("apps", "deployments")
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
@@ -230,6 +230,47 @@ def builtin_kinds() -> list[ResourceType]:
             generation=True,
             scale=ScalePaths(),
             table=_t("replicasets"),
+        ),
+        R(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            short_names=("sts",),
+            categories=("all",),
+            subresources=("status", "scale"),
+            default=workloads.statefulset,
+            validate=workloads.validate_statefulset,
+            generation=True,
+            scale=ScalePaths(),
+            table=workloads.STATEFULSET_TABLE,
+        ),
+        R(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            short_names=("ds",),
+            categories=("all",),
+            subresources=("status",),
+            default=workloads.daemonset,
+            validate=workloads.validate_daemonset,
+            generation=True,
+            table=workloads.DAEMONSET_TABLE,
+        ),
+        R(
+            "",
+            "v1",
+            "ReplicationController",
+            "replicationcontrollers",
+            short_names=("rc",),
+            categories=("all",),
+            subresources=("status", "scale"),
+            default=workloads.replicationcontroller,
+            validate=workloads.validate_replicationcontroller,
+            generation=True,
+            scale=ScalePaths(label_selector=None),
+            table=workloads.RC_TABLE,
         ),
         R(
             "batch",
