@@ -59,6 +59,7 @@ def test_exec_cp_and_stream_run_in_the_containers_environment(
     failed = k("exec", "box", "--", "sh", "-c", "exit 3", check=False)
     assert failed.returncode == 3  # kubectl exits with the command's code (NonZeroExitCode cause)
     assert k("exec", "-i", "box", "--", "cat", stdin="piped in\n").stdout == "piped in\n"  # v5 closes stdin
+    assert k("exec", "-t", "box", "--", "sh", "-c", "test -t 1 && echo on-a-tty").stdout.strip() == "on-a-tty"
     missing = k("exec", "box", "--", "no-such-tool", check=False)
     assert missing.returncode != 0 and "executable file not found" in missing.stderr
     # kubectl cp both ways through the container's volume mount (tar over exec with stdin)
@@ -151,6 +152,9 @@ def test_attach_and_python_portforward_reach_the_pod(sandbox: dict, core: client
 
     data = get("/pf")
     assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"hello from web")
+    # kubectl's own port-forward tunnels SPDY (not served): it fails at once with the reason, not a hang
+    pf_cli = kubectl_run(sandbox, "-n", ns, "port-forward", "pod/web", "0:8080", check=False)
+    assert pf_cli.returncode != 0 and "not SPDY" in pf_cli.stderr
     # kubectl attach streams the container's output from the moment it attached
     attach = subprocess.Popen(
         [KUBECTL, "--kubeconfig", str(Path(sandbox["state_dir"]) / "kubeconfig"), "-n", ns, "attach", "web"],

@@ -108,7 +108,7 @@ def _tar_create(command: list[str], mounts: dict[str, str]) -> list[str] | None:
     return out
 
 
-async def _upgrade(request: web.Request) -> web.WebSocketResponse:
+def _require_websocket(request: web.Request) -> None:
     if request.headers.get("Upgrade", "").lower() != "websocket":
         # SPDY/3.1 upgrades (kubectl's fallback) are not served: WebSocket is kubectl's default since 1.31.
         raise ApiError(
@@ -117,6 +117,10 @@ async def _upgrade(request: web.Request) -> web.WebSocketResponse:
             "Upgrade request required: the sandbox serves exec/attach/portforward over WebSocket "
             "(subprotocols v5.channel.k8s.io, v4.channel.k8s.io), not SPDY",
         )
+
+
+async def _upgrade(request: web.Request) -> web.WebSocketResponse:
+    _require_websocket(request)
     ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, heartbeat=None, max_msg_size=0)
     await ws.prepare(request)
     return ws
@@ -268,6 +272,14 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 
 async def portforward(kubelet: Kubelet, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+    _require_websocket(request)
+    offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
+    if not offered & set(PROTOCOLS):
+        # kubectl >= 1.31 tunnels SPDY/3.1 inside the WebSocket ("SPDY/3.1+portforward.k8s.io", KEP-4006)
+        raise bad_request(
+            "unable to upgrade connection: the sandbox forwards ports over the v4.channel.k8s.io WebSocket "
+            f"protocol (the Python client's portforward), not {', '.join(sorted(offered)) or 'SPDY'}"
+        )
     ports: list[int] = []
     for value in _queries(request, "ports"):
         for part in value.split(","):
@@ -276,13 +288,6 @@ async def portforward(kubelet: Kubelet, request: web.Request, pod: dict[str, Any
             ports.append(int(part))
     if not ports:
         raise bad_request('query parameter "ports" is required')
-    offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
-    if request.headers.get("Upgrade", "").lower() == "websocket" and not offered & set(PROTOCOLS):
-        # kubectl >= 1.31 tunnels SPDY/3.1 inside the WebSocket ("SPDY/3.1+portforward.k8s.io", KEP-4006)
-        raise bad_request(
-            "unable to upgrade connection: the sandbox forwards ports over the v4.channel.k8s.io WebSocket "
-            f"protocol (the Python client's portforward), not {', '.join(sorted(offered)) or 'SPDY'}"
-        )
     worker = kubelet.pods.get(pod["metadata"].get("uid", ""))
     if worker is None or not worker.ip:
         raise bad_request(f"unable to upgrade connection: pod {pod['metadata']['name']} is not running")
