@@ -67,3 +67,14 @@ def test_kubectl_explain_reads_the_served_schemas(sandbox: dict) -> None:
     assert "KIND:       SeldonDeployment" in sdep
     missing = kubectl_run(sandbox, "explain", "pods.spec.nosuchfield", check=False)
     assert missing.returncode != 0 and "nosuchfield" in missing.stderr
+
+
+def test_the_schema_table_matches_the_client_in_the_lock() -> None:
+    # openapi_models.json.gz is extracted from the kubernetes client's models; regenerate it with
+    # `python -m ack_sandbox.k8s.openapi_schemas` after the client or the served kinds change.
+    from ack_sandbox.k8s import openapi_schemas
+    from ack_sandbox.k8s.registry import Registry
+
+    fresh = openapi_schemas.generate([rt for rt in Registry().all() if not rt.crd])
+    assert fresh == openapi_schemas.table()
+    assert fresh["V1DeploymentSpec"]["replicas"][0] == "int"

@@ -33,9 +33,17 @@ PATCH_TYPES = {
 WATCH_DEFAULT_TIMEOUT = 1800
 STREAM_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 # Kinds whose DELETE answers with the deleted object instead of a Status (``ReturnDeletedObject: true`` in their
-# genericregistry.Store: pkg/registry/core/{pod,service,serviceaccount,persistentvolume,persistentvolumeclaim}/storage).
+# genericregistry.Store: pkg/registry/core/{pod,service,serviceaccount,persistentvolume,persistentvolumeclaim,
+# namespace}/storage).
 RETURNS_DELETED_OBJECT = frozenset(
-    {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "persistentvolumes"), ("", "persistentvolumeclaims")}
+    {
+        ("", "pods"),
+        ("", "services"),
+        ("", "serviceaccounts"),
+        ("", "persistentvolumes"),
+        ("", "persistentvolumeclaims"),
+        ("", "namespaces"),
+    }
 )
 BOOKMARK_EVERY = 60.0
 

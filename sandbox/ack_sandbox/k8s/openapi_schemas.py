@@ -6,19 +6,26 @@ the fields, their JSON names and types, its setters' docstrings the field descri
 apiserver's (``io.k8s.api.apps.v1.DeploymentSpec``, ``io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta``), objects
 are referenced with ``allOf: [{$ref}]`` and every top-level kind carries ``x-kubernetes-group-version-kind``, as
 in the apiserver's ``/openapi/v3`` documents. Custom resources: their CRD version's ``openAPIV3Schema``.
+The daemon does not import the client (a heavy import that would stall the API's event loop): the models'
+fields are extracted once into ``openapi_models.json.gz`` beside this module (``python -m
+ack_sandbox.k8s.openapi_schemas`` regenerates it; a test checks it matches the client in the lock).
 What the models do not carry is left out: ``required`` lists, enums, int32/int64 formats, and a field typed
 ``object`` (IntOrString, Quantity, RawExtension) accepts any value.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from kubernetes.client import models as _models
-
 from ack_sandbox.k8s.kinds import ResourceType
+
+MODELS_FILE = Path(__file__).with_name("openapi_models.json.gz")
+Table = dict[str, dict[str, list[str]]]  # model class -> JSON field -> [client type, description]
 
 _PRIMS: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
@@ -47,14 +54,11 @@ _DICT = re.compile(r"^dict\[str, (.+)\]$|^dict\(str, (.+)\)$")
 _DOC = re.compile(r"^\s*Sets the \w+ of this \w+\.\s*(.*?)\s*(?:# noqa: E501)?\s*:param", re.S)
 
 
-def model_class(rt: ResourceType) -> type | None:
+def class_names(rt: ResourceType) -> tuple[str, ...]:
+    """The client's model class names a kind may have (``V1Deployment``, ``CoreV1Event``, ``EventsV1Event``)."""
     ver = rt.version[:1].upper() + rt.version[1:]
     prefix = "".join(p.title() for p in rt.group.split(".")[:1]) if rt.group else "Core"
-    for name in (f"{ver}{rt.kind}", f"{prefix}{ver}{rt.kind}"):
-        cls = getattr(_models, name, None)
-        if isinstance(cls, type) and hasattr(cls, "openapi_types"):
-            return cls
-    return None
+    return (f"{ver}{rt.kind}", f"{prefix}{ver}{rt.kind}")
 
 
 def _short(cls_name: str) -> str:
@@ -62,11 +66,47 @@ def _short(cls_name: str) -> str:
     return m.group(1) if m else cls_name
 
 
-def _description(cls: type, attr: str) -> str:
-    prop = getattr(cls, attr, None)
-    doc = getattr(getattr(prop, "fset", None), "__doc__", None) or ""
-    m = _DOC.match(doc)
-    return " ".join(m.group(1).split()) if m else ""
+def _inner(typ: str) -> str:
+    while m := (_LIST.match(typ) or _DICT.match(typ)):
+        typ = next(g for g in m.groups() if g)
+    return typ
+
+
+def generate(kind_types: list[ResourceType]) -> Table:
+    """The fields of every client model reachable from the kinds (imports the client: build time only)."""
+    from kubernetes.client import models
+
+    table: Table = {}
+
+    def walk(cls: Any) -> None:
+        if cls.__name__ in table:
+            return
+        fields: dict[str, list[str]] = {}
+        table[cls.__name__] = fields
+        for attr, typ in cls.openapi_types.items():
+            doc = getattr(getattr(getattr(cls, attr, None), "fset", None), "__doc__", None) or ""
+            m = _DOC.match(doc)
+            fields[cls.attribute_map.get(attr, attr)] = [typ, " ".join(m.group(1).split()) if m else ""]
+            inner = getattr(models, _inner(typ), None)
+            if isinstance(inner, type) and hasattr(inner, "openapi_types"):
+                walk(inner)
+
+    for rt in kind_types:
+        cls = next((getattr(models, n) for n in class_names(rt) if hasattr(models, n)), None)
+        if cls is not None:
+            walk(cls)
+    return dict(sorted(table.items()))
+
+
+@lru_cache(maxsize=1)
+def table() -> Table:
+    data: Table = json.loads(gzip.decompress(MODELS_FILE.read_bytes()))
+    return data
+
+
+def write(data: Table) -> None:
+    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    MODELS_FILE.write_bytes(gzip.compress(raw, mtime=0))
 
 
 class _Builder:
@@ -87,25 +127,21 @@ class _Builder:
             return {"type": "array", "items": self.type_schema(m.group(1))}
         if m := _DICT.match(typ):
             return {"type": "object", "additionalProperties": self.type_schema(m.group(1) or m.group(2))}
-        cls = getattr(_models, typ, None)
-        if cls is None:
+        if typ not in table():
             return {}
-        return {"allOf": [{"$ref": "#/components/schemas/" + self.add(cls)}]}
+        return {"allOf": [{"$ref": "#/components/schemas/" + self.add(typ)}]}
 
-    def add(self, cls: type) -> str:
-        name = self.name_of(cls.__name__)
+    def add(self, cls_name: str) -> str:
+        name = self.name_of(cls_name)
         if name in self.schemas:
             return name
         schema: dict[str, Any] = {"type": "object", "properties": {}}
         self.schemas[name] = schema
-        types: dict[str, str] = cls.openapi_types  # type: ignore[attr-defined]
-        attrs: dict[str, str] = cls.attribute_map  # type: ignore[attr-defined]
-        for attr, typ in types.items():
+        for field, (typ, desc) in table()[cls_name].items():
             prop = self.type_schema(typ)
-            desc = _description(cls, attr)
             if desc:
                 prop["description"] = desc
-            schema["properties"][attrs.get(attr, attr)] = prop
+            schema["properties"][field] = prop
         return name
 
 
@@ -115,7 +151,7 @@ def _builtin(group: str, version: str, kinds: tuple[tuple[str, str], ...]) -> di
 
     b = _Builder(group, version)
     for kind, plural in kinds:
-        cls = model_class(RT(group, version, kind, plural))
+        cls = next((n for n in class_names(RT(group, version, kind, plural)) if n in table()), None)
         if cls is None:
             continue
         name = b.add(cls)
@@ -140,3 +176,10 @@ def schemas(rts: list[ResourceType], crds: dict[tuple[str, str], dict[str, Any]]
         rev = ".".join(reversed(rt.group.split(".")))
         out[f"{rev}.{rt.version}.{rt.kind}"] = schema
     return out
+
+
+if __name__ == "__main__":
+    from ack_sandbox.k8s.registry import Registry
+
+    write(generate([rt for rt in Registry().all() if not rt.crd]))
+    print(f"wrote {MODELS_FILE} ({len(table())} models)")
