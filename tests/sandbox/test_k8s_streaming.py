@@ -59,7 +59,6 @@ def test_exec_cp_and_stream_run_in_the_containers_environment(
     failed = k("exec", "box", "--", "sh", "-c", "exit 3", check=False)
     assert failed.returncode == 3  # kubectl exits with the command's code (NonZeroExitCode cause)
     assert k("exec", "-i", "box", "--", "cat", stdin="piped in\n").stdout == "piped in\n"  # v5 closes stdin
-    assert k("exec", "-t", "box", "--", "sh", "-c", "test -t 1 && echo on-a-tty").stdout.strip() == "on-a-tty"
     missing = k("exec", "box", "--", "no-such-tool", check=False)
     assert missing.returncode != 0 and "executable file not found" in missing.stderr
     # kubectl cp both ways through the container's volume mount (tar over exec with stdin)
@@ -82,6 +81,16 @@ def test_exec_cp_and_stream_run_in_the_containers_environment(
         tty=False,
     )
     assert text == "hi from box\n"
+    on_tty = stream(
+        core.connect_get_namespaced_pod_exec,
+        "box",
+        ns,
+        command=["sh", "-c", "test -t 1 && echo on-a-tty"],
+        stdout=True,
+        stderr=True,
+        tty=True,
+    )
+    assert on_tty.strip() == "on-a-tty"  # tty=true runs the command on a pseudo-terminal
     resp = stream(
         core.connect_get_namespaced_pod_exec,
         "box",
