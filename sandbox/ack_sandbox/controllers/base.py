@@ -77,6 +77,12 @@ REPLICASETS = Kind("apps", "v1", "replicasets", "ReplicaSet")
 HPAS = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", "Ingress")
 SELDON_DEPLOYMENTS = Kind("machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment")
+JOBS = Kind("batch", "v1", "jobs", "Job")
+CRONJOBS = Kind("batch", "v1", "cronjobs", "CronJob")
+ENDPOINTSLICES = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+STATEFULSETS = Kind("apps", "v1", "statefulsets", "StatefulSet")
+DAEMONSETS = Kind("apps", "v1", "daemonsets", "DaemonSet")
+REPLICATIONCONTROLLERS = Kind("", "v1", "replicationcontrollers", "ReplicationController")
 
 KINDS_BY_NAME = {
     k.kind: k
@@ -96,6 +102,12 @@ KINDS_BY_NAME = {
         HPAS,
         INGRESSES,
         SELDON_DEPLOYMENTS,
+        JOBS,
+        CRONJOBS,
+        ENDPOINTSLICES,
+        STATEFULSETS,
+        DAEMONSETS,
+        REPLICATIONCONTROLLERS,
     )
 }
 

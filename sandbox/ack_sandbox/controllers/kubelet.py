@@ -62,10 +62,21 @@ class Kubelet(Controller):
             log.warning("kubelet: killed %d container process groups left by a previous daemon", reaped)
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
         try:
-            from ack_sandbox.k8s.service import set_log_source
+            from ack_sandbox.k8s.service import set_log_source, set_stream_handler
         except ImportError:
             return
         set_log_source(self.ctx, self.log_source)
+        set_stream_handler(self.ctx, self.stream)
+        from ack_sandbox.kubelet import metrics_api
+
+        metrics_api.register(self)  # metrics.k8s.io for kubectl top, from the containers' processes
+
+    async def stream(self, request: Any, pod: Obj, sub: str) -> Any:
+        """``pods/{name}/exec|attach|portforward`` (``kubelet.streaming``)."""
+        from ack_sandbox.kubelet import streaming
+
+        handler = {"exec": streaming.exec_, "attach": streaming.attach, "portforward": streaming.portforward}[sub]
+        return await handler(self, request, pod)
 
     async def log_source(self, pod: Obj, container: str, query: dict[str, str]) -> Any:
         """``GET pods/{name}/log``: the container's real output (``previous``, ``tailLines``, ``limitBytes``,

@@ -20,6 +20,7 @@ from ack_sandbox.controllers.base import (
     REPLICASETS,
     Controller,
     Key,
+    Kind,
     Obj,
     controller_of,
     get_condition,
@@ -72,14 +73,14 @@ def _deletion_rank(pod: Obj) -> tuple[Any, ...]:
     )
 
 
-def pod_from_template(rs: Obj) -> Obj:
+def pod_from_template(rs: Obj, kind: Kind = REPLICASETS) -> Obj:
     template = copy.deepcopy(rs["spec"].get("template") or {})
     tmeta = template.get("metadata") or {}
     meta: dict[str, Any] = {
         "generateName": rs["metadata"]["name"] + "-",
         "namespace": rs["metadata"].get("namespace", "default"),
         "labels": dict(tmeta.get("labels") or {}),
-        "ownerReferences": [owner_ref(rs, REPLICASETS)],
+        "ownerReferences": [owner_ref(rs, kind)],
     }
     if tmeta.get("annotations"):
         meta["annotations"] = dict(tmeta["annotations"])
@@ -92,12 +93,15 @@ class ReplicaSetController(Controller):
     watches = (PODS,)
     resync = 30.0
 
+    def selector(self, rs: Obj) -> Any:
+        return selector_from_label_selector(rs["spec"].get("selector"))
+
     async def reconcile(self, key: Key) -> float | None:
-        rs = await self.api.get_or_none(REPLICASETS, *key)
+        rs = await self.api.get_or_none(self.primary, *key)
         if rs is None or rs["metadata"].get("deletionTimestamp"):
             return None
         ns = key[0]
-        selector = selector_from_label_selector(rs["spec"].get("selector"))
+        selector = self.selector(rs)
         uid = rs["metadata"]["uid"]
         owned: list[Obj] = []
         for pod in await self.api.list(PODS, ns):
@@ -115,7 +119,7 @@ class ReplicaSetController(Controller):
         if diff < 0:
             for _ in range(min(-diff, BURST_REPLICAS)):
                 try:
-                    pod = await self.api.create(PODS, pod_from_template(rs))
+                    pod = await self.api.create(PODS, pod_from_template(rs, self.primary))
                 except ApiError as exc:
                     failure = exc.message
                     await self.events.record(rs, "Warning", "FailedCreate", f"Error creating: {exc.message}")
@@ -131,7 +135,7 @@ class ReplicaSetController(Controller):
         return await self._update_status(rs, active, failure)
 
     async def _adopt(self, rs: Obj, pod: Obj) -> Obj:
-        refs = list(pod["metadata"].get("ownerReferences") or []) + [owner_ref(rs, REPLICASETS)]
+        refs = list(pod["metadata"].get("ownerReferences") or []) + [owner_ref(rs, self.primary)]
         try:
             return await self.api.patch(
                 PODS,
@@ -177,7 +181,7 @@ class ReplicaSetController(Controller):
                 del status[k]  # omitempty, as the API serialises zero counts
         if status != {k: v for k, v in (rs.get("status") or {}).items()}:
             rs["status"] = status
-            await self.api.update_status(REPLICASETS, rs)
+            await self.api.update_status(self.primary, rs)
         if min_ready and len(ready) > len(available):
             return float(min_ready)  # re-check availability once the window has passed
         return None

@@ -50,6 +50,13 @@ CONTROLLERS: list[str] = [
     "ack_sandbox.controllers.metrics:ExternalMetricsApi",
     "ack_sandbox.controllers.seldon:SeldonController",
     "ack_sandbox.controllers.hpa:HpaController",
+    "ack_sandbox.controllers.job:JobController",
+    "ack_sandbox.controllers.cronjob:CronJobController",
+    "ack_sandbox.controllers.endpoints:EndpointsController",
+    "ack_sandbox.controllers.apiservices:ApiServiceController",
+    "ack_sandbox.controllers.replicationcontroller:ReplicationControllerController",
+    "ack_sandbox.controllers.daemonset:DaemonSetController",
+    "ack_sandbox.controllers.statefulset:StatefulSetController",
 ]
 
 

@@ -32,6 +32,9 @@ _SUB_VERBS = {
     "scale": ["get", "patch", "update"],
     "log": ["get"],
     "finalize": ["update"],
+    "exec": ["create", "get"],
+    "attach": ["create", "get"],
+    "portforward": ["create", "get"],
 }
 
 
@@ -81,6 +84,8 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
                 s.update(group="autoscaling", version="v1", kind="Scale")
             if sub == "log":
                 s["kind"] = "Pod"
+            if sub in ("exec", "attach", "portforward"):
+                s["kind"] = {"exec": "PodExecOptions", "attach": "PodAttachOptions"}.get(sub, "PodPortForwardOptions")
             resources.append(s)
     return {
         "kind": "APIResourceList",

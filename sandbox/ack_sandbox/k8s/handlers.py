@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ack_sandbox.k8s import auth, convert, discovery, errors, meta
+from ack_sandbox.k8s import auth, convert, discovery, errors, meta, reviews
 from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.kinds import ResourceType
 from ack_sandbox.k8s.store import Store, _dumps
@@ -31,6 +31,20 @@ PATCH_TYPES = {
     "application/apply-patch+cbor": "apply",
 }
 WATCH_DEFAULT_TIMEOUT = 1800
+STREAM_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
+# Kinds whose DELETE answers with the deleted object instead of a Status (``ReturnDeletedObject: true`` in their
+# genericregistry.Store: pkg/registry/core/{pod,service,serviceaccount,persistentvolume,persistentvolumeclaim,
+# namespace}/storage).
+RETURNS_DELETED_OBJECT = frozenset(
+    {
+        ("", "pods"),
+        ("", "services"),
+        ("", "serviceaccounts"),
+        ("", "persistentvolumes"),
+        ("", "persistentvolumeclaims"),
+        ("", "namespaces"),
+    }
+)
 BOOKMARK_EVERY = 60.0
 
 
@@ -111,17 +125,21 @@ class Api:
     def _openapi(self, parts: list[str]) -> web.Response:
         from ack_sandbox.k8s import openapi
 
+        crds = {
+            (o["spec"]["group"], o["spec"]["names"]["plural"]): o
+            for o in self.store._objs.get(("apiextensions.k8s.io", "customresourcedefinitions"), {}).values()
+        }
         if parts[1:] == ["v3"]:
-            return _json(openapi.root(self.store.registry))
+            return _json(openapi.root(self.store.registry, crds))
         if len(parts) >= 4 and parts[1] == "v3":
             if parts[2] == "api" and len(parts) == 4:
-                doc = openapi.gv_document(self.store.registry, "", parts[3])
+                hit = openapi.cached(self.store.registry, "", parts[3], crds)
             elif parts[2] == "apis" and len(parts) == 5:
-                doc = openapi.gv_document(self.store.registry, parts[3], parts[4])
+                hit = openapi.cached(self.store.registry, parts[3], parts[4], crds)
             else:
-                doc = None
-            if doc is not None:
-                return _json(doc)
+                hit = None
+            if hit is not None:
+                return _json(hit[0])
         raise errors.page_not_found()
 
     def _parse(self, group: str, version: str, rest: list[str], watch: bool) -> Req:
@@ -159,10 +177,15 @@ class Api:
                 "PATCH": "patch",
                 "DELETE": "delete" if r.name else "deletecollection",
             }.get(m, "")
+        if r.sub in STREAM_SUBRESOURCES:
+            # exec/attach/portforward: authorized as "create" on the subresource (kubectl uses GET + upgrade)
+            auth.authorize(user, "create", r.rt.group, r.rt.plural, r.namespace, r.name, r.sub)
+            return await self._stream(request, r)
         if not verb or (verb == "create" and r.name):
             raise errors.method_not_supported(r.rt.group, r.rt.plural, m.lower())
         authz_ns = r.name if r.rt.gr == ("", "namespaces") and r.name else r.namespace
-        auth.authorize(user, verb, r.rt.group, r.rt.plural, authz_ns, r.name, r.sub)
+        if r.rt.gr not in reviews.REVIEWS:  # every authenticated user may review itself (system:basic-user)
+            auth.authorize(user, verb, r.rt.group, r.rt.plural, authz_ns, r.name, r.sub)
         if verb not in r.rt.verbs and not r.sub:
             raise errors.method_not_supported(r.rt.group, r.rt.plural, verb)
         q = request.query
@@ -193,6 +216,10 @@ class Api:
         if verb == "get":
             obj = store.get_raw(r.rt, r.name or "", r.namespace)
             return self._object(request, r.rt, obj)
+        if verb == "create" and r.rt.gr in reviews.REVIEWS:
+            body = await _body(request)
+            _check_kind(r.rt, body)
+            return _json(reviews.answer(r.rt.group, r.rt.plural, body, user, store.timestamp()), 201)
         if verb == "create":
             body = await _body(request)
             _check_kind(r.rt, body)
@@ -232,6 +259,15 @@ class Api:
             return self._object(request, r.rt, obj, status=200 if existed else 201)
         if verb == "delete":
             opts = await _delete_options(request)
+            if (
+                r.rt.gr == ("batch", "jobs")
+                and not opts.get("propagationPolicy")
+                and opts.get("orphanDependents") is None
+                and "orphanDependents" not in request.query
+            ):
+                # batch/v1 Jobs orphan their pods by default (jobStrategy.DefaultGarbageCollectionPolicy,
+                # pkg/registry/batch/job/strategy.go); kubectl sends Background explicitly.
+                opts["propagationPolicy"] = "Orphan"
             obj, removed = store.delete_raw(
                 r.rt,
                 r.name or "",
@@ -241,7 +277,7 @@ class Api:
                 preconditions=opts.get("preconditions"),
                 dry_run=dry or opts.get("dryRun") == ["All"],
             )
-            if removed and r.rt.gr != ("", "pods") and not r.rt.crd:
+            if removed and r.rt.gr not in RETURNS_DELETED_OBJECT and not r.rt.crd:
                 md = obj["metadata"]
                 details = {"name": md["name"], "kind": r.rt.plural, "uid": md["uid"]}
                 if r.rt.group:
@@ -475,6 +511,13 @@ class Api:
         out = store.update_raw(rt, new, r.name or "", r.namespace, dry_run=dry, field_manager=manager)
         return _json(_to_scale(rt, out))
 
+    async def _stream(self, request: web.Request, r: Req) -> web.StreamResponse:
+        pod = self.store.get_raw(r.rt, r.name or "", r.namespace)
+        handler = self.log_source.get("stream")
+        if handler is None:
+            raise errors.bad_request(f"unable to upgrade connection: pod {r.name} has no running kubelet")
+        return await handler(request, pod, r.sub)
+
     async def _log(self, request: web.Request, r: Req) -> web.StreamResponse:
         pod = self.store.get_raw(r.rt, r.name or "", r.namespace)
         containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
@@ -632,7 +675,10 @@ def _to_scale(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     if paths and paths.label_selector:
         selector = _get_path(obj, paths.label_selector) or ""
     else:
-        selector = meta.label_selector_string((obj.get("spec") or {}).get("selector"))
+        sel = (obj.get("spec") or {}).get("selector")
+        if rt.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel or {}}
+        selector = meta.label_selector_string(sel)
     status: dict[str, Any] = {"replicas": _get_path(obj, paths.status_replicas if paths else ".status.replicas") or 0}
     if selector:
         status["selector"] = selector

@@ -4,10 +4,10 @@
 fields itself: cli-runtime's ``queryParamVerifierV3`` fetches ``/openapi/v3`` and the group-version document,
 finds the PATCH operation tagged with ``x-kubernetes-group-version-kind`` and looks for the ``fieldValidation``
 path parameter. With it, kubectl sends ``fieldValidation=Strict`` and skips client-side schema validation;
-without any OpenAPI it fails with "failed to download openapi". Schemas are left out (``components`` empty):
-kubectl then computes strategic merge patches from its compiled-in types, as it does for built-in kinds
-anyway, and uses JSON merge patches for custom resources. ``/openapi/v2`` answers 404 (kubectl only falls
-back to it when v3 is missing). ``kubectl explain`` therefore has nothing to show.
+without any OpenAPI it fails with "failed to download openapi". ``components.schemas`` holds the kinds' schemas
+(``openapi_schemas``: from the official client's models, CRDs' own ``openAPIV3Schema``) for ``kubectl explain``
+and the client-side validation of ``kind: List`` items. ``/openapi/v2`` answers 404 (kubectl only falls back to
+it when v3 is missing).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from ack_sandbox.k8s import openapi_schemas
 from ack_sandbox.k8s.registry import Registry
 
 _COMMON = ["pretty", "dryRun", "fieldManager", "fieldValidation"]
@@ -34,7 +35,40 @@ def _gv_key(group: str, version: str) -> str:
     return f"api/{version}" if not group else f"apis/{group}/{version}"
 
 
-def gv_document(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+_CACHE: dict[Any, tuple[dict[str, Any], str]] = {}
+
+
+def _key(registry: Registry, group: str, version: str, crds: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    rts = sorted(
+        (rt.kind, rt.plural, rt.namespaced, rt.subresources)
+        for rt in registry.all()
+        if rt.group == group and rt.version == version
+    )
+    revs = tuple(sorted((k, str(v["metadata"].get("resourceVersion"))) for k, v in crds.items() if k[0] == group))
+    return (group, version, tuple(rts), revs)
+
+
+def cached(
+    registry: Registry, group: str, version: str, crds: dict[tuple[str, str], dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], str] | None:
+    """(document, hash) of a group-version, rebuilt only when its kinds (or CRDs) change."""
+    crds = crds or {}
+    key = _key(registry, group, version, crds)
+    hit = _CACHE.get(key)
+    if hit is None:
+        doc = gv_document(registry, group, version, crds)
+        if doc is None:
+            return None
+        digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        hit = _CACHE[key] = (doc, digest)
+    return hit
+
+
+def gv_document(
+    registry: Registry, group: str, version: str, crds: dict[tuple[str, str], dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
     rts = [rt for rt in registry.all() if rt.group == group and rt.version == version]
     if not rts:
         return None
@@ -95,15 +129,15 @@ def gv_document(registry: Registry, group: str, version: str) -> dict[str, Any] 
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.1-aliyun.1"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": openapi_schemas.schemas(rts, crds or {})},
     }
 
 
-def root(registry: Registry) -> dict[str, Any]:
+def root(registry: Registry, crds: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group, versions, _ in registry.groups():
         for v in versions:
-            doc = gv_document(registry, group, v)
-            digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
-            out[_gv_key(group, v)] = {"serverRelativeURL": f"/openapi/v3/{_gv_key(group, v)}?hash={digest}"}
+            hit = cached(registry, group, v, crds)
+            if hit is not None:
+                out[_gv_key(group, v)] = {"serverRelativeURL": f"/openapi/v3/{_gv_key(group, v)}?hash={hit[1]}"}
     return {"paths": out}

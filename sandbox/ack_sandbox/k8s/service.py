@@ -75,6 +75,15 @@ def set_log_source(ctx: SandboxContext, source: LogSource) -> None:
     ctx.services.setdefault(_LOGS, {})["fn"] = source
 
 
+StreamHandler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.StreamResponse]]
+
+
+def set_stream_handler(ctx: SandboxContext, handler: StreamHandler) -> None:
+    """``handler(request, pod, "exec" | "attach" | "portforward")`` answers the pod's streaming subresources
+    (the kubelet's streaming server; the request is authenticated and authorized)."""
+    ctx.services.setdefault(_LOGS, {})["stream"] = handler
+
+
 def api_error(exc: ApiError) -> web.Response:
     """A Status response for aggregated handlers that want the real error shape."""
     return web.json_response(exc.status(), status=exc.code)
@@ -115,6 +124,60 @@ def _bootstrap(store: Store) -> None:
         store.create_raw(crd_rt, kinds.SELDON_CRD, None, field_manager="helm")
     for key in list(store._objs.get(ns_rt.gr, {})):
         _ensure_default_sa(store, key[1])
+    _bootstrap_rbac(store)
+
+
+# The bootstrap policy's user-facing roles (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go), as data:
+# the sandbox authorizes with its fixed two-user policy (k8s.auth), these objects only answer reads.
+_ALL = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, {"nonResourceURLs": ["*"], "verbs": ["*"]}]
+_READ = ["get", "list", "watch"]
+_WRITE = ["create", "delete", "deletecollection", "patch", "update"]
+_CORE = ["pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"]
+_APPS = ["deployments", "replicasets", "statefulsets", "daemonsets"]
+BOOTSTRAP_CLUSTER_ROLES: dict[str, list[dict[str, Any]]] = {
+    "cluster-admin": _ALL,
+    "admin": [
+        {"apiGroups": [""], "resources": _CORE, "verbs": _READ + _WRITE},
+        {"apiGroups": ["apps"], "resources": _APPS, "verbs": _READ + _WRITE},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _READ + _WRITE},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": _READ + _WRITE},
+    ],
+    "edit": [
+        {"apiGroups": [""], "resources": _CORE, "verbs": _READ + _WRITE},
+        {"apiGroups": ["apps"], "resources": _APPS, "verbs": _READ + _WRITE},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _READ + _WRITE},
+    ],
+    "view": [
+        {"apiGroups": [""], "resources": [r for r in _CORE if r != "secrets"], "verbs": _READ},
+        {"apiGroups": ["apps"], "resources": _APPS, "verbs": _READ},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _READ},
+    ],
+}
+
+
+def _bootstrap_rbac(store: Store) -> None:
+    reg = store.registry
+    cr_rt, crb_rt = (
+        reg.resolve("clusterroles.rbac.authorization.k8s.io"),
+        reg.resolve("clusterrolebindings.rbac.authorization.k8s.io"),
+    )
+    labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+    for name, rules in BOOTSTRAP_CLUSTER_ROLES.items():
+        if ("", name) not in store._objs.get(cr_rt.gr, {}):
+            doc = {"metadata": {"name": name, "labels": labels}, "rules": rules}
+            store.create_raw(cr_rt, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", **doc}, None)
+    if ("", "cluster-admin") not in store._objs.get(crb_rt.gr, {}):
+        store.create_raw(
+            crb_rt,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "cluster-admin", "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
+            },
+            None,
+        )
 
 
 def _ensure_default_sa(store: Store, namespace: str) -> None:

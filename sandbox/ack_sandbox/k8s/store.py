@@ -547,7 +547,7 @@ class Store:
         self._check_namespace(srt, ns, name)
         if (ns, name) in self._objs.get(srt.gr, {}):
             raise errors.already_exists(rt.group, rt.plural, name)
-        md["uid"] = str(uuid.uuid4())
+        md["uid"] = md.get("uid") or str(uuid.uuid4())  # a defaulter may have fixed it (Job selector)
         md["creationTimestamp"] = self.timestamp()
         if srt.generation:
             md["generation"] = 1
