@@ -77,6 +77,7 @@ REPLICASETS = Kind("apps", "v1", "replicasets", "ReplicaSet")
 HPAS = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", "Ingress")
 SELDON_DEPLOYMENTS = Kind("machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment")
+INFERENCE_SERVICES = Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService")
 
 KINDS_BY_NAME = {
     k.kind: k
@@ -96,6 +97,7 @@ KINDS_BY_NAME = {
         HPAS,
         INGRESSES,
         SELDON_DEPLOYMENTS,
+        INFERENCE_SERVICES,
     )
 }
 
