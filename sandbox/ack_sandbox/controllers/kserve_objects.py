@@ -21,8 +21,9 @@ injector ``pkg/webhook/admission/pod/storage_initializer_injector.go`` and ``con
   only behaviour once ``enableDirectPvcVolumeMount`` was removed (kserve PR #4694); no storage-initializer init
   container runs for a PVC. Other schemes need the storage-initializer, which the sandbox does not run: refused
   with ``InvalidPredictorSpec`` naming the field.
-- Autoscaling: ``serving.kserve.io/autoscalerClass: hpa`` (the default) creates HPA ``<isvc>-predictor`` on CPU
-  (``serving.kserve.io/metric``, ``serving.kserve.io/targetUtilizationPercentage``, default 80);
+- Autoscaling (kserve.github.io/website/latest/modelserving/autoscaling/raw_deployment_autoscaling):
+  ``serving.kserve.io/autoscalerClass: hpa`` (the default) creates HPA ``<isvc>-predictor`` on ``scaleMetric``
+  (cpu or memory; or the ``serving.kserve.io/metric`` annotation) at ``scaleTarget`` % (default 80);
   ``external`` creates none and deletes one it created before - the replica count is the external scaler's (the
   project's own HPA on ``sls_ingress_qps``), so an existing Deployment keeps its ``replicas``.
 - Ingress: ``networking.kserve.io/visibility: cluster-local`` creates none (``RawIngressReconciler``); otherwise,
@@ -276,7 +277,7 @@ def build(isvc: dict) -> Components:
         },
     }
     if out.autoscaler == AUTOSCALER_HPA:
-        metric = annotations.get(ANNOTATION_METRIC, "cpu")
+        metric = predictor.get("scaleMetric") or annotations.get(ANNOTATION_METRIC, "cpu")
         util = int(annotations.get(ANNOTATION_TARGET) or predictor.get("scaleTarget") or 80)
         out.hpa = {
             "apiVersion": "autoscaling/v2",
