@@ -1,7 +1,9 @@
 """``airflow dags test elastic_inference`` with ``serving_backend: kserve`` against the sandbox: the same DAG serves
 the model as a KServe InferenceService (RawDeployment) - ``kubectl get isvc`` READY True with its URL, smoke and
 load test over TF Serving's protocol through the same Ingress, scale-out onto spot and pay-as-you-go nodes of the
-elastic pool, verification passed - and a second run with the same inputs changes nothing."""
+elastic pool, verification passed. One run: a second whole run would add about as much again to the suite; the
+tasks' idempotency is the Seldon e2e case's, and the KServe objects' (InferenceService and HPA applied unchanged)
+is tested in tests/integration/test_kserve_operator.py."""
 
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ def identities(sandbox: dict) -> dict[str, str]:
     return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["uid"] for o in objs}
 
 
-def test_kserve_backend_end_to_end_and_rerun_unchanged(sandbox, airflow_cli, trained_model):
+def test_kserve_backend_end_to_end(sandbox, airflow_cli, trained_model):
     namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     kubectl(sandbox, "apply", "-f", "-", stdin=namespace)
     conf = json.dumps(run_conf(trained_model))
@@ -81,14 +83,13 @@ def test_kserve_backend_end_to_end_and_rerun_unchanged(sandbox, airflow_cli, tra
     table = kubectl(sandbox, "get", "isvc", "-n", NAMESPACE, NAME).strip().splitlines()
     assert table[0].split()[:3] == ["NAME", "URL", "READY"]
     assert table[1].split()[:3] == [NAME, f"http://{NAME}-{NAMESPACE}.example.com", "True"]
-    uids = identities(sandbox)
     assert {
         f"InferenceService/{NAME}",
         f"Deployment/{NAME}-predictor",
         f"Service/{NAME}-predictor",
         f"HorizontalPodAutoscaler/{NAME}-predictor",
         f"Ingress/{NAME}",
-    } <= set(uids)
+    } <= set(uids := identities(sandbox))
     assert not any(k.startswith("SeldonDeployment/") for k in uids)
     ing = kubectl_json(sandbox, "ingress", NAME, "-n", NAMESPACE)
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
@@ -99,10 +100,3 @@ def test_kserve_backend_end_to_end_and_rerun_unchanged(sandbox, airflow_cli, tra
     pods = kubectl_json(sandbox, "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={NAME}")["items"]
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(sandbox, "nodes")["items"]}
     assert pods and all(nodes[p["spec"]["nodeName"]]["metadata"]["labels"].get("seldon") == NAME for p in pods)
-
-    second = airflow_cli.run("dags", "test", "elastic_inference", "-c", conf, timeout=900)
-    log2 = second.stdout + second.stderr
-    assert second.returncode == 0, log2[-6000:]
-    assert "0 bytes uploaded" in log2
-    assert identities(sandbox) == uids
-    assert "InferenceService " in log2 and "unchanged" in log2
