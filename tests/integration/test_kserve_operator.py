@@ -15,6 +15,8 @@ import pytest
 
 from elastic_inference.hooks.kubernetes import ResourceFailedError
 from elastic_inference.operators.seldon import DeployServingOperator
+from elastic_inference.operators.teardown import DeleteKubernetesObjectsOperator
+from elastic_inference.specs.serving import ServingSpec
 from tests.integration.support import run_deferred, uid, volume_op
 
 pytestmark = pytest.mark.integration
@@ -73,6 +75,14 @@ def test_creates_isvc_and_hpa_with_kserve_names_and_reruns_unchanged(kube, names
 
     second = kserve_op(namespace, name, wait_for_completion=False).execute({})
     assert second["action"] == "unchanged" and second["uid"] == first["uid"]
+
+    # teardown: the serving spec names the backend's objects (a nested list, as the DAG passes them)
+    spec = ServingSpec.from_mapping({"namespace": namespace, "name": name, "serving_backend": "kserve"})
+    deleted = DeleteKubernetesObjectsOperator(task_id="teardown", objects=[spec.serving_objects]).execute({})
+    assert deleted == [f"InferenceService/{name}", f"HorizontalPodAutoscaler/{name}-predictor"]
+    with pytest.raises(client.exceptions.ApiException) as gone:
+        client.CustomObjectsApi(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    assert gone.value.status == 404
 
 
 def test_bad_image_fails_fast_naming_pod_container_and_reason(namespace, model_volume) -> None:

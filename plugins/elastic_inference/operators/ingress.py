@@ -26,9 +26,11 @@ def ingress_rule(ing: Json) -> tuple[str, str]:
 class CreateIngressOperator(KubernetesApplyOperator):
     """Create or patch the Ingress, wait for ``status.loadBalancer.ingress[0]``, return the predict URL.
 
-    XCom: ``{"name", "namespace", "uid", "action", "address", "port", "predict_url", "host_header"}``;
-    ``predict_url`` is ``http://<address>[:port][<path>]/api/v1.0/predictions`` (Seldon protocol). With a
-    host rule, send ``Host: <host_header>``.
+    XCom: ``{"name", "namespace", "uid", "action", "address", "port", "predict_url", "host_header", "path",
+    "api_path"}``;
+    ``predict_url`` is ``http://<address>[:port][<path>]<api_path>``: Seldon's ``/api/v1.0/predictions``, or with
+    ``serving=`` the serving backend's predict path (KServe: ``/v1/models/<model>:predict``). With a host rule,
+    send ``Host: <host_header>``.
 
     With ``serving=`` (see the base class), namespace, name, backend Service (the predictor), its port, the
     predict path (the serving backend's) and host come from the serving spec.
