@@ -3,7 +3,7 @@
 A TF Serving InferenceService on a claim (``storageUri: pvc://<claim>/fashion-mnist``) becomes ``Ready`` with
 KServe's names, labels, Service, conditions and URL, answers TF Serving's predict on its Service's pod, and
 ``kubectl get isvc`` prints READY True and the URL; ``autoscalerClass: external`` leaves the HPA to the user;
-deleting it garbage-collects what it made. A model format no runtime serves ends ``PredictorReady=False`` with
+without the cluster-local label KServe makes its own Ingress; deleting it garbage-collects what it made. A model format no runtime serves ends ``PredictorReady=False`` with
 ``NoSupportingRuntime``.
 """
 
@@ -160,7 +160,18 @@ def test_inference_service_ready_with_kserve_names_url_and_printer_columns(
         assert header.split()[:3] == ["NAME", "URL", "READY"]
         assert row.split()[:3] == [name, f"http://{name}-{ns}.example.com", "True"]
 
+        # Not cluster-local any more: KServe's own Ingress <isvc> to the predictor on 80 (RawIngressReconciler)
+        kubectl(sandbox, "label", "isvc", "-n", ns, name, "networking.kserve.io/visibility-")
+        net = client.NetworkingV1Api(kube)
+        ing = until("KServe's Ingress", lambda: _read_ingress(net, name, ns))
+        hosts = [r.host for r in ing.spec.rules]
+        assert hosts == [f"{name}-{ns}.example.com", f"{name}-predictor-{ns}.example.com"]
+        svc_backend = ing.spec.rules[0].http.paths[0].backend.service
+        assert (svc_backend.name, svc_backend.port.number) == (f"{name}-predictor", 80)
+        assert ing.metadata.owner_references[0].kind == "InferenceService"
+
         kubectl(sandbox, "delete", "isvc", "-n", ns, name)
+        until("the Ingress garbage-collected", lambda: _read_ingress(net, name, ns) is None)
         until("the Deployment garbage-collected", lambda: not apps.list_namespaced_deployment(ns).items)
         until("the Service garbage-collected", lambda: _absent(core, f"{name}-predictor", ns))
     finally:
@@ -193,3 +204,12 @@ def _absent(core: client.CoreV1Api, name: str, ns: str) -> bool:
     except ApiException as exc:
         return exc.status == 404
     return False
+
+
+def _read_ingress(net: client.NetworkingV1Api, name: str, ns: str) -> Any:
+    try:
+        return net.read_namespaced_ingress(name, ns)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
