@@ -6,7 +6,8 @@ update them with a controller ownerReference to the InferenceService (deleting i
 a KServe-created HPA when ``autoscalerClass`` became ``external``, then write ``status``. A spec KServe cannot
 serve (no runtime for the model format, a storageUri the sandbox cannot mount) ends with ``PredictorReady=False``
 naming KServe's FailureReason, ``modelStatus.transitionStatus: InvalidSpec`` and an ``InternalError`` event. The
-pods' kserve-container crash-looping shows as ``modelStatus.transitionStatus: BlockedByFailedLoad``.
+pods' kserve-container crash-looping shows as ``modelStatus.transitionStatus: BlockedByFailedLoad`` (pods are
+read at each reconcile, not watched).
 A Deployment that exists keeps the replica count its autoscaler set.
 """
 
@@ -43,7 +44,9 @@ log = logging.getLogger("ack_sandbox.controllers.kserve")
 class KServeController(Controller):
     name = "kserve-controller-manager"
     primary = INFERENCE_SERVICES
-    watches = (DEPLOYMENTS, SERVICES, HPAS, INGRESSES, PODS)
+    # Not pods: every pod status change of the cluster would be copied to this loop; the predictor's pods are
+    # listed in each reconcile, which the Deployment's own status changes (and the resync) trigger.
+    watches = (DEPLOYMENTS, SERVICES, HPAS, INGRESSES)
 
     def __init__(self, ctx: SandboxContext, **kw: Any) -> None:
         super().__init__(ctx, **kw)
@@ -52,9 +55,6 @@ class KServeController(Controller):
         meta = obj["metadata"]
         if kind == INFERENCE_SERVICES:
             return [(meta.get("namespace", ""), meta["name"])]
-        if kind == PODS:
-            isvc = (meta.get("labels") or {}).get(ko.LABEL_ISVC)
-            return [(meta.get("namespace", ""), isvc)] if isvc else []
         ref = controller_of(obj)
         if ref is not None and ref.get("kind") == "InferenceService":
             return [(meta.get("namespace", ""), ref["name"])]
