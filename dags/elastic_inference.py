@@ -63,7 +63,7 @@ with DAG(
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
     params={name: Param(default, description=doc, **schema) for name, (default, schema, doc) in PARAM_SPECS.items()},
-    tags=["ack", "seldon", "inference"],
+    tags=["ack", "seldon", "kserve", "inference"],
     doc_md=__doc__,
 ) as dag:
 
@@ -104,7 +104,9 @@ with DAG(
             trigger_rule="none_failed",  # the upload is skipped on a rollback
         )
 
-    with TaskGroup("serving", tooltip="Seed step 4: SeldonDeployment + HPA") as serving:
+    with TaskGroup(
+        "serving", tooltip="Seed step 4: the serving object (SeldonDeployment or InferenceService) + HPA"
+    ) as serving:
         DeploySeldonOperator(
             task_id="seldon_deployment",
             serving=_plan("serving"),
@@ -114,9 +116,7 @@ with DAG(
         )
 
     with TaskGroup("ingress", tooltip="Seed steps 5-6: ingress and its address") as ingress:
-        CreateIngressOperator(
-            task_id="ingress", serving=_plan("serving"), service_port=8000, deferrable=True, timeout=300
-        )
+        CreateIngressOperator(task_id="ingress", serving=_plan("serving"), deferrable=True, timeout=300)
 
     deployed, routed = _xcom("serving.seldon_deployment"), _xcom("ingress.ingress")
     with TaskGroup(
@@ -159,7 +159,7 @@ with DAG(
             task_id="smoke_test",
             predict_url=predict_url,
             samples_path=_plan("model", "samples_path"),
-            protocol="seldon",
+            protocol=_xcom("serving.seldon_deployment", "protocol"),
             min_accuracy=_plan("rollout", "min_agreement"),
             host_header=host_header,
             version_check=target,
@@ -168,7 +168,7 @@ with DAG(
             task_id="load_test",
             load_test=_plan("load_test"),
             host=predict_url,
-            protocol="seldon",
+            protocol=_xcom("serving.seldon_deployment", "protocol"),
             samples_path=_plan("model", "samples_path"),
             request_headers={"Host": host_header},
             namespace=_plan("serving", "namespace"),
@@ -198,12 +198,7 @@ with DAG(
                 "namespace": ns,
                 "name": _plan("serving", "name"),
             },
-            {
-                "apiVersion": "machinelearning.seldon.io/v1",
-                "kind": "SeldonDeployment",
-                "namespace": ns,
-                "name": _plan("serving", "name"),
-            },
+            _plan("serving", "serving_objects"),  # the serving backend's object(s)
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",

@@ -26,12 +26,14 @@ def ingress_rule(ing: Json) -> tuple[str, str]:
 class CreateIngressOperator(KubernetesApplyOperator):
     """Create or patch the Ingress, wait for ``status.loadBalancer.ingress[0]``, return the predict URL.
 
-    XCom: ``{"name", "namespace", "uid", "action", "address", "port", "predict_url", "host_header"}``;
-    ``predict_url`` is ``http://<address>[:port][<path>]/api/v1.0/predictions`` (Seldon protocol). With a
-    host rule, send ``Host: <host_header>``.
+    XCom: ``{"name", "namespace", "uid", "action", "address", "port", "predict_url", "host_header", "path",
+    "api_path"}``;
+    ``predict_url`` is ``http://<address>[:port][<path>]<api_path>``: Seldon's ``/api/v1.0/predictions``, or with
+    ``serving=`` the serving backend's predict path (KServe: ``/v1/models/<model>:predict``). With a host rule,
+    send ``Host: <host_header>``.
 
-    With ``serving=`` (see the base class), namespace, name, backend Service (the predictor) and host come from
-    the serving spec.
+    With ``serving=`` (see the base class), namespace, name, backend Service (the predictor), its port, the
+    predict path (the serving backend's) and host come from the serving spec.
 
     :param name: Ingress name. (templated)
     :param service_name: backend Service, e.g. the DeploySeldonOperator's ``service`` XCom. (templated)
@@ -75,10 +77,16 @@ class CreateIngressOperator(KubernetesApplyOperator):
         self.api_path = api_path
 
     def apply_specs(self) -> None:
-        """Take the names from the (rendered) serving spec, when given."""
+        """Take the names from the (rendered) serving spec, when given: the Service, its port and the predict path
+        are the serving backend's (:mod:`elastic_inference.serving`)."""
         serving = self.serving_spec()
         if serving is not None:
+            from elastic_inference.serving.base import get_backend
+
+            backend = get_backend(serving.serving_backend)
             self.name, self.service_name = serving.name, serving.predictor_service
+            self.service_port = backend.service_port
+            self.api_path = backend.predict_path.format(model_name=serving.model_name)
             self.host = serving.ingress_host
 
     def execute(self, context: Context) -> Any:
@@ -113,6 +121,7 @@ class CreateIngressOperator(KubernetesApplyOperator):
             "resource_version": ing.resource_version,
             "host_header": host,
             "path": path,
+            "api_path": self.api_path,  # the backend's predict path; result() may run in another process
         }
         if not self.wait_for_completion:
             return carry
@@ -126,6 +135,7 @@ class CreateIngressOperator(KubernetesApplyOperator):
         return self.wait_or_defer(context, trigger, carry)
 
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
-        url = predict_url(event["address"], event.get("port"), carry.get("path") or "/", self.scheme, self.api_path)
+        api_path = carry.get("api_path") or self.api_path
+        url = predict_url(event["address"], event.get("port"), carry.get("path") or "/", self.scheme, api_path)
         self.log.info("Predict URL: %s%s", url, f" (Host: {carry['host_header']})" if carry.get("host_header") else "")
         return {**carry, "address": event["address"], "port": event.get("port"), "predict_url": url}

@@ -151,6 +151,7 @@ class LocustLoadTestOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "load_test",
         "host",
+        "protocol",
         "model_name",
         "request_path",
         "request_headers",
@@ -200,7 +201,7 @@ class LocustLoadTestOperator(BaseOperator):
         fields = {f.name for f in LoadTestSpec.spec_fields()}
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
         super().__init__(**kwargs)
-        if protocol not in ("seldon", "tfserving"):
+        if "{{" not in str(protocol) and protocol not in ("seldon", "tfserving"):  # a template is checked in execute
             raise ValueError(f"protocol must be 'seldon' or 'tfserving', got {protocol!r}")
         if isinstance(load_test, LoadTestSpec):
             load_test = load_test.to_dict()
@@ -469,6 +470,8 @@ class LocustLoadTestOperator(BaseOperator):
         from elastic_inference.locust_io import parse_failures, parse_history, parse_stats, read_summary, write_payload
         from elastic_inference.timeline import replicas_of, write_timeline
 
+        if self.protocol not in ("seldon", "tfserving"):
+            raise AirflowFailException(f"protocol must be 'seldon' or 'tfserving', got {self.protocol!r}")
         # The one coercion of the rendered spec; every problem named at once (SpecError: no retries).
         self.spec = LoadTestSpec.from_mapping(self.load_test).validate()
         self.request_headers = coerce(self.request_headers, "object", "request_headers", optional=True) or {}

@@ -143,6 +143,8 @@ class _RolloutMixin:
         spec = RolloutSpec.from_mapping(self.rollout).validate()
         if dep.get("namespace"):
             self.namespace = dep["namespace"]
+        if dep.get("protocol"):  # the backend's protocol (Seldon's, or TF Serving's v1 on KServe)
+            self.protocol = dep["protocol"]
         return dep, ing, spec
 
     @staticmethod

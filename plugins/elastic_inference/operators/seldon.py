@@ -41,6 +41,7 @@ _FROM_SPEC = {
     "qps_target": "qps_target",
     "hpa_metric_format": "hpa_metric_format",
     "node_selector": "node_selector",
+    "serving_backend": "backend_name",
 }
 
 

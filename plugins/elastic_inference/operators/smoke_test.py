@@ -29,7 +29,14 @@ class PredictionSmokeTestOperator(BaseOperator):
     :param kubernetes_conn_id: where those pods are listed.
     """
 
-    template_fields: Sequence[str] = ("predict_url", "samples_path", "host_header", "min_accuracy", "version_check")
+    template_fields: Sequence[str] = (
+        "predict_url",
+        "samples_path",
+        "protocol",
+        "host_header",
+        "min_accuracy",
+        "version_check",
+    )
 
     def __init__(
         self,

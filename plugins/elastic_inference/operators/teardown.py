@@ -11,7 +11,8 @@ from airflow.sdk import BaseOperator
 class DeleteKubernetesObjectsOperator(BaseOperator):
     """Deletes the listed objects; absent ones are fine (a re-run of a teardown is a no-op).
 
-    :param objects: ``[{"apiVersion", "kind", "name", "namespace"?}, ...]`` in deletion order (templated).
+    :param objects: ``[{"apiVersion", "kind", "name", "namespace"?}, ...]`` in deletion order (templated); an
+        entry may itself be such a list (e.g. the plan's ``serving.serving_objects``, the serving backend's).
     :param enabled: skip everything unless true (templated, e.g. ``{{ params.teardown }}``).
     """
 
@@ -41,7 +42,8 @@ class DeleteKubernetesObjectsOperator(BaseOperator):
         hook = KubeHook(KubeAccess(kubernetes_conn_id=self.kubernetes_conn_id))
         deleted = []
         try:
-            for obj in self.objects:
+            flat = [o for entry in self.objects for o in (entry if isinstance(entry, list) else [entry])]
+            for obj in flat:
                 ref = ResourceRef(obj["apiVersion"], obj["kind"])
                 ns = obj.get("namespace") if ref.namespaced else None
                 if hook.delete(ref, ns, obj["name"]):

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from elastic_inference.triggers.kubernetes_watch import KubernetesWatchTrigger
 
 # name -> "module:Class" of the adapter (imported lazily: a DAG file parses without any of them).
-BACKENDS: dict[str, str] = {"seldon": "elastic_inference.serving.seldon:SeldonBackend"}
+BACKENDS: dict[str, str] = {
+    "seldon": "elastic_inference.serving.seldon:SeldonBackend",
+    "kserve": "elastic_inference.serving.kserve:KServeBackend",
+}
 MODEL_VERSION_ANNOTATION = "elastic-inference/model-version"
 
 

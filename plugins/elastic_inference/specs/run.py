@@ -36,6 +36,7 @@ _SCALARS: dict[str, tuple[type[Spec], str] | None] = {
     "max_replicas": (ServingSpec, "max_replicas"),
     "qps_target": (ServingSpec, "qps_target"),
     "hpa_metric_format": (ServingSpec, "hpa_metric_format"),
+    "serving_backend": (ServingSpec, "serving_backend"),
     "slo_p95_ms": (LoadTestSpec, "slo_p95_ms"),
     "slo_max_error_rate": (LoadTestSpec, "slo_error_rate"),
     "load_test": None,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from elastic_inference.serving.base import BACKENDS, get_backend
 from elastic_inference.specs._base import Spec, spec_field
 from elastic_inference.specs.model import DNS_LABEL, DNS_LABEL_HINT
 
 HPA_METRIC_FORMATS = ("v2beta1", "v2")
+SERVING_BACKENDS = tuple(BACKENDS)  # seldon (the seed's), kserve
 # Shared with the load test, which sizes its load from them.
 DEFAULT_QPS_TARGET = 10
 DEFAULT_MAX_REPLICAS = 10
@@ -54,13 +56,29 @@ class ServingSpec(Spec):
         enum=HPA_METRIC_FORMATS,
         doc="v2beta1: hpaSpec.metrics/targetAverageValue (Seldon <= 1.15, the seed); v2: metricsv2.",
     )
+    serving_backend: str = spec_field(
+        "seldon",
+        "string",
+        enum=SERVING_BACKENDS,
+        title="Serving backend",
+        doc="seldon: a SeldonDeployment (Seldon Core v1, as the seed; Business Source License since 2024-01);"
+        " kserve: a KServe InferenceService in RawDeployment mode (Apache-2.0; ACK's ack-kserve component)."
+        " Same model, claim, pool, HPA on sls_ingress_qps, Ingress and checks on either.",
+    )
     # Filled by plan from the model and node pool specs.
     model_name: str = spec_field("", "string", doc="TF Serving model name (the model spec's name).")
     model_version: int = spec_field(1, "integer", minimum=0, doc="Model version (recorded as an annotation).")
     node_selector: dict[str, str] = spec_field({}, "object", doc="Node labels the pods select (the pool's labels).")
 
     label_prefix: ClassVar[str] = ""  # its fields are top-level params
-    derived: ClassVar[tuple[str, ...]] = ("pv_name", "pvc_name", "secret_name", "predictor_service")
+    derived: ClassVar[tuple[str, ...]] = (
+        "pv_name",
+        "pvc_name",
+        "secret_name",
+        "predictor_service",
+        "service_port",
+        "serving_objects",
+    )
 
     @property
     def pv_name(self) -> str:
@@ -76,7 +94,18 @@ class ServingSpec(Spec):
 
     @property
     def predictor_service(self) -> str:
-        return f"{self.name}-predictor"
+        """The Service the backend creates for the deployment (``<name>-predictor`` for Seldon and KServe)."""
+        return get_backend(self.serving_backend).predictor_service(self.name, PREDICTOR)
+
+    @property
+    def service_port(self) -> int:
+        """The predictor Service's port the Ingress routes to (Seldon 8000, KServe 80)."""
+        return get_backend(self.serving_backend).service_port
+
+    @property
+    def serving_objects(self) -> list[dict[str, str]]:
+        """What teardown deletes for the serving object (the backend's controller removes what it created)."""
+        return get_backend(self.serving_backend).teardown_objects(self.namespace, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), **{name: getattr(self, name) for name in self.derived}}
@@ -84,6 +113,7 @@ class ServingSpec(Spec):
     def derived_name_problems(self) -> list[str]:
         """Names built from namespace and deployment_name that Kubernetes limits to 63 characters: the PV's
         ``alicloud-pvname`` label, the predictor Service, and the HPA metric's ``sls.ingress.route`` label."""
+        port = self.service_port if self.serving_backend in BACKENDS else SERVICE_PORT
         derived = {
             f"the PV name and its alicloud-pvname label '<namespace>-<deployment_name>-model' ({self.pv_name!r})": (
                 self.pv_name,
@@ -93,9 +123,9 @@ class ServingSpec(Spec):
                 f"{self.name}-{PREDICTOR}",
                 len(PREDICTOR) + 1,
             ),
-            f"the HPA metric label sls.ingress.route '<namespace>-<deployment_name>-{PREDICTOR}-{SERVICE_PORT}'": (
-                f"{self.namespace}-{self.name}-{PREDICTOR}-{SERVICE_PORT}",
-                len(self.namespace) + len(PREDICTOR) + len(str(SERVICE_PORT)) + 3,
+            f"the HPA metric label sls.ingress.route '<namespace>-<deployment_name>-{PREDICTOR}-{port}'": (
+                f"{self.namespace}-{self.name}-{PREDICTOR}-{port}",
+                len(self.namespace) + len(PREDICTOR) + len(str(port)) + 3,
             ),
         }
         p = []

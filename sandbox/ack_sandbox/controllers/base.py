@@ -83,6 +83,7 @@ ENDPOINTSLICES = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice
 STATEFULSETS = Kind("apps", "v1", "statefulsets", "StatefulSet")
 DAEMONSETS = Kind("apps", "v1", "daemonsets", "DaemonSet")
 REPLICATIONCONTROLLERS = Kind("", "v1", "replicationcontrollers", "ReplicationController")
+INFERENCE_SERVICES = Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService")
 
 KINDS_BY_NAME = {
     k.kind: k
@@ -108,6 +109,7 @@ KINDS_BY_NAME = {
         STATEFULSETS,
         DAEMONSETS,
         REPLICATIONCONTROLLERS,
+        INFERENCE_SERVICES,
     )
 }
 

@@ -49,6 +49,7 @@ CONTROLLERS: list[str] = [
     "ack_sandbox.controllers.kubelet:Kubelet",
     "ack_sandbox.controllers.metrics:ExternalMetricsApi",
     "ack_sandbox.controllers.seldon:SeldonController",
+    "ack_sandbox.controllers.kserve:KServeController",
     "ack_sandbox.controllers.hpa:HpaController",
     "ack_sandbox.controllers.job:JobController",
     "ack_sandbox.controllers.cronjob:CronJobController",

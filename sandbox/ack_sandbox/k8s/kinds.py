@@ -485,3 +485,62 @@ SELDON_CRD: dict[str, Any] = {
         ],
     },
 }
+
+
+# The InferenceService CRD (serving.kserve.io/v1beta1) as KServe's helm chart installs it
+# (config/crd/full/serving.kserve.io_inferenceservices.yaml): shortName isvc, status subresource, and the printer
+# columns of `kubectl get isvc` (URL, READY, PREV, LATEST, PREVROLLEDOUTREVISION, LATESTREADYREVISION, AGE).
+# The schema is left open, as for Seldon.
+KSERVE_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {
+        "name": "inferenceservices.serving.kserve.io",
+        "labels": {"app.kubernetes.io/name": "kserve", "app.kubernetes.io/instance": "kserve"},
+    },
+    "spec": {
+        "group": "serving.kserve.io",
+        "names": {
+            "kind": "InferenceService",
+            "listKind": "InferenceServiceList",
+            "plural": "inferenceservices",
+            "shortNames": ["isvc"],
+            "singular": "inferenceservice",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1beta1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"jsonPath": ".status.url", "name": "URL", "type": "string"},
+                    {"jsonPath": ".status.conditions[?(@.type=='Ready')].status", "name": "Ready", "type": "string"},
+                    {
+                        "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].percent",
+                        "name": "Prev",
+                        "type": "integer",
+                    },
+                    {
+                        "jsonPath": ".status.components.predictor.traffic[?(@.latestRevision==true)].percent",
+                        "name": "Latest",
+                        "type": "integer",
+                    },
+                    {
+                        "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].revisionName",
+                        "name": "PrevRolledoutRevision",
+                        "type": "string",
+                    },
+                    {
+                        "jsonPath": ".status.components.predictor.latestReadyRevision",
+                        "name": "LatestReadyRevision",
+                        "type": "string",
+                    },
+                    {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"},
+                ],
+            }
+        ],
+    },
+}

@@ -120,8 +120,9 @@ def _bootstrap(store: Store) -> None:
             "default",
             field_manager=manager,
         )
-    if ("", kinds.SELDON_CRD["metadata"]["name"]) not in store._objs.get(crd_rt.gr, {}):
-        store.create_raw(crd_rt, kinds.SELDON_CRD, None, field_manager="helm")
+    for crd in (kinds.SELDON_CRD, kinds.KSERVE_CRD):
+        if ("", crd["metadata"]["name"]) not in store._objs.get(crd_rt.gr, {}):
+            store.create_raw(crd_rt, crd, None, field_manager="helm")
     for key in list(store._objs.get(ns_rt.gr, {})):
         _ensure_default_sa(store, key[1])
     _bootstrap_rbac(store)

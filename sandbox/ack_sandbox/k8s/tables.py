@@ -3,6 +3,7 @@ defines them; priority 1 columns only show with ``kubectl get -o wide``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -475,6 +476,28 @@ TABLES: dict[str, tuple[list[Column], RowFn]] = {
 DEFAULT_TABLE: tuple[list[Column], RowFn] = ([NAME, AGE], default_row)
 
 
+_FILTER = re.compile(r"^(\w+)\[\?\(@\.(\w+)\s*==\s*(?:'([^']*)'|\"([^\"]*)\"|(true|false|-?\d+))\)\]$")
+
+
+def _simple_jsonpath(o: Any, path: str) -> Any:
+    """``.a.b`` and ``.a[?(@.k=='v')].b`` (kubectl's JSONPath filter, first match): what CRD printer columns use."""
+    cur: Any = o
+    for part in re.findall(r"(?:[^.\[]|\[[^\]]*\])+", path):
+        m = _FILTER.match(part)
+        if m is None:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+            continue
+        items = cur.get(m.group(1)) if isinstance(cur, dict) else None
+        key, literal = m.group(2), m.group(5)
+        want: Any = m.group(3) if m.group(3) is not None else m.group(4)
+        if literal is not None:
+            want = {"true": True, "false": False}.get(
+                literal, literal if not literal.lstrip("-").isdigit() else int(literal)
+            )
+        cur = next((i for i in items or [] if isinstance(i, dict) and i.get(key) == want), None)
+    return cur
+
+
 def printer_columns_table(columns: list[dict[str, Any]]) -> tuple[list[Column], RowFn]:
     """A CRD's ``additionalPrinterColumns`` (JSONPath of the simple ``.a.b`` form)."""
     cols: list[Column] = [NAME] + [(c["name"], c.get("type", "string"), int(c.get("priority", 0))) for c in columns]
@@ -487,10 +510,7 @@ def printer_columns_table(columns: list[dict[str, Any]]) -> tuple[list[Column], 
             if c["jsonPath"] == ".metadata.creationTimestamp":
                 cells.append(meta.age(o, now))
                 continue
-            cur: Any = o
-            for part in c["jsonPath"].lstrip(".").split("."):
-                cur = cur.get(part) if isinstance(cur, dict) else None
-            cells.append(cur if cur is not None else None)
+            cells.append(_simple_jsonpath(o, c["jsonPath"]))
         if len(cells) < len(cols):
             cells.append(meta.age(o, now))
         return cells
