@@ -72,6 +72,29 @@ def parse_watch_uri(uri: str) -> tuple[str, str]:
     return bucket, (prefix + "/") if prefix else ""
 
 
+def watch_kwargs(text: str) -> dict[str, Any] | None:
+    """The watcher's kwargs from ``ELASTIC_INFERENCE_OSS_WATCH``: an ``oss://`` folder, or a JSON object of
+    :class:`OssModelVersionTrigger`'s keyword arguments. Empty: None (no watcher). ValueError names the fix."""
+    import json
+
+    text = (text or "").strip()
+    if not text:
+        return None
+    if text.startswith(OSS_SCHEME):
+        return {"uri": text}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ValueError(
+            f"ELASTIC_INFERENCE_OSS_WATCH={text[:80]!r}: give an oss://bucket/prefix/ folder or a JSON object "
+            '{"uri": "oss://...", "poll_interval": 30, "ready_marker": "_SUCCESS", "params": {...}}'
+        ) from None
+    known = {"uri", "ack_conn_id", "poll_interval", "ready_marker", "start_after", "params", "max_backoff"}
+    if not isinstance(doc, dict) or "uri" not in doc or set(doc) - known:
+        raise ValueError(f"ELASTIC_INFERENCE_OSS_WATCH: a JSON object with 'uri' and only the keys {sorted(known)}")
+    return doc
+
+
 class OssModelVersionTrigger(BaseEventTrigger):
     """Fire once per new completed ``<version>/`` folder under ``uri``.
 
@@ -126,6 +149,10 @@ class OssModelVersionTrigger(BaseEventTrigger):
                 "max_backoff": self.max_backoff,
             },
         )
+
+    @property
+    def watched_uri(self) -> str:
+        return f"oss://{self.bucket}/{self.prefix}"
 
     # -- the watermark ----------------------------------------------------------------------------------------
     @property
