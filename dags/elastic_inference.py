@@ -58,7 +58,7 @@ with DAG(
     dag_id="elastic_inference",
     description="Trained model → verified elastic inference endpoint on ACK (node pool, OSS, Seldon, HPA, ingress)",
     schedule=(MODEL_ASSET | OSS_MODEL_ASSET),  # a training DAG's model, or a new version in OSS (the watcher)
-    deadline=deadline_alert(),  # no verdict within the bound: logged, and notified when a notifier is set
+    deadline=deadline_alert(),  # ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES: no verdict by then → log + notifier
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

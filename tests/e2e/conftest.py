@@ -45,6 +45,7 @@ def scheduler_run(
     model_dir = request.getfixturevalue("trained_model")
     standalone = Standalone(AirflowCli(tmp_path_factory.mktemp("airflow-standalone-home"), sandbox))
     standalone.env["ELASTIC_INFERENCE_OSS_WATCH"] = json.dumps(oss_watch_config(model_dir))
+    standalone.env["ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES"] = "1"  # every run here takes longer: it fires
     run = Background(lambda: run_under_scheduler(standalone, sandbox, model_dir))
     try:
         yield standalone, run

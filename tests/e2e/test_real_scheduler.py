@@ -61,3 +61,12 @@ def test_a_new_version_written_to_oss_outside_airflow_deploys_by_itself(schedule
     latest = max(endpoint, key=lambda e: e["extra"]["model_version"])
     assert latest["uri"].endswith("/sched/fm-sched") and latest["extra"]["verdict"] == "passed"
     assert latest["extra"]["endpoint"] and latest["extra"]["report"]
+
+
+def test_the_deadline_alert_fires_for_a_run_without_a_verdict_in_time(scheduler_run) -> None:
+    """A one-minute bound (``conftest``): each run takes longer, so the triggerer ran the deadline's callback."""
+    standalone, run = scheduler_run
+    run.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)
+    log = standalone.log_path.read_text(errors="replace")
+    late = [line for line in log.splitlines() if "has no verdict 1 minute(s) after it was queued" in line]
+    assert late, log[-3000:]

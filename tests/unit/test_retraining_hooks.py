@@ -57,6 +57,7 @@ def test_watch_config_errors_name_the_variable() -> None:
     with pytest.raises(ValueError, match="ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES"):
         deadline_alert({"ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES": "an hour"})
     assert deadline_alert({"ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES": "0"}) is None
+    assert deadline_alert({}) is None  # opt-in: the user sets the bound
 
 
 class FileNotifier(BaseNotifier):
@@ -81,7 +82,7 @@ async def test_deadline_callback_logs_and_notifies(tmp_path: Path, caplog: pytes
         notifier=f"{__name__}.FileNotifier",
         notifier_kwargs={"path": str(out)},
     )
-    assert "asset_triggered__1 has no verdict 45 minutes" in message
+    assert "asset_triggered__1 has no verdict 45 minute(s)" in message
     assert out.read_text() == message + "\n"
     assert message in caplog.text
 
