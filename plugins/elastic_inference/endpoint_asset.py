@@ -29,8 +29,10 @@ def endpoint_event(
 ) -> tuple[str, dict[str, Any]] | None:
     """(uri, extra) of the endpoint event, or None when the deployment is not verified: the verification's
     verdict must be ``passed`` and the version under test the one now served (``rollout.promote``'s target: a
-    canary promoted, or a direct deploy)."""
+    canary promoted, or a direct deploy), and the run must not tear it down at its end."""
     if not verification or verification.get("verdict") != "passed" or not target:
+        return None
+    if plan.get("teardown"):  # the run removes what it deployed at its end: no endpoint to schedule on
         return None
     serving, model = plan.get("serving") or {}, plan.get("model") or {}
     version = target.get("version")

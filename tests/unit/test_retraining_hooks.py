@@ -103,6 +103,8 @@ def test_endpoint_event_only_for_a_verified_deployment_of_the_version() -> None:
     assert extra["model_uri"] == "oss://models/models/fashion-mnist/2/"
     failed = {**PASSED, "verdict": "failed"}
     assert endpoint_event(cluster_id="c1", plan=PLAN, target=target, ingress=ingress, verification=failed) is None
+    torn_down = {**PLAN, "teardown": True}
+    assert endpoint_event(cluster_id="c1", plan=torn_down, target=target, ingress=ingress, verification=PASSED) is None
     old = {"version": 1}  # the stable still serves the old version: not this run's deployment
     assert endpoint_event(cluster_id="c1", plan=PLAN, target=old, ingress=ingress, verification=PASSED) is None
 
