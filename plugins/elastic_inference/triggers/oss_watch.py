@@ -178,16 +178,30 @@ class OssModelVersionTrigger(BaseEventTrigger):
         await hook.aget_settings()
         return hook
 
-    def _list_versions(self, hook: Any) -> dict[int, Snapshot]:
-        """Every numeric version folder and its objects (key relative to the folder, size, ETag)."""
-        out: dict[int, Snapshot] = {}
+    def _version_folders(self, hook: Any) -> dict[int, str]:
+        """The numeric version folders under the prefix (one delimited listing)."""
+        out: dict[int, str] = {}
         for folder in hook.list_prefixes(self.bucket, self.prefix):
             name = folder[len(self.prefix) :].strip("/")
-            if not name.isdigit():
-                continue
-            objects = hook.list_objects(self.bucket, folder, max_objects=10_000)
-            out[int(name)] = tuple(sorted((o.key[len(folder) :], o.size, o.etag or "") for o in objects))
+            if name.isdigit():
+                out[int(name)] = folder
         return out
+
+    def _snapshot(self, hook: Any, folder: str) -> Snapshot:
+        """A version folder's objects: key relative to the folder, size, ETag."""
+        objects = hook.list_objects(self.bucket, folder, max_objects=10_000)
+        return tuple(sorted((o.key[len(folder) :], o.size, o.etag or "") for o in objects))
+
+    def _baseline(self, hook: Any) -> int:
+        """The newest complete version already there (newest first: one folder listed when it is complete)."""
+        for version, folder in sorted(self._version_folders(hook).items(), reverse=True):
+            if self._layout_ok(version, self._snapshot(hook, folder)):
+                return version
+        return 0
+
+    def _list_versions(self, hook: Any, above: int) -> dict[int, Snapshot]:
+        """The version folders above the watermark and their objects (older ones are never listed again)."""
+        return {v: self._snapshot(hook, f) for v, f in self._version_folders(hook).items() if v > above}
 
     def _layout_ok(self, version: int, snapshot: Snapshot) -> bool:
         location = OssLocation(self.bucket, f"{self.prefix}{version}/", version)
@@ -227,13 +241,14 @@ class OssModelVersionTrigger(BaseEventTrigger):
                     hook = await self._hook()
                 if watermark is None:
                     watermark = await self._watermark()
-                listing = await asyncio.to_thread(self._list_versions, hook)
                 if watermark is None:  # the very first start: a baseline, nothing fires for what is there
-                    complete = [v for v, snap in listing.items() if self._layout_ok(v, snap)]
-                    watermark = self.start_after if self.start_after is not None else max(complete, default=0)
-                    await self._set_watermark(watermark, "baseline at the first start")
+                    baseline = self.start_after
+                    if baseline is None:
+                        baseline = await asyncio.to_thread(self._baseline, hook)
+                    await self._set_watermark(baseline, "baseline at the first start")
+                    watermark = baseline
                     self.log.info("watching oss://%s/%s: versions above %d fire", self.bucket, self.prefix, watermark)
-                fresh = {v: snap for v, snap in listing.items() if v > watermark}
+                fresh = await asyncio.to_thread(self._list_versions, hook, watermark)
                 ready = [v for v, snap in fresh.items() if self._complete(v, snap, previous.get(v))]
                 previous = fresh
                 self.polls += 1
