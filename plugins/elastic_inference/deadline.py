@@ -45,8 +45,9 @@ async def verdict_late(
     from airflow.sdk.bases.notifier import BaseNotifier
 
     context = dict(context or {})
-    run = context.get("dag_run")
-    run_id = getattr(run, "run_id", None) or (run.get("run_id") if isinstance(run, Mapping) else None) or "?"
+    run = context.get("dag_run")  # the scheduler passes the run as the REST API's DAGRun model, dumped to JSON
+    run_id = (run.get("dag_run_id") or run.get("run_id")) if isinstance(run, Mapping) else None
+    run_id = run_id or getattr(run, "run_id", None) or "?"
     message = (
         f"elastic_inference run {run_id} has no verdict {bound_minutes:g} minute(s) after it was queued: check its "
         "running task (a wait on the cluster, the canary, the load test) in the UI"

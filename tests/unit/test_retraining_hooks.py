@@ -77,7 +77,7 @@ class FileNotifier(BaseNotifier):
 async def test_deadline_callback_logs_and_notifies(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "notified.txt"
     message = await verdict_late(
-        {"dag_run": {"run_id": "asset_triggered__1"}},
+        {"dag_run": {"dag_run_id": "asset_triggered__1", "dag_id": "elastic_inference"}},  # as Deadline.handle_miss
         bound_minutes=45,
         notifier=f"{__name__}.FileNotifier",
         notifier_kwargs={"path": str(out)},
