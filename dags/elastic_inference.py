@@ -15,9 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from _assets import MODEL_ASSET
+from _assets import ENDPOINT_ALIAS, MODEL_ASSET, OSS_MODEL_ASSET
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
+from elastic_inference.deadline import deadline_alert
 from elastic_inference.operators.ingress import CreateIngressOperator
 from elastic_inference.operators.load_test import LocustLoadTestOperator
 from elastic_inference.operators.model_upload import ModelUploadOperator
@@ -56,7 +57,8 @@ def _skip_upload_on_rollback(context: Any) -> None:
 with DAG(
     dag_id="elastic_inference",
     description="Trained model → verified elastic inference endpoint on ACK (node pool, OSS, Seldon, HPA, ingress)",
-    schedule=[MODEL_ASSET],
+    schedule=(MODEL_ASSET | OSS_MODEL_ASSET),  # a training DAG's model, or a new version in OSS (the watcher)
+    deadline=deadline_alert(),  # ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES: no verdict by then → log + notifier
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -74,7 +76,10 @@ with DAG(
         from elastic_inference.preflight import check
         from elastic_inference.specs.run import plan_run
 
-        events = triggering_asset_events[MODEL_ASSET] if triggering_asset_events else []
+        events = sorted(
+            (e for asset in (MODEL_ASSET, OSS_MODEL_ASSET) for e in (triggering_asset_events or {}).get(asset) or []),
+            key=lambda e: e.timestamp,
+        )
         # preflight: the volume's read-only connection, the namespace in the cluster (reads only)
         return plan_run(dict(get_current_context()["params"]), events[-1].extra if events else None, preflight=check)
 
@@ -218,3 +223,13 @@ with DAG(
     ).as_teardown(setups=[planned])
 
     chain(planned, [node_pool, model], volume, serving, ingress, rollout, verify, teardown)
+
+    @task(task_id="endpoint", outlets=[ENDPOINT_ALIAS], retries=0)
+    def endpoint(outlet_events: Any = None) -> dict[str, Any] | None:
+        """The endpoint Asset ack://<cluster>/<namespace>/<name> (verdict, version, endpoint, report in extra),
+        emitted only when the deployment verified (and a canary was promoted)."""
+        from elastic_inference.endpoint_asset import publish
+
+        return publish(get_current_context(), outlet_events, ENDPOINT_ALIAS)
+
+    chain(verify, endpoint(), teardown)

@@ -18,6 +18,8 @@ from pathlib import Path
 from elastic_inference.exceptions import ModelLayoutError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+OSS_SCHEME = "oss://"
+OSS_SOURCE_FIX = "point model_source at one version folder of a SavedModel, e.g. oss://<bucket>/<prefix>/<model>/3/"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 MAX_FILES = 100_000
 _SKIP = {".DS_Store", "__MACOSX"}
@@ -165,3 +167,64 @@ def extract_archive(archive: Path, work_dir: Path) -> Path:
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].name.isdigit():
         return entries[0]
     return dest
+
+
+# -- a model already in OSS ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OssLocation:
+    """``oss://<bucket>/<prefix><version>/``: a version folder in OSS (``prefix`` ends with '/' or is empty)."""
+
+    bucket: str
+    key_prefix: str  # the version folder's own prefix, ending with '/'
+    version: int
+
+    @property
+    def uri(self) -> str:
+        return f"{OSS_SCHEME}{self.bucket}/{self.key_prefix}"
+
+
+def is_oss_uri(source: str) -> bool:
+    return isinstance(source, str) and source.startswith(OSS_SCHEME)
+
+
+def parse_oss_source(source: str) -> OssLocation:
+    """Read ``oss://bucket/.../<version>/`` (the trailing '/' is optional); raise :class:`ModelLayoutError`
+    naming ``model_source`` and the fix."""
+    import re
+
+    rest = source[len(OSS_SCHEME) :] if is_oss_uri(source) else ""
+    bucket, _, key = rest.partition("/")
+    if not re.match(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", bucket):
+        raise ModelLayoutError(
+            f"model_source {source!r}: {bucket!r} is not an OSS bucket name (3-63 lower-case letters, digits and"
+            f" '-'): {OSS_SOURCE_FIX}"
+        )
+    parts = [p for p in key.split("/") if p]
+    if any(p in (".", "..") for p in parts) or "//" in key.rstrip("/"):
+        raise ModelLayoutError(f"model_source {source!r}: no empty, '.' or '..' path segments: {OSS_SOURCE_FIX}")
+    if not parts or not parts[-1].isdigit():
+        raise ModelLayoutError(
+            f"model_source {source!r} does not end in a numeric version folder (TF Serving loads only"
+            f" <model>/<number>/): {OSS_SOURCE_FIX}"
+        )
+    return OssLocation(bucket, "/".join(parts) + "/", int(parts[-1]))
+
+
+def remote_saved_model_problems(location: OssLocation, relative_keys: set[str]) -> list[str]:
+    """What keeps the OSS folder (its object keys relative to the version folder) from being a loadable
+    SavedModel: the same rules as :func:`saved_model_problems` for a local directory."""
+    where = location.uri
+    if not relative_keys:
+        return [f"model_source {where!r}: no objects under it in bucket {location.bucket!r}: {OSS_SOURCE_FIX}"]
+    problems: list[str] = []
+    if not any(name in relative_keys for name in SAVED_MODEL_FILES):
+        found = sorted(relative_keys)[:5]
+        problems.append(
+            f"model_source {where!r}: no saved_model.pb (or saved_model.pbtxt) directly under it (found {found}):"
+            f" {OSS_SOURCE_FIX}; export with model.export(dir) / tf.saved_model.save(model, dir)"
+        )
+    if "variables/variables.index" not in relative_keys:
+        problems.append(f"model_source {where!r}: variables/variables.index is missing beside saved_model.pb")
+    if not any(k.startswith("variables/variables.data-") for k in relative_keys):
+        problems.append(f"model_source {where!r}: no variables/variables.data-* shard")
+    return problems

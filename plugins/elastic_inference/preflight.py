@@ -2,7 +2,9 @@
 
 * the OSS volume's own read-only credential (``hooks.base.oss_volume_credential_problems``): the connection exists,
   holds a key, and is not the deploying identity's;
-* the cluster answers, and the run's namespace exists there (a missing one is named as such, with the fix).
+* the cluster answers, and the run's namespace exists there (a missing one is named as such, with the fix);
+* an ``oss://`` model_source is a complete SavedModel version folder (listed, not read: the same rules as for a
+  local directory, ``model_layout.remote_saved_model_problems``).
 
 Each problem names the parameter or connection and the fix; :func:`check` is what the DAG passes to
 ``specs.run.plan_run``. The pure checks (names, ranges, unknown keys, the model's layout) are the specs' own.
@@ -45,6 +47,34 @@ def namespace_problems(namespace: str, access: Any = None) -> list[str]:
     return []
 
 
+def oss_source_problems(source: str, ack_conn_id: str = "alibaba_ack_default") -> list[str]:
+    """List the ``oss://`` source's version folder and check its layout (ListObjectsV2 only)."""
+    from elastic_inference.exceptions import AlibabaCloudApiError, ModelLayoutError
+    from elastic_inference.hooks.oss import OssHook
+    from elastic_inference.model_layout import parse_oss_source, remote_saved_model_problems
+
+    try:
+        location = parse_oss_source(source)
+    except ModelLayoutError as exc:
+        return [str(exc)]
+    try:
+        hook = OssHook(ack_conn_id)
+        keys = {
+            o.key[len(location.key_prefix) :]
+            for o in hook.list_objects(location.bucket, location.key_prefix, max_objects=10_000)
+        }
+    except AlibabaCloudApiError as exc:
+        if exc.code == "NoSuchBucket":
+            return [f"model_source {source!r}: bucket {location.bucket!r} does not exist: fix the bucket name"]
+        return [f"model_source {source!r}: cannot list it in OSS ({exc}): check the {ack_conn_id} connection"]
+    except Exception as exc:  # noqa: BLE001 - a missing/broken connection, named with the fix
+        return [
+            f"model_source {source!r}: cannot reach OSS ({type(exc).__name__}: {exc}): check the {ack_conn_id}"
+            " connection"
+        ]
+    return remote_saved_model_problems(location, keys)
+
+
 def check(
     specs: RunSpecs,
     *,
@@ -57,4 +87,6 @@ def check(
 
     problems = oss_volume_credential_problems(oss_volume_conn_id or OSS_VOLUME_CONN_ID, ack_conn_id)
     problems += namespace_problems(specs.serving.namespace, access)
+    if specs.model.in_oss and not specs.rollout.rollback_to:
+        problems += oss_source_problems(specs.model.source, ack_conn_id)
     return problems

@@ -3,12 +3,13 @@ real scheduler that starts in the background as soon as the model is trained."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import AirflowCli, Background, Standalone, run_under_scheduler
+from tests.e2e.support import AirflowCli, Background, Standalone, oss_watch_config, run_under_scheduler
 
 SCHEDULER_TEST = "test_real_scheduler.py"
 
@@ -43,6 +44,8 @@ def scheduler_run(
         return
     model_dir = request.getfixturevalue("trained_model")
     standalone = Standalone(AirflowCli(tmp_path_factory.mktemp("airflow-standalone-home"), sandbox))
+    standalone.env["ELASTIC_INFERENCE_OSS_WATCH"] = json.dumps(oss_watch_config(model_dir))
+    standalone.env["ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES"] = "1"  # every run here takes longer: it fires
     run = Background(lambda: run_under_scheduler(standalone, sandbox, model_dir))
     try:
         yield standalone, run

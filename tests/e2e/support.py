@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import airflow_env, kubectl, until
+from tests.helpers import airflow_conn, airflow_env, kubectl, until
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -180,6 +180,44 @@ def scheduler_run_conf(model_dir: Path) -> dict:
     }
 
 
+WATCHED = "exports/fashion-mnist/"  # where the "training job outside Airflow" writes, in the run's bucket
+# Latency bounds wide on purpose: this case is about the hook (a fresh canary replica on a busy shared machine
+# answered at 4x the stable's p95 once); the bounds themselves are tested in tests/integration/test_rollout_canary.py.
+WATCH_ROLLOUT = {
+    "steps": [50],
+    "step_seconds": 4,
+    "analysis_rps": 8,
+    "prober_rps": 5,
+    "max_p95_ratio": 10,
+    "max_p95_increase_ms": 2000,
+}
+
+
+def oss_watch_config(model_dir: Path) -> dict:
+    """``ELASTIC_INFERENCE_OSS_WATCH`` for the standalone stack: the run's own settings as the event's params, the
+    samples beside the trained model; version 1 is deployed over REST first, so versions above 1 fire."""
+    conf = scheduler_run_conf(model_dir)
+    conf.pop("model_source")
+    params = {**conf, "samples_path": str(model_dir.parent / "samples.json"), "rollout": WATCH_ROLLOUT}
+    bucket = conf["bucket"]
+    return {"uri": f"oss://{bucket}/{WATCHED}", "poll_interval": 2, "start_after": 1, "params": params}
+
+
+def write_version_outside_airflow(sandbox: dict, model_dir: Path, version: int) -> None:
+    """A training job that is not Airflow: its own oss2 client writes the SavedModel as ``<version>/``."""
+    import oss2
+
+    conn = airflow_conn(sandbox, "alibaba_ack_default")
+    bucket = oss2.Bucket(
+        oss2.Auth(sandbox["access_key_id"], sandbox["access_key_secret"]),
+        conn["extra"].get("oss_endpoint") or sandbox["oss"],
+        scheduler_run_conf(model_dir)["bucket"],
+    )
+    root = model_dir / "1"
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        bucket.put_object_from_file(f"{WATCHED}{version}/{path.relative_to(root).as_posix()}", str(path))
+
+
 def run_under_scheduler(standalone: Standalone, sandbox: dict, model_dir: Path) -> dict:
     """Start the standalone stack, trigger ``elastic_inference`` over REST and wait for the run to end."""
     kubectl(
@@ -207,4 +245,30 @@ def run_under_scheduler(standalone: Standalone, sandbox: dict, model_dir: Path) 
 
     state = standalone.wait("the run to finish", ended, SCHEDULER_RUN_TIMEOUT, interval=3)
     tis = {t["task_id"]: t["state"] for t in standalone.api("GET", f"{path}/taskInstances")["task_instances"]}
-    return {"run_id": run_id, "state": state, "task_states": tis}
+    result = {"run_id": run_id, "state": state, "task_states": tis}
+    if state == "success":
+        result["watched"] = run_on_new_version(standalone, sandbox, model_dir)
+    return result
+
+
+def run_on_new_version(standalone: Standalone, sandbox: dict, model_dir: Path) -> dict:
+    """Version 2 lands in the watched prefix from outside Airflow; nobody calls anything: the watcher's event
+    starts ``elastic_inference``, which runs to its end (canary beside version 1, promoted, verified)."""
+    write_version_outside_airflow(sandbox, model_dir, 2)
+
+    def asset_run() -> dict | None:
+        runs = standalone.api("GET", "/api/v2/dags/elastic_inference/dagRuns?run_type=asset_triggered")["dag_runs"]
+        return runs[0] if runs else None
+
+    run = standalone.wait("a run started by the OSS watcher", asset_run, 300, interval=3)
+    path = f"/api/v2/dags/elastic_inference/dagRuns/{run['dag_run_id']}"
+
+    def ended() -> str | None:
+        state = standalone.api("GET", path)["state"]
+        return state if state in ("success", "failed") else None
+
+    state = standalone.wait("the watched run to finish", ended, SCHEDULER_RUN_TIMEOUT, interval=3)
+    tis = {t["task_id"]: t["state"] for t in standalone.api("GET", f"{path}/taskInstances")["task_instances"]}
+    events = standalone.api("GET", "/api/v2/assets/events?limit=100&order_by=-timestamp")["asset_events"]
+    runs = standalone.api("GET", "/api/v2/dags/elastic_inference/dagRuns?limit=100")["dag_runs"]
+    return {"run_id": run["dag_run_id"], "state": state, "task_states": tis, "events": events, "runs": runs}

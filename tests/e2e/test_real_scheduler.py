@@ -34,3 +34,39 @@ def test_deploy_dag_under_a_real_scheduler_and_triggerer(scheduler_run) -> None:
         "serving.seldon_deployment",
         "ingress.ingress",
     } <= deferred, deferred
+
+
+def test_a_new_version_written_to_oss_outside_airflow_deploys_by_itself(scheduler_run) -> None:
+    """The retraining hook: version 2 lands in the watched prefix (a job with its own OSS client); the OSS
+    watcher's AssetWatcher starts the DAG, which copies the model inside OSS, canaries it beside version 1,
+    promotes and verifies it, and emits the endpoint Asset for version 2. Exactly one run was started by it."""
+    standalone, run = scheduler_run
+    result = run.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)
+    tail = standalone.log_path.read_text(errors="replace")[-3000:]
+    watched = result.get("watched")
+    assert watched is not None, (result, tail)
+    assert watched["state"] == "success", (watched["task_states"], tail)
+    asset_runs = [r for r in watched["runs"] if r["run_type"] == "asset_triggered"]
+    assert len(asset_runs) == 1, asset_runs
+    by_asset = {}
+    for event in watched["events"]:
+        by_asset.setdefault(event["uri"], []).append(event)
+    (oss_event,) = [e for uri, evs in by_asset.items() if uri.startswith("oss://") for e in evs]
+    assert oss_event["extra"]["from_trigger"] is True
+    assert oss_event["extra"]["payload"]["version"] == 2
+    assert oss_event["extra"]["payload"]["path"].endswith("/exports/fashion-mnist/2/")
+    endpoint = [e for uri, evs in by_asset.items() if uri.startswith("ack://") for e in evs]
+    versions = sorted(e["extra"]["model_version"] for e in endpoint)
+    assert versions == [1, 2], endpoint  # the REST run's version 1, then the watcher's version 2
+    latest = max(endpoint, key=lambda e: e["extra"]["model_version"])
+    assert latest["uri"].endswith("/sched/fm-sched") and latest["extra"]["verdict"] == "passed"
+    assert latest["extra"]["endpoint"] and latest["extra"]["report"]
+
+
+def test_the_deadline_alert_fires_for_a_run_without_a_verdict_in_time(scheduler_run) -> None:
+    """A one-minute bound (``conftest``): each run takes longer, so the triggerer ran the deadline's callback."""
+    standalone, run = scheduler_run
+    run.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)
+    log = standalone.log_path.read_text(errors="replace")
+    late = [line for line in log.splitlines() if "has no verdict 1 minute(s) after it was queued" in line]
+    assert late, log[-3000:]

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 DEFAULT_MULTIPART_THRESHOLD = 10 * 1024 * 1024  # oss2.defaults.multipart_threshold
 DEFAULT_PART_SIZE = 10 * 1024 * 1024  # oss2.defaults.part_size
 CRC_CHUNK = 4 * 1024 * 1024
+COPY_MULTIPART_THRESHOLD = 256 * 1024 * 1024  # CopyObject's own limit is 1 GB
+COPY_PART_SIZE = 64 * 1024 * 1024
 
 
 def local_crc64(path: str | os.PathLike[str]) -> int:
@@ -59,6 +61,20 @@ class RemoteObject:
     size: int
     crc64: int | None
     etag: str | None
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    key: str
+    size: int  # bytes copied inside OSS (none through this machine)
+    crc64: int | None
+    multipart: bool
+
+
+def _part_info(number: int, etag: str, size: int) -> Any:
+    import oss2.models
+
+    return oss2.models.PartInfo(number, etag, size=size)
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,90 @@ class OssHook(AlibabaCloudBaseHook):
             if not result.is_truncated:
                 return
             token = result.next_continuation_token
+
+    def list_prefixes(self, bucket_name: str, prefix: str, max_prefixes: int = 100_000) -> list[str]:
+        """The "folders" right under ``prefix``: ListObjects v1 with ``delimiter='/'`` (paged by ``marker``),
+        its CommonPrefixes; each is folded once by OSS across pages."""
+        bucket = self.get_bucket(bucket_name)
+        out: list[str] = []
+        marker = ""
+        for _ in range(max(1, max_prefixes // 1000 + 1)):
+            r = self._call(
+                "ListObjects", bucket.list_objects, prefix=prefix, delimiter="/", marker=marker, max_keys=1000
+            )
+            out.extend(r.prefix_list)
+            if not r.is_truncated or len(out) >= max_prefixes:
+                break
+            marker = r.next_marker
+        return out[:max_prefixes]
+
+    def copy_object(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket_name: str,
+        key: str,
+        *,
+        multipart_threshold: int = COPY_MULTIPART_THRESHOLD,
+        part_size: int = COPY_PART_SIZE,
+    ) -> CopyResult:
+        """Server-side copy, CRC-checked: nothing passes through this machine.
+
+        Below ``multipart_threshold`` one CopyObject; above it (CopyObject takes at most 1 GB, OSS API reference
+        "CopyObject") Initiate + UploadPartCopy per ``part_size`` range + Complete ("UploadPartCopy", doc 31994).
+        Every request pins the source's ETag (``x-oss-copy-source-if-match``), so a source rewritten mid-copy fails
+        with 412 instead of mixing two versions; the copy's ``x-oss-hash-crc64ecma`` must equal the source's (OSS
+        computes it for a completed multipart object too), else the copy is deleted and an error raised.
+        """
+        src = self.head_object(source_bucket, source_key)
+        if src is None:
+            raise AlibabaCloudTerminalError(
+                f"oss://{source_bucket}/{source_key} does not exist (it was removed after it was listed)",
+                code="NoSuchKey",
+                status_code=404,
+            )
+        pin = {"x-oss-copy-source-if-match": src.etag} if src.etag else {}
+        target = self.get_bucket(bucket_name)
+        multipart = src.size >= multipart_threshold
+        if not multipart:
+            self._call("CopyObject", target.copy_object, source_bucket, source_key, key, headers=pin)
+        else:
+            upload_id = self._call("InitiateMultipartUpload", target.init_multipart_upload, key).upload_id
+            try:
+                parts = []
+                for number, start in enumerate(range(0, src.size, part_size), start=1):
+                    end = min(start + part_size, src.size) - 1
+                    r = self._call(
+                        "UploadPartCopy",
+                        target.upload_part_copy,
+                        source_bucket,
+                        source_key,
+                        (start, end),
+                        key,
+                        upload_id,
+                        number,
+                        headers=pin,
+                    )
+                    parts.append(_part_info(number, r.etag, end - start + 1))
+                self._call("CompleteMultipartUpload", target.complete_multipart_upload, key, upload_id, parts)
+            except BaseException:
+                try:
+                    target.abort_multipart_upload(key, upload_id)
+                except Exception:  # noqa: BLE001 - the copy's own error is the one to raise
+                    self.log.warning(
+                        "could not abort the multipart copy %s of oss://%s/%s", upload_id, bucket_name, key
+                    )
+                raise
+        dst = self.head_object(bucket_name, key)
+        if dst is None or dst.size != src.size or (src.crc64 is not None and dst.crc64 != src.crc64):
+            self.delete_object(bucket_name, key)
+            raise AlibabaCloudTerminalError(
+                f"copy of oss://{source_bucket}/{source_key} to oss://{bucket_name}/{key} does not match its source"
+                f" (size {src.size} vs {dst.size if dst else None}, CRC64 {src.crc64} vs {dst.crc64 if dst else None});"
+                " the copy was deleted: run the task again",
+                code="CrcMismatch",
+            )
+        return CopyResult(key=key, size=src.size, crc64=dst.crc64, multipart=multipart)
 
     def put_object(self, bucket_name: str, key: str, data: bytes | str) -> Any:
         return self._call("PutObject", self.get_bucket(bucket_name).put_object, key, data)

@@ -20,7 +20,15 @@ from airflow.sdk import BaseOperator
 
 from elastic_inference.exceptions import ModelLayoutError, SpecError
 from elastic_inference.hooks.base import ack_conn_id_from
-from elastic_inference.model_layout import ModelLayout, extract_archive, is_archive, resolve_layout
+from elastic_inference.model_layout import (
+    ModelLayout,
+    extract_archive,
+    is_archive,
+    is_oss_uri,
+    parse_oss_source,
+    remote_saved_model_problems,
+    resolve_layout,
+)
 from elastic_inference.specs import ModelSpec, coerce
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -109,6 +117,7 @@ class ModelUploadOperator(BaseOperator):
         checkpoint_dir: str | None = None,
         signature_version: str = "v4",
         stale_upload_seconds: float = 300,
+        copy_multipart_threshold: int = 256 * 1024 * 1024,
         **kwargs: Any,
     ) -> None:
         ack_conn_id = ack_conn_id_from(ack_conn_id, kwargs, type(self).__name__)
@@ -131,6 +140,7 @@ class ModelUploadOperator(BaseOperator):
         self.checkpoint_dir = checkpoint_dir
         self.signature_version = signature_version
         self.stale_upload_seconds = stale_upload_seconds
+        self.copy_multipart_threshold = copy_multipart_threshold
         self._killed = threading.Event()
 
     def on_kill(self) -> None:
@@ -185,12 +195,99 @@ class ModelUploadOperator(BaseOperator):
             shutil.rmtree(extracted, ignore_errors=True)
             self.log.info("removed the extracted archive %s", extracted)
 
+    # -- a model already in OSS ------------------------------------------------------------------------------
+    def _copy_in_oss(self, hook: Any, base: str) -> dict[str, Any]:
+        """``source`` is ``oss://.../<version>/``: served in place when it already is the serving folder
+        ``oss://<bucket>/<prefix>/<model>/<version>/``, else copied there inside OSS (CopyObject / UploadPartCopy,
+        CRC64-checked, see ``OssHook.copy_object``); objects already there with the same size and CRC64 are
+        skipped, so a re-run copies nothing. Nothing is read or sent by the worker: ``bytes_uploaded`` is 0."""
+        src = parse_oss_source(str(self.source))
+        version = self._version() or src.version
+        dest_prefix = f"{base}{version}/"
+        objects = list(hook.list_objects(src.bucket, src.key_prefix, max_objects=100_000))
+        rel = {o.key[len(src.key_prefix) :]: o for o in objects if not o.key.endswith("/")}
+        problems = remote_saved_model_problems(src, set(rel))
+        if problems:
+            raise ModelLayoutError("not a complete SavedModel in OSS:\n  - " + "\n  - ".join(problems))
+        model_uri = f"oss://{self.bucket}/{base}"
+        in_place = (src.bucket, src.key_prefix) == (self.bucket, dest_prefix)
+        copied: list[str] = []
+        skipped: list[str] = []
+        bytes_copied = bytes_skipped = 0
+        if in_place:
+            self.log.info("model %s is already the serving folder %s: served in place", src.uri, dest_prefix)
+            skipped, bytes_skipped = [dest_prefix + k for k in rel], sum(o.size for o in rel.values())
+        else:
+            if not hook.bucket_exists(self.bucket):
+                if not self.create_bucket:
+                    raise ModelLayoutError(
+                        f"bucket {self.bucket!r} does not exist at {hook.endpoint}: create it, or pass create_bucket=True"
+                    )
+                hook.create_bucket(self.bucket)
+            for name in sorted(rel):
+                key = dest_prefix + name
+                there, source = hook.head_object(self.bucket, key), hook.head_object(src.bucket, src.key_prefix + name)
+                if (
+                    there is not None
+                    and source is not None
+                    and (there.size, there.crc64) == (source.size, source.crc64)
+                ):
+                    skipped.append(key)
+                    bytes_skipped += there.size
+                    continue
+                done = hook.copy_object(
+                    src.bucket,
+                    src.key_prefix + name,
+                    self.bucket,
+                    key,
+                    multipart_threshold=self.copy_multipart_threshold,
+                    part_size=max(self.part_size, 100 * 1024),
+                )
+                copied.append(key)
+                bytes_copied += done.size
+                self.log.info(
+                    "copied %s%s to oss://%s/%s inside OSS (%d bytes%s, CRC64 checked)",
+                    src.uri,
+                    name,
+                    self.bucket,
+                    key,
+                    done.size,
+                    ", UploadPartCopy" if done.multipart else "",
+                )
+            hook.abort_stale_uploads(
+                self.bucket, dest_prefix, {dest_prefix + k for k in rel}, idle_seconds=self.stale_upload_seconds
+            )
+        self.log.info(
+            "model at %s%d/: %d bytes copied inside OSS, %d bytes already there, 0 bytes through the worker",
+            model_uri,
+            version,
+            bytes_copied,
+            bytes_skipped,
+        )
+        return {
+            "model_uri": model_uri,
+            "version_uri": f"{model_uri}{version}/",
+            "versions": [version],
+            "objects": [f"oss://{self.bucket}/{dest_prefix}{k}" for k in sorted(rel)],
+            "source_uri": src.uri,
+            "served_in_place": in_place,
+            "bytes_uploaded": 0,
+            "bytes_copied": bytes_copied,
+            "bytes_skipped": bytes_skipped,
+            "files_uploaded": 0,
+            "files_copied": len(copied),
+            "files_skipped": len(skipped),
+            "aborted_uploads": 0,
+        }
+
     # -- run ------------------------------------------------------------------------------------------------
     def execute(self, context: Any) -> dict[str, Any]:
         from elastic_inference.hooks.oss import OssHook, local_crc64
 
         self.apply_spec()
         base = self._validate_names()
+        if is_oss_uri(str(self.source)):
+            return self._copy_in_oss(OssHook(self.ack_conn_id, signature_version=self.signature_version), base)
         work_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else default_checkpoint_dir()
         layout = self.layout(work_dir)
         self.log.info(

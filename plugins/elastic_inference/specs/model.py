@@ -24,8 +24,9 @@ class ModelSpec(Spec):
         "",
         "string",
         param="model_source",
-        doc="Local SavedModel directory or .tar.gz/.zip archive. Empty: the path the training "
-        "DAG's model Asset event carries.",
+        doc="Local SavedModel directory or .tar.gz/.zip archive, or a version folder already in OSS "
+        "(oss://bucket/prefix/model/<version>/: copied inside OSS, never through the worker). Empty: the path "
+        "the model Asset event carries.",
     )
     name: str = spec_field(
         "fashion-mnist",
@@ -59,11 +60,35 @@ class ModelSpec(Spec):
     label_prefix: ClassVar[str] = ""  # its fields are top-level params
 
     @property
+    def in_oss(self) -> bool:
+        from elastic_inference.model_layout import is_oss_uri
+
+        return is_oss_uri(self.source)
+
+    @property
     def resolved_samples_path(self) -> str:
+        if self.in_oss:
+            return self.samples_path
         return self.samples_path or str(Path(self.source).parent / "samples.json")
+
+    def with_source_version(self) -> ModelSpec:
+        """An ``oss://.../<version>/`` source names its version: that is the version served (``model_version`` is
+        for a local SavedModel without one)."""
+        from elastic_inference.exceptions import ModelLayoutError
+        from elastic_inference.model_layout import parse_oss_source
+
+        if not self.in_oss:
+            return self
+        try:
+            version = parse_oss_source(self.source).version
+        except ModelLayoutError:
+            return self  # problems() names it
+        return dataclasses.replace(self, version=version) if version >= 1 else self
 
     def problems(self) -> list[str]:
         p = super().problems()
+        if self.in_oss:
+            return p + oss_source_problems(self)
         if not self.source:
             p.append(
                 "model_source is empty and no model Asset event supplied one: pass the path of a SavedModel "
@@ -74,6 +99,29 @@ class ModelSpec(Spec):
         else:
             p.extend(layout_problems(Path(self.source), self.version))
         return p
+
+
+def oss_source_problems(spec: ModelSpec) -> list[str]:
+    """The checks of an ``oss://`` source that need no network (the layout itself is listed in ``plan``'s
+    preflight, ``elastic_inference.preflight.oss_source_problems``)."""
+    from elastic_inference.exceptions import ModelLayoutError
+    from elastic_inference.model_layout import parse_oss_source
+
+    out: list[str] = []
+    try:
+        location = parse_oss_source(spec.source)
+        if location.version < 1:
+            out.append(f"model_source {spec.source!r}: version folder 0 - TF Serving versions served here start at 1")
+    except ModelLayoutError as exc:
+        out.append(str(exc))
+    if not spec.samples_path:
+        out.append(
+            "samples_path is empty: with an oss:// model_source give the labelled test images (.json/.npz) on the "
+            "worker (they are not read from beside a model in OSS)"
+        )
+    elif not Path(spec.samples_path).exists():
+        out.append(f"samples_path {spec.samples_path!r} does not exist on the worker")
+    return out
 
 
 def layout_problems(source: Path, version: int | None) -> list[str]:

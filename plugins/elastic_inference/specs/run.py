@@ -161,6 +161,8 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
     rollback_to = rollout.rollback_to if rollout is not None else None
     model_values = _pick(params, ModelSpec) | ({"version": rollback_to} if rollback_to else {})
     model = build(ModelSpec, model_values, samples_path=params.get("samples_path") or "")
+    if model is not None and not rollback_to:
+        model = model.with_source_version()
     pool = build(NodePoolSpec, params["node_pool"])
     if pool is not None:
         problems.extend(f"node_pool.{p}" for p in pool.problems(cluster_vswitches=True))
@@ -202,6 +204,15 @@ def resolve(params: Mapping[str, Any]) -> tuple[RunSpecs | None, list[str]]:
     return specs, problems
 
 
+def event_model(extra: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The model an Asset event names: the training DAG's ``extra`` itself (``path``, ``version``, ``samples``),
+    or, for an event an AssetWatcher's trigger made, its ``payload`` (Airflow stores a trigger's event as
+    ``{"from_trigger": True, "payload": <the TriggerEvent's payload>}``, ``airflow.models.trigger``)."""
+    if extra is not None and extra.get("from_trigger") and isinstance(extra.get("payload"), Mapping):
+        return extra["payload"]
+    return extra
+
+
 def plan_run(
     params: Mapping[str, Any],
     asset_event_extra: Mapping[str, Any] | None = None,
@@ -214,6 +225,10 @@ def plan_run(
     ``preflight(specs) -> problems``: the checks that read (never write) the environment - connections, the
     cluster (``elastic_inference.preflight.check``); the DAG passes it, pure callers leave it out."""
     params = dict(params)
+    asset_event_extra = event_model(asset_event_extra)
+    if asset_event_extra is not None and isinstance(asset_event_extra.get("params"), Mapping):
+        # the OSS watcher's configured run params (namespace, deployment_name, samples_path...) for its model
+        params.update(asset_event_extra["params"])
     if asset_event_extra is not None and not params.get("model_source"):
         params["model_source"] = asset_event_extra.get("path", "")
         params["model_version"] = asset_event_extra.get("version", params.get("model_version", 1))
