@@ -66,7 +66,8 @@ async def verdict_late(
 
 def deadline_alert(environ: Mapping[str, str] | None = None) -> Any:
     """The DAG's ``deadline=`` from the environment (None: disabled). Raises ValueError naming the variable."""
-    from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
     env = os.environ if environ is None else environ
     text = env.get(MINUTES_ENV, "").strip() or "0"
