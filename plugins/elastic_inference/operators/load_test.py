@@ -637,6 +637,18 @@ class LocustLoadTestOperator(BaseOperator):
                 }
             )
 
+        breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
+        breaches += agreement_breaches(checks, min_agreement)
+        if check:
+            from elastic_inference.rollout.versions import version_problems
+
+            breaches += version_problems(list(self._served.values()), int(check["version"]), "load test")
+        if timed_out:
+            breaches.insert(
+                0,
+                f"locust did not finish within the shape's {plan.run_time:.0f} s + "
+                f"{self.spec.startup_grace:.0f} s grace and was stopped",
+            )
         timeline_path = out / "timeline.json"
         write_timeline(
             timeline_path,
@@ -652,6 +664,8 @@ class LocustLoadTestOperator(BaseOperator):
                     "csv_prefix": str(out / "locust"),
                 },
                 "scale_in": scale_in,
+                # The SLO verdict goes into the timeline, so the scale report (which runs on a breach too) says it.
+                "slo": {"error_rate": self.spec.slo_error_rate, "p95_ms": self.spec.slo_p95_ms, "breaches": breaches},
                 "recorder_errors": recorder.errors if recorder else 0,
                 "served_versions": {
                     "expected": int(check["version"]) if check else None,
@@ -678,18 +692,6 @@ class LocustLoadTestOperator(BaseOperator):
             checks["mismatches"],
             checks["checked"],
         )
-        breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
-        breaches += agreement_breaches(checks, min_agreement)
-        if check:
-            from elastic_inference.rollout.versions import version_problems
-
-            breaches += version_problems(list(self._served.values()), int(check["version"]), "load test")
-        if timed_out:
-            breaches.insert(
-                0,
-                f"locust did not finish within the shape's {plan.run_time:.0f} s + "
-                f"{self.spec.startup_grace:.0f} s grace and was stopped",
-            )
         result = {
             "endpoint": self.host,
             "stats": stats,

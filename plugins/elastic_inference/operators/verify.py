@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir
 from elastic_inference.rollout.record import read_rollout_file
@@ -120,6 +120,9 @@ class ScaleVerificationOperator(BaseOperator):
         if self.timeline_path:
             return str(self.timeline_path)
         path = context["ti"].xcom_pull(task_ids=self.load_test_task_id, key="timeline_path")
+        if not path and self.trigger_rule != "all_success":
+            # Run after a failed load test (trigger_rule all_done): no timeline means no load ran, nothing to report.
+            raise AirflowSkipException(f"task {self.load_test_task_id!r} recorded no timeline: no load test ran")
         if not path:
             raise AirflowFailException(
                 f"no timeline: task {self.load_test_task_id!r} pushed no 'timeline_path' XCom (did it run in this "
