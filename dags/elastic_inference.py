@@ -28,7 +28,7 @@ from elastic_inference.operators.smoke_test import PredictionSmokeTestOperator
 from elastic_inference.operators.teardown import DeleteKubernetesObjectsOperator
 from elastic_inference.operators.verify import ScaleVerificationOperator
 from elastic_inference.operators.volume import CreateOssVolumeOperator
-from elastic_inference.params import PARAM_SPECS
+from elastic_inference.params import FORM_PARAMS, expected_duration
 
 PLAN = "plan"
 
@@ -55,14 +55,15 @@ def _skip_upload_on_rollback(context: Any) -> None:
 
 with DAG(
     dag_id="elastic_inference",
-    description="Trained model → verified elastic inference endpoint on ACK (node pool, OSS, Seldon, HPA, ingress)",
+    description="Trained model → verified elastic inference endpoint on ACK (node pool, OSS, Seldon, HPA, ingress). "
+    + expected_duration({}),
     schedule=[MODEL_ASSET],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
-    params={name: Param(default, description=doc, **schema) for name, (default, schema, doc) in PARAM_SPECS.items()},
+    params={name: Param(**form) for name, form in FORM_PARAMS.items()},
     tags=["ack", "seldon", "inference"],
     doc_md=__doc__,
 ) as dag:

@@ -464,6 +464,28 @@ class LocustLoadTestOperator(BaseOperator):
         else:
             self.log.info("load: starting | replicas %s, metric %s", replicas, qps)
 
+    def _write_live(self, out: Path, load: dict[str, Any], recorder: TimelineRecorder, every: float = 2.0) -> None:
+        """The timeline recorded so far, for the run view (``elastic_inference.ui``) to draw while the load runs;
+        replaced atomically, at most every ``every`` seconds."""
+        from elastic_inference.locust_io import parse_history
+
+        now = time.monotonic()
+        if now < getattr(self, "_live_at", 0.0) + every:
+            return
+        self._live_at = now
+        doc = {
+            "meta": recorder.meta(),
+            "load": load,
+            "samples": recorder.samples,
+            "locust": {"history": parse_history(out / "locust")},
+        }
+        tmp = out / "timeline.live.json.tmp"
+        try:
+            tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+            tmp.replace(out / "timeline.live.json")
+        except OSError as exc:  # the view is a convenience: the load test goes on without it
+            self.log.warning("Could not write the live timeline: %s", exc)
+
     # -- the task -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from elastic_inference.locust_io import parse_failures, parse_history, parse_stats, read_summary, write_payload
@@ -490,8 +512,13 @@ class LocustLoadTestOperator(BaseOperator):
             request_path_override=self.request_path,
         )
         (out / "plan.json").write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")
-        for stale in out.glob("locust_*.csv"):
-            stale.unlink()  # a retry must not parse the previous try's numbers
+        for stale in [
+            *out.glob("locust_*.csv"),
+            out / "timeline.json",
+            out / "timeline.live.json",
+            out / "verdict.json",
+        ]:
+            stale.unlink(missing_ok=True)  # a retry must not parse the previous try's numbers
         locustfile = Path(self.locustfile) if self.locustfile else default_locustfile()
         base_cmd = self._locust_base()
         self.log.info(
@@ -562,6 +589,7 @@ class LocustLoadTestOperator(BaseOperator):
                     recorder.sample()
                     self._check_versions(hook, check)
                     next_sample = now + self.spec.record_interval
+                    self._write_live(out, load, recorder)
                 if now >= next_log:
                     self._progress(out, recorder)
                     next_log = now + self.spec.progress_interval
@@ -583,6 +611,7 @@ class LocustLoadTestOperator(BaseOperator):
             end = time.monotonic() + self.spec.scale_in_timeout
             while True:
                 s = recorder.sample()
+                self._write_live(out, load, recorder)
                 if replicas_of(s) == min_replicas and (s.get("deployment") or {}).get("replicas", 0) <= min_replicas:
                     scale_in["reached_at"] = s["t"]
                     self.log.info(

@@ -150,8 +150,15 @@ class ScaleVerificationOperator(BaseOperator):
         )
         return pool
 
+    @staticmethod
+    def _deployment(context: Context, timeline: dict[str, Any]) -> str:
+        """The SeldonDeployment the run deployed (the report's title), not the generated pod-spec Deployment."""
+        serving = (context["ti"].xcom_pull(task_ids="plan") or {}).get("serving") or {}
+        meta = timeline.get("meta") or {}
+        return str(serving.get("name") or meta.get("deployment") or "deployment")
+
     def execute(self, context: Context) -> dict[str, Any]:
-        from elastic_inference.report import render_report
+        from elastic_inference.report import estimate_cost, render_report
         from elastic_inference.specs import LoadTestSpec, coerce
         from elastic_inference.timeline import read_timeline
         from elastic_inference.verification import PoolPolicy, VerifyOptions, summary, verify
@@ -192,8 +199,21 @@ class ScaleVerificationOperator(BaseOperator):
         rollout = read_rollout_file(out.parent)
         if rollout:
             info["rollout"] = rollout.get("verdict")
-        render_report(timeline, result, info, out, price_table=self.price_table, rollout=rollout or None)
+        render_report(
+            timeline,
+            result,
+            info,
+            out,
+            price_table=self.price_table,
+            rollout=rollout or None,
+            title=f"Scale report — {self._deployment(context, timeline)} (run {context['run_id']})",
+        )
         url = report_url(out, reports_dir=self.reports_dir, base_url=self.report_base_url)
+        # The run view's summary (the plugin reads it beside the report): the verdict, endpoint, peaks, cost.
+        cost = estimate_cost(timeline, self.price_table)
+        (out.parent / "verdict.json").write_text(
+            json.dumps({**info, "cost_usd": cost["run_cost"], "report_url": url}), encoding="utf-8"
+        )
         ti = context["ti"]
         ti.xcom_push(key=REPORT_URL_KEY, value=url)
         for c in result.checks:
