@@ -153,7 +153,7 @@ class ScaleVerificationOperator(BaseOperator):
     @staticmethod
     def _deployment(context: Context, timeline: dict[str, Any]) -> str:
         """The SeldonDeployment the run deployed (the report's title), not the generated pod-spec Deployment."""
-        serving = (context["ti"].xcom_pull(task_ids="plan") or {}).get("serving") or {}
+        serving = (context["ti"].xcom_pull(task_ids="plan", key="return_value") or {}).get("serving") or {}
         meta = timeline.get("meta") or {}
         return str(serving.get("name") or meta.get("deployment") or "deployment")
 
