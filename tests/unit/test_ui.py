@@ -115,3 +115,45 @@ def test_verification_after_a_load_test_that_never_ran_is_skipped(tmp_path: Path
 def test_the_page_cannot_be_closed_by_a_run_id() -> None:
     page = run_page("</script><b>x", "/s?a=</script>", "/r")
     assert "</script><b>" not in page and "&lt;/script&gt;&lt;b&gt;x" in page
+
+
+def test_no_template_field_is_masked_by_its_name() -> None:
+    """Airflow hides a rendered field whose name looks secret ("proxy", "password", ...): a provider field that
+    holds no secret must not be named so (``proxy_image`` rendered as ***)."""
+    # what the task runner redacts rendered fields with (airflow/sdk/execution_time/task_runner.py)
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+    from elastic_inference.operators import (
+        ingress,
+        load_test,
+        model_upload,
+        node_pool,
+        rollout,
+        seldon,
+        smoke_test,
+        teardown,
+        verify,
+        volume,
+    )
+
+    modules = (ingress, load_test, model_upload, node_pool, rollout, seldon, smoke_test, teardown, verify, volume)
+    fields = {
+        f"{cls.__name__}.{field}"
+        for module in modules
+        for cls in vars(module).values()
+        if isinstance(cls, type) and cls.__module__ == module.__name__ and hasattr(cls, "template_fields")
+        for field in cls.template_fields
+    }
+    assert "DeploySeldonOperator.model_unit_image" in fields
+    assert [f for f in sorted(fields) if should_hide_value_for_key(f.split(".")[1])] == []
+    assert should_hide_value_for_key("proxy_image")  # why the field was renamed
+
+
+def test_the_applied_manifest_is_logged_with_a_secrets_values_redacted() -> None:
+    from elastic_inference.operators._kubernetes import applied_manifest
+
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "oss"}, "stringData": {"akId": "LTAI-x"}}
+    text = applied_manifest(secret)
+    assert "LTAI-x" not in text and "akId: <redacted>" in text
+    assert secret["stringData"]["akId"] == "LTAI-x"  # the object applied is left as it is
+    assert "image: tfserving:2" in applied_manifest({"kind": "Pod", "spec": {"image": "tfserving:2"}})
