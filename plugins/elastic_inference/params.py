@@ -108,6 +108,9 @@ def form_params() -> dict[str, dict[str, Any]]:
         if name in NULLABLE and schema.get("type") == "string":
             schema["type"] = ["string", "null"]  # a pattern applies to strings only: null passes it
             default = default or None
+        if schema.get("type") == "object":
+            # An emptied JSON editor means "the defaults" (``with_object_defaults``), so it is not required.
+            schema["type"] = ["object", "null"]
         if name == "node_pool":
             doc = _node_pool_doc(doc, schema)
         if name == "load_test":

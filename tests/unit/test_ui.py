@@ -101,7 +101,10 @@ def test_a_broken_slo_still_writes_the_report_and_the_run_view_shows_the_verdict
     assert done["phase"] == "done" and done["reports"] == ["report.html"]
     assert done["summary"]["verdict"] == "failed" and done["summary"]["failed_checks"] == ["load_test_slo"]
     assert done["summary"]["report_url"] == f"{UI_PREFIX}/reports/elastic_inference/manual__1/report.html"
-    assert "p95 latency 9 ms exceeds the SLO of 5 ms" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "p95 latency 9 ms exceeds the SLO of 5 ms" in html and "failed checks: load_test_slo" in html
+    assert '<a href="/dags/elastic_inference/runs/manual__1">the run in Airflow</a>' in html
+    assert "<h1>Scale report — fashion-mnist-default-0-tfserving-proxy (run manual__1)</h1>" in html
 
 
 def test_verification_after_a_load_test_that_never_ran_is_skipped(tmp_path: Path) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir
+from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir, ui_base_path
 from elastic_inference.rollout.record import read_rollout_file
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ class ScaleVerificationOperator(BaseOperator):
             price_table=self.price_table,
             rollout=rollout or None,
             title=f"Scale report — {self._deployment(context, timeline)} (run {context['run_id']})",
+            run_link=f"{ui_base_path()}/dags/{quote(context['dag'].dag_id)}/runs/{quote(context['run_id'], safe='')}",
         )
         url = report_url(out, reports_dir=self.reports_dir, base_url=self.report_base_url)
         # The run view's summary (the plugin reads it beside the report): the verdict, endpoint, peaks, cost.
