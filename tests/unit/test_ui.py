@@ -160,3 +160,16 @@ def test_the_applied_manifest_is_logged_with_a_secrets_values_redacted() -> None
     assert "LTAI-x" not in text and "akId: <redacted>" in text
     assert secret["stringData"]["akId"] == "LTAI-x"  # the object applied is left as it is
     assert "image: tfserving:2" in applied_manifest({"kind": "Pod", "spec": {"image": "tfserving:2"}})
+
+
+def test_load_test_progress_lines_name_the_metric_and_count_the_nodes() -> None:
+    from types import SimpleNamespace
+
+    from elastic_inference.operators.load_test import LocustLoadTestOperator
+
+    sample = next(s for s in make_timeline()["samples"] if s["t"] == 1050.0)  # the peak
+    recorder = SimpleNamespace(samples=[sample], metric_name="sls_ingress_qps")
+    line = LocustLoadTestOperator._cluster_line(recorder)  # type: ignore[arg-type]
+    assert line.startswith("replicas 5 (HPA desired 5, ready ") and "| sls_ingress_qps 48.0 |" in line, line
+    assert line.endswith("pool nodes: 1 PayAsYouGo, 4 Spot"), line
+    assert LocustLoadTestOperator._cluster_line(None) == "cluster not sampled yet"

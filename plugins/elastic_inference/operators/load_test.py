@@ -444,25 +444,43 @@ class LocustLoadTestOperator(BaseOperator):
 
     def _progress(self, out: Path, recorder: TimelineRecorder | None) -> None:
         from elastic_inference.locust_io import parse_history
-        from elastic_inference.timeline import replicas_of
 
         history = parse_history(out / "locust")
         last = history[-1] if history else None
-        replicas = replicas_of(recorder.samples[-1]) if recorder and recorder.samples else None
-        qps = recorder.samples[-1].get("qps") if recorder and recorder.samples else None
+        cluster = self._cluster_line(recorder)
         if last:
+            p95 = last["p95_ms"]
             self.log.info(
-                "load: %d users, %.1f RPS, %d requests, %d failures, p95 %s ms | replicas %s, metric %s",
+                "load: %d users, %.1f RPS, %d requests, %d failures, p95 %s | %s",
                 last["users"],
                 last["rps"],
                 last["total_requests"],
                 last["total_failures"],
-                last["p95_ms"],
-                replicas,
-                qps,
+                "n/a yet" if p95 is None else f"{p95:.0f} ms",
+                cluster,
             )
         else:
-            self.log.info("load: starting | replicas %s, metric %s", replicas, qps)
+            self.log.info("load: starting | %s", cluster)
+
+    @staticmethod
+    def _cluster_line(recorder: TimelineRecorder | None) -> str:
+        """Replicas (desired/current/ready), the named HPA metric and the pool's nodes by charge type, as sampled."""
+        from elastic_inference.timeline import replicas_of
+
+        if not recorder or not recorder.samples:
+            return "cluster not sampled yet"
+        s = recorder.samples[-1]
+        charges: dict[str, int] = {}
+        for n in s.get("nodes") or []:
+            if n.get("in_pool"):
+                charges[n.get("charge") or "unknown"] = charges.get(n.get("charge") or "unknown", 0) + 1
+        nodes = ", ".join(f"{v} {k}" for k, v in sorted(charges.items())) or "none"
+        qps = s.get("qps")
+        return (
+            f"replicas {replicas_of(s)} (HPA desired {(s.get('hpa') or {}).get('desired')}, ready "
+            f"{(s.get('deployment') or {}).get('ready')}) | {recorder.metric_name or 'metric'} "
+            f"{'n/a yet' if qps is None else f'{qps:.1f}'} | pool nodes: {nodes}"
+        )
 
     def _write_live(self, out: Path, load: dict[str, Any], recorder: TimelineRecorder, every: float = 2.0) -> None:
         """The timeline recorded so far, for the run view (``elastic_inference.ui``) to draw while the load runs;
