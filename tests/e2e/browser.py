@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.support import SCHEDULER_RUN_TIMEOUT, Standalone
+from tests.e2e.support import SCHEDULER_RUN_TIMEOUT, Background, Standalone
 
 VIEW_ROUTE = "elastic-inference-run"  # the plugin's external view on the DAG run page (url_route)
 SCREENSHOTS_ENV = "UI_SCREENSHOTS_DIR"  # set to docs/screenshots to refresh the README's pictures
@@ -66,11 +66,13 @@ def view_text(page: Any) -> str:
     return page.frame_locator("iframe").first.locator("body").inner_text(timeout=30_000)
 
 
-def capture_live_view(standalone: Standalone) -> dict[str, Any]:
+def capture_live_view(standalone: Standalone, run: Background) -> dict[str, Any]:
     """Wait for the scheduler run's load test to record, open the run's Scale-out tab in the browser while it
-    does, and say what it showed (phase line, the charts drawn, the replicas seen), with a screenshot."""
+    does, and say what it showed (phase line, the charts drawn, the replicas seen), with a screenshot. Gives up
+    as soon as the run itself has ended (its own error is reported by the test that collects it)."""
     deadline = time.monotonic() + SCHEDULER_RUN_TIMEOUT
     while "run_id" not in standalone.started:
+        assert not run.done(), "the scheduler run ended before it was triggered"
         assert time.monotonic() < deadline, "the scheduler run was never triggered"
         time.sleep(1)
     run_id = standalone.started["run_id"]
@@ -78,6 +80,7 @@ def capture_live_view(standalone: Standalone) -> dict[str, Any]:
     while True:  # the load test writes the live timeline every 2 s while it runs
         assert time.monotonic() < deadline, f"no live timeline at {live}"
         assert not final.exists(), "the load test ended before its live timeline was seen"
+        assert not run.done(), "the scheduler run ended before its load test recorded"
         try:
             if len(json.loads(live.read_text())["samples"]) >= 3:
                 break

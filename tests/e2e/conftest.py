@@ -59,5 +59,5 @@ def live_view(request: pytest.FixtureRequest, scheduler_run) -> Background | Non
         return None
     from tests.e2e.browser import capture_live_view
 
-    standalone, _ = scheduler_run
-    return Background(lambda: capture_live_view(standalone))
+    standalone, run = scheduler_run
+    return Background(lambda: capture_live_view(standalone, run))

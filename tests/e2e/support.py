@@ -138,6 +138,9 @@ class Background:
         except BaseException as exc:  # re-raised in the test that asks for the result
             self._error = exc
 
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
     def result(self, timeout: float) -> Any:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), f"the background run did not finish within {timeout:g}s"

@@ -35,13 +35,13 @@ def _details_link(page, base: str, run_id: str, task_id: str, name: str):
 
 def test_the_run_in_a_real_browser(scheduler_run, live_view, tmp_path: Path) -> None:
     standalone, run = scheduler_run
-    live = live_view.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)
+    result = run.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)  # its own failure first: the cause, not a symptom
+    assert result["state"] == "success", result["task_states"]
+    live = live_view.result(timeout=120)
     # The live view: drawn from the load test's timeline while it ran, before the verdict existed.
     assert "load test running" in live["text"], live["text"][:500]
     assert live["charts"] == 3 and live["lines"] >= 4, live
     assert "Replicas and pool nodes (maxReplicas 3)" in live["text"], live["text"][:500]
-    result = run.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)
-    assert result["state"] == "success", result["task_states"]
     run_id, base = result["run_id"], standalone.base
     predict_url = standalone.api(
         "GET", f"/api/v2/dags/elastic_inference/dagRuns/{run_id}/taskInstances/ingress.ingress/xcomEntries/return_value"

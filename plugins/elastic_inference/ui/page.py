@@ -83,7 +83,8 @@ async function tick(){
   let phase = "none";
   try { const r = await fetch(STATE, {credentials:"same-origin"}); if(r.ok) phase = render(await r.json()); }
   catch(e) { document.getElementById("phase").textContent = "(could not read the run: " + e + ")"; }
-  if(phase !== "done" || !document.getElementById("verdict")) setTimeout(tick, 2000);
+  // live while the load runs; slower while nothing is recorded (a run before its load test, or another DAG's)
+  if(phase !== "done" || !document.getElementById("verdict")) setTimeout(tick, phase === "none" ? 10000 : 2000);
 }
 tick();
 </script></body></html>
