@@ -130,5 +130,6 @@ class CreateIngressOperator(KubernetesApplyOperator):
     def result(self, context: Context, event: Json, carry: dict[str, Any]) -> Any:
         url = predict_url(event["address"], event.get("port"), carry.get("path") or "/", self.scheme, self.api_path)
         self.log.info("Predict URL: %s%s", url, f" (Host: {carry['host_header']})" if carry.get("host_header") else "")
-        context["ti"].xcom_push(key=ENDPOINT_URL_KEY, value=url)  # the task's "Endpoint" extra link
+        if (ti := context.get("ti")) is not None:  # a bare context (no task instance) has no links to feed
+            ti.xcom_push(key=ENDPOINT_URL_KEY, value=url)  # the task's "Endpoint" extra link
         return {**carry, "address": event["address"], "port": event.get("port"), "predict_url": url}
