@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # The project's own tools (kubectl pinned in uv.lock, airflow, ack-sandbox) come first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test demo lock clean bench lint
+.PHONY: setup test demo lock clean bench lint browser
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -24,7 +24,15 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-test: setup
+# Headless Chromium for the browser test (tests/e2e/test_ui_browser.py), from the system's packages: Playwright
+# drives it by path (its own browser download is not used). Installed here so a fresh machine (CI) has it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing chromium (apt-get) for the browser test"; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: setup browser
 	$(VENV)/bin/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 demo: setup

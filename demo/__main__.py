@@ -141,6 +141,10 @@ def main() -> int:
                 "error": f"DAG run failed before verification (rc={r.returncode})",
                 "log": str(WORK / "elastic_inference.log"),
             }
+        if not summary.get("report_path"):
+            found = sorted(reports.glob("*/*/report.html"), key=lambda f: f.stat().st_mtime)
+            summary["report_path"] = str(found[-1]) if found else None
+        say(f"report: {summary['report_path'] or 'none written (no load test ran)'}")
     finally:
         with phase("sandbox down"):
             sandbox_cli.down(state_dir)

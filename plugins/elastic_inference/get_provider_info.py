@@ -68,6 +68,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "elastic_inference.links.ScaleReportLink",
             "elastic_inference.links.LocustReportLink",
+            "elastic_inference.links.EndpointLink",
         ],
         "connection-types": [
             {

@@ -5,9 +5,11 @@ in XCom under the link's ``xcom_key``; the UI shows that. The operators push the
 :data:`REPORT_URL_KEY` / :data:`LOCUST_URL_KEY` while they run, and the links read it back.
 
 Reports go to ``<reports_dir>/<dag_id>/<run_id>/``: ``reports_dir`` is the operator argument, else the
-``ELASTIC_INFERENCE_REPORTS_DIR`` environment variable, else ``$AIRFLOW_HOME/reports``. The link is a
-``file://`` URL unless a base URL is configured (operator argument or ``ELASTIC_INFERENCE_REPORTS_BASE_URL``,
-e.g. a static web server publishing the reports directory), then ``<base>/<dag_id>/<run_id>/report.html``.
+``ELASTIC_INFERENCE_REPORTS_DIR`` environment variable, else ``$AIRFLOW_HOME/reports``. The link points at the
+provider's UI plugin on the Airflow API server (``/elastic-inference/reports/<dag_id>/<run_id>/report.html``,
+same origin as the UI, so the Details tab shows it; the UI renders only same-origin or http(s) links, never
+``file://``), unless a base URL is configured (operator argument or ``ELASTIC_INFERENCE_REPORTS_BASE_URL``,
+e.g. a static web server publishing the reports directory): then ``<base>/<dag_id>/<run_id>/report.html``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseOperatorLink
 
@@ -28,6 +30,8 @@ REPORT_URL_KEY = "report_url"
 LOCUST_URL_KEY = "locust_report_url"
 REPORTS_DIR_ENV = "ELASTIC_INFERENCE_REPORTS_DIR"
 REPORTS_BASE_URL_ENV = "ELASTIC_INFERENCE_REPORTS_BASE_URL"
+UI_PREFIX = "/elastic-inference"  # where the plugin's app is mounted on the API server
+ENDPOINT_URL_KEY = "endpoint_url"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -50,16 +54,32 @@ def run_dir(reports_dir: str | os.PathLike[str] | None, dag_id: str, run_id: str
     return reports_root(reports_dir) / safe_part(dag_id) / safe_part(run_id)
 
 
+def ui_base_path() -> str:
+    """The path part of the API server's ``[api] base_url`` ("" at the root), under which the plugin is mounted."""
+    base = os.environ.get("AIRFLOW__API__BASE_URL")
+    if base is None:
+        try:
+            from airflow.configuration import conf
+
+            base = conf.get("api", "base_url", fallback="") or ""
+        except Exception:  # noqa: BLE001 - no Airflow config here: the UI is at the root
+            base = ""
+    return urlsplit(base).path.rstrip("/")
+
+
 def report_url(path: Path, *, reports_dir: str | os.PathLike[str] | None = None, base_url: str | None = None) -> str:
+    """The URL a person opens ``path`` (a file under the reports directory) by: the plugin's, or ``base_url``'s."""
     base = base_url or os.environ.get(REPORTS_BASE_URL_ENV)
     path = Path(path).resolve()
+    try:
+        rel = path.relative_to(reports_root(reports_dir).resolve())
+    except ValueError:
+        return path.as_uri()  # outside the reports directory: nothing serves it
     if base:
-        try:
-            rel = path.relative_to(reports_root(reports_dir).resolve())
-        except ValueError:
-            return path.as_uri()
         return base.rstrip("/") + "/" + quote(rel.as_posix())
-    return path.as_uri()
+    if reports_dir and Path(reports_dir).expanduser().resolve() != reports_root().resolve():
+        return path.as_uri()  # a directory of the task's own, which the API server's plugin does not read
+    return ui_base_path() + UI_PREFIX + "/reports/" + quote(rel.as_posix())
 
 
 class _XComLink(BaseOperatorLink):
@@ -84,3 +104,10 @@ class LocustReportLink(_XComLink):
 
     name = "Locust report"
     key = LOCUST_URL_KEY
+
+
+class EndpointLink(_XComLink):
+    """The serving endpoint's predict URL (the ingress task's)."""
+
+    name = "Endpoint"
+    key = ENDPOINT_URL_KEY

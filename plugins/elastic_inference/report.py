@@ -294,7 +294,8 @@ th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;fon
 </style></head><body>
 <h1>{{ title }}</h1>
 <p><span class="verdict {{ verdict }}">verification {{ verdict }}</span>
- <span class="muted">generated {{ generated }}</span></p>
+ <span class="muted">generated {{ generated }}</span>{% if run_link %} · <a href="{{ run_link }}">the run in Airflow</a>{% endif %}</p>
+{% if summary.failed_checks %}<p class="bad">failed checks: {{ summary.failed_checks|join(", ") }}</p>{% endif %}
 <table class="kv">
 <tr><td>endpoint</td><td><code>{{ summary.endpoint }}</code></td></tr>
 <tr><td>requests</td><td>{{ stats.requests }} ({{ stats.failures }} failed, error rate {{ "%.2f"|format(100 * (stats.error_rate or 0)) }} %)</td></tr>
@@ -347,8 +348,9 @@ def render_report(
     price_table: Mapping[str, tuple[float, float]] | None = None,
     title: str | None = None,
     rollout: Mapping[str, Any] | None = None,
+    run_link: str | None = None,
 ) -> Path:
-    """Write the self-contained HTML report to ``out_path`` and return it."""
+    """Write the self-contained HTML report to ``out_path`` and return it (``run_link``: the run in Airflow)."""
     import jinja2
     import markupsafe
 
@@ -377,6 +379,7 @@ def render_report(
         samples=len(timeline.get("samples") or []),
         recorder_errors=timeline.get("recorder_errors") or 0,
         rollout_html=markupsafe.Markup(rollout_section(rollout)) if rollout else "",
+        run_link=run_link,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(html, encoding="utf-8")

@@ -552,6 +552,22 @@ def check_agreement(timeline: dict[str, Any], min_agreement: float | None) -> Ch
     )
 
 
+def check_load_test_slo(timeline: dict[str, Any]) -> Check | None:
+    """The load test's own SLO (p95, error rate, agreement, versions), as it judged it: the scale report runs
+    after a breach too, and its verdict must name the breach (None: a timeline from before the SLO was recorded)."""
+    slo = timeline.get("slo")
+    if not isinstance(slo, dict):
+        return None
+    breaches = [str(b) for b in slo.get("breaches") or []]
+    return Check(
+        "load_test_slo",
+        not breaches,
+        {"p95_ms": slo.get("p95_ms"), "error_rate": slo.get("error_rate")},
+        breaches,
+        "; ".join(breaches) if breaches else "the load test met its SLO",
+    )
+
+
 # -- all together ---------------------------------------------------------------------------------------
 def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verification:
     opts = opts or VerifyOptions()
@@ -563,7 +579,11 @@ def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verif
     result.checks.append(check_failures_during_scale_out(timeline, opts))
     if opts.check_scale_in:
         result.checks.append(check_scale_in(timeline, opts))
-    for extra in (check_served_versions(timeline), check_agreement(timeline, opts.min_agreement)):
+    for extra in (
+        check_load_test_slo(timeline),
+        check_served_versions(timeline),
+        check_agreement(timeline, opts.min_agreement),
+    ):
         if extra is not None:
             result.checks.append(extra)
     peak, _ = _peak(timeline)

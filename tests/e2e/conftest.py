@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.support import AirflowCli, Background, Standalone, oss_watch_config, run_under_scheduler
 
 SCHEDULER_TEST = "test_real_scheduler.py"
+BROWSER_TEST = "test_ui_browser.py"  # opens the same run in a browser: one DAG run for both
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def scheduler_run(
 ) -> Iterator[tuple[Standalone, Background] | None]:
     """The run under a real scheduler, started with the first end-to-end test when ``test_real_scheduler`` is
     selected: it is mostly waiting, so it overlaps the ``airflow dags test`` runs instead of adding to them."""
-    if not any(item.path.name == SCHEDULER_TEST for item in request.session.items):
+    if not any(item.path.name in (SCHEDULER_TEST, BROWSER_TEST) for item in request.session.items):
         yield None
         return
     model_dir = request.getfixturevalue("trained_model")
@@ -51,3 +52,15 @@ def scheduler_run(
         yield standalone, run
     finally:
         standalone.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def live_view(request: pytest.FixtureRequest, scheduler_run) -> Background | None:
+    """The run view during the load test, caught in a browser while the scheduler run goes (the browser test,
+    which runs later, collects it): started with the run when ``test_ui_browser`` is selected."""
+    if scheduler_run is None or not any(item.path.name == BROWSER_TEST for item in request.session.items):
+        return None
+    from tests.e2e.browser import capture_live_view
+
+    standalone, run = scheduler_run
+    return Background(lambda: capture_live_view(standalone, run))

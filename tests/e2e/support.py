@@ -77,6 +77,7 @@ class Standalone:
             "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started: dict[str, str] = {}  # run_id of the run under the scheduler, once triggered
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -141,6 +142,9 @@ class Background:
             self._value = work()
         except BaseException as exc:  # re-raised in the test that asks for the result
             self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def result(self, timeout: float) -> Any:
         self._thread.join(timeout)
@@ -237,6 +241,7 @@ def run_under_scheduler(standalone: Standalone, sandbox: dict, model_dir: Path) 
     standalone.api("PATCH", "/api/v2/dags/elastic_inference", {"is_paused": False})
     body = {"logical_date": None, "conf": scheduler_run_conf(model_dir)}
     run_id = standalone.api("POST", "/api/v2/dags/elastic_inference/dagRuns", body)["dag_run_id"]
+    standalone.started["run_id"] = run_id  # the browser test watches this run while it goes
     path = f"/api/v2/dags/elastic_inference/dagRuns/{run_id}"
 
     def ended() -> str | None:

@@ -102,3 +102,21 @@ def test_server_errors_are_retried(sandbox, oss_conn, bucket):
 def test_test_connection(oss_conn):
     ok, message = OssHook(oss_conn).test_connection()
     assert ok, message
+
+
+def test_expected_404s_are_not_logged_as_exceptions(oss_conn, bucket, caplog: pytest.LogCaptureFixture):
+    """oss2 logs every non-2xx at INFO ("Exception: {...}") before it raises; a missing object on a first upload
+    is expected, not an exception to show (issue 14). Other errors still are."""
+    import logging
+
+    hook = OssHook(oss_conn)
+    with caplog.at_level(logging.INFO, logger="oss2"):
+        assert hook.head_object(bucket, "first/upload/missing") is None
+        assert not hook.bucket_exists("no-such-bucket-" + secrets.token_hex(3))
+    assert not [r for r in caplog.records if r.getMessage().startswith("Exception: ")], caplog.text
+    import oss2
+
+    hook.put_object(bucket, "keep", b"x")
+    with caplog.at_level(logging.INFO, logger="oss2"), pytest.raises(oss2.exceptions.Conflict):
+        hook.get_bucket(bucket).delete_bucket()  # 409 BucketNotEmpty: still logged by oss2, as before
+    assert [r for r in caplog.records if "'status': 409" in r.getMessage()], caplog.text

@@ -95,3 +95,67 @@ def test_a_real_error_is_still_returned_once_confirmed(k8s_env, kube, namespace)
 
     event = asyncio.run(scenario())
     assert event["status"] == "error" and event["message"] == "second exists without first", event
+
+
+class _Lines:
+    """A logger that keeps what the loop says (the task log of a deferred wait)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, *args: object) -> None:
+        self.lines.append(msg % args)
+
+    warning = info
+
+
+def test_a_pending_wait_talks_and_leaves_the_event_loop_free(k8s_env, kube, namespace) -> None:
+    """Waits that talk (issue 14): while pending, the loop says what it waits for, where it stands and the time
+    left; on the event loop, so another coroutine keeps running meanwhile."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube)
+    specs = [
+        WatchSpec("behind", _configmaps(namespace), "ConfigMap", field_selector="metadata.name=first"),
+        WatchSpec("ahead", _configmaps(namespace), "ConfigMap", field_selector="metadata.name=second"),
+    ]
+    hook = KubeAsyncHook(KubeAccess(kubernetes_conn_id="kubernetes_default"))
+    log = _Lines()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.1)
+            ticks += 1
+
+    async def scenario() -> dict:
+        async with hook.client() as api:
+            loop = WatchLoop(
+                api,
+                hook,
+                specs,
+                _needs_both,
+                deadline=time.time() + 60,
+                watch_timeout_seconds=20,
+                recheck_seconds=0.5,
+                log=log,
+                what="two config maps",
+                progress=lambda snap, v: f"{v.message} ({len(snap['behind']) + len(snap['ahead'])}/2 present)",
+                progress_seconds=1.0,
+            )
+            side = asyncio.create_task(ticker())
+            waiting = asyncio.create_task(loop.run())
+            await asyncio.sleep(2.5)  # pending: nothing created yet
+            for name in ("first", "second"):
+                await asyncio.to_thread(core.create_namespaced_config_map, namespace, {"metadata": {"name": name}})
+            event = await asyncio.wait_for(waiting, 40)
+            side.cancel()
+            return event
+
+    event = asyncio.run(scenario())
+    assert event["status"] == "success", event
+    talk = [line for line in log.lines if line.startswith("waiting for two config maps: ")]
+    assert len(talk) >= 2, log.lines  # the first at once, then again within progress_seconds while pending
+    assert "waiting for second (0/2 present) | " in talk[0] and " s left (deadline " in talk[0], talk
+    assert ticks >= 15  # the event loop was never blocked by the wait

@@ -272,7 +272,7 @@ def test_deploy_operators_take_the_serving_and_model_specs_whole(tmp_path: Path)
     # As the plan's templates render them natively: the dicts themselves (or their text otherwise).
     volume = CreateOssVolumeOperator(task_id="v", serving=specs["serving"], model=str(specs["model"]))
     volume.apply_specs()
-    assert (volume.namespace, volume.pv_name, volume.pvc_name, volume.secret_name) == (
+    assert (volume.namespace, volume.pv_name, volume.pvc_name, volume.credentials_object) == (
         "ns",
         "ns-fm-model",
         "fm-model",

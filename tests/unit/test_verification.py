@@ -197,3 +197,16 @@ def test_scale_in_within_and_past_the_timeout():
 def test_optional_checks_can_be_left_out():
     result = verify(make_timeline(), VerifyOptions(check_scale_in=False))
     assert [c.name for c in result.checks] == ["replicas", "placement", "failures_during_scale_out"]
+
+
+def test_a_broken_slo_is_a_named_failed_check_of_the_scale_verification():
+    """The report runs after an SLO breach too (issue 14): its verdict names the breach beside its own checks."""
+    tl = make_timeline()
+    tl["slo"] = {"p95_ms": 500, "error_rate": 0.01, "breaches": ["p95 latency 900 ms exceeds the SLO of 500 ms"]}
+    result = verify(tl, OPTS)
+    assert not result.passed
+    assert [c.name for c in result.failures()] == ["load_test_slo"]
+    assert "p95 latency 900 ms exceeds the SLO of 500 ms" in result.failure_message()
+    assert summary(tl, result)["failed_checks"] == ["load_test_slo"]
+    tl["slo"]["breaches"] = []
+    assert verify(tl, OPTS).passed

@@ -7,6 +7,7 @@ oss2 has no HTTP retries of its own (ref. §2.3): every call here goes through `
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,25 @@ from elastic_inference.hooks.base import AlibabaCloudBaseHook, AlibabaCloudSetti
 
 if TYPE_CHECKING:
     import oss2
+
+
+class _ExpectedNotFound(logging.Filter):
+    """Drops oss2's own INFO line for a 404 (``oss2/api.py`` ``_do``: ``logger.info("Exception: {0}")`` before
+    every non-2xx raise). A 404 is how the hook learns an object or bucket is not there yet (first upload, HEAD
+    before PUT), not an exception to show; every other status is still logged by oss2 and reported by the hook."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Exception: ") and "'status': 404" in msg)
+
+
+def _quiet_expected_404s() -> None:
+    oss2_api = logging.getLogger("oss2.api")
+    if not any(isinstance(f, _ExpectedNotFound) for f in oss2_api.filters):
+        oss2_api.addFilter(_ExpectedNotFound())
+
+
+_quiet_expected_404s()
 
 DEFAULT_MULTIPART_THRESHOLD = 10 * 1024 * 1024  # oss2.defaults.multipart_threshold
 DEFAULT_PART_SIZE = 10 * 1024 * 1024  # oss2.defaults.part_size

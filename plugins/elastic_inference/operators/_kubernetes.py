@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from elastic_inference.triggers.kubernetes_watch import InlineWaiter, KubernetesWatchTrigger
 
 
+def applied_manifest(obj: Json) -> str:
+    """``obj`` as YAML for the task log; a Secret's ``data``/``stringData`` values replaced by ``<redacted>``."""
+    import yaml
+
+    shown = dict(obj)
+    if obj.get("kind") == "Secret":
+        for key in ("data", "stringData"):
+            if isinstance(obj.get(key), dict):
+                shown[key] = {k: "<redacted>" for k in obj[key]}
+    return yaml.safe_dump(shown, sort_keys=False, default_flow_style=False).rstrip()
+
+
 class KubernetesApplyOperator(BaseOperator):
     """Base: apply manifests idempotently, then wait for a terminal state with a watch trigger.
 
@@ -131,7 +143,9 @@ class KubernetesApplyOperator(BaseOperator):
         results = []
         for obj in objs:
             result = hook.apply(obj)
-            self.log.info("%s: %s", describe(obj), result.action)
+            # The manifest actually applied (the rendered-template view only shows the operator's arguments),
+            # a Secret's values redacted.
+            self.log.info("%s: %s\n%s", describe(obj), result.action, applied_manifest(obj))
             results.append(result)
         return results
 

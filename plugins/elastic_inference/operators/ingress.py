@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from elastic_inference import manifests
 from elastic_inference.k8s_objects import SELDON_PREDICT_PATH, Json, predict_url
+from elastic_inference.links import ENDPOINT_URL_KEY, EndpointLink
 from elastic_inference.operators._kubernetes import KubernetesApplyOperator
 from elastic_inference.triggers.ingress import IngressAddressTrigger
 
@@ -44,6 +45,7 @@ class CreateIngressOperator(KubernetesApplyOperator):
     :param api_path: path appended for the predict URL.
     """
 
+    operator_extra_links = (EndpointLink(),)
     template_fields: Sequence[str] = (
         *KubernetesApplyOperator.template_fields,
         "name",
@@ -138,4 +140,6 @@ class CreateIngressOperator(KubernetesApplyOperator):
         api_path = carry.get("api_path") or self.api_path
         url = predict_url(event["address"], event.get("port"), carry.get("path") or "/", self.scheme, api_path)
         self.log.info("Predict URL: %s%s", url, f" (Host: {carry['host_header']})" if carry.get("host_header") else "")
+        if (ti := context.get("ti")) is not None:  # a bare context (no task instance) has no links to feed
+            ti.xcom_push(key=ENDPOINT_URL_KEY, value=url)  # the task's "Endpoint" extra link
         return {**carry, "address": event["address"], "port": event.get("port"), "predict_url": url}

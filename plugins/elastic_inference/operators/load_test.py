@@ -445,25 +445,65 @@ class LocustLoadTestOperator(BaseOperator):
 
     def _progress(self, out: Path, recorder: TimelineRecorder | None) -> None:
         from elastic_inference.locust_io import parse_history
-        from elastic_inference.timeline import replicas_of
 
         history = parse_history(out / "locust")
         last = history[-1] if history else None
-        replicas = replicas_of(recorder.samples[-1]) if recorder and recorder.samples else None
-        qps = recorder.samples[-1].get("qps") if recorder and recorder.samples else None
+        cluster = self._cluster_line(recorder)
         if last:
+            p95 = last["p95_ms"]
             self.log.info(
-                "load: %d users, %.1f RPS, %d requests, %d failures, p95 %s ms | replicas %s, metric %s",
+                "load: %d users, %.1f RPS, %d requests, %d failures, p95 %s | %s",
                 last["users"],
                 last["rps"],
                 last["total_requests"],
                 last["total_failures"],
-                last["p95_ms"],
-                replicas,
-                qps,
+                "n/a yet" if p95 is None else f"{p95:.0f} ms",
+                cluster,
             )
         else:
-            self.log.info("load: starting | replicas %s, metric %s", replicas, qps)
+            self.log.info("load: starting | %s", cluster)
+
+    @staticmethod
+    def _cluster_line(recorder: TimelineRecorder | None) -> str:
+        """Replicas (desired/current/ready), the named HPA metric and the pool's nodes by charge type, as sampled."""
+        from elastic_inference.timeline import replicas_of
+
+        if not recorder or not recorder.samples:
+            return "cluster not sampled yet"
+        s = recorder.samples[-1]
+        charges: dict[str, int] = {}
+        for n in s.get("nodes") or []:
+            if n.get("in_pool"):
+                charges[n.get("charge") or "unknown"] = charges.get(n.get("charge") or "unknown", 0) + 1
+        nodes = ", ".join(f"{v} {k}" for k, v in sorted(charges.items())) or "none"
+        qps = s.get("qps")
+        return (
+            f"replicas {replicas_of(s)} (HPA desired {(s.get('hpa') or {}).get('desired')}, ready "
+            f"{(s.get('deployment') or {}).get('ready')}) | {recorder.metric_name or 'metric'} "
+            f"{'n/a yet' if qps is None else f'{qps:.1f}'} | pool nodes: {nodes}"
+        )
+
+    def _write_live(self, out: Path, load: dict[str, Any], recorder: TimelineRecorder, every: float = 2.0) -> None:
+        """The timeline recorded so far, for the run view (``elastic_inference.ui``) to draw while the load runs;
+        replaced atomically, at most every ``every`` seconds."""
+        from elastic_inference.locust_io import parse_history
+
+        now = time.monotonic()
+        if now < getattr(self, "_live_at", 0.0) + every:
+            return
+        self._live_at = now
+        doc = {
+            "meta": recorder.meta(),
+            "load": load,
+            "samples": recorder.samples,
+            "locust": {"history": parse_history(out / "locust")},
+        }
+        tmp = out / "timeline.live.json.tmp"
+        try:
+            tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+            tmp.replace(out / "timeline.live.json")
+        except OSError as exc:  # the view is a convenience: the load test goes on without it
+            self.log.warning("Could not write the live timeline: %s", exc)
 
     # -- the task -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -493,8 +533,13 @@ class LocustLoadTestOperator(BaseOperator):
             request_path_override=self.request_path,
         )
         (out / "plan.json").write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")
-        for stale in out.glob("locust_*.csv"):
-            stale.unlink()  # a retry must not parse the previous try's numbers
+        for stale in [
+            *out.glob("locust_*.csv"),
+            out / "timeline.json",
+            out / "timeline.live.json",
+            out / "verdict.json",
+        ]:
+            stale.unlink(missing_ok=True)  # a retry must not parse the previous try's numbers
         locustfile = Path(self.locustfile) if self.locustfile else default_locustfile()
         base_cmd = self._locust_base()
         self.log.info(
@@ -565,6 +610,7 @@ class LocustLoadTestOperator(BaseOperator):
                     recorder.sample()
                     self._check_versions(hook, check)
                     next_sample = now + self.spec.record_interval
+                    self._write_live(out, load, recorder)
                 if now >= next_log:
                     self._progress(out, recorder)
                     next_log = now + self.spec.progress_interval
@@ -586,6 +632,7 @@ class LocustLoadTestOperator(BaseOperator):
             end = time.monotonic() + self.spec.scale_in_timeout
             while True:
                 s = recorder.sample()
+                self._write_live(out, load, recorder)
                 if replicas_of(s) == min_replicas and (s.get("deployment") or {}).get("replicas", 0) <= min_replicas:
                     scale_in["reached_at"] = s["t"]
                     self.log.info(
@@ -640,6 +687,18 @@ class LocustLoadTestOperator(BaseOperator):
                 }
             )
 
+        breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
+        breaches += agreement_breaches(checks, min_agreement)
+        if check:
+            from elastic_inference.rollout.versions import version_problems
+
+            breaches += version_problems(list(self._served.values()), int(check["version"]), "load test")
+        if timed_out:
+            breaches.insert(
+                0,
+                f"locust did not finish within the shape's {plan.run_time:.0f} s + "
+                f"{self.spec.startup_grace:.0f} s grace and was stopped",
+            )
         timeline_path = out / "timeline.json"
         write_timeline(
             timeline_path,
@@ -655,6 +714,8 @@ class LocustLoadTestOperator(BaseOperator):
                     "csv_prefix": str(out / "locust"),
                 },
                 "scale_in": scale_in,
+                # The SLO verdict goes into the timeline, so the scale report (which runs on a breach too) says it.
+                "slo": {"error_rate": self.spec.slo_error_rate, "p95_ms": self.spec.slo_p95_ms, "breaches": breaches},
                 "recorder_errors": recorder.errors if recorder else 0,
                 "served_versions": {
                     "expected": int(check["version"]) if check else None,
@@ -681,18 +742,6 @@ class LocustLoadTestOperator(BaseOperator):
             checks["mismatches"],
             checks["checked"],
         )
-        breaches = slo_breaches(stats, slo_error_rate=self.spec.slo_error_rate, slo_p95_ms=self.spec.slo_p95_ms)
-        breaches += agreement_breaches(checks, min_agreement)
-        if check:
-            from elastic_inference.rollout.versions import version_problems
-
-            breaches += version_problems(list(self._served.values()), int(check["version"]), "load test")
-        if timed_out:
-            breaches.insert(
-                0,
-                f"locust did not finish within the shape's {plan.run_time:.0f} s + "
-                f"{self.spec.startup_grace:.0f} s grace and was stopped",
-            )
         result = {
             "endpoint": self.host,
             "stats": stats,

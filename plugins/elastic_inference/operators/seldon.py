@@ -116,7 +116,9 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         "pvc_name",
         "model_subpath",
         "model_version",
-        "proxy_image",
+        # Not "proxy_image": Airflow masks every field whose name contains "proxy" (secrets_masker's
+        # DEFAULT_SENSITIVE_FIELDS), so the rendered template showed the image as ***.
+        "model_unit_image",
         "serving_image",
         "sls_project",
         "sls_route",
@@ -178,7 +180,7 @@ class DeploySeldonOperator(KubernetesApplyOperator):
         self.predictor = predictor
         self.model_subpath = model_subpath
         self.model_version = model_version
-        self.proxy_image = proxy_image
+        self.model_unit_image = proxy_image
         self.serving_image = serving_image
         self.gpu_count = gpu_count
         self.node_selector = node_selector
@@ -251,7 +253,7 @@ class DeploySeldonOperator(KubernetesApplyOperator):
             metric_labels=self.resolve_metric_labels(),
             qps_target=self.qps_target,
             hpa_metric_format=self.hpa_metric_format,
-            proxy_image=self.proxy_image,
+            proxy_image=self.model_unit_image,
             serving_image=self.serving_image,
             log_level=self.log_level,
             proxy_cpu=self.proxy_cpu,

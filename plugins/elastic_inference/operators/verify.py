@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir
+from elastic_inference.links import REPORT_URL_KEY, ScaleReportLink, report_url, run_dir, ui_base_path
 from elastic_inference.rollout.record import read_rollout_file
 
 if TYPE_CHECKING:
@@ -120,6 +121,9 @@ class ScaleVerificationOperator(BaseOperator):
         if self.timeline_path:
             return str(self.timeline_path)
         path = context["ti"].xcom_pull(task_ids=self.load_test_task_id, key="timeline_path")
+        if not path and self.trigger_rule != "all_success":
+            # Run after a failed load test (trigger_rule all_done): no timeline means no load ran, nothing to report.
+            raise AirflowSkipException(f"task {self.load_test_task_id!r} recorded no timeline: no load test ran")
         if not path:
             raise AirflowFailException(
                 f"no timeline: task {self.load_test_task_id!r} pushed no 'timeline_path' XCom (did it run in this "
@@ -147,8 +151,15 @@ class ScaleVerificationOperator(BaseOperator):
         )
         return pool
 
+    @staticmethod
+    def _deployment(context: Context, timeline: dict[str, Any]) -> str:
+        """The SeldonDeployment the run deployed (the report's title), not the generated pod-spec Deployment."""
+        serving = (context["ti"].xcom_pull(task_ids="plan", key="return_value") or {}).get("serving") or {}
+        meta = timeline.get("meta") or {}
+        return str(serving.get("name") or meta.get("deployment") or "deployment")
+
     def execute(self, context: Context) -> dict[str, Any]:
-        from elastic_inference.report import render_report
+        from elastic_inference.report import estimate_cost, render_report
         from elastic_inference.specs import LoadTestSpec, coerce
         from elastic_inference.timeline import read_timeline
         from elastic_inference.verification import PoolPolicy, VerifyOptions, summary, verify
@@ -189,8 +200,22 @@ class ScaleVerificationOperator(BaseOperator):
         rollout = read_rollout_file(out.parent)
         if rollout:
             info["rollout"] = rollout.get("verdict")
-        render_report(timeline, result, info, out, price_table=self.price_table, rollout=rollout or None)
+        render_report(
+            timeline,
+            result,
+            info,
+            out,
+            price_table=self.price_table,
+            rollout=rollout or None,
+            title=f"Scale report — {self._deployment(context, timeline)} (run {context['run_id']})",
+            run_link=f"{ui_base_path()}/dags/{quote(context['dag'].dag_id)}/runs/{quote(context['run_id'], safe='')}",
+        )
         url = report_url(out, reports_dir=self.reports_dir, base_url=self.report_base_url)
+        # The run view's summary (the plugin reads it beside the report): the verdict, endpoint, peaks, cost.
+        cost = estimate_cost(timeline, self.price_table)
+        (out.parent / "verdict.json").write_text(
+            json.dumps({**info, "cost_usd": cost["run_cost"], "report_url": url}), encoding="utf-8"
+        )
         ti = context["ti"]
         ti.xcom_push(key=REPORT_URL_KEY, value=url)
         for c in result.checks:

@@ -91,7 +91,8 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         "path",
         "pv_name",
         "pvc_name",
-        "secret_name",
+        # Not "secret_name": Airflow masks fields named like secrets; this is only the Secret object's name.
+        "credentials_object",
         "oss_url",
         "storage",
     )
@@ -130,7 +131,7 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         self.path = path
         self.pv_name = pv_name
         self.pvc_name = pvc_name
-        self.secret_name = secret_name
+        self.credentials_object = secret_name
         self.storage = storage
         self.access_mode = access_mode
         self.oss_url = oss_url
@@ -188,7 +189,7 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
         serving = self.serving_spec()
         if serving is not None:
             self.pv_name, self.pvc_name = serving.pv_name, serving.pvc_name
-            self.secret_name = self.secret_name or serving.secret_name
+            self.credentials_object = self.credentials_object or serving.secret_name
         if self.model is not None:
             model = ModelSpec.from_mapping(self.model)
             self.bucket, self.path = model.bucket, "/" + model.prefix.strip("/")
@@ -199,7 +200,7 @@ class CreateOssVolumeOperator(KubernetesApplyOperator):
             if not getattr(self, field):
                 raise AirflowFailException(f"{self.task_id}: {field} is empty; pass the {field} to the operator")
         settings = self._settings()
-        secret_name = self.secret_name or f"{self.pv_name}-oss"
+        secret_name = self.credentials_object or f"{self.pv_name}-oss"
         objs = self.manifest_objects(self.default_objects(settings, secret_name))
         kinds = {o["kind"] for o in objs}
         if not {"PersistentVolume", "PersistentVolumeClaim"} <= kinds:

@@ -121,8 +121,16 @@ def _pick(params: Mapping[str, Any], spec: type[Spec]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, source in _SCALARS.items():
         if source is not None and source[0] is spec and name in params:
-            out[source[1]] = params[name]
+            value = params[name]
+            if value is None and _kind(spec, source[1]) == ("string", False):
+                value = ""  # the trigger form sends an emptied optional text field as null: it means "empty"
+            out[source[1]] = value
     return out
+
+
+def _kind(spec: type[Spec], field_name: str) -> tuple[str, bool]:
+    f = next(f for f in dataclasses.fields(spec) if f.name == field_name)
+    return f.metadata["kind"], bool(f.metadata["optional"])
 
 
 # Params the run reads besides the form's: samples_path (from the model Asset event).

@@ -11,6 +11,9 @@ INGRESS = ResourceRef("networking.k8s.io/v1", "Ingress")
 
 
 class IngressAddressTrigger(KubernetesWatchTrigger):
+    def waiting_for(self) -> str:
+        return f"Ingress {self.namespace}/{self.name} to get an address"
+
     def watches(self) -> list[WatchSpec]:
         return [
             WatchSpec(

@@ -70,6 +70,9 @@ class WatchLoop:
         watch_timeout_seconds: int = 60,
         recheck_seconds: float = 5.0,
         log: Any = None,
+        what: str = "the objects",
+        progress: Callable[[Snapshot, Verdict], str] | None = None,
+        progress_seconds: float = 15.0,
     ) -> None:
         self.api = api
         self.hook = hook
@@ -86,9 +89,32 @@ class WatchLoop:
         self.lists = 0  # initial lists plus re-lists after 410 Gone
         self.interruptions = 0  # watches that broke on a transient error and were resumed
         self.confirmations = 0  # error verdicts checked again on a fresh list
+        # Waits that talk: what is awaited, where it stands, the time left (a line on change, at most every 2 s,
+        # and at least every ``progress_seconds``), so a deferred task's log is not silent until the end.
+        self.what = what
+        self.progress = progress
+        self.progress_seconds = progress_seconds
+        self._said: tuple[str, float] = ("", 0.0)
 
     def _remaining(self) -> float:
         return self.deadline - time.time()
+
+    def _talk(self, verdict: Verdict) -> None:
+        """One progress line for the task log (the triggerer's log of this task while deferred)."""
+        if self.log is None:
+            return
+        try:
+            line = self.progress(self.snapshot, verdict) if self.progress else verdict.message
+        except Exception as exc:  # noqa: BLE001 - a progress line must never end the wait
+            line = f"{verdict.message} (progress: {exc})"
+        now = time.monotonic()
+        said, at = self._said
+        if (line == said and now - at < self.progress_seconds) or (line != said and now - at < 2.0):
+            return
+        self._said = (line, now)
+        left = max(0.0, self._remaining())
+        until = datetime.fromtimestamp(self.deadline, UTC).strftime("%H:%M:%S UTC")
+        self.log.info("waiting for %s: %s | %.0f s left (deadline %s)", self.what, line, left, until)
 
     async def _fetch(self, spec: WatchSpec) -> tuple[list[Json], str, str | None]:
         """One list of ``spec``'s collection: its items, the list's resourceVersion, the field selector used."""
@@ -214,6 +240,7 @@ class WatchLoop:
                         last = await self._confirm(last)
                     if last.done:
                         return last.event()
+                    self._talk(last)
                 remaining = self._remaining()
                 if remaining <= 0:
                     msg = last.message if last else "the objects could not be listed"
@@ -278,6 +305,14 @@ class KubernetesWatchTrigger(BaseTrigger):
 
     recheck_seconds: float = 5.0
 
+    def waiting_for(self) -> str:
+        """What the wait is for, in the task log's progress lines."""
+        return f"{type(self).__name__.removesuffix('Trigger')} {self.namespace}/{self.name}"
+
+    def progress(self, snapshot: Snapshot, verdict: Verdict) -> str:
+        """Where the wait stands (current vs wanted), for the progress lines; default: the verdict's message."""
+        return verdict.message
+
     # -- trigger contract ---------------------------------------------------------------------------------
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -307,6 +342,8 @@ class KubernetesWatchTrigger(BaseTrigger):
                     watch_timeout_seconds=self.watch_timeout_seconds,
                     recheck_seconds=self.recheck_seconds,
                     log=self.log,
+                    what=self.waiting_for(),
+                    progress=self.progress,
                 )
                 return await loop.run()
         except asyncio.CancelledError:

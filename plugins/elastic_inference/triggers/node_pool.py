@@ -149,7 +149,13 @@ class NodePoolStateTrigger(BaseTrigger):
                 if verdict.done:
                     yield self._event(verdict.state, verdict.message, state)
                     return
-                self.log.info("%s; next check in %.1fs", verdict.message, self.poll_interval)
+                self.log.info(
+                    "waiting for node pool %s to be active: %s; next check in %.1f s | %.0f s left to the deadline",
+                    self.nodepool_id,
+                    verdict.message,
+                    self.poll_interval,
+                    max(0.0, self.end_time - time.time()),
+                )
             remaining = self.end_time - time.time()
             if remaining <= 0:
                 break

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from elastic_inference.k8s_objects import SELDON_API_VERSION, ResourceRef, Verdict, seldon_verdict
+from elastic_inference.k8s_objects import SELDON_API_VERSION, ResourceRef, Verdict, pod_ready, seldon_verdict
 from elastic_inference.triggers.kubernetes_watch import KubernetesWatchTrigger, Snapshot, WatchSpec
 
 SDEP = ResourceRef(SELDON_API_VERSION, "SeldonDeployment")
@@ -59,3 +59,18 @@ class SeldonDeploymentTrigger(KubernetesWatchTrigger):
             now=now,
             unschedulable_grace_seconds=self.unschedulable_grace_seconds,
         )
+
+    def waiting_for(self) -> str:
+        return f"SeldonDeployment {self.namespace}/{self.name} to be Available"
+
+    def progress(self, snapshot: Snapshot, verdict: Verdict) -> str:
+        """The verdict plus the pods: ready x/y, and those not yet scheduled (a node being added for them)."""
+        sdep = snapshot["sdep"].get(f"{self.namespace}/{self.name}") or {}
+        wanted = sum(int(p.get("replicas") or 1) for p in (sdep.get("spec") or {}).get("predictors") or [])
+        live = [p for p in snapshot["pods"].values() if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        ready = sum(1 for p in live if pod_ready(p))
+        unscheduled = sum(1 for p in live if not (p.get("spec") or {}).get("nodeName"))
+        line = f"{verdict.message}; pods ready {ready}/{max(wanted, len(live))}"
+        if unscheduled:
+            line += f", {unscheduled} waiting for a node (the autoscaler adds one)"
+        return line

@@ -26,6 +26,9 @@ class PvcBoundTrigger(KubernetesWatchTrigger):
     def extra_kwargs(self) -> dict[str, Any]:
         return {"pv_name": self.pv_name}
 
+    def waiting_for(self) -> str:
+        return f"PersistentVolumeClaim {self.namespace}/{self.name} to be Bound"
+
     def watches(self) -> list[WatchSpec]:
         specs = [
             WatchSpec(
