@@ -134,6 +134,15 @@ def tfserving_rest_port(container: Json) -> int | None:
     return port
 
 
+def annotated_version(obj: Json) -> int | None:
+    """The model version a serving object was deployed with (its ``MODEL_VERSION_ANNOTATION``), None if unset."""
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
+    try:
+        return int(str(raw).strip('"'))
+    except (TypeError, ValueError):
+        return None
+
+
 def pod_ip(pod: Json) -> str | None:
     return (pod.get("status") or {}).get("podIP") or None
 

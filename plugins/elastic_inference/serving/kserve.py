@@ -28,7 +28,7 @@ from elastic_inference.k8s_objects import (
     pod_ready,
     pod_unschedulable,
 )
-from elastic_inference.serving.base import MODEL_VERSION_ANNOTATION, ServingNames, pod_ip, tfserving_rest_port
+from elastic_inference.serving.base import ServingNames, annotated_version, pod_ip, tfserving_rest_port
 
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 KSERVE_HTTP_PORT = 80  # constants.CommonDefaultHttpPort: the predictor Service's port
@@ -169,11 +169,7 @@ class KServeBackend:
         return InferenceServiceTrigger(**kwargs)
 
     def deployed_version(self, obj: Json) -> int | None:
-        raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
-        try:
-            return int(str(raw).strip('"'))
-        except (TypeError, ValueError):
-            return None
+        return annotated_version(obj)
 
     def is_ready(self, obj: Json) -> bool:
         return _current(obj) and _condition(obj, "Ready").get("status") == "True"

@@ -22,7 +22,7 @@ from elastic_inference.k8s_objects import (
     Verdict,
     seldon_verdict,
 )
-from elastic_inference.serving.base import MODEL_VERSION_ANNOTATION, ServingNames, pod_ip, tfserving_rest_port
+from elastic_inference.serving.base import ServingNames, annotated_version, pod_ip, tfserving_rest_port
 
 SELDON_HTTP_PORT = 8000  # the predictor Service's http port (Seldon executor default, ref. §4.2)
 SELDON_ID_LABEL = "seldon-deployment-id"
@@ -101,11 +101,7 @@ class SeldonBackend:
         return SeldonDeploymentTrigger(**kwargs)
 
     def deployed_version(self, obj: Json) -> int | None:
-        raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
-        try:
-            return int(str(raw).strip('"'))
-        except (TypeError, ValueError):
-            return None
+        return annotated_version(obj)
 
     def is_ready(self, obj: Json) -> bool:
         return (obj.get("status") or {}).get("state") == "Available"
