@@ -65,10 +65,10 @@ def identities(sandbox: dict) -> dict[str, str]:
     return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["uid"] for o in objs}
 
 
-def test_kserve_backend_end_to_end(sandbox, airflow_cli, trained_model):
+def test_kserve_backend_end_to_end(sandbox, airflow_cli, e2e_model):
     namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     kubectl(sandbox, "apply", "-f", "-", stdin=namespace)
-    conf = json.dumps(run_conf(trained_model))
+    conf = json.dumps(run_conf(e2e_model))
 
     first = airflow_cli.run("dags", "test", "elastic_inference", "-c", conf, timeout=900)
     log = first.stdout + first.stderr
