@@ -1,0 +1,88 @@
+"""The sandbox's SPDY/3.1 framing (``ack_sandbox.kubelet.spdy``) against frames another implementation made
+(node spdy-transport's parser tests: a SYN_STREAM with headers, an empty SYN_REPLY, DATA frames) and against
+itself across one connection's shared zlib streams. kubectl itself is the judge in test_k8s_portforward.py."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from ack_sandbox.kubelet import spdy
+
+# spdy-transport test/spdy/parser-test.js: SYN_STREAM id 1 with ":method: GET", ":path: /"; SYN_REPLY id 1
+# without headers (the zlib header names the SPDY/3 dictionary: 78 f9, then its adler32 e3c6a7c2)
+NODE_SYN_STREAM = (
+    "800300010000002c0000000100000000000078f9e3c6a7c202e50e507ab442a45a77d7105006b32a4804974d8cfa00000000ffff"
+)
+NODE_SYN_REPLY = "80030002000000140000000178f9e3c6a7c202a6230600000000ffff"
+NODE_DATA_FIN = "000000010100001157726974696e6720746f2073747265616d"
+
+
+def test_dictionary_is_spdy3s() -> None:
+    assert len(spdy.HEADER_DICTIONARY) == 1423
+    assert zlib.adler32(spdy.HEADER_DICTIONARY) == 0xE3C6A7C2  # the dictionary id every SPDY/3 stream names
+
+
+def test_frames_made_by_another_implementation() -> None:
+    (syn,) = spdy.Decoder().feed(bytes.fromhex(NODE_SYN_STREAM))
+    assert (syn.kind, syn.stream_id, syn.fin) == (spdy.SYN_STREAM, 1, False)
+    assert syn.headers == {":method": ["GET"], ":path": ["/"]}
+    # an empty SYN_REPLY on a fresh connection is byte for byte what the other side makes
+    assert spdy.Encoder().syn_reply(1).hex() == NODE_SYN_REPLY
+    (data,) = spdy.Decoder().feed(bytes.fromhex(NODE_DATA_FIN))
+    assert (data.kind, data.stream_id, data.fin, data.data) == (0, 1, True, b"Writing to stream")
+    assert spdy.Encoder.data(1, b"Writing to stream", fin=True).hex() == NODE_DATA_FIN
+
+
+def test_one_zlib_stream_per_direction_and_frames_split_anywhere() -> None:
+    enc, dec = spdy.Encoder(), spdy.Decoder()
+    wire = b"".join(
+        [
+            enc.syn_stream(1, {"streamtype": "error", "port": "8080", "requestid": "0"}),
+            enc.syn_stream(3, {"streamtype": "data", "port": "8080", "requestid": "0"}),
+            enc.data(3, b"GET / HTTP/1.0\r\n\r\n"),
+            enc.data(1, fin=True),
+            enc.ping(1),
+            enc.rst_stream(3, spdy.CANCEL),
+            enc.window_update(3, 65536),
+            enc.goaway(3),
+        ]
+    )
+    # kubectl's framer writes each field separately (one WebSocket message each): feed a byte at a time
+    frames = [f for i in range(len(wire)) for f in dec.feed(wire[i : i + 1])]
+    kinds = [f.kind for f in frames]
+    assert kinds == [
+        spdy.SYN_STREAM,
+        spdy.SYN_STREAM,
+        0,
+        0,
+        spdy.PING,
+        spdy.RST_STREAM,
+        spdy.WINDOW_UPDATE,
+        spdy.GOAWAY,
+    ]
+    assert frames[1].header("streamtype") == "data" and frames[1].header("port") == "8080"  # second block: shared zlib
+    assert frames[2].data == b"GET / HTTP/1.0\r\n\r\n" and not frames[2].fin
+    assert frames[3].stream_id == 1 and frames[3].fin and frames[3].data == b""
+    assert frames[4].ping_id == 1 and frames[5].status == spdy.CANCEL and frames[6].delta_window == 65536
+    assert frames[7].last_good_stream_id == 3
+    # a second decoder that missed the first block cannot read the second: the state is per connection
+    with pytest.raises(spdy.SpdyError):
+        spdy.Decoder().feed(_second_block_only())
+
+
+def _second_block_only() -> bytes:
+    enc = spdy.Encoder()
+    enc.syn_stream(1, {"port": "1"})
+    return enc.syn_stream(3, {"port": "2"})
+
+
+def test_bad_frames_are_errors() -> None:
+    with pytest.raises(spdy.SpdyError, match="version"):
+        spdy.Decoder().feed(bytes.fromhex("8002000600000004" + "00000001"))  # SPDY/2 PING
+    with pytest.raises(spdy.SpdyError, match="stream id zero"):
+        spdy.Decoder().feed(bytes.fromhex("0000000000000000"))
+    with pytest.raises(spdy.SpdyError, match="unknown control frame type"):
+        spdy.Decoder().feed(bytes.fromhex("8003000a00000000"))
+    assert spdy.Decoder().feed(bytes.fromhex("80030006000000")) == []  # incomplete: waits for more
