@@ -34,9 +34,9 @@ import errno
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -44,6 +44,7 @@ from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.kubelet import spdy
 
 log = logging.getLogger("ack_sandbox.kubelet.portforward")
+T = TypeVar("T")
 
 PROTOCOL = "portforward.k8s.io"
 TUNNEL_PREFIX = "SPDY/3.1+"
@@ -129,6 +130,7 @@ class _Pair:
     error: _Stream | None = None
     data: _Stream | None = None
     started: bool = False
+    monitor: asyncio.Task[None] | None = None
 
 
 class Session:
@@ -168,10 +170,11 @@ class Session:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.channel.close()
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _send(self, frame: bytes | Callable[[], bytes]) -> None:
         """Send one frame; a callable is encoded under the lock (header compression state goes out in order)."""
@@ -195,8 +198,9 @@ class Session:
             s = self._streams.get(f.stream_id)
             if s is not None:
                 s.reset = s.remote_done = s.local_done = True
-                with contextlib.suppress(asyncio.QueueFull):
-                    s.inbox.put_nowait(None)
+                while not s.inbox.empty():  # what was not written yet is dropped (spdystream Reset)
+                    s.inbox.get_nowait()
+                s.inbox.put_nowait(None)
         elif f.kind == spdy.PING:
             if f.ping_id % 2 == 1:  # the client's (odd) pings come back unchanged
                 await self._send(self._enc.ping(f.ping_id))
@@ -222,7 +226,7 @@ class Session:
         pair = self._pairs.get(request_id)
         if pair is None:
             pair = self._pairs[request_id] = _Pair(request_id)
-            self._spawn(self._monitor(pair))
+            pair.monitor = self._spawn(self._monitor(pair))
         if getattr(pair, kind) is not None:
             await self._print_error(
                 pair, f"error processing stream for request {request_id}: {kind} stream already assigned"
@@ -231,6 +235,8 @@ class Session:
         setattr(pair, kind, s)
         if pair.error is not None and pair.data is not None and not pair.started:
             pair.started = True
+            if pair.monitor is not None:
+                pair.monitor.cancel()
             self._spawn(self._forward(pair))
 
     async def _monitor(self, pair: _Pair) -> None:

@@ -284,7 +284,7 @@ async def portforward(kubelet: Kubelet, request: web.Request, pod: dict[str, Any
 
     def resolve_ip() -> str | None:
         w = kubelet.pods.get(uid)
-        return w.ip if w is not None and not w.stopping else None
+        return w.ip if w is not None and w.ip else None  # a terminating pod's sandbox still answers
 
     target = PodTarget(uid, resolve_ip)
     upgrade = request.headers.get("Upgrade", "").lower()
