@@ -1,14 +1,18 @@
 """The sandbox's SPDY/3.1 framing (``ack_sandbox.kubelet.spdy``) against frames another implementation made
 (node spdy-transport's parser tests: a SYN_STREAM with headers, an empty SYN_REPLY, DATA frames) and against
-itself across one connection's shared zlib streams. kubectl itself is the judge in test_k8s_portforward.py."""
+itself across one connection's shared zlib streams; the port-forward session's stream rules over an in-memory
+pipe. kubectl itself is the judge in test_k8s_portforward.py."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import zlib
+from collections.abc import Callable
 
 import pytest
 
-from ack_sandbox.kubelet import spdy
+from ack_sandbox.kubelet import portforward, spdy
 
 # spdy-transport test/spdy/parser-test.js: SYN_STREAM id 1 with ":method: GET", ":path: /"; SYN_REPLY id 1
 # without headers (the zlib header names the SPDY/3 dictionary: 78 f9, then its adler32 e3c6a7c2)
@@ -86,3 +90,100 @@ def test_bad_frames_are_errors() -> None:
     with pytest.raises(spdy.SpdyError, match="unknown control frame type"):
         spdy.Decoder().feed(bytes.fromhex("8003000a00000000"))
     assert spdy.Decoder().feed(bytes.fromhex("80030006000000")) == []  # incomplete: waits for more
+
+
+class _Pipe:
+    """An in-memory byte pipe for one port-forward session (what the WebSocket tunnel carries)."""
+
+    def __init__(self) -> None:
+        self.inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.out = bytearray()
+        self.closed = False
+
+    async def recv(self) -> bytes | None:
+        return await self.inbound.get()
+
+    async def send(self, data: bytes) -> None:
+        self.out += data
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_session_pairs_streams_resets_bad_ones_and_reports_failures() -> None:
+    """The kubelet's rules (httpstream.go) that kubectl never breaks, so its runs cannot show them."""
+
+    async def upper_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write((await reader.read(100)).upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(upper_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    pipe = _Pipe()
+    session = asyncio.ensure_future(
+        portforward.Session(pipe, portforward.PodTarget("uid-1", lambda: "127.0.0.1")).run()
+    )
+    client, server_side = spdy.Encoder(), spdy.Decoder()
+    seen: list[spdy.Frame] = []
+    fed = 0
+
+    async def wait_for(what: str, pred: Callable[[spdy.Frame], bool]) -> spdy.Frame:
+        nonlocal fed
+        for _ in range(500):  # at most ~5 s
+            seen.extend(server_side.feed(bytes(pipe.out[fed:])))
+            fed = len(pipe.out)
+            hit = next((f for f in seen if pred(f)), None)
+            if hit is not None:
+                return hit
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no {what} in {seen}")
+
+    def send(data: bytes) -> None:
+        pipe.inbound.put_nowait(data)
+
+    try:
+        # streams without a port, or with a bad one, are reset (CANCEL, apimachinery's stream.Reset)
+        send(client.syn_stream(1, {"streamtype": "error"}))
+        send(client.syn_stream(3, {"streamtype": "data", "port": "70000"}))
+        for sid in (1, 3):
+            rst = await wait_for(
+                f"RST_STREAM {sid}", lambda f, sid=sid: f.kind == spdy.RST_STREAM and f.stream_id == sid
+            )
+            assert rst.status == spdy.CANCEL
+        send(client.ping(9))
+        await wait_for("PING echo", lambda f: f.kind == spdy.PING and f.ping_id == 9)
+        # an old client without requestid: error stream n and data stream n+2 pair up
+        send(client.syn_stream(5, {"streamtype": "error", "port": str(port)}))
+        send(client.syn_stream(7, {"streamtype": "data", "port": str(port)}))
+        send(client.data(7, b"hello pod"))
+        send(client.data(7, fin=True))
+        reply = await wait_for("forwarded reply", lambda f: f.kind == 0 and f.stream_id == 7 and bool(f.data))
+        assert reply.data == b"HELLO POD"
+        await wait_for("FIN on the error stream", lambda f: f.kind == 0 and f.stream_id == 5 and f.fin)
+        assert [f.kind for f in seen if f.stream_id in (5, 7) and f.kind != 0] == [spdy.SYN_REPLY, spdy.SYN_REPLY]
+        assert not any(f.kind == 0 and f.stream_id == 5 and f.data for f in seen)  # no error: nothing said
+        # nothing listens: the kubelet's message on the error stream, then FIN on both
+        send(client.syn_stream(11, {"streamtype": "error", "port": str(closed_port), "requestid": "r2"}))
+        send(client.syn_stream(13, {"streamtype": "data", "port": str(closed_port), "requestid": "r2"}))
+        msg = await wait_for("the refusal", lambda f: f.kind == 0 and f.stream_id == 11 and bool(f.data))
+        text = msg.data.decode()
+        assert text.startswith(f"error forwarding port {closed_port} to pod {portforward.sandbox_id('uid-1')}, uid : ")
+        assert f"dial tcp4 127.0.0.1:{closed_port}: connect: connection refused" in text
+        for sid in (11, 13):
+            await wait_for(f"FIN {sid}", lambda f, sid=sid: f.kind == 0 and f.stream_id == sid and f.fin)
+        # a second error stream for one request: the kubelet says so on the first
+        send(client.syn_stream(15, {"streamtype": "error", "port": str(port), "requestid": "r3"}))
+        send(client.syn_stream(17, {"streamtype": "error", "port": str(port), "requestid": "r3"}))
+        dup = await wait_for("the duplicate", lambda f: f.kind == 0 and f.stream_id == 15 and bool(f.data))
+        assert dup.data == b"error processing stream for request r3: error stream already assigned"
+        send(client.goaway(17))
+        await asyncio.wait_for(session, 5)
+        assert pipe.closed
+    finally:
+        session.cancel()
+        server.close()
+        await server.wait_closed()
