@@ -4,6 +4,7 @@ several connections through one forward; the pod closing a connection; a port no
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -20,9 +21,18 @@ from kubernetes import client
 from tests.helpers import KUBECTL, until
 
 SERVER = """
-import http.server, os, socketserver
+import hashlib, http.server, os, socketserver
 class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # the sha256 of what came in
+        body = hashlib.sha256(self.rfile.read(int(self.headers['Content-Length']))).hexdigest().encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+        self.wfile.write(body)
     def do_GET(self):
+        if self.path == '/big':
+            body = bytes(range(256)) * 8192  # 2 MiB
+            self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path == '/drop':  # the pod closes the connection without a word
             self.close_connection = True
             return
@@ -118,12 +128,15 @@ class Forward:
         """kubectl's error lines (klog ``E...`` and ``error: ...``), not its -v=6 info lines."""
         return [line for line in self.err if line.startswith(("E", "error"))]
 
-    def get(self, path: str, half_close: bool = True) -> bytes:
+    def get(self, path: str, half_close: bool = True, body: bytes | None = None) -> bytes:
         """One HTTP/1.0 exchange through the forward. With ``half_close`` the client shuts its sending side
         after the request (the forward's client side ends first); without, the pod's server closes first and
         the kubelet gives the client side its 1 s (containerd) before closing the stream."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: web\r\n\r\n".encode())
+            if body is None:
+                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: web\r\n\r\n".encode())
+            else:
+                sock.sendall(f"POST {path} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
             if half_close:
                 sock.shutdown(socket.SHUT_WR)
             data = b""
@@ -160,13 +173,17 @@ def test_kubectl_port_forward_pod_deploy_and_service(sandbox: dict, core: client
             t.join(timeout=20)
         assert sorted(replies) == [0, 1, 2, 3]
         assert all(replies[i].endswith(f"{pod} /par{i}".encode()) for i in range(4))
+        # megabytes both ways, split into many frames and WebSocket messages, arrive whole
+        assert fwd.get("/big").endswith(b"\r\n\r\n" + bytes(range(256)) * 8192)
+        upload = os.urandom(3 * 1024 * 1024 + 7)
+        assert fwd.get("/upload", body=upload).endswith(hashlib.sha256(upload).hexdigest().encode())
         # the pod closes first (the client still sending), once after answering, once without a word: the local
         # client sees the close, the forward stays up
         assert fwd.get("/server-closes", half_close=False).endswith(f"{pod} /server-closes".encode())
         assert fwd.get("/drop", half_close=False) == b""
         assert fwd.get("/after-drop").endswith(f"{pod} /after-drop".encode())
         assert fwd.proc.poll() is None
-        assert sum("Handling connection for" in line for line in fwd.out) == 9
+        assert sum("Handling connection for" in line for line in fwd.out) == 11
     finally:
         code = fwd.stop()
     assert code == 0, "".join(fwd.err)  # Ctrl-C ends kubectl port-forward cleanly
