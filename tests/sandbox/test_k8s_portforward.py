@@ -192,7 +192,8 @@ def test_kubectl_port_forward_pod_deploy_and_service(sandbox: dict, core: client
             assert fwd.get(f"/{target}").endswith(f"{pod} /{target}".encode())
             assert any(line.strip().endswith("-> 8080") for line in fwd.out)
         finally:
-            assert fwd.stop() == 0
+            code = fwd.stop()
+        assert code == 0 and fwd.errors() == [], "".join(fwd.err)
 
 
 def test_kubectl_port_forward_refused_port_and_spdy_fallback(sandbox: dict, core: client.CoreV1Api, ns: str) -> None:
@@ -217,5 +218,5 @@ def test_kubectl_port_forward_refused_port_and_spdy_fallback(sandbox: dict, core
         for i in range(2):
             assert fwd.get(f"/spdy{i}").endswith(f"{pod} /spdy{i}".encode())
     finally:
-        assert fwd.stop() == 0
-    assert fwd.errors() == [] and fwd.upgraded_with() == "POST"
+        code = fwd.stop()
+    assert code == 0 and fwd.errors() == [] and fwd.upgraded_with() == "POST", "".join(fwd.err)
