@@ -217,6 +217,9 @@ def test_kubectl_port_forward_refused_port_and_spdy_fallback(sandbox: dict, core
     try:
         for i in range(2):
             assert fwd.get(f"/spdy{i}").endswith(f"{pod} /spdy{i}".encode())
+        upload = os.urandom(4 * 1024 * 1024)  # more than the upgraded connection queues before it pauses reading
+        assert fwd.get("/upload", body=upload).endswith(hashlib.sha256(upload).hexdigest().encode())
+        assert fwd.get("/big").endswith(b"\r\n\r\n" + bytes(range(256)) * 8192)
     finally:
         code = fwd.stop()
     assert code == 0 and fwd.errors() == [] and fwd.upgraded_with() == "POST", "".join(fwd.err)

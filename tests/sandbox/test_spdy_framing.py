@@ -187,3 +187,35 @@ async def test_session_pairs_streams_resets_bad_ones_and_reports_failures() -> N
         session.cancel()
         server.close()
         await server.wait_closed()
+
+
+async def test_upgraded_connection_pauses_reading_while_the_session_is_behind() -> None:
+    """The SPDY-upgrade path gets raw bytes from aiohttp's protocol: past a high-water mark of queued chunks it
+    pauses the socket, and resumes once the session has caught up (the watermark logic alone)."""
+
+    class Transport:
+        paused = False
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+        def resume_reading(self) -> None:
+            self.paused = False
+
+    class Request:
+        transport = Transport()
+
+    channel = portforward._UpgradedChannel(Request(), None)  # type: ignore[arg-type]
+    high = channel.HIGH_WATER
+    for i in range(high - 1):
+        channel.feed_data(b"x%d" % i)
+    assert not Request.transport.paused
+    channel.feed_data(b"last")
+    assert Request.transport.paused
+    got = [await channel.recv() for _ in range(high // 2)]
+    assert got[0] == b"x0" and Request.transport.paused  # still half full
+    await channel.recv()
+    assert not Request.transport.paused
+    channel.feed_eof()
+    rest = [await channel.recv() for _ in range(high - high // 2 - 1)]
+    assert rest[-1] == b"last" and await channel.recv() is None

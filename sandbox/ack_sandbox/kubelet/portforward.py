@@ -372,20 +372,32 @@ class _UpgradedChannel:
     response does).
     """
 
+    HIGH_WATER = 64  # chunks queued before reading from the socket pauses (the session is behind)
+
     def __init__(self, request: web.Request, resp: web.StreamResponse) -> None:
         self.request, self.resp = request, resp
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._paused = False
 
     # the payload-parser side (called by aiohttp's RequestHandler.data_received / connection_lost)
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self._queue.put_nowait(bytes(data))
+        transport = self.request.transport
+        if not self._paused and self._queue.qsize() >= self.HIGH_WATER and transport is not None:
+            transport.pause_reading()
+            self._paused = True
         return False, b""
 
     def feed_eof(self) -> None:
         self._queue.put_nowait(None)
 
     async def recv(self) -> bytes | None:
-        return await self._queue.get()
+        chunk = await self._queue.get()
+        transport = self.request.transport
+        if self._paused and self._queue.qsize() < self.HIGH_WATER // 2 and transport is not None:
+            transport.resume_reading()
+            self._paused = False
+        return chunk
 
     async def send(self, data: bytes) -> None:
         transport = self.request.transport
