@@ -172,6 +172,8 @@ def main() -> int:
             tok = verify.token(stack)
             verify.check_provider(stack, tok)
             verify.check_dags(stack, tok, verify.expected_dags(REPO, rundir), timeout=300)
+            verify.check_secrets(stack, tok)
+            verify.check_logs_writable(rundir)
         if os.environ.get("EI_CHECK_DAG_RUN") == "1":
             import dagrun
 

@@ -180,3 +180,38 @@ def check_stable(stack: Stack) -> None:
     if problems:
         raise CheckFailed("; ".join(problems))
     log("all components healthy, none restarted")
+
+
+def check_secrets(stack: Stack, tok: str) -> None:
+    """The generated Fernet key really encrypts: a connection password stored through the API is encrypted
+    in the metadatabase, and the key and JWT secret are neither empty nor shared between two stacks."""
+    conn_id = "ei_compose_check_fernet"
+    headers = {"Authorization": f"Bearer {tok}"}
+    body = {"connection_id": conn_id, "conn_type": "http", "host": "example.invalid", "password": "s3cret-check"}
+    requests.delete(f"{stack.api}/api/v2/connections/{conn_id}", headers=headers, timeout=30)
+    resp = requests.post(f"{stack.api}/api/v2/connections", json=body, headers=headers, timeout=30)
+    if resp.status_code != 201:
+        raise CheckFailed(f"POST /api/v2/connections: HTTP {resp.status_code} {resp.text[:200]}")
+    postgres = stack.by_service()["postgres"]["Id"]
+    sql = f"SELECT is_encrypted, password <> 's3cret-check' FROM connection WHERE conn_id = '{conn_id}'"
+    row = stack.podman.run(
+        "exec", postgres, "psql", "-U", "airflow", "-d", "airflow", "-tAc", sql, capture=True
+    ).strip()
+    if row != "t|t":
+        raise CheckFailed(f"connection password not encrypted with the Fernet key (is_encrypted|ciphertext: {row!r})")
+    apiserver = stack.by_service()["airflow-apiserver"]["Id"]
+    for name in ("fernet_key", "jwt_secret"):
+        size = stack.podman.run("exec", apiserver, "stat", "-c", "%s", f"/opt/airflow/secrets/{name}", capture=True)
+        if int(size.strip() or 0) < 32:
+            raise CheckFailed(f"/opt/airflow/secrets/{name} is shorter than 32 bytes")
+    requests.delete(f"{stack.api}/api/v2/connections/{conn_id}", headers=headers, timeout=30)
+    log("Fernet key and JWT secret generated on first start; a connection password is stored encrypted")
+
+
+def check_logs_writable(rundir: Path) -> None:
+    """The engine created the logs bind mount as root; the components (uid 50000) must have written to it."""
+    logs = rundir / "logs"
+    written = [p for p in logs.rglob("*") if p.is_file()] if logs.is_dir() else []
+    if not written:
+        raise CheckFailed(f"no component wrote a log file under the mounted logs directory ({logs})")
+    log(f"mounted logs directory written by the components ({len(written)} file(s))")
