@@ -149,8 +149,9 @@ def stage_extra_ca(dest: Path) -> None:
 
 def constraints(repo: Path) -> str:
     """The project's lock as pip constraints: the stand-in's Airflow and providers are the tested versions."""
+    uv = [shutil.which("uv")] if shutil.which("uv") else ["python3", "-m", "uv"]  # as the Makefile finds it
     out = subprocess.run(
-        ["uv", "export", "--frozen", "--no-dev", "--all-extras", "--no-hashes", "--no-emit-project", "--no-header"],
+        [*uv, "export", "--frozen", "--no-dev", "--all-extras", "--no-hashes", "--no-emit-project", "--no-header"],
         cwd=repo,
         check=True,
         capture_output=True,
