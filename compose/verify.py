@@ -32,6 +32,7 @@ class Stack:
     podman: Podman
     project: str
     api: str  # http://127.0.0.1:<port>
+    pg_port: str = "5432"  # PostgreSQL's port inside its container (the DAG-run variant moves it)
 
     def by_service(self) -> dict[str, dict]:
         found: dict[str, dict] = {}
@@ -195,7 +196,7 @@ def check_secrets(stack: Stack, tok: str) -> None:
     postgres = stack.by_service()["postgres"]["Id"]
     sql = f"SELECT is_encrypted, password <> 's3cret-check' FROM connection WHERE conn_id = '{conn_id}'"
     row = stack.podman.run(
-        "exec", postgres, "psql", "-U", "airflow", "-d", "airflow", "-tAc", sql, capture=True
+        "exec", postgres, "psql", "-U", "airflow", "-d", "airflow", "-p", stack.pg_port, "-tAc", sql, capture=True
     ).strip()
     if row != "t|t":
         raise CheckFailed(f"connection password not encrypted with the Fernet key (is_encrypted|ciphertext: {row!r})")
