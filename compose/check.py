@@ -79,8 +79,8 @@ class Compose:
         if DAG_RUN:
             self.files.append(HERE / "docker-compose.dagrun.yaml")
         self.env = {
-            **extra,
             **os.environ,
+            **extra,
             "DOCKER_HOST": service.docker_host,
             "COMPOSE_BAKE": "false",
             "EI_CHECK_RUN_DIR": str(rundir),
