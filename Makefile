@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # The project's own tools (kubectl pinned in uv.lock, airflow, ack-sandbox) come first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test demo lock clean bench lint browser
+.PHONY: setup test demo lock clean bench lint browser compose-check compose-check-dagrun
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -50,6 +50,15 @@ lint: setup
 	$(VENV)/bin/ruff format --check $(LINT_FORMATTED)
 	$(VENV)/bin/mypy plugins
 	$(VENV)/bin/lint-imports
+
+# Builds and runs Dockerfile + docker-compose.yaml for real in rootful podman (stand-in base images, since no
+# registry is reachable), checks the stack and takes it down (compose/README.md). Not part of `make test`.
+compose-check: setup
+	$(VENV)/bin/python compose/check.py
+
+# The same, plus the deploy DAG run inside the stack against a sandbox started on the host (compose/README.md).
+compose-check-dagrun: setup
+	EI_CHECK_DAG_RUN=1 $(VENV)/bin/python compose/check.py
 
 lock:
 	$(UV) lock --python "$(PYTHON)"
