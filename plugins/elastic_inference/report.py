@@ -115,7 +115,9 @@ def _pool_back(ax: Any, timeline: dict[str, Any]) -> None:
         return
     x = float(stop) + back - _t0(timeline)
     ax.axvline(x, color="#1f77b4", ls=":", lw=1)
-    ax.text(x, 0.9, " pool back", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="#1f77b4")
+    ax.text(
+        x, 0.55, "pool back ", transform=ax.get_xaxis_transform(), ha="right", va="top", fontsize=8, color="#1f77b4"
+    )
 
 
 def plot_scaling(timeline: dict[str, Any]) -> str:
@@ -316,23 +318,28 @@ def _phase_costs(timeline: dict[str, Any], price: Any) -> list[dict[str, Any]]:
     start = float(load.get("start", samples[0]["t"] if samples else 0.0))
     stop = float(load.get("stop", samples[-1]["t"] if samples else start))
     bounds = [(-math.inf, start), (start, stop), (stop, math.inf)]
-    out = [{"name": name, "seconds": 0.0, "node_hours": {}, "cost": 0.0} for name in PHASES]
+    seconds = [0.0 for _ in PHASES]
+    costs = [0.0 for _ in PHASES]
+    hours: list[dict[str, float]] = [{} for _ in PHASES]
     for a, b in zip(samples, samples[1:]):
         pool = [n for n in a.get("nodes") or [] if n.get("in_pool")]
-        for phase, (lo, hi) in zip(out, bounds):
+        for i, (lo, hi) in enumerate(bounds):
             dt = min(b["t"], hi) - max(a["t"], lo)
             if dt <= 0:
                 continue
-            phase["seconds"] += dt
+            seconds[i] += dt
             for n in pool:
-                hours = phase["node_hours"]
-                hours[n["charge"]] = hours.get(n["charge"], 0.0) + dt / 3600
-                phase["cost"] += (price(n) or 0.0) * dt / 3600
-    for phase in out:
-        phase["seconds"] = round(phase["seconds"], 1)
-        phase["node_hours"] = {k: round(v, 5) for k, v in sorted(phase["node_hours"].items())}
-        phase["cost"] = round(phase["cost"], 5)
-    return out
+                hours[i][n["charge"]] = hours[i].get(n["charge"], 0.0) + dt / 3600
+                costs[i] += (price(n) or 0.0) * dt / 3600
+    return [
+        {
+            "name": name,
+            "seconds": round(seconds[i], 1),
+            "node_hours": {k: round(v, 5) for k, v in sorted(hours[i].items())},
+            "cost": round(costs[i], 5),
+        }
+        for i, name in enumerate(PHASES)
+    ]
 
 
 def fmt_duration(seconds: float | None) -> str:

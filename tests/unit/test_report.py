@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import html as html_text
 import re
 from pathlib import Path
@@ -179,8 +180,44 @@ def test_max_replicas_is_drawn_and_labelled_on_the_replicas_axis():
         rps, replicas = fig.axes
         assert (rps.get_ylabel(), replicas.get_ylabel()) == ("requests / s", "replicas / nodes")
         labels = [t for t in replicas.texts if t.get_text().startswith("maxReplicas")]
-        assert [(t.get_text(), t.get_position(), t.get_ha()) for t in labels] == [("maxReplicas 6 →", (0.995, 6), "right")]
+        assert [(t.get_text(), t.get_position(), t.get_ha()) for t in labels] == [
+            ("maxReplicas 6 →", (0.995, 6), "right")
+        ]
         assert not [t for t in rps.texts if "maxReplicas" in t.get_text()]
         assert any(list(line.get_ydata()) == [6, 6] for line in replicas.get_lines())  # the axhline at 6 replicas
     finally:
         _plt().close(fig)
+
+
+def test_the_time_scale_comes_from_the_connection_extra_and_a_bad_one_is_named():
+    from airflow.sdk import Connection
+
+    from elastic_inference.exceptions import AlibabaCloudCredentialsError
+    from elastic_inference.hooks.base import AlibabaCloudSettings
+
+    def conn(**extra: Any) -> Connection:
+        return Connection(conn_id="ack", conn_type="alibaba_ack", login="AK", password="SK", extra=json.dumps(extra))
+
+    assert AlibabaCloudSettings.from_connection(conn(region_id="cn-beijing")).time_scale is None  # a real cloud
+    assert AlibabaCloudSettings.from_connection(conn(time_scale="30")).time_scale == 30.0
+    for bad in ("fast", 0, -2):
+        with pytest.raises(AlibabaCloudCredentialsError, match=r"extra time_scale=.* must be a number > 0"):
+            AlibabaCloudSettings.from_connection(conn(time_scale=bad))
+
+
+def test_verify_operator_says_the_time_scale_it_is_given_and_nothing_without_one(tmp_path):
+    path = write_timeline(tmp_path / "timeline.json", make_timeline(pool_in_at=1100))
+    for run_id, scale in (("sandbox", 30), ("real", None)):
+        op = ScaleVerificationOperator(
+            task_id="verify",
+            timeline_path=str(path),
+            pool_policy=SEED_POLICY,
+            reports_dir=str(tmp_path),
+            time_scale=scale,
+        )
+        out = op.execute(context(FakeTI(), run_id))
+        html = Path(out["report_path"]).read_text()
+        assert out["pool_back_after_s"] == 40.0 and out["cost_after_load_usd"] > 0
+        assert ("compressed 30×" in html) == (scale is not None) and out.get("time_scale") == scale
+    with pytest.raises(AirflowFailException, match="time_scale must be > 0"):
+        ScaleVerificationOperator(task_id="v", timeline_path=str(path), time_scale=0).execute(context(FakeTI()))

@@ -52,7 +52,11 @@ class LoadTestSpec(Spec):
         5, "number", exclusiveMinimum=0, maximum=600, doc="Seconds between timeline samples."
     )
     scale_in_timeout: float = spec_field(
-        600, "number", minimum=0, maximum=7200, doc="After the load, record (and allow) this long for the replicas' scale-in."
+        600,
+        "number",
+        minimum=0,
+        maximum=7200,
+        doc="After the load, record (and allow) this long for the replicas' scale-in.",
     )
     pool_scale_in_timeout: float | None = spec_field(
         None,
