@@ -166,10 +166,7 @@ def scheduler_run_conf(model_dir: Path) -> dict:
         "node_pool": {
             "name": "fm-sched-pool",
             "instance_types": ["ecs.gn6i-c4g1.xlarge"],
-            # 5, not 4: a promotion on a pool at its max deadlocks (found in this test on a busy machine: the
-            # stable's surge pod is Unschedulable while the canary still holds a GPU; promotion removes the canary
-            # only after the stable is on the new version). That bug is open; this case is about the OSS watcher.
-            "max_instances": 5,
+            "max_instances": 4,  # maxReplicas 3 + a canary: full while a canary runs beside a scaled-out stable
             "spot_strategy": "SpotAsPriceGo",
             "on_demand_percentage_above_base_capacity": 30,
             "compensate_with_on_demand": True,

@@ -117,7 +117,9 @@ def test_the_run_in_a_real_browser(scheduler_run, live_view, tmp_path: Path) -> 
     logs = Path(standalone.env["AIRFLOW_HOME"]) / "logs" / "dag_id=elastic_inference"
     seldon = [p for p in logs.rglob("*.trigger.*.log") if run_id in str(p) and "serving.seldon_deployment" in str(p)]
     said = "".join(p.read_text(errors="replace") for p in seldon)
-    assert "waiting for SeldonDeployment sched/fm-sched to be Available" in said and " s left (deadline " in said
+    # The first line comes before the first look, so it is there even when the deployment was ready by then.
+    assert "waiting for SeldonDeployment sched/fm-sched to be Available | " in said and " s left (deadline " in said
+    assert "done waiting for SeldonDeployment sched/fm-sched to be Available after " in said, said[-2000:]
 
 
 def _runs(standalone) -> list[dict]:

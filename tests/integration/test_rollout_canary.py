@@ -29,12 +29,13 @@ from elastic_inference.operators.rollout import CanaryAnalysisOperator, PromoteC
 from elastic_inference.operators.seldon import DeploySeldonOperator
 from elastic_inference.operators.volume import CreateOssVolumeOperator
 from tests.helpers import FakeDag, FakeTI, until
-from tests.integration.support import uid
+from tests.integration.support import seed_pool, uid
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "fashion-mnist"
+POOL = {"elastic-pool": "rollout-canary"}  # the node labels of this module's pool, selected by its pods
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
 # Short windows: the verdicts compare canary and stable over the same seconds, so they need few requests.
 ROLLOUT = {
@@ -140,15 +141,27 @@ def context(run_id: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stable(k8s_env, kube, models, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """Namespace, OSS volume, v1 deployed on the first-deployment path and its Ingress (one unique host)."""
+    """Namespace, OSS volume, v1 deployed on the first-deployment path and its Ingress (one unique host), on an
+    elastic GPU pool of its own whose max is exactly the stable's replica plus the canary's: the pool is full
+    while a canary runs, as a busy CI run found it (the promotion's rolling update must still get its surge)."""
     from kubernetes import client
 
+    from elastic_inference.hooks.ack import AckHook
     from elastic_inference.hooks.oss import OssHook
+    from elastic_inference.operators.node_pool import AckNodePoolOperator
 
     oss = OssHook()
     if not oss.bucket_exists("models"):
         oss.create_bucket("models")
     ns, name, prefix = f"ro-{uid()}", "fm", f"ro{uid()}"
+    ack = AckHook()
+    pool = AckNodePoolOperator(
+        task_id="pool",
+        deferrable=False,
+        poll_interval=0.2,
+        wait_timeout=60,
+        node_pool=seed_pool(f"{ns}-pool", ack.describe_cluster()["vswitch_ids"][:2], max_instances=2, labels=POOL),
+    ).execute({})
     core = client.CoreV1Api(kube)
     core.create_namespace({"metadata": {"name": ns}})
     try:
@@ -166,9 +179,10 @@ def stable(k8s_env, kube, models, tmp_path_factory) -> Iterator[dict[str, Any]]:
             "namespace": ns,
             "name": name,
             "ingress_host": f"{ns}.example",
-            "gpu_count": 0,
+            "gpu_count": 1,
+            "node_selector": POOL,
             "min_replicas": 1,
-            "max_replicas": 2,
+            "max_replicas": 1,  # with the canary's one replica: the pool's max
             "model_name": MODEL,
             "model_version": 1,
         }
@@ -198,6 +212,7 @@ def stable(k8s_env, kube, models, tmp_path_factory) -> Iterator[dict[str, Any]]:
             core.delete_persistent_volume(f"{ns}-pv")
         except client.exceptions.ApiException:
             pass
+        ack.delete_node_pool(pool["nodepool_id"], force=True)
 
 
 def stored_sdep(kube: Any, ns: str, name: str) -> dict[str, Any] | None:
@@ -308,6 +323,7 @@ def test_good_canary_is_promoted_with_no_failed_request(stable, kube, models) ->
         samples_path=str(models["samples"]),
         reports_dir=str(stable["reports"]),
         timeout=240,
+        promote_timeout=180,  # a surge pod stuck Unschedulable on the full pool fails here, not after 10 min
     ).execute(context("good"))
     assert promoted["version"] == 2 and promoted["prober"]["failures"] == 0, promoted["prober"]
     assert promoted["prober"]["requests"] > 0

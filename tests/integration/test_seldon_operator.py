@@ -265,9 +265,9 @@ def test_user_manifest_becomes_available_and_serves_through_the_ingress(namespac
                 answer = json.loads(resp.read())
                 break
         except urllib.error.HTTPError as e:
-            if e.code != 503:
-                raise
             last_error = f"{e.code} {e.read()[:500]!r}"
+            if e.code != 503:
+                raise AssertionError(f"the ready deployment answered {last_error} through the ingress") from e
             time.sleep(0.25)
     assert answer is not None, f"the predict URL kept answering {last_error}"
     assert answer["data"]["ndarray"] == [[0.9]]

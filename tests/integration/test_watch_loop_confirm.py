@@ -158,4 +158,8 @@ def test_a_pending_wait_talks_and_leaves_the_event_loop_free(k8s_env, kube, name
     talk = [line for line in log.lines if line.startswith("waiting for two config maps: ")]
     assert len(talk) >= 2, log.lines  # the first at once, then again within progress_seconds while pending
     assert "waiting for second (0/2 present) | " in talk[0] and " s left (deadline " in talk[0], talk
+    # It says what it waits for before its first look, and how it ended (a wait over at its first look says both).
+    assert log.lines[0].startswith("waiting for two config maps | ") and " s left (deadline " in log.lines[0], log.lines
+    assert log.lines[-1].startswith("done waiting for two config maps after "), log.lines
+    assert log.lines[-1].endswith(": " + event["message"]), log.lines
     assert ticks >= 15  # the event loop was never blocked by the wait

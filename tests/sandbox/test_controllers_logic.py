@@ -186,6 +186,36 @@ def test_autoscaler_template_fit_and_bin_packing() -> None:
     assert nodes_needed([cpu] * 5, tpl) == 2  # 3 x 1 cpu fit in 3.9
 
 
+def test_two_live_sandboxes_never_share_a_block_and_a_restart_takes_its_own_back(tmp_path, monkeypatch) -> None:
+    """Two daemons with one block would hand out the same pod IPs in the same order (a CI flake: one sandbox's
+    request reached the other's torn-down pod, 502). The claim is a flock, so it holds between processes too."""
+    import subprocess
+    import sys
+
+    from ack_sandbox.kubelet.ips import BLOCK_FILE, claim_block
+
+    monkeypatch.setenv("ACK_SANDBOX_IP_LOCK_DIR", str(tmp_path / "locks"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    (second / BLOCK_FILE).write_text("200\n")
+    (first / BLOCK_FILE).write_text("200\n")  # both would start from block 200
+    a = claim_block(first)
+    b = claim_block(second)
+    assert a.block == 200 and b.block == 201
+    assert (second / BLOCK_FILE).read_text().strip() == "201"
+    # Another process cannot take a held block either.
+    probe = (
+        "import sys; from pathlib import Path; from ack_sandbox.kubelet.ips import claim_block; "
+        "print(claim_block(Path(sys.argv[1])).block)"
+    )
+    other = subprocess.run([sys.executable, "-c", probe, str(first)], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == "202"
+    a.release()
+    b.release()
+    # Released (a daemon stopped): a restart with the same state directory takes its recorded block back.
+    assert claim_block(second).block == 201
+
+
 def test_addresses_with_a_listener_are_skipped() -> None:
     import socket
 

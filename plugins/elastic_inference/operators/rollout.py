@@ -529,13 +529,17 @@ def _figures(steps: Sequence[Any]) -> str:
 
 
 class PromoteCanaryOperator(_RolloutMixin, DeploySeldonOperator):
-    """Move the stable object to the canary's version, remove the canary, and require a clean prober.
+    """Remove the canary, move the stable object to the canary's version, and require a clean prober.
 
-    Takes the same serving spec as the serving task (``serving=``) and applies it to the stable name with the new
-    version: the backend's rolling update (new pods ready before old ones go). Waits in-process (the prober runs
-    in this task) until the backend is ready and every stable replica serves the new version; then canary weight
-    0, the canary Ingress and the canary object go. The prober's segments (analysis + promotion) must hold no
-    failed request.
+    The canary goes first (weight 0, its Ingress, its serving object, its pods drained): its pods hold nodes of
+    the elastic pool, and the stable's rolling update needs room for its surge pods (new pods ready before old
+    ones go). On a pool at its max, a canary kept to the end would leave the surge pod Unschedulable and the
+    promotion stuck until its deadline; removed first, its nodes take the surge at once (and on ACK no new GPU
+    node is bought for it). The stable already carries the whole load: its HPA counts every request of its
+    route, the canary-served ones included, as SLS does. Then the same serving spec as the serving task
+    (``serving=``) is applied to the stable name with the new version, and the task waits in-process (the
+    prober runs in this task) until every stable replica serves it. The prober's segments (analysis +
+    promotion) must hold no failed request.
 
     :param analysis: the canary analysis task's XCom (templated).
     """
@@ -593,6 +597,12 @@ class PromoteCanaryOperator(_RolloutMixin, DeploySeldonOperator):
                 raise AirflowFailException(
                     f"{self.task_id}: serving spec names {self.name}, the stable is {stable_name}"
                 )
+            removed = self.remove_canary(hook, dep, ing)
+            left = self.wait_pods_gone(hook, dep["pod_selector"])
+            if left:
+                raise AirflowFailException(
+                    f"{self.task_id}: {left} canary pods still there after its removal; the stable is unchanged"
+                )
             promoted = super().execute(context)
             deadline = time.monotonic() + self.promote_timeout
             while True:
@@ -607,8 +617,6 @@ class PromoteCanaryOperator(_RolloutMixin, DeploySeldonOperator):
                     )
                 time.sleep(1.0)
             self.log.info("Every replica of %s serves version %d: %s", stable_name, version, summary(served))
-            removed = self.remove_canary(hook, dep, ing)
-            left = self.wait_pods_gone(hook, dep["pod_selector"])
             result = prober.stop()
             total = ProberResult.merge([analysis.get("prober") or {}, result.to_dict()])
             _write_record(
@@ -623,8 +631,6 @@ class PromoteCanaryOperator(_RolloutMixin, DeploySeldonOperator):
                 self.log,
             )
             self.log.info("Promoted %s to version %d; %s", stable_name, version, total.line())
-            if left:
-                raise AirflowFailException(f"{self.task_id}: {left} canary pods still there after its removal")
             if total.failures:
                 raise AirflowFailException(
                     f"{self.task_id}: version {version} promoted, but requests failed during the rollout: "

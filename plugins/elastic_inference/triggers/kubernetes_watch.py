@@ -99,6 +99,20 @@ class WatchLoop:
     def _remaining(self) -> float:
         return self.deadline - time.time()
 
+    def _until(self) -> str:
+        return datetime.fromtimestamp(self.deadline, UTC).strftime("%H:%M:%S UTC")
+
+    def _talk_start(self) -> None:
+        """The first line, before anything is listed: a wait that ends at its first look still says what it was."""
+        if self.log is not None:
+            left = max(0.0, self._remaining())
+            self.log.info("waiting for %s | %.0f s left (deadline %s)", self.what, left, self._until())
+
+    def _talk_end(self, event: Json, started: float) -> None:
+        if self.log is not None:
+            took = time.monotonic() - started
+            self.log.info("done waiting for %s after %.1f s: %s", self.what, took, event.get("message", ""))
+
     def _talk(self, verdict: Verdict) -> None:
         """One progress line for the task log (the triggerer's log of this task while deferred)."""
         if self.log is None:
@@ -113,8 +127,7 @@ class WatchLoop:
             return
         self._said = (line, now)
         left = max(0.0, self._remaining())
-        until = datetime.fromtimestamp(self.deadline, UTC).strftime("%H:%M:%S UTC")
-        self.log.info("waiting for %s: %s | %.0f s left (deadline %s)", self.what, line, left, until)
+        self.log.info("waiting for %s: %s | %.0f s left (deadline %s)", self.what, line, left, self._until())
 
     async def _fetch(self, spec: WatchSpec) -> tuple[list[Json], str, str | None]:
         """One list of ``spec``'s collection: its items, the list's resourceVersion, the field selector used."""
@@ -221,6 +234,13 @@ class WatchLoop:
                 backoff = min(backoff * 2, 5.0)
 
     async def run(self) -> Json:
+        started = time.monotonic()
+        self._talk_start()
+        event = await self._run()
+        self._talk_end(event, started)
+        return event
+
+    async def _run(self) -> Json:
         tasks = [asyncio.create_task(self._follow(s), name=f"watch-{s.key}") for s in self.specs]
         last: Verdict | None = None
         try:

@@ -32,7 +32,7 @@ import aiohttp
 
 from ack_sandbox.controllers.base import NODES, PODS, Controller, Key, Kind, Obj, key_of
 from ack_sandbox.kubelet import logs
-from ack_sandbox.kubelet.ips import IpPool, block_for
+from ack_sandbox.kubelet.ips import IpPool, claim_block
 from ack_sandbox.kubelet.pod import PodWorker
 from ack_sandbox.kubelet.process import PidFile
 
@@ -50,7 +50,8 @@ class Kubelet(Controller):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.ips = IpPool(block_for(self.ctx.state_dir))
+        self.ip_block = claim_block(self.ctx.state_dir)
+        self.ips = IpPool(self.ip_block.block)
         self.pods: dict[str, PodWorker] = {}  # uid -> worker
         self.pids = PidFile(self.ctx.service_dir("kubelet") / "pids.json")
         self.session: aiohttp.ClientSession | None = None  # type: ignore[assignment]
@@ -137,6 +138,7 @@ class Kubelet(Controller):
         self.pods.clear()
         if self.session is not None:
             await self.session.close()
+        self.ip_block.release()  # every pod is gone: another sandbox may take the block
 
     def map_event(self, kind: Kind, etype: str, obj: Obj) -> Iterable[Key]:
         if kind == PODS:
