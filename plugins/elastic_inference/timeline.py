@@ -14,7 +14,9 @@ alibaba-ack-seldon-hpa.md §7): ``alibabacloud.com/nodepool-id``, ``node.alibaba
 
 The timeline file (JSON, ``TIMELINE_VERSION``) is what the verify operator reads: ``meta`` (namespace,
 deployment, HPA spec, metric selector, pool), ``load`` (Unix times of start / hold start / stop and the
-plan), ``samples`` and ``locust`` (aggregated stats, per-second history, failures, label checks).
+plan), ``samples``, ``locust`` (aggregated stats, per-second history, failures, label checks) and ``scale_in``
+(after the load: when the replicas were back at minReplicas, the pool's nodes before the load and when it was
+back to them, each wait's bound).
 """
 
 from __future__ import annotations

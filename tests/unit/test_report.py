@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import html as html_text
+import json
 import re
 from pathlib import Path
 from typing import Any

@@ -4,8 +4,9 @@ Connection layout: login = AccessKey ID, password = AccessKey secret, extras ``s
 ``role_arn`` + ``role_session_name`` (assume a RAM role with the AccessKey pair), ``region_id``,
 ``cluster_id``, ``cs_endpoint``, ``oss_endpoint``, the retry knobs ``retry_max_attempts``,
 ``retry_initial_wait``, ``retry_max_wait``, and ``time_scale``: set only by a stand-in that runs the cloud's
-delays N times faster (the sandbox writes it), so the scale report can say so; absent on a real cluster. With no AccessKey at all the Alibaba default credential chain
-(env vars, config file, ECS RAM role, OIDC/RRSA) is used.
+delays N times faster (the sandbox writes it), so the scale report can say so; absent on a real cluster. With
+no AccessKey at all the Alibaba default credential chain (env vars, config file, ECS RAM role, OIDC/RRSA) is
+used.
 """
 
 from __future__ import annotations
