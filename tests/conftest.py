@@ -55,17 +55,21 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """``make test`` runs two xdist workers with ``--dist loadscope``, scheduled here by module: a module's tests
-    stay on one worker (its module fixtures are set up once), and the end-to-end modules all on one (they share
-    the Airflow home, the DAG-trained model and the background scheduler run). ``--dist loadgroup`` cannot do it:
-    xdist 3.8 renames ``item._nodeid``, which pytest 9.2 no longer reads."""
+    stay on one worker (its module fixtures are set up once). The end-to-end modules are the longest and form two
+    groups, the first two units handed out, so each worker starts with one: the DAG group (sharing the Airflow
+    home, the DAG-trained model and the background scheduler run) and the other-paths group (the rollback and
+    KServe runs, on the model trained once for the test run). ``--dist loadgroup`` cannot do it: xdist 3.8
+    renames ``item._nodeid``, which pytest 9.2 no longer reads."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    from tests.e2e.groups import e2e_group
+
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "tests/e2e" if module.startswith("tests/e2e/") else module
+            return e2e_group(module) or module
 
     return ModuleScheduling(config, log)
 

@@ -4,13 +4,16 @@ real scheduler that starts in the background as soon as the model is trained."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.groups import OTHER_PATHS
 from tests.e2e.support import AirflowCli, Background, Standalone, oss_watch_config, run_under_scheduler
 
+REPO = Path(__file__).resolve().parents[2]
 SCHEDULER_TEST = "test_real_scheduler.py"
 BROWSER_TEST = "test_ui_browser.py"  # opens the same run in a browser: one DAG run for both
 
@@ -34,7 +37,33 @@ def trained_model(airflow_cli: AirflowCli, tmp_path_factory: pytest.TempPathFact
     return out / "fashion-mnist"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
+def e2e_model(trained_savedmodel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model trained once for the test run (``trained_savedmodel``), laid out as the training DAG writes it
+    (``<dir>/fashion-mnist/1`` and ``<dir>/samples.json``): for the runs that are not about training."""
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("e2e-model")
+    shutil.copytree(trained_savedmodel / "fashion-mnist", out / "fashion-mnist")
+    write = (
+        "import json, sys; from training import sample_images; images, labels = sample_images(16); "
+        "open(sys.argv[1], 'w').write(json.dumps({'images': images, 'labels': labels}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
+    subprocess.run([sys.executable, "-c", write, str(out / "samples.json")], env=env, check=True, timeout=120)
+    return out / "fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _background_runs(request: pytest.FixtureRequest) -> None:
+    """The DAG group's first test on its worker starts the background scheduler run (and the live view)."""
+    if request.node.path.name not in OTHER_PATHS:
+        request.getfixturevalue("live_view")
+
+
+@pytest.fixture(scope="session")
 def scheduler_run(
     request: pytest.FixtureRequest, sandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Standalone, Background] | None]:
@@ -54,7 +83,7 @@ def scheduler_run(
         standalone.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def live_view(request: pytest.FixtureRequest, scheduler_run) -> Background | None:
     """The run view during the load test, caught in a browser while the scheduler run goes (the browser test,
     which runs later, collects it): started with the run when ``test_ui_browser`` is selected."""

@@ -85,7 +85,7 @@ def served_versions(sandbox: dict, selector: str) -> dict[str, list[int]]:
 
 
 @pytest.fixture
-def stable_v2(sandbox, trained_model: Path, tmp_path: Path) -> dict[str, Any]:
+def stable_v2(sandbox, e2e_model: Path, tmp_path: Path) -> dict[str, Any]:
     """Versions 1 and 2 in OSS, version 2 serving under the DAG's names (volume, SeldonDeployment, Ingress)."""
     from elastic_inference.operators.ingress import CreateIngressOperator
     from elastic_inference.operators.model_upload import ModelUploadOperator
@@ -98,13 +98,13 @@ def stable_v2(sandbox, trained_model: Path, tmp_path: Path) -> dict[str, Any]:
     os.environ.update(conns)
     try:
         v2 = tmp_path / "v2"
-        shutil.copytree(trained_model / "1", v2)
+        shutil.copytree(e2e_model / "1", v2)
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
         kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(namespace))
-        specs, problems = resolve({**run_conf(trained_model), "rollout": {}, "model_version": 2})
+        specs, problems = resolve({**run_conf(e2e_model), "rollout": {}, "model_version": 2})
         assert specs is not None, problems
         serving = {**specs.serving.to_dict(), "node_selector": {}}  # v2 on any node: the DAG's promote moves it
-        for source, version in ((trained_model / "1", 1), (v2, 2)):
+        for source, version in ((e2e_model / "1", 1), (v2, 2)):
             ModelUploadOperator(
                 task_id="upload",
                 model={**specs.model.to_dict(), "source": str(source), "version": version},
@@ -124,12 +124,10 @@ def stable_v2(sandbox, trained_model: Path, tmp_path: Path) -> dict[str, Any]:
                 os.environ[k] = v
 
 
-def test_rollback_to_goes_through_the_canary_path(sandbox, airflow_cli, trained_model, stable_v2) -> None:
+def test_rollback_to_goes_through_the_canary_path(sandbox, airflow_cli, e2e_model, stable_v2) -> None:
     before = kubectl_json(sandbox, "sdep", NAME, "-n", NAMESPACE)
     assert before["metadata"]["annotations"]["elastic-inference/model-version"] == "2"
-    result = airflow_cli.run(
-        "dags", "test", "elastic_inference", "-c", json.dumps(run_conf(trained_model)), timeout=800
-    )
+    result = airflow_cli.run("dags", "test", "elastic_inference", "-c", json.dumps(run_conf(e2e_model)), timeout=800)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-8000:]
     assert "rollback to version 1: it is in OSS already" in log, log[-4000:]  # the upload was skipped

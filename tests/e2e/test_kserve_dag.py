@@ -1,9 +1,8 @@
 """``airflow dags test elastic_inference`` with ``serving_backend: kserve`` against the sandbox: the same DAG serves
 the model as a KServe InferenceService (RawDeployment) - ``kubectl get isvc`` READY True with its URL, smoke and
 load test over TF Serving's protocol through the same Ingress, scale-out onto spot and pay-as-you-go nodes of the
-elastic pool, verification passed. One run: a second whole run would add about as much again to the suite; the
-tasks' idempotency is the Seldon e2e case's, and the KServe objects' (InferenceService and HPA applied unchanged)
-is tested in tests/integration/test_kserve_operator.py."""
+elastic pool, verification passed; then a second run with the same inputs changes nothing (every object keeps its
+uid, nothing is uploaded, the InferenceService and the rest are applied unchanged)."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import re
 
 import pytest
 
+from tests.e2e.support import E2E_SLO_P95_MS
 from tests.helpers import kubectl, kubectl_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -32,6 +32,7 @@ def run_conf(model_dir) -> dict:
         "bucket": "e2e-kserve-models",
         "max_replicas": 3,
         "qps_target": 10,
+        "slo_p95_ms": E2E_SLO_P95_MS,
         "load_test": {
             "ramp_seconds": 2,
             "hold_seconds": 10,
@@ -65,10 +66,10 @@ def identities(sandbox: dict) -> dict[str, str]:
     return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["uid"] for o in objs}
 
 
-def test_kserve_backend_end_to_end(sandbox, airflow_cli, trained_model):
+def test_kserve_backend_end_to_end(sandbox, airflow_cli, e2e_model):
     namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     kubectl(sandbox, "apply", "-f", "-", stdin=namespace)
-    conf = json.dumps(run_conf(trained_model))
+    conf = json.dumps(run_conf(e2e_model))
 
     first = airflow_cli.run("dags", "test", "elastic_inference", "-c", conf, timeout=900)
     log = first.stdout + first.stderr
@@ -101,3 +102,11 @@ def test_kserve_backend_end_to_end(sandbox, airflow_cli, trained_model):
     pods = kubectl_json(sandbox, "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={NAME}")["items"]
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(sandbox, "nodes")["items"]}
     assert pods and all(nodes[p["spec"]["nodeName"]]["metadata"]["labels"].get("seldon") == NAME for p in pods)
+
+    second = airflow_cli.run("dags", "test", "elastic_inference", "-c", conf, timeout=900)
+    log2 = second.stdout + second.stderr
+    assert second.returncode == 0, log2[-6000:]
+    assert "0 bytes uploaded" in log2 and "nothing to modify" in log2, log2[-3000:]
+    assert identities(sandbox) == uids
+    for kind in ("InferenceService", "HorizontalPodAutoscaler", "Ingress", "PersistentVolumeClaim"):
+        assert re.search(rf"{kind} \S+: unchanged", log2), (kind, log2[-3000:])

@@ -168,7 +168,9 @@ async def test_oss_errors_are_backed_off_and_the_version_still_fires_once(sandbo
         write_version(hook, bucket, 1)
         # 10 failing listings (GetBucket = ListObjects): the hook's 4 attempts run out twice, the trigger waits
         # and lists again instead of ending.
-        admin(sandbox, "oss", "POST", "/_sandbox/faults", {"server_error": {"count": 10, "action": "GetBucket"}})
+        # On this bucket only: the background scheduler run's OSS watcher may be polling the same sandbox.
+        faults = {"server_error": {"count": 10, "action": "GetBucket", "bucket": bucket}}
+        admin(sandbox, "oss", "POST", "/_sandbox/faults", faults)
 
         async def backed_off() -> bool:
             return trigger.errors >= 2

@@ -9,7 +9,8 @@ Wire format (k8s.io/apimachinery/pkg/util/httpstream/wsstream, kubelet cri strea
 
 Port forwarding (pkg/kubelet/cri/streaming/portforward/websocket.go): channels ``2i`` (data) and ``2i+1``
 (error) for the i-th of ``?ports=``; the first message the server sends on each channel is the port as uint16
-little-endian. The kubelet connects to the pod's own IP (containers of a pod share it).
+little-endian. The kubelet connects to the pod's own IP (containers of a pod share it). kubectl's own
+port-forward speaks SPDY/3.1 (tunnelled in a WebSocket, or after an ``Upgrade: SPDY/3.1``): ``kubelet.portforward``.
 
 Commands run as the container runs: its environment, its working directory, its volume-mount paths rewritten
 to the local directories backing them (``kubelet.container.translate_paths``); other paths are this machine's.
@@ -31,6 +32,7 @@ from aiohttp import WSMsgType, web
 
 from ack_sandbox.k8s.errors import ApiError, bad_request
 from ack_sandbox.kubelet.container import translate_paths
+from ack_sandbox.kubelet.portforward import TUNNEL_PROTOCOL, PodTarget, serve_spdy_upgrade, serve_websocket
 
 if TYPE_CHECKING:
     from ack_sandbox.controllers.kubelet import Kubelet
@@ -110,11 +112,12 @@ def _tar_create(command: list[str], mounts: dict[str, str]) -> list[str] | None:
 
 def _require_websocket(request: web.Request) -> None:
     if request.headers.get("Upgrade", "").lower() != "websocket":
-        # SPDY/3.1 upgrades (kubectl's fallback) are not served: WebSocket is kubectl's default since 1.31.
+        # exec/attach over SPDY/3.1 (kubectl's fallback) are not served: WebSocket is kubectl's default since
+        # 1.30/1.31. Port-forward serves both (kubelet.portforward).
         raise ApiError(
             400,
             "BadRequest",
-            "Upgrade request required: the sandbox serves exec/attach/portforward over WebSocket "
+            "Upgrade request required: the sandbox serves exec/attach over WebSocket "
             "(subprotocols v5.channel.k8s.io, v4.channel.k8s.io), not SPDY",
         )
 
@@ -272,13 +275,31 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 
 async def portforward(kubelet: Kubelet, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+    """``pods/{name}/portforward``: kubectl's SPDY (tunnelled in a WebSocket, or upgraded to) goes to
+    ``kubelet.portforward``; the channel protocols (the Python client's ``portforward()``) are served here."""
+    worker = kubelet.pods.get(pod["metadata"].get("uid", ""))
+    if worker is None or not worker.ip:
+        raise bad_request(f"unable to upgrade connection: pod {pod['metadata']['name']} is not running")
+    uid = pod["metadata"].get("uid", "")
+
+    def resolve_ip() -> str | None:
+        w = kubelet.pods.get(uid)
+        return w.ip if w is not None and w.ip else None  # a terminating pod's sandbox still answers
+
+    target = PodTarget(uid, resolve_ip)
+    upgrade = request.headers.get("Upgrade", "").lower()
+    if upgrade == "spdy/3.1":
+        return await serve_spdy_upgrade(request, target)
     _require_websocket(request)
-    offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
+    offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()}
+    if TUNNEL_PROTOCOL in offered:
+        return await serve_websocket(request, target)
     if not offered & set(PROTOCOLS):
-        # kubectl >= 1.31 tunnels SPDY/3.1 inside the WebSocket ("SPDY/3.1+portforward.k8s.io", KEP-4006)
+        # the apiserver's tunnelling handler (streamtunnel.go) and the channel protocols know nothing else
         raise bad_request(
-            "unable to upgrade connection: the sandbox forwards ports over the v4.channel.k8s.io WebSocket "
-            f"protocol (the Python client's portforward), not {', '.join(sorted(offered)) or 'SPDY'}"
+            "unable to upgrade: no tunneling spdy protocols provided (the sandbox forwards ports over "
+            f"{TUNNEL_PROTOCOL}, v4.channel.k8s.io or an Upgrade: SPDY/3.1; the client offered "
+            f"{', '.join(sorted(offered)) or 'none'})"
         )
     ports: list[int] = []
     for value in _queries(request, "ports"):
@@ -288,9 +309,6 @@ async def portforward(kubelet: Kubelet, request: web.Request, pod: dict[str, Any
             ports.append(int(part))
     if not ports:
         raise bad_request('query parameter "ports" is required')
-    worker = kubelet.pods.get(pod["metadata"].get("uid", ""))
-    if worker is None or not worker.ip:
-        raise bad_request(f"unable to upgrade connection: pod {pod['metadata']['name']} is not running")
     ws = await _upgrade(request)
     writers: dict[int, asyncio.StreamWriter] = {}
     tasks = []
@@ -321,10 +339,8 @@ async def portforward(kubelet: Kubelet, request: web.Request, pod: dict[str, Any
     try:
         # One connection per forwarded port and stream, as the kubelet's: when the pod side closes every
         # connection (or the client goes), the stream ends.
-        await asyncio.wait(
-            [client_task, *tasks] if not tasks else [client_task, asyncio.gather(*tasks)],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        waiters: list[asyncio.Future[Any]] = [client_task, asyncio.gather(*tasks)] if tasks else [client_task]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         client_task.cancel()
         for t in tasks:

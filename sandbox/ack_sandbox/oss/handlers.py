@@ -385,7 +385,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         q = {k: v for k, v in q.items() if k not in auth.QUERY_AUTH_PARAMS}  # a presigned URL's own parameters
         copy = "x-oss-copy-source" in request.headers
         auth.authorize(request.app[CREDS], caller, _action(request.method, bucket, key, q, copy), bucket, key, q)
-        request.app[FAULTS].check(_action(request.method, bucket, key, q, copy))
+        request.app[FAULTS].check(_action(request.method, bucket, key, q, copy), bucket or None)
         if not bucket:
             if request.method != "GET":
                 raise OssError(405, "MethodNotAllowed", "The specified method is not allowed.", "0003-00000201")
