@@ -85,10 +85,15 @@ def expected_duration(load_test: dict[str, Any]) -> str:
     """What a run with these load-test settings costs in time, in words (the form's description)."""
     lt = {**PARAM_SPECS["load_test"][0], **(load_test or {})}
     load = float(lt["ramp_seconds"]) + float(lt["hold_seconds"])
+    replicas = float(lt["scale_in_timeout"])
+    pool = replicas if lt.get("pool_scale_in_timeout") is None else float(lt["pool_scale_in_timeout"])
+    wait = f"{_minutes(replicas)} (scale_in_timeout)" + (
+        f", the pool's nodes up to {_minutes(pool)} (pool_scale_in_timeout)," if pool > replicas else ""
+    )
     return (
         f"With these settings a run holds load for {_minutes(load)} (ramp {lt['ramp_seconds']:g} s + hold "
-        f"{lt['hold_seconds']:g} s), then waits up to {_minutes(float(lt['scale_in_timeout']))} "
-        f"(scale_in_timeout) for the scale-in, after the node pool, upload and rollout."
+        f"{lt['hold_seconds']:g} s), then waits up to {wait} for the scale-in, after the node pool, upload and "
+        f"rollout."
     )
 
 

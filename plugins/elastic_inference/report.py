@@ -2,8 +2,11 @@
 
 Plots: offered RPS and the QPS metric against HPA desired/current replicas, ready pods and pool nodes
 over time; latency percentiles and failures over time; the pool's nodes by charge type over time; the node
-mix at the pool's peak by zone and charge type. The cost is an estimate from a price table (instance type
--> pay-as-you-go and spot USD/hour). After a canary rollout: stable vs canary side by side (traffic share, RPS,
+mix at the pool's peak by zone and charge type. Every time plot spans the whole recording, the tail after the
+load included (the load test records until the replicas and the pool are back, see ``operators.load_test``).
+The cost is an estimate from a price table (instance type -> pay-as-you-go and spot USD/hour): node-hours by
+charge type before, during and after the load, times the price. On the sandbox (a ``time_scale`` is known)
+the report says its cloud delays were compressed and what the measured ones come to on ACK. After a canary rollout: stable vs canary side by side (traffic share, RPS,
 errors, p95 over time), the verdict of each step and the prober's line - in the scale report, and as
 ``rollout.html`` of its own (a rolled-back run has no scale report).
 """
@@ -12,13 +15,14 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from elastic_inference.timeline import CHARGE_PAYG, CHARGE_SPOT, CHARGE_SUBSCRIPTION, replicas_of
-from elastic_inference.verification import Verification, pool_peak
+from elastic_inference.verification import Verification, node_provisioning, pool_peak, pool_scale_in
 
 # Instance type -> (pay-as-you-go, spot) USD per hour. Illustrative list prices of the order of cn-beijing,
 # the same numbers as the sandbox's ECS catalogue (ack_sandbox/cs/catalogue.py), so a sandbox run's estimate
@@ -103,8 +107,26 @@ def _phases(ax: Any, timeline: dict[str, Any]) -> None:
     )
 
 
+def _pool_back(ax: Any, timeline: dict[str, Any]) -> None:
+    """Mark when the pool was back to its nodes from before the load (the end of the paid tail)."""
+    back = pool_scale_in(timeline)["back_after_s"]
+    stop = (timeline.get("load") or {}).get("stop")
+    if back is None or stop is None:
+        return
+    x = float(stop) + back - _t0(timeline)
+    ax.axvline(x, color="#1f77b4", ls=":", lw=1)
+    ax.text(
+        x, 0.55, "pool back ", transform=ax.get_xaxis_transform(), ha="right", va="top", fontsize=8, color="#1f77b4"
+    )
+
+
 def plot_scaling(timeline: dict[str, Any]) -> str:
     """QPS (offered RPS and the metric) vs replicas (desired, current, ready) vs pool nodes over time."""
+    return _png(scaling_figure(timeline))
+
+
+def scaling_figure(timeline: dict[str, Any]) -> Any:
+    """The figure of :func:`plot_scaling`: axes[0] requests/s, axes[1] replicas/nodes (and maxReplicas)."""
     plt = _plt()
     t0 = _t0(timeline)
     samples = timeline.get("samples") or []
@@ -142,15 +164,27 @@ def plot_scaling(timeline: dict[str, Any]) -> str:
             top = max(top, max(y for _, y in pts))
     hpa = (timeline.get("meta") or {}).get("hpa") or {}
     if hpa.get("max_replicas"):
+        # A replica count: labelled at the right, beside the replicas axis it is drawn against (not the RPS one).
         ax2.axhline(hpa["max_replicas"], color="#d62728", lw=0.8, alpha=0.5)
-        ax2.text(0, hpa["max_replicas"], " maxReplicas", color="#d62728", fontsize=8, va="bottom", alpha=0.8)
+        ax2.text(
+            0.995,
+            hpa["max_replicas"],
+            f"maxReplicas {hpa['max_replicas']} →",
+            transform=ax2.get_yaxis_transform(),
+            color="#d62728",
+            fontsize=8,
+            ha="right",
+            va="bottom",
+            alpha=0.9,
+        )
         top = max(top, hpa["max_replicas"])
+    _pool_back(ax, timeline)
     ax2.set_ylim(0, top + 1)
     ax2.set_ylabel("replicas / nodes")
     _xlim(ax, timeline)
     _legend(ax, ax2, ncol=3)
     ax.set_title("Load vs replicas vs nodes")
-    return _png(fig)
+    return fig
 
 
 def plot_latency(timeline: dict[str, Any]) -> str:
@@ -200,6 +234,7 @@ def plot_nodes_over_time(timeline: dict[str, Any]) -> str:
     ax.set_xlabel("seconds since the load started")
     ax.set_ylabel("pool nodes")
     ax.yaxis.get_major_locator().set_params(integer=True)
+    _pool_back(ax, timeline)
     _xlim(ax, timeline)
     _legend(ax)
     ax.set_title("Elastic pool nodes by charge type")
@@ -225,10 +260,14 @@ def plot_node_mix(peak: dict[str, Any] | None) -> str:
     return _png(fig)
 
 
+PHASES = ("before the load", "during the load", "after the load")
+
+
 def estimate_cost(
     timeline: dict[str, Any], price_table: Mapping[str, tuple[float, float]] | None = None
 ) -> dict[str, Any]:
-    """Hourly cost of the pool at its peak, and what the run itself used (node-seconds x price)."""
+    """Hourly cost of the pool at its peak, and what the run used: node-hours by charge type x price, split
+    into before, during and after the load (each sample's nodes held until the next sample)."""
     prices = dict(DEFAULT_PRICES)
     prices.update({k: (float(v[0]), float(v[1])) for k, v in (price_table or {}).items()})
     peak = pool_peak(timeline)
@@ -250,24 +289,106 @@ def estimate_cost(
         row["nodes"] += 1
         if row["unit_price"] is not None:
             row["hourly"] = round(row["unit_price"] * row["nodes"], 4)
-    samples = timeline.get("samples") or []
-    used = 0.0
-    for a, b in zip(samples, samples[1:]):
-        dt = b["t"] - a["t"]
-        used += sum((price(n) or 0.0) * dt / 3600 for n in a.get("nodes") or [] if n.get("in_pool"))
+    phases = _phase_costs(timeline, price)
     hourly = round(sum(r["hourly"] for r in rows.values()), 4)
     all_payg = 0.0
     for n in (peak or {}).get("nodes") or []:
         p = prices.get(n.get("instance_type") or "")
         all_payg += p[0] if p else 0.0
+    by_name = {p["name"]: p for p in phases}
     return {
         "rows": sorted(rows.values(), key=lambda r: (r["instance_type"], r["charge"])),
         "hourly_at_peak": hourly,
         "hourly_if_all_payg": round(all_payg, 4),
-        "run_cost": round(used, 4),
+        "run_cost": round(sum(p["cost"] for p in phases), 4),
+        "load_cost": by_name["during the load"]["cost"],
+        "after_cost": by_name["after the load"]["cost"],
+        "phases": phases,
+        "charges": sorted({c for p in phases for c in p["node_hours"]}),
         "unpriced": sorted(unpriced),
         "currency": "USD",
     }
+
+
+def _phase_costs(timeline: dict[str, Any], price: Any) -> list[dict[str, Any]]:
+    """Per phase: its recorded seconds, the pool's node-hours by charge type and their cost. A sample's nodes
+    count from it to the next sample; an interval that crosses the load's start or stop is split there."""
+    load = timeline.get("load") or {}
+    samples = timeline.get("samples") or []
+    start = float(load.get("start", samples[0]["t"] if samples else 0.0))
+    stop = float(load.get("stop", samples[-1]["t"] if samples else start))
+    bounds = [(-math.inf, start), (start, stop), (stop, math.inf)]
+    seconds = [0.0 for _ in PHASES]
+    costs = [0.0 for _ in PHASES]
+    hours: list[dict[str, float]] = [{} for _ in PHASES]
+    for a, b in zip(samples, samples[1:]):
+        pool = [n for n in a.get("nodes") or [] if n.get("in_pool")]
+        for i, (lo, hi) in enumerate(bounds):
+            dt = min(b["t"], hi) - max(a["t"], lo)
+            if dt <= 0:
+                continue
+            seconds[i] += dt
+            for n in pool:
+                hours[i][n["charge"]] = hours[i].get(n["charge"], 0.0) + dt / 3600
+                costs[i] += (price(n) or 0.0) * dt / 3600
+    return [
+        {
+            "name": name,
+            "seconds": round(seconds[i], 1),
+            "node_hours": {k: round(v, 5) for k, v in sorted(hours[i].items())},
+            "cost": round(costs[i], 5),
+        }
+        for i, name in enumerate(PHASES)
+    ]
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``6 s``, ``2.5 min``, ``23 min``, ``1.5 h``: a duration as a person says it."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 90:
+        return f"{int(seconds + 0.5)} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f}".removesuffix(".0") + " min"
+    if seconds < 90 * 60:
+        return f"{int(seconds / 60 + 0.5)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_scale_note(timeline: dict[str, Any], time_scale: float | None, cost: Mapping[str, Any]) -> str | None:
+    """What the sandbox's compressed cloud delays mean on ACK, in one paragraph (None: no time scale known, e.g.
+    a real cluster: nothing to say). The load itself runs in real time; the cloud's delays (node provisioning,
+    the HPA's stabilization, the autoscaler's scale-down) ran ``time_scale`` times faster."""
+    if time_scale is None:
+        return None
+    if time_scale == 1:
+        return "Sandbox run; the cloud's delays ran at their real durations (time scale 1)."
+    n = f"{time_scale:g}×"
+    parts = []
+    prov = node_provisioning(timeline)
+    if prov is not None:
+        parts.append(f"node provisioning {fmt_duration(prov)} here is ~{fmt_duration(prov * time_scale)} on ACK")
+    pool = pool_scale_in(timeline)
+    if pool["back_after_s"] is not None:
+        back = pool["back_after_s"]
+        parts.append(
+            f"the pool back to {pool['nodes_before']} node(s) {fmt_duration(back)} after the load is "
+            f"~{fmt_duration(back * time_scale)} on ACK"
+        )
+        if cost.get("after_cost"):
+            parts.append(
+                f"its cost after the load, {cost['after_cost']:.4f} {cost['currency']} here, would be "
+                f"~{cost['after_cost'] * time_scale:.4f} {cost['currency']}"
+            )
+    elif pool["grew"]:
+        parts.append(
+            f"the pool still had {pool['nodes_at_end']} node(s) (before the load: {pool['nodes_before']}) when the "
+            f"recording ended {fmt_duration(pool['recorded_after_s'])} after the load, ~"
+            f"{fmt_duration(pool['recorded_after_s'] * time_scale)} on ACK"
+        )
+    text = f"Sandbox run: the cloud's delays were compressed {n} (the connection's time_scale)"
+    text += (": " + "; ".join(parts) + "." if parts else ".") + " The load itself ran in real time."
+    return text
 
 
 def fmt_value(value: Any) -> str:
@@ -290,12 +411,13 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.6em;bord
 .passed{background:#2ca02c} .failed{background:#d62728}
 table{border-collapse:collapse;width:100%;font-size:.9em} td,th{border:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
 th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;font-weight:700}
-.kv td:first-child{width:14em;color:#555} img{max-width:100%} code{font-size:.85em} .muted{color:#777;font-size:.85em}
+.kv td:first-child{width:14em;color:#555} .note{background:#fff8e1;border-left:4px solid #f0ad4e;padding:.4em .8em} img{max-width:100%} code{font-size:.85em} .muted{color:#777;font-size:.85em}
 </style></head><body>
 <h1>{{ title }}</h1>
 <p><span class="verdict {{ verdict }}">verification {{ verdict }}</span>
  <span class="muted">generated {{ generated }}</span>{% if run_link %} · <a href="{{ run_link }}">the run in Airflow</a>{% endif %}</p>
 {% if summary.failed_checks %}<p class="bad">failed checks: {{ summary.failed_checks|join(", ") }}</p>{% endif %}
+{% if time_note %}<p class="note" id="time-scale">{{ time_note }}</p>{% endif %}
 <table class="kv">
 <tr><td>endpoint</td><td><code>{{ summary.endpoint }}</code></td></tr>
 <tr><td>requests</td><td>{{ stats.requests }} ({{ stats.failures }} failed, error rate {{ "%.2f"|format(100 * (stats.error_rate or 0)) }} %)</td></tr>
@@ -304,7 +426,10 @@ th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;fon
 <tr><td>label checks</td><td>{{ stats.mismatches or 0 }} of {{ stats.checked or 0 }} predictions disagreed with the label</td></tr>
 <tr><td>replicas reached</td><td>{{ summary.replicas_reached }}{% if hpa %} (HPA {{ hpa.name }}: min {{ hpa.min_replicas }}, max {{ hpa.max_replicas }}, target {{ hpa.target }} {{ hpa.metric }}){% endif %}</td></tr>
 <tr><td>pool nodes at peak</td><td>{% for k, v in summary.nodes_by_charge_type.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% else %}none{% endfor %}</td></tr>
-<tr><td>estimated cost</td><td>{{ "%.2f"|format(cost.hourly_at_peak) }} {{ cost.currency }}/h at peak (all pay-as-you-go would be {{ "%.2f"|format(cost.hourly_if_all_payg) }}); this run used ≈ {{ "%.4f"|format(cost.run_cost) }} {{ cost.currency }}</td></tr>
+<tr><td>pool scale-in</td><td id="pool-scale-in">{% if not pool.grew %}the pool did not grow ({{ pool.nodes_before }} node(s) before the load, {{ pool.nodes_at_peak }} at most)
+{% elif pool.back_after_s is not none %}back to {{ pool.nodes_before }} node(s) {{ pool.back_after_s|dur }} after the load stopped (from {{ pool.nodes_at_peak }} at the peak)
+{% else %}not back: {{ pool.nodes_at_end }} node(s) (before the load {{ pool.nodes_before }}, peak {{ pool.nodes_at_peak }}) when the recording ended {{ pool.recorded_after_s|dur }} after the load{% if pool.timeout_s is not none %} (pool_scale_in_timeout {{ pool.timeout_s|dur }}){% endif %}; the cost after the load below stops there{% endif %}</td></tr>
+<tr><td>estimated cost</td><td>{{ "%.2f"|format(cost.hourly_at_peak) }} {{ cost.currency }}/h at peak (all pay-as-you-go would be {{ "%.2f"|format(cost.hourly_if_all_payg) }}); this run used ≈ {{ "%.4f"|format(cost.run_cost) }} {{ cost.currency }}: {{ "%.4f"|format(cost.load_cost) }} during the load, {{ "%.4f"|format(cost.after_cost) }} after it</td></tr>
 </table>
 
 <h2>Checks</h2>
@@ -326,7 +451,11 @@ th{background:#f5f5f5} .ok{color:#2ca02c;font-weight:700} .bad{color:#d62728;fon
 {% for r in cost.rows %}<tr><td>{{ r.instance_type }}</td><td>{{ r.charge }}</td><td>{{ r.nodes }}</td>
 <td>{{ r.unit_price if r.unit_price is not none else "no price" }}</td><td>{{ r.hourly }}</td></tr>
 {% else %}<tr><td colspan="5">the pool had no nodes</td></tr>{% endfor %}</table>
-<p class="muted">Prices from the report's price table (illustrative list prices unless the DAG passes its own).
+<table id="cost-phases"><tr><th>phase</th><th>recorded</th>{% for c in cost.charges %}<th>{{ c }} node-hours</th>{% endfor %}<th>{{ cost.currency }}</th></tr>
+{% for p in cost.phases %}<tr><td>{{ p.name }}</td><td>{{ p.seconds|dur }}</td>{% for c in cost.charges %}<td>{{ "%.4f"|format(p.node_hours.get(c, 0)) }}</td>{% endfor %}<td>{{ "%.4f"|format(p.cost) }}</td></tr>
+{% endfor %}</table>
+<p class="muted">Node-hours of the elastic pool by charge type (each sample's nodes held until the next sample) × the price per hour of the node's instance type and charge type.
+Prices from the report's price table (illustrative list prices unless the DAG passes its own).
 {% if cost.unpriced %}No price for: {{ cost.unpriced|join(", ") }}.{% endif %}</p>
 
 {% if failures %}<h2>Most frequent errors</h2>
@@ -349,8 +478,10 @@ def render_report(
     title: str | None = None,
     rollout: Mapping[str, Any] | None = None,
     run_link: str | None = None,
+    time_scale: float | None = None,
 ) -> Path:
-    """Write the self-contained HTML report to ``out_path`` and return it (``run_link``: the run in Airflow)."""
+    """Write the self-contained HTML report to ``out_path`` and return it (``run_link``: the run in Airflow;
+    ``time_scale``: the sandbox's, None against a real cluster)."""
     import jinja2
     import markupsafe
 
@@ -358,6 +489,8 @@ def render_report(
     peak = pool_peak(timeline)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
     env.filters["fmt"] = fmt_value
+    env.filters["dur"] = fmt_duration
+    cost = estimate_cost(timeline, price_table)
     html = env.from_string(_TEMPLATE).render(
         title=title or f"Elastic inference scale report — {(timeline.get('meta') or {}).get('deployment') or ''}",
         verdict=summary["verdict"],
@@ -369,7 +502,9 @@ def render_report(
         meta=timeline.get("meta") or {},
         checks=[c.to_dict() for c in result.checks],
         failures=(locust.get("failures") or [])[:10],
-        cost=estimate_cost(timeline, price_table),
+        cost=cost,
+        pool=pool_scale_in(timeline),
+        time_note=time_scale_note(timeline, time_scale, cost),
         plots={
             "scaling": plot_scaling(timeline),
             "latency": plot_latency(timeline),
@@ -466,4 +601,12 @@ def render_rollout_report(rollout: Mapping[str, Any], out_path: Path) -> Path:
     return out_path
 
 
-__all__ = ["DEFAULT_PRICES", "estimate_cost", "render_report", "render_rollout_report", "rollout_section"]
+__all__ = [
+    "DEFAULT_PRICES",
+    "estimate_cost",
+    "fmt_duration",
+    "render_report",
+    "render_rollout_report",
+    "rollout_section",
+    "time_scale_note",
+]

@@ -14,7 +14,9 @@ alibaba-ack-seldon-hpa.md §7): ``alibabacloud.com/nodepool-id``, ``node.alibaba
 
 The timeline file (JSON, ``TIMELINE_VERSION``) is what the verify operator reads: ``meta`` (namespace,
 deployment, HPA spec, metric selector, pool), ``load`` (Unix times of start / hold start / stop and the
-plan), ``samples`` and ``locust`` (aggregated stats, per-second history, failures, label checks).
+plan), ``samples``, ``locust`` (aggregated stats, per-second history, failures, label checks) and ``scale_in``
+(after the load: when the replicas were back at minReplicas, the pool's nodes before the load and when it was
+back to them, each wait's bound).
 """
 
 from __future__ import annotations
@@ -292,6 +294,21 @@ def replicas_of(sample: dict[str, Any]) -> int | None:
     if sample.get("deployment"):
         return int(sample["deployment"].get("replicas") or 0)
     return None
+
+
+def pool_node_count(sample: dict[str, Any]) -> int:
+    """How many nodes of the elastic pool a sample shows (being cordoned for removal still counts: still billed)."""
+    return sum(1 for n in sample.get("nodes") or [] if n.get("in_pool"))
+
+
+def replicas_back(sample: dict[str, Any], min_replicas: int) -> bool:
+    """The HPA and the Deployment are both back at ``min_replicas`` (no surplus pod left terminating)."""
+    return replicas_of(sample) == min_replicas and (sample.get("deployment") or {}).get("replicas", 0) <= min_replicas
+
+
+def pool_back(sample: dict[str, Any], nodes_before: int) -> bool:
+    """The elastic pool has no more nodes than before the load: what the load made it buy is released."""
+    return pool_node_count(sample) <= nodes_before
 
 
 def write_timeline(path: Path, doc: dict[str, Any]) -> Path:

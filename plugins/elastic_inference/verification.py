@@ -13,6 +13,10 @@ Each check returns a :class:`Check` with a message a person can act on. The chec
 4. ``failures_during_scale_out`` - requests that failed between the first scale-out decision and the
    moment all new replicas were ready, from locust's per-second history.
 5. ``scale_in`` (optional) - replicas back at ``minReplicas`` within ``scale_in_timeout`` after the load.
+
+Facts beside the checks (never a verdict): the pool's scale-in after the load (:func:`pool_scale_in`: nodes
+before, at the peak and at the end, how long after the load it was back) and how long a new node took to
+become Ready (:func:`node_provisioning`), which the report states and, on the sandbox, scales to ACK's times.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from elastic_inference.timeline import CHARGE_PAYG, CHARGE_SPOT, replicas_of
+from elastic_inference.timeline import CHARGE_PAYG, CHARGE_SPOT, pool_node_count, replicas_of
 
 NO_SPOT = "NoSpot"
 
@@ -568,6 +572,49 @@ def check_load_test_slo(timeline: dict[str, Any]) -> Check | None:
     )
 
 
+# -- facts (not checks) ---------------------------------------------------------------------------------
+def pool_scale_in(timeline: dict[str, Any]) -> dict[str, Any]:
+    """The elastic pool after the load: its nodes before the load (the baseline), at the peak and in the last
+    sample; ``back_after_s``: seconds from the load's stop to the first sample with no more nodes than before
+    (None: not within the recording); ``recorded_after_s``: how long after the load the recording went on."""
+    samples = timeline.get("samples") or []
+    _, _, stop = _load_times(timeline)
+    scale_in = timeline.get("scale_in") or {}
+    base = baseline_sample(timeline)
+    before = scale_in.get("pool_nodes_before")
+    if before is None:
+        before = pool_node_count(base) if base else 0
+    peak = max((pool_node_count(s) for s in samples), default=0)
+    after = [s for s in samples if s["t"] >= stop]
+    back = next((s for s in after if pool_node_count(s) <= before), None) if peak > before else None
+    last = samples[-1] if samples else None
+    return {
+        "nodes_before": before,
+        "nodes_at_peak": peak,
+        "nodes_at_end": pool_node_count(last) if last else 0,
+        "grew": peak > before,
+        "back_after_s": round(back["t"] - stop, 1) if back else None,
+        "recorded_after_s": round(last["t"] - stop, 1) if last and last["t"] >= stop else 0.0,
+        "timeout_s": scale_in.get("pool_timeout"),
+    }
+
+
+def node_provisioning(timeline: dict[str, Any]) -> float | None:
+    """Seconds from the first sample asking for more replicas than the baseline to the first new pool node
+    Ready (None: no new node became Ready, or nothing scaled). Sample-resolution, wall-clock seconds."""
+    t0, _, scaled = scale_out_window(timeline)
+    base = baseline_sample(timeline)
+    if not scaled or base is None:
+        return None
+    known = {n["name"] for n in base.get("nodes") or [] if n.get("in_pool")}
+    for s in timeline.get("samples") or []:
+        if s["t"] < t0:
+            continue
+        if any(n.get("in_pool") and n.get("ready") and n["name"] not in known for n in s.get("nodes") or []):
+            return round(s["t"] - t0, 1)
+    return None
+
+
 # -- all together ---------------------------------------------------------------------------------------
 def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verification:
     opts = opts or VerifyOptions()
@@ -593,6 +640,8 @@ def verify(timeline: dict[str, Any], opts: VerifyOptions | None = None) -> Verif
         "nodes_by_charge": (pool or {}).get("by_charge", {}),
         "nodes_by_zone": (pool or {}).get("by_zone", {}),
         "pool_nodes_at_peak": (pool or {}).get("total", 0),
+        "pool_scale_in": pool_scale_in(timeline),
+        "node_provisioning_s": node_provisioning(timeline),
     }
     return result
 

@@ -146,6 +146,8 @@ def airflow_env_lines(ctx: SandboxContext) -> list[str]:
             "cluster_id": ctx.cluster_id,
             **({"cs_endpoint": ctx.endpoints["cs"]} if "cs" in ctx.endpoints else {}),
             **({"oss_endpoint": ctx.endpoints["oss"]} if "oss" in ctx.endpoints else {}),
+            # The cloud's delays run this many times faster here: the provider's scale report says so.
+            "time_scale": ctx.time_scale,
         },
     }
     kube = {

@@ -41,6 +41,7 @@ def run_conf(model_dir) -> dict:
             "workers": 0,
             "record_interval": 0.5,
             "scale_in_timeout": 40,
+            "pool_scale_in_timeout": 0,  # the pool's ~30 s tail is tested in tests/integration (suite time)
             "metric_lag_seconds": 1,
         },
         "node_pool": {

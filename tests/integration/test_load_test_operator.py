@@ -630,7 +630,7 @@ def elastic_echo(sandbox, monkeypatch) -> Iterator[dict[str, Any]]:
         kube.close()
 
 
-def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_path):
+def test_load_test_and_verification_on_the_sandbox(sandbox, elastic_echo, samples, tmp_path):
     """36 RPS at target 10 -> the HPA formula says 4 replicas, each on a new GPU node of the pool.
 
     9 users at 4 RPS: the sandbox's 0.5 s metric window counts 16 or 20 requests (32 or 40 QPS), and either
@@ -658,6 +658,7 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
         record_interval=0.45,
         progress_interval=2,
         scale_in_timeout=40,
+        pool_scale_in_timeout=90,  # the autoscaler's 10 min cool-down + 10 min unneeded, at x30: ~40 s here
         namespace=ns,
         seldon_deployment="echo",
         node_pool_id=elastic_echo["pool_id"],
@@ -689,6 +690,19 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     assert failures["passed"] == (failures["observed"]["failures"] == 0)
     assert out["verdict"] == ("passed" if failures["passed"] else "failed")
     assert Path(out["report_path"]).is_file() and verify_ti.xcom["report_url"].endswith("/report.html")
+    # The recording went on after the replicas until the pool had released the nodes the load made it add.
+    timeline = json.loads(Path(result["timeline_path"]).read_text())
+    scale_in, samples_after = (
+        timeline["scale_in"],
+        [s for s in timeline["samples"] if s["t"] >= timeline["load"]["stop"]],
+    )
+    assert scale_in["reached_at"] is not None and scale_in["pool_back_at"] >= scale_in["reached_at"], scale_in
+    back = next(s for s in samples_after if s["t"] == scale_in["pool_back_at"])
+    assert sum(n["in_pool"] for n in back["nodes"]) <= scale_in["pool_nodes_before"] < out["replicas_reached"]
+    assert out["pool_back_after_s"] == round(scale_in["pool_back_at"] - timeline["load"]["stop"], 1)
+    assert out["cost_after_load_usd"] > 0 and "time_scale" not in out  # no connection said the time was scaled
+    report = Path(out["report_path"]).read_text()
+    assert f"back to {scale_in['pool_nodes_before']} node(s) " in report and "compressed" not in report
 
     # The same load against a deliberately too-low maxReplicas: verification fails and says why.
     from airflow.sdk.exceptions import AirflowFailException as Fail
@@ -755,4 +769,8 @@ def test_load_test_and_verification_on_the_sandbox(elastic_echo, samples, tmp_pa
     summary = capped_verify.xcom["summary"]
     assert "replicas" in summary["failed_checks"]
     assert not {"placement", "spot_mix"} & set(summary["failed_checks"])
-    assert "<td>spot_mix</td>" in Path(summary["report_path"]).read_text()  # the policy came from ACK
+    capped_report = Path(summary["report_path"]).read_text()
+    assert "<td>spot_mix</td>" in capped_report  # the policy came from ACK
+    # ... and the time scale from the same connection (the sandbox's extra): the report says the delays were compressed.
+    assert summary["time_scale"] == sandbox["time_scale"]
+    assert f"the cloud&#39;s delays were compressed {sandbox['time_scale']:g}×" in capped_report

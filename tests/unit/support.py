@@ -41,13 +41,18 @@ def make_timeline(
     scale_in_at=1080.0,
     scale_in_timeout=60.0,
     metric=True,
+    pool_in_at="replicas",
 ):
     """A load from t=1000 (hold 1010-1060) on a pool that grows one node per new pod.
 
     ``peak`` defaults to what the HPA formula gives; ``charges`` are the pool nodes' charge types in the
     order they appear; ``outside`` names new pods placed on a node outside the pool; ``fail_at`` are the
-    seconds at which one request fails; ``scale_in_at`` when replicas are back at min (None: never).
+    seconds at which one request fails; ``scale_in_at`` when replicas are back at min (None: never);
+    ``pool_in_at`` when the pool has released the nodes it added (default: with the replicas; None: never).
+    Nodes appear when the HPA asks for their pods (t=1015) and become Ready at t=1020.
     """
+    if pool_in_at == "replicas":
+        pool_in_at = scale_in_at
     if peak is None:
         peak = min(max_r, max(min_r, math.ceil(qps / target)))
     charges = list(charges or (["PayAsYouGo"] + ["Spot"] * (peak - 1)))
@@ -72,10 +77,13 @@ def make_timeline(
                     "ready": ok,
                 }
             )
-        n_pool = current if not scaled_in else min_r
+        pool_in = pool_in_at is not None and t >= pool_in_at
+        n_pool = min_r if t < 1015 or pool_in else peak
         nodes = [
             node(f"n{i}", charges[i] if i < len(charges) else "Spot", zone=("a", "b")[i % 2]) for i in range(n_pool)
         ]
+        for n in nodes[min_r:]:
+            n["ready"] = t >= 1020
         nodes.append(node("n-default", "PayAsYouGo", in_pool=False))
         qps_now = 0.0 if t < 1005 else (qps if 1010 <= t <= 1065 else (qps / 2 if t < 1010 else 0.0))
         samples.append(

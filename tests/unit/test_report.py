@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import html as html_text
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,100 @@ def test_report_url_is_file_uri_outside_the_base(tmp_path):
         report_url(Path("/elsewhere/x.html"), reports_dir=str(tmp_path), base_url="http://h/")
         == "file:///elsewhere/x.html"
     )
+
+
+def test_cost_is_split_before_during_and_after_the_load_by_charge_type():
+    """The pool holds its 5 nodes (1 pay-as-you-go, 4 spot gn6i) until t=1105, 45 s after the load stopped."""
+    tl = make_timeline(scale_in_at=1080, pool_in_at=1105)
+    cost = estimate_cost(tl)
+    phases = {p["name"]: p for p in cost["phases"]}
+    assert [p["name"] for p in cost["phases"]] == ["before the load", "during the load", "after the load"]
+    assert (phases["before the load"]["seconds"], phases["during the load"]["seconds"]) == (10.0, 60.0)
+    assert phases["after the load"]["seconds"] == 60.0  # recorded to t=1120
+    # After the load: 45 s at 1 + 4 nodes, then 15 s at the 1 pay-as-you-go node left.
+    after = phases["after the load"]["node_hours"]
+    assert after == {"PayAsYouGo": round(60 / 3600, 5), "Spot": round(4 * 45 / 3600, 5)}
+    assert phases["after the load"]["cost"] == pytest.approx((60 * 1.05 + 4 * 45 * 0.2625) / 3600, abs=1e-5)
+    assert cost["after_cost"] == phases["after the load"]["cost"] and cost["load_cost"] > 0
+    assert cost["run_cost"] == pytest.approx(sum(p["cost"] for p in cost["phases"]), abs=1e-4)
+    # The same run whose pool shrinks with the replicas costs less after the load.
+    assert estimate_cost(make_timeline(scale_in_at=1080))["after_cost"] < cost["after_cost"]
+
+
+def test_report_shows_the_pool_scale_in_the_cost_after_the_load_and_the_time_scale(tmp_path):
+    tl = make_timeline(scale_in_at=1080, pool_in_at=1105)
+    result = verify(tl, OPTS)
+    html = render_report(tl, result, summary(tl, result), tmp_path / "r.html", time_scale=30).read_text()
+    assert "back to 1 node(s) 45 s after the load stopped (from 5 at the peak)" in html
+    assert re.search(r"≈ [\d.]+ USD: [\d.]+ during the load, [\d.]+ after it", html)
+    assert '<table id="cost-phases">' in html and "<td>after the load</td><td>60 s</td>" in html
+    found = re.search(r'<p class="note" id="time-scale">(.*?)</p>', html, re.S)
+    assert found, html
+    note = html_text.unescape(found[1])
+    # 5 s of node provisioning here x 30 = 150 s; 45 s to shrink back x 30 = 22.5 min.
+    assert note.startswith("Sandbox run: the cloud's delays were compressed 30× (the connection's time_scale)")
+    assert "node provisioning 5 s here is ~2.5 min on ACK" in note
+    assert "the pool back to 1 node(s) 45 s after the load is ~23 min on ACK" in note
+    cost = estimate_cost(tl)["after_cost"]
+    assert f"its cost after the load, {cost:.4f} USD here, would be ~{cost * 30:.4f} USD" in note
+    assert note.endswith("The load itself ran in real time.")
+
+    # A real cluster (no time scale known): not a word of it; a pool not back when the recording ended says so.
+    never = make_timeline(pool_in_at=None)
+    result = verify(never, OPTS)
+    html = render_report(never, result, summary(never, result), tmp_path / "real.html").read_text()
+    assert 'id="time-scale"' not in html and "compressed" not in html and "on ACK" not in html
+    assert "not back: 5 node(s) (before the load 1, peak 5) when the recording ended 60 s after the load" in html
+
+
+def test_max_replicas_is_drawn_and_labelled_on_the_replicas_axis():
+    """The maxReplicas line belongs to the right (replicas / nodes) axis, and its label sits at that axis's side,
+    not beside the requests/s axis."""
+    from elastic_inference.report import _plt, scaling_figure
+
+    fig = scaling_figure(make_timeline(max_r=6))
+    try:
+        rps, replicas = fig.axes
+        assert (rps.get_ylabel(), replicas.get_ylabel()) == ("requests / s", "replicas / nodes")
+        labels = [t for t in replicas.texts if t.get_text().startswith("maxReplicas")]
+        assert [(t.get_text(), t.get_position(), t.get_ha()) for t in labels] == [
+            ("maxReplicas 6 →", (0.995, 6), "right")
+        ]
+        assert not [t for t in rps.texts if "maxReplicas" in t.get_text()]
+        assert any(list(line.get_ydata()) == [6, 6] for line in replicas.get_lines())  # the axhline at 6 replicas
+    finally:
+        _plt().close(fig)
+
+
+def test_the_time_scale_comes_from_the_connection_extra_and_a_bad_one_is_named():
+    from airflow.sdk import Connection
+
+    from elastic_inference.exceptions import AlibabaCloudCredentialsError
+    from elastic_inference.hooks.base import AlibabaCloudSettings
+
+    def conn(**extra: Any) -> Connection:
+        return Connection(conn_id="ack", conn_type="alibaba_ack", login="AK", password="SK", extra=json.dumps(extra))
+
+    assert AlibabaCloudSettings.from_connection(conn(region_id="cn-beijing")).time_scale is None  # a real cloud
+    assert AlibabaCloudSettings.from_connection(conn(time_scale="30")).time_scale == 30.0
+    for bad in ("fast", 0, -2):
+        with pytest.raises(AlibabaCloudCredentialsError, match=r"extra time_scale=.* must be a number > 0"):
+            AlibabaCloudSettings.from_connection(conn(time_scale=bad))
+
+
+def test_verify_operator_says_the_time_scale_it_is_given_and_nothing_without_one(tmp_path):
+    path = write_timeline(tmp_path / "timeline.json", make_timeline(pool_in_at=1100))
+    for run_id, scale in (("sandbox", 30), ("real", None)):
+        op = ScaleVerificationOperator(
+            task_id="verify",
+            timeline_path=str(path),
+            pool_policy=SEED_POLICY,
+            reports_dir=str(tmp_path),
+            time_scale=scale,
+        )
+        out = op.execute(context(FakeTI(), run_id))
+        html = Path(out["report_path"]).read_text()
+        assert out["pool_back_after_s"] == 40.0 and out["cost_after_load_usd"] > 0
+        assert ("compressed 30×" in html) == (scale is not None) and out.get("time_scale") == scale
+    with pytest.raises(AirflowFailException, match="time_scale must be > 0"):
+        ScaleVerificationOperator(task_id="v", timeline_path=str(path), time_scale=0).execute(context(FakeTI()))

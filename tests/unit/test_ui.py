@@ -55,6 +55,8 @@ def test_the_description_says_how_long_a_run_takes() -> None:
     assert "holds load for 4 min (ramp 60 s + hold 180 s)" in FORM_PARAMS["load_test"]["description"]
     assert "up to 10 min (scale_in_timeout)" in FORM_PARAMS["load_test"]["description"]
     assert "holds load for 0.5 min" in expected_duration({"ramp_seconds": 6, "hold_seconds": 24})
+    longer = expected_duration({"scale_in_timeout": 300, "pool_scale_in_timeout": 1500})
+    assert "waits up to 5 min (scale_in_timeout), the pool's nodes up to 25 min (pool_scale_in_timeout)," in longer
 
 
 def test_null_from_the_form_reads_as_empty(tmp_path: Path) -> None:

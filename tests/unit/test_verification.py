@@ -12,6 +12,8 @@ from elastic_inference.verification import (
     check_replicas,
     check_scale_in,
     check_spot_mix,
+    node_provisioning,
+    pool_scale_in,
     qps_plateau,
     scale_out_window,
     summary,
@@ -210,3 +212,39 @@ def test_a_broken_slo_is_a_named_failed_check_of_the_scale_verification():
     assert summary(tl, result)["failed_checks"] == ["load_test_slo"]
     tl["slo"]["breaches"] = []
     assert verify(tl, OPTS).passed
+
+
+def test_the_pool_scale_in_after_the_load_is_a_fact_not_a_check():
+    """Replicas back at t+20 s after the stop, the pool's 4 added nodes released at t+45 s: the report's tail."""
+    tl = make_timeline(scale_in_at=1080, pool_in_at=1105)
+    pool = pool_scale_in(tl)
+    assert pool == {
+        "nodes_before": 1,
+        "nodes_at_peak": 5,
+        "nodes_at_end": 1,
+        "grew": True,
+        "back_after_s": 45.0,
+        "recorded_after_s": 60.0,
+        "timeout_s": None,
+    }
+    result = verify(tl, OPTS)
+    assert result.passed and result.facts["pool_scale_in"] == pool
+    assert "pool" not in " ".join(c.name for c in result.checks)  # no new check in the verdict
+    # Not back within the recording: None, and the verdict still does not depend on it.
+    never = make_timeline(pool_in_at=None)
+    assert pool_scale_in(never)["back_after_s"] is None and pool_scale_in(never)["nodes_at_end"] == 5
+    assert verify(never, OPTS).passed
+    # A load that needed no new node: the pool did not grow, nothing to wait for.
+    flat = make_timeline(qps=5.0)
+    assert pool_scale_in(flat)["grew"] is False and pool_scale_in(flat)["back_after_s"] is None
+
+
+def test_the_recorded_pool_baseline_wins_over_the_first_sample():
+    tl = make_timeline(pool_in_at=1100)
+    tl["scale_in"]["pool_nodes_before"] = 0  # the load test's own baseline (e.g. sampled before a retry)
+    assert pool_scale_in(tl)["nodes_before"] == 0 and pool_scale_in(tl)["back_after_s"] is None
+
+
+def test_node_provisioning_is_from_the_scale_out_decision_to_the_first_new_node_ready():
+    assert node_provisioning(make_timeline()) == 5.0  # HPA asks at t=1015, new nodes Ready at t=1020
+    assert node_provisioning(make_timeline(qps=5.0)) is None  # nothing scaled

@@ -2,9 +2,11 @@
 
 Connection layout: login = AccessKey ID, password = AccessKey secret, extras ``security_token`` (STS),
 ``role_arn`` + ``role_session_name`` (assume a RAM role with the AccessKey pair), ``region_id``,
-``cluster_id``, ``cs_endpoint``, ``oss_endpoint``, and the retry knobs ``retry_max_attempts``,
-``retry_initial_wait``, ``retry_max_wait``. With no AccessKey at all the Alibaba default credential chain
-(env vars, config file, ECS RAM role, OIDC/RRSA) is used.
+``cluster_id``, ``cs_endpoint``, ``oss_endpoint``, the retry knobs ``retry_max_attempts``,
+``retry_initial_wait``, ``retry_max_wait``, and ``time_scale``: set only by a stand-in that runs the cloud's
+delays N times faster (the sandbox writes it), so the scale report can say so; absent on a real cluster. With
+no AccessKey at all the Alibaba default credential chain (env vars, config file, ECS RAM role, OIDC/RRSA) is
+used.
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ class Endpoint:
         return f"{self.scheme}://{self.host}"
 
 
+def _time_scale(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = 0.0
+    if not scale > 0:
+        raise ValueError(f"connection extra time_scale={value!r} must be a number > 0 (or left out on a real cluster)")
+    return scale
+
+
 @dataclass(frozen=True)
 class AlibabaCloudSettings:
     """What a connection says. Secrets are kept out of ``repr`` so they never reach a log line."""
@@ -65,6 +79,7 @@ class AlibabaCloudSettings:
     oss_endpoint: Endpoint | None = None
     sts_endpoint: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    time_scale: float | None = None  # a stand-in's compressed cloud delays; None: a real cloud
 
     @classmethod
     def from_connection(cls, conn: Connection) -> AlibabaCloudSettings:
@@ -97,6 +112,7 @@ class AlibabaCloudSettings:
             cs = Endpoint.parse(extra("cs_endpoint"), "cs_endpoint") if extra("cs_endpoint") else None
             oss = Endpoint.parse(extra("oss_endpoint"), "oss_endpoint") if extra("oss_endpoint") else None
             retry = RetryPolicy.from_extras(extras)
+            time_scale = _time_scale(extras.get("time_scale"))
         except ValueError as e:
             raise AlibabaCloudCredentialsError(f"connection {conn.conn_id!r}: {e}", code="InvalidConnection") from e
         return cls(
@@ -111,6 +127,7 @@ class AlibabaCloudSettings:
             oss_endpoint=oss,
             sts_endpoint=extra("sts_endpoint"),
             retry=retry,
+            time_scale=time_scale,
         )
 
     @property

@@ -3,7 +3,8 @@
 One task, because ``airflow dags test`` runs tasks one at a time: locust runs as a subprocess (it
 monkey-patches the process with gevent on import, so it never runs in the worker itself) while this task
 polls the Kubernetes API into a timeline, and keeps recording after the load stops until the Deployment is
-back at ``minReplicas`` (bounded by ``scale_in_timeout``). The verify operator reads the timeline file.
+back at ``minReplicas`` (bounded by ``scale_in_timeout``) and the elastic pool has released the nodes the load
+made it add (bounded by ``pool_scale_in_timeout``). The verify operator reads the timeline file.
 
 Outputs (XCom): ``return_value`` = ``{"stats", "checks", "plan", "endpoint", "run_dir", "timeline_path",
 "locust_html", "slo"}`` (small), ``timeline_path`` = the JSON file path (for
@@ -505,10 +506,88 @@ class LocustLoadTestOperator(BaseOperator):
         except OSError as exc:  # the view is a convenience: the load test goes on without it
             self.log.warning("Could not write the live timeline: %s", exc)
 
+    def _record_scale_in(self, out: Path, load: dict[str, Any], recorder: TimelineRecorder | None) -> dict[str, Any]:
+        """After the load: record until the replicas are back at ``minReplicas`` (within ``scale_in_timeout``) and
+        the elastic pool is back to its nodes from before the load (within ``pool_scale_in_timeout``), so the
+        report shows the scale-in and what the pool cost after the load. Each wait ends at its own deadline; the
+        loop ends when both have ended (bounded: at most the longer deadline)."""
+        from elastic_inference.timeline import pool_back, pool_node_count, replicas_back, replicas_of
+
+        spec = self.spec
+        scale_in: dict[str, Any] = {
+            "timeout": spec.scale_in_timeout,
+            "reached_at": None,
+            "pool_timeout": spec.pool_wait,
+            "pool_nodes_before": None,
+            "pool_back_at": None,
+        }
+        if not recorder:
+            return scale_in
+        if spec.scale_in_timeout <= 0 and spec.pool_wait <= 0:
+            recorder.sample()
+            return scale_in
+        min_replicas = int((recorder.hpa or {}).get("min_replicas") or 1)
+        before = pool_node_count(recorder.samples[0])  # the baseline, sampled before any load
+        scale_in["pool_nodes_before"] = before
+        self.log.info(
+            "Load stopped; recording until replicas are back at %d (at most %.0f s) and the elastic pool is back to "
+            "%d node(s) (at most %.0f s)",
+            min_replicas,
+            spec.scale_in_timeout,
+            before,
+            spec.pool_wait,
+        )
+        t0 = time.monotonic()
+        replicas_end, pool_end = t0 + spec.scale_in_timeout, t0 + spec.pool_wait
+        replicas_open, pool_open = spec.scale_in_timeout > 0, spec.pool_wait > 0
+        next_log = t0 + spec.progress_interval
+        while True:
+            s = recorder.sample()
+            self._write_live(out, load, recorder)
+            after = s["t"] - load["stop"]
+            if replicas_open and replicas_back(s, min_replicas):
+                replicas_open, scale_in["reached_at"] = False, s["t"]
+                self.log.info("Scaled back in to %d replicas %.0f s after the load", min_replicas, after)
+            if pool_open and pool_back(s, before):
+                pool_open, scale_in["pool_back_at"] = False, s["t"]
+                self.log.info("The elastic pool is back to %d node(s) %.0f s after the load", pool_node_count(s), after)
+            now = time.monotonic()
+            if replicas_open and now + spec.record_interval > replicas_end:
+                replicas_open = False
+                self.log.warning("Replicas still %s after %.0f s", replicas_of(s), spec.scale_in_timeout)
+            if pool_open and now + spec.record_interval > pool_end:
+                pool_open = False
+                self.log.warning(
+                    "The elastic pool still has %d node(s) (%d before the load) after %.0f s (pool_scale_in_timeout); "
+                    "the report's cost after the load stops here",
+                    pool_node_count(s),
+                    before,
+                    spec.pool_wait,
+                )
+            if not (replicas_open or pool_open):
+                return scale_in
+            if now >= next_log:
+                left = max(replicas_end if replicas_open else 0.0, pool_end if pool_open else 0.0) - now
+                self.log.info(
+                    "scale-in: waiting for %s | %s | %.0f s left",
+                    " and ".join(
+                        w
+                        for w, on in (
+                            (f"replicas back at {min_replicas}", replicas_open),
+                            (f"the pool back to {before} node(s)", pool_open),
+                        )
+                        if on
+                    ),
+                    self._cluster_line(recorder),
+                    left,
+                )
+                next_log = now + spec.progress_interval
+            time.sleep(spec.record_interval)
+
     # -- the task -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from elastic_inference.locust_io import parse_failures, parse_history, parse_stats, read_summary, write_payload
-        from elastic_inference.timeline import replicas_of, write_timeline
+        from elastic_inference.timeline import write_timeline
 
         if self.protocol not in ("seldon", "tfserving"):
             raise AirflowFailException(f"protocol must be 'seldon' or 'tfserving', got {self.protocol!r}")
@@ -621,31 +700,7 @@ class LocustLoadTestOperator(BaseOperator):
         load["stop"] = time.time()
         rc = master.returncode
 
-        scale_in: dict[str, Any] = {"timeout": self.spec.scale_in_timeout, "reached_at": None}
-        if recorder and self.spec.scale_in_timeout > 0:
-            min_replicas = int((recorder.hpa or {}).get("min_replicas") or 1)
-            self.log.info(
-                "Load stopped; recording until replicas are back at %d (at most %.0f s)",
-                min_replicas,
-                self.spec.scale_in_timeout,
-            )
-            end = time.monotonic() + self.spec.scale_in_timeout
-            while True:
-                s = recorder.sample()
-                self._write_live(out, load, recorder)
-                if replicas_of(s) == min_replicas and (s.get("deployment") or {}).get("replicas", 0) <= min_replicas:
-                    scale_in["reached_at"] = s["t"]
-                    self.log.info(
-                        "Scaled back in to %d replicas %.0f s after the load", min_replicas, s["t"] - load["stop"]
-                    )
-                    break
-                if time.monotonic() + self.spec.record_interval > end:
-                    self.log.warning("Replicas still %s after %.0f s", replicas_of(s), self.spec.scale_in_timeout)
-                    break
-                time.sleep(self.spec.record_interval)
-        elif recorder:
-            recorder.sample()
-
+        scale_in = self._record_scale_in(out, load, recorder)
         self._check_versions(hook, check)
         log_tail = (out / "locust.log").read_text(errors="replace")[-2000:]
         if rc not in (0, 1) and not timed_out:  # 1 = "some requests failed", locust's default exit code

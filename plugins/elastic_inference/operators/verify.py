@@ -5,7 +5,8 @@ runs the pure checks of ``elastic_inference.verification``, writes
 ``<reports_dir>/<dag_id>/<run_id>/report.html`` and links it from the task (extra link "Scale report").
 
 Outputs (XCom): ``return_value`` = the summary of DESIGN §5 (endpoint, replicas_reached,
-nodes_by_charge_type, p95_latency_ms, error_rate, rps, verdict, failed_checks, report_path) plus ``checks``;
+nodes_by_charge_type, p95_latency_ms, error_rate, rps, verdict, failed_checks, report_path; and
+pool_back_after_s, cost_during_load_usd, cost_after_load_usd, time_scale when known) plus ``checks``;
 ``report_url``. On a failed check it raises ``AirflowFailException`` with one line per failed check, after
 the report is written (so the link works on failed runs too).
 """
@@ -51,7 +52,11 @@ class ScaleVerificationOperator(BaseOperator):
         default: the load test spec's ``metric_lag_seconds``, else 0.
     :param load_test: the run's :class:`~elastic_inference.specs.LoadTestSpec` (templated, e.g. the ``plan``
         task's ``load_test``): where ``scale_in_timeout`` and ``metric_lag`` come from unless given.
-    :param price_table: ``{instance_type: (payg_usd_per_hour, spot_usd_per_hour)}`` for the cost estimate.
+    :param price_table: ``{instance_type: (payg_usd_per_hour, spot_usd_per_hour)}`` for the cost estimate (over
+        the report's built-in illustrative list prices).
+    :param time_scale: how many times faster than the cloud's the cluster's delays ran (a stand-in's); default:
+        the ``ack_conn_id`` connection's extra ``time_scale`` (the sandbox sets it; a real cluster has none, and
+        the report then says nothing of it).
     :param reports_dir: as for the load test; ``report_base_url``: serve links from here instead of file://.
     :param fail_on_breach: raise when a check fails (False: report and push the verdict only).
     :param min_agreement: the load test's predictions must agree with the labels at least this often (templated;
@@ -71,6 +76,7 @@ class ScaleVerificationOperator(BaseOperator):
         "metric_lag",
         "load_test",
         "min_agreement",
+        "time_scale",
     )
     template_fields_renderers = {"pool_policy": "json", "load_test": "json"}
     operator_extra_links = (ScaleReportLink(),)
@@ -96,6 +102,7 @@ class ScaleVerificationOperator(BaseOperator):
         report_base_url: str | None = None,
         fail_on_breach: bool = True,
         min_agreement: float | str | None = None,
+        time_scale: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,6 +123,7 @@ class ScaleVerificationOperator(BaseOperator):
         self.report_base_url = report_base_url
         self.fail_on_breach = fail_on_breach
         self.min_agreement = min_agreement
+        self.time_scale = time_scale
 
     def _timeline_path(self, context: Context) -> str:
         if self.timeline_path:
@@ -150,6 +158,21 @@ class ScaleVerificationOperator(BaseOperator):
             },
         )
         return pool
+
+    def _time_scale(self) -> float | None:
+        """The given ``time_scale``, else the ACK connection's (a stand-in's compressed delays); None: real cloud."""
+        from elastic_inference.specs import coerce
+
+        given = coerce(self.time_scale, "number", "time_scale", optional=True)
+        if given is not None:
+            if given <= 0:
+                raise AirflowFailException(f"time_scale must be > 0, got {given} (leave it out on a real cluster)")
+            return float(given)
+        if not self.ack_conn_id:
+            return None
+        from elastic_inference.hooks.ack import AckHook
+
+        return AckHook(self.ack_conn_id, cluster_id=self.cluster_id).settings.time_scale
 
     @staticmethod
     def _deployment(context: Context, timeline: dict[str, Any]) -> str:
@@ -194,9 +217,16 @@ class ScaleVerificationOperator(BaseOperator):
             pool_policy=PoolPolicy.from_dict(policy),
             min_agreement=self.min_agreement,
         )
+        time_scale = self._time_scale()
         result = verify(timeline, opts)
         out = run_dir(self.reports_dir, context["dag"].dag_id, context["run_id"]) / "report.html"
+        cost = estimate_cost(timeline, self.price_table)
         info = summary(timeline, result, report_path=str(out))
+        info["pool_back_after_s"] = result.facts["pool_scale_in"]["back_after_s"]
+        info["cost_during_load_usd"] = cost["load_cost"]
+        info["cost_after_load_usd"] = cost["after_cost"]
+        if time_scale is not None:
+            info["time_scale"] = time_scale
         rollout = read_rollout_file(out.parent)
         if rollout:
             info["rollout"] = rollout.get("verdict")
@@ -209,10 +239,10 @@ class ScaleVerificationOperator(BaseOperator):
             rollout=rollout or None,
             title=f"Scale report — {self._deployment(context, timeline)} (run {context['run_id']})",
             run_link=f"{ui_base_path()}/dags/{quote(context['dag'].dag_id)}/runs/{quote(context['run_id'], safe='')}",
+            time_scale=time_scale,
         )
         url = report_url(out, reports_dir=self.reports_dir, base_url=self.report_base_url)
         # The run view's summary (the plugin reads it beside the report): the verdict, endpoint, peaks, cost.
-        cost = estimate_cost(timeline, self.price_table)
         (out.parent / "verdict.json").write_text(
             json.dumps({**info, "cost_usd": cost["run_cost"], "report_url": url}), encoding="utf-8"
         )

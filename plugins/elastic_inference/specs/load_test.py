@@ -26,6 +26,7 @@ PARAM_KEYS = [
     "workers",
     "record_interval",
     "scale_in_timeout",
+    "pool_scale_in_timeout",
     "metric_lag_seconds",
 ]
 
@@ -51,7 +52,20 @@ class LoadTestSpec(Spec):
         5, "number", exclusiveMinimum=0, maximum=600, doc="Seconds between timeline samples."
     )
     scale_in_timeout: float = spec_field(
-        600, "number", minimum=0, maximum=7200, doc="After the load, record (and allow) this long for the scale-in."
+        600,
+        "number",
+        minimum=0,
+        maximum=7200,
+        doc="After the load, record (and allow) this long for the replicas' scale-in.",
+    )
+    pool_scale_in_timeout: float | None = spec_field(
+        None,
+        "number",
+        optional=True,
+        minimum=0,
+        maximum=7200,
+        doc="After the load, record this long at most for the elastic pool to release the nodes the load made it "
+        "add (their cost after the load is in the report); empty: scale_in_timeout; 0: stop with the replicas.",
     )
     metric_lag_seconds: float = spec_field(
         25, "number", minimum=0, maximum=600, doc="How far the QPS metric trails the load (SLS window + delay)."
@@ -110,6 +124,11 @@ class LoadTestSpec(Spec):
     )
 
     label_prefix: ClassVar[str] = "load_test."
+
+    @property
+    def pool_wait(self) -> float:
+        """Seconds after the load to keep recording for the pool's nodes (``pool_scale_in_timeout``)."""
+        return self.scale_in_timeout if self.pool_scale_in_timeout is None else self.pool_scale_in_timeout
 
     @property
     def offered_rps(self) -> float:

@@ -56,7 +56,9 @@ function render(st){
       `<tr><th>endpoint</th><td>${esc(sm.endpoint)}</td></tr><tr><th>replicas reached</th><td>${esc(sm.replicas_reached)}</td></tr>`+
       `<tr><th>pool nodes at the peak</th><td>${nodes}</td></tr><tr><th>p95 latency</th><td>${esc(sm.p95_latency_ms)} ms</td></tr>`+
       `<tr><th>error rate</th><td>${(100*(sm.error_rate||0)).toFixed(2)} %</td></tr>`+
-      (sm.cost_usd!==undefined&&sm.cost_usd!==null?`<tr><th>pool cost of the run (estimate)</th><td>$${Number(sm.cost_usd).toFixed(4)}</td></tr>`:"")+
+      (sm.cost_usd!==undefined&&sm.cost_usd!==null?`<tr><th>pool cost of the run (estimate)</th><td>$${Number(sm.cost_usd).toFixed(4)}`+
+        (sm.cost_after_load_usd!==undefined?` (during the load $${Number(sm.cost_during_load_usd).toFixed(4)}, after it $${Number(sm.cost_after_load_usd).toFixed(4)})`:"")+`</td></tr>`:"")+
+      (sm.pool_back_after_s!==undefined?`<tr><th>pool scale-in</th><td id="pool-back">${sm.pool_back_after_s===null?"not back to its size before the load within the recording":`back to its size before the load ${esc(sm.pool_back_after_s)} s after the load`}</td></tr>`:"")+
       `</table>`;
   }
   if(st.reports.length) out += "<p>" + st.reports.map(r=>`<a href="${REPORTS}/${r}" target="_blank" id="link-${r.split('.')[0]}">${esc(r)}</a>`).join(" · ") + "</p>";
