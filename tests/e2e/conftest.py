@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +28,16 @@ def airflow_cli(sandbox, tmp_path_factory: pytest.TempPathFactory) -> AirflowCli
 
 
 @pytest.fixture(scope="session")
-def trained_model(airflow_cli: AirflowCli, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def models_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the training DAG writes the demo model (known before it is trained: the scheduler run's stack
+    starts meanwhile)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def trained_model(airflow_cli: AirflowCli, models_home: Path) -> Path:
     """The demo model, trained by the training DAG itself (real data, real SavedModel)."""
-    out = tmp_path_factory.mktemp("models")
+    out = models_home
     result = airflow_cli.run("dags", "test", "train_fashion_mnist", "-c", f'{{"output_dir": "{out}"}}')
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert (out / "fashion-mnist" / "1" / "saved_model.pb").is_file()
@@ -72,12 +80,18 @@ def scheduler_run(
     if not any(item.path.name in (SCHEDULER_TEST, BROWSER_TEST) for item in request.session.items):
         yield None
         return
-    model_dir = request.getfixturevalue("trained_model")
+    model_dir = request.getfixturevalue("models_home") / "fashion-mnist"
     standalone = Standalone(AirflowCli(tmp_path_factory.mktemp("airflow-standalone-home"), sandbox))
     standalone.env["ELASTIC_INFERENCE_OSS_WATCH"] = json.dumps(oss_watch_config(model_dir))
     standalone.env["ELASTIC_INFERENCE_VERDICT_DEADLINE_MINUTES"] = "1"  # every run here takes longer: it fires
-    run = Background(lambda: run_under_scheduler(standalone, sandbox, model_dir))
+    # The stack starts while this thread trains the model; the run is triggered once the model is there.
+    trained = threading.Event()
+    run = Background(lambda: run_under_scheduler(standalone, sandbox, model_dir, model_ready=trained))
     try:
+        try:
+            request.getfixturevalue("trained_model")
+        finally:
+            trained.set()  # a failed training ends the wait too (the run then finds no model)
         yield standalone, run
     finally:
         standalone.stop()

@@ -222,8 +222,11 @@ def write_version_outside_airflow(sandbox: dict, model_dir: Path, version: int) 
         bucket.put_object_from_file(f"{WATCHED}{version}/{path.relative_to(root).as_posix()}", str(path))
 
 
-def run_under_scheduler(standalone: Standalone, sandbox: dict, model_dir: Path) -> dict:
-    """Start the standalone stack, trigger ``elastic_inference`` over REST and wait for the run to end."""
+def run_under_scheduler(
+    standalone: Standalone, sandbox: dict, model_dir: Path, model_ready: threading.Event | None = None
+) -> dict:
+    """Start the standalone stack, trigger ``elastic_inference`` over REST (once ``model_ready`` is set: the model
+    may still be training while the stack starts) and wait for the run to end."""
     kubectl(
         sandbox,
         "apply",
@@ -239,6 +242,9 @@ def run_under_scheduler(standalone: Standalone, sandbox: dict, model_dir: Path) 
     )
     standalone.wait("DAG parsed", lambda: standalone.api("GET", "/api/v2/dags/elastic_inference"), 180)
     standalone.api("PATCH", "/api/v2/dags/elastic_inference", {"is_paused": False})
+    if model_ready is not None:
+        assert model_ready.wait(SCHEDULER_RUN_TIMEOUT), "the model was not trained in time"
+        assert (model_dir / "1" / "saved_model.pb").is_file(), f"training wrote no model in {model_dir}"
     body = {"logical_date": None, "conf": scheduler_run_conf(model_dir)}
     run_id = standalone.api("POST", "/api/v2/dags/elastic_inference/dagRuns", body)["dag_run_id"]
     standalone.started["run_id"] = run_id  # the browser test watches this run while it goes
