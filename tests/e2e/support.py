@@ -74,9 +74,6 @@ class Standalone:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            # The DAG files do not change during a test session: parsed once (new files still found within 5 s),
-            # not every 30 s for the whole session - CPU the suite's other tests need.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
             "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         self.proc: subprocess.Popen[bytes] | None = None
