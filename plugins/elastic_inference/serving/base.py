@@ -147,6 +147,17 @@ def pod_ip(pod: Json) -> str | None:
     return (pod.get("status") or {}).get("podIP") or None
 
 
+def tfserving_status_endpoint(pod: Json) -> tuple[str, int] | None:
+    """(pod IP, REST port) of the pod's TF Serving container, for its model status API; None before it has both."""
+    ip = pod_ip(pod)
+    if not ip:
+        return None
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if (port := tfserving_rest_port(container)) is not None:
+            return ip, port
+    return None
+
+
 def available_versions(status: Json) -> tuple[int, ...]:
     """The versions a TF Serving model status answer reports AVAILABLE, ascending.
 

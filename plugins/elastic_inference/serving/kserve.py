@@ -28,7 +28,7 @@ from elastic_inference.k8s_objects import (
     pod_ready,
     pod_unschedulable,
 )
-from elastic_inference.serving.base import ServingNames, annotated_version, pod_ip, tfserving_rest_port
+from elastic_inference.serving.base import ServingNames, annotated_version, tfserving_status_endpoint
 
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 KSERVE_HTTP_PORT = 80  # constants.CommonDefaultHttpPort: the predictor Service's port
@@ -175,13 +175,7 @@ class KServeBackend:
         return _current(obj) and _condition(obj, "Ready").get("status") == "True"
 
     def model_status_endpoint(self, pod: Json) -> tuple[str, int] | None:
-        ip = pod_ip(pod)
-        if not ip:
-            return None
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            if (port := tfserving_rest_port(container)) is not None:
-                return ip, port
-        return None
+        return tfserving_status_endpoint(pod)
 
     def teardown_objects(self, namespace: str, name: str) -> list[dict[str, str]]:
         return [

@@ -22,7 +22,7 @@ from elastic_inference.k8s_objects import (
     Verdict,
     seldon_verdict,
 )
-from elastic_inference.serving.base import ServingNames, annotated_version, pod_ip, tfserving_rest_port
+from elastic_inference.serving.base import ServingNames, annotated_version, tfserving_status_endpoint
 
 SELDON_HTTP_PORT = 8000  # the predictor Service's http port (Seldon executor default, ref. §4.2)
 SELDON_ID_LABEL = "seldon-deployment-id"
@@ -107,13 +107,7 @@ class SeldonBackend:
         return (obj.get("status") or {}).get("state") == "Available"
 
     def model_status_endpoint(self, pod: Json) -> tuple[str, int] | None:
-        ip = pod_ip(pod)
-        if not ip:
-            return None
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            if (port := tfserving_rest_port(container)) is not None:
-                return ip, port
-        return None
+        return tfserving_status_endpoint(pod)
 
     def teardown_objects(self, namespace: str, name: str) -> list[dict[str, str]]:
         return [{"apiVersion": SELDON_API_VERSION, "kind": "SeldonDeployment", "namespace": namespace, "name": name}]
