@@ -634,7 +634,7 @@ def test_load_test_and_verification_on_the_sandbox(sandbox, elastic_echo, sample
     """36 RPS at target 10 -> the HPA formula says 4 replicas, each on a new GPU node of the pool.
 
     9 users at 4 RPS: the sandbox's 0.5 s metric window counts 16 or 20 requests (32 or 40 QPS), and either
-    way ceil(QPS / 10) is 4.
+    way ceil(QPS / 10) is 4 (3 when a busy machine's locust delivers under 30 RPS).
 
     The load's own SLO is left off here (it is tested against the local server above): whether a request
     fails during scale-out depends on the sandbox's pods staying ready on a busy machine, so that check is
@@ -682,7 +682,9 @@ def test_load_test_and_verification_on_the_sandbox(sandbox, elastic_echo, sample
     checks = {c["name"]: c for c in out["checks"]}
     for name in ("replicas", "placement", "spot_mix", "scale_in"):
         assert checks[name]["passed"], checks[name]["message"]
-    assert checks["replicas"]["expected"]["replicas"] == 4 and 3 <= out["replicas_reached"] <= 5
+    # 36 RPS offered maps to 4; a busy machine's locust may deliver a little less in the window (28 QPS -> 3 was
+    # seen with the other tests running): the check itself compares the HPA with what was really measured.
+    assert 3 <= checks["replicas"]["expected"]["replicas"] <= 4 and 3 <= out["replicas_reached"] <= 5
     assert checks["placement"]["observed"]["outside_pool"] == 0 and checks["placement"]["observed"]["scheduled"] >= 2
     assert sum(out["nodes_by_charge_type"].values()) >= 3 and out["nodes_by_charge_type"].get("Spot", 0) >= 1
     failures = checks["failures_during_scale_out"]

@@ -310,12 +310,20 @@ def test_seed_procedure_by_hand(sandbox, trained_savedmodel):
         )
 
         # A spot node reclaimed under load: its pods are evicted and run again elsewhere.
-        spot_node = next(
-            n["metadata"]["name"]
-            for n in nodes
-            if n["metadata"]["labels"]["node.alibabacloud.com/spot-strategy"] != "NoSpot"
-            and any(p["spec"]["nodeName"] == n["metadata"]["name"] for p in ready_pods(sandbox))
-        )
+        # (The restarted pod may be the only one on a spot node: wait until it serves again.)
+        def serving_spot_node() -> str | None:
+            serving = {p["spec"]["nodeName"] for p in ready_pods(sandbox)}
+            return next(
+                (
+                    n["metadata"]["name"]
+                    for n in nodes
+                    if n["metadata"]["labels"]["node.alibabacloud.com/spot-strategy"] != "NoSpot"
+                    and n["metadata"]["name"] in serving
+                ),
+                None,
+            )
+
+        spot_node = until("a spot node serving a ready replica", serving_spot_node, timeout=90, interval=0.2)
         assert admin(sandbox, "controllers", "POST", f"/_sandbox/nodes/{spot_node}/reclaim?notice=30")[0] == 202
         until(
             "pods rescheduled off the reclaimed node",

@@ -82,7 +82,18 @@ class PodWorker:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k in ("PATH", "LANG", "LC_ALL", "HOME", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "ACK_SANDBOX_LOG_LEVEL")
+            if k
+            in (
+                "PATH",
+                "LANG",
+                "LC_ALL",
+                "HOME",
+                "PYTHONPATH",
+                "VIRTUAL_ENV",
+                "TMPDIR",
+                "ACK_SANDBOX_LOG_LEVEL",
+                "ACK_SANDBOX_EVENT_LOOP",
+            )
         }
         env.update(
             {
