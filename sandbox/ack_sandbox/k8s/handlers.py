@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ack_sandbox.k8s import auth, convert, discovery, errors, meta, reviews
+from ack_sandbox.k8s import auth, convert, discovery, errors, meta, protobuf, reviews
 from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.kinds import ResourceType
 from ack_sandbox.k8s.store import Store, _dumps
@@ -217,16 +217,18 @@ class Api:
             obj = store.get_raw(r.rt, r.name or "", r.namespace)
             return self._object(request, r.rt, obj)
         if verb == "create" and r.rt.gr in reviews.REVIEWS:
-            body = await _body(request)
+            body = await _body(request, gvk=_gvk(r.rt))
             _check_kind(r.rt, body)
-            return _json(reviews.answer(r.rt.group, r.rt.plural, body, user, store.timestamp()), 201)
+            return _json(
+                reviews.answer(r.rt.group, r.rt.plural, body, user, store.timestamp(), self._cluster_scoped), 201
+            )
         if verb == "create":
-            body = await _body(request)
+            body = await _body(request, gvk=_gvk(r.rt))
             _check_kind(r.rt, body)
             obj = store.create_raw(r.rt, body, r.namespace, dry_run=dry, field_manager=manager)
             return self._object(request, r.rt, obj, status=201)
         if verb == "update":
-            body = await _body(request)
+            body = await _body(request, gvk=_gvk(r.rt))
             _check_kind(r.rt, body)
             obj = store.update_raw(
                 r.rt, body, r.name or "", r.namespace, subresource=r.sub, dry_run=dry, field_manager=manager
@@ -460,6 +462,10 @@ class Api:
             md["annotations"] = {"k8s.io/initial-events-end": "true"}
         return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}
 
+    def _cluster_scoped(self, group: str, resource: str) -> bool:
+        rt = self.store.registry.preferred(group, resource.split("/", 1)[0])
+        return rt is not None and not rt.namespaced
+
     # ---- subresources ----------------------------------------------------------------------------------
 
     async def _scale(self, request: web.Request, r: Req, verb: str, manager: str, dry: bool) -> web.Response:
@@ -468,7 +474,7 @@ class Api:
         if verb == "get":
             return _json(_to_scale(rt, obj))
         if verb == "update":
-            scale = await _body(request)
+            scale = await _body(request, gvk=("autoscaling/v1", "Scale"))
         elif verb == "patch":
             ptype = PATCH_TYPES.get(request.content_type)
             if ptype not in ("merge", "strategic", "json"):
@@ -588,11 +594,15 @@ def _manager_from_agent(agent: str) -> str:
     return (agent.split("/", 1)[0] or "unknown")[:128]
 
 
-async def _body(request: web.Request, yaml_ok: bool = True) -> Any:
+async def _body(request: web.Request, yaml_ok: bool = True, gvk: tuple[str, str] | None = None) -> Any:
+    """The request's object as JSON; ``gvk`` (apiVersion, kind) of a built-in kind lets a protobuf body in."""
+    if request.content_type == protobuf.MEDIA_TYPE and gvk is not None:
+        # Built-in kinds: decoded with the Kubernetes descriptors into the JSON form (k8s/protobuf.py).
+        return protobuf.decode(await request.read(), *gvk)
     if request.content_type.startswith("application/vnd.kubernetes.protobuf") or request.content_type.startswith(
         "application/cbor"
     ):
-        # The sandbox decodes JSON and YAML only (no generated protobuf schemas).
+        # Custom resources take JSON and YAML only, as the apiextensions-apiserver does; CBOR is not decoded.
         raise ApiError(
             415,
             "UnsupportedMediaType",
@@ -618,7 +628,9 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if request.can_read_body:
         raw = await request.read()
-        if raw.strip():
+        if raw.strip() and request.content_type == protobuf.MEDIA_TYPE:
+            opts = protobuf.decode(raw, "v1", "DeleteOptions")
+        elif raw.strip():
             try:
                 opts = json.loads(raw)
             except ValueError as exc:
@@ -630,6 +642,11 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     if opts.get("orphanDependents") is True or _bool(q.get("orphanDependents")):
         opts.setdefault("propagationPolicy", "Orphan")
     return opts
+
+
+def _gvk(rt: ResourceType) -> tuple[str, str] | None:
+    """The (apiVersion, kind) a protobuf body may be decoded as: built-in kinds only (CRs are JSON/YAML only)."""
+    return None if rt.crd else (rt.api_version, rt.kind)
 
 
 def _check_kind(rt: ResourceType, body: Any) -> None:
