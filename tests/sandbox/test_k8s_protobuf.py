@@ -139,6 +139,30 @@ def test_create_rbac_objects(k, name: str) -> None:
     assert _get(k, "role", name)["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
 
 
+def test_create_cluster_rbac_serviceaccount_ingress_autoscale(k, name: str) -> None:
+    k("create", "clusterrole", name, "--verb=get", "--resource=nodes")
+    assert _get(k, "clusterrole", name)["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    k("create", "clusterrolebinding", name, f"--clusterrole={name}", "--group=ops")
+    assert _get(k, "clusterrolebinding", name)["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}
+    ]
+    k("create", "serviceaccount", name)
+    assert _get(k, "serviceaccount", name)["metadata"]["name"] == name
+    k("create", "ingress", name, f"--rule=shop.example.com/api*={name}:80")
+    (rule,) = _get(k, "ingress", name)["spec"]["rules"]
+    # IngressRule embeds IngressRuleValue inline: "http" sits on the rule itself
+    assert rule["host"] == "shop.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/api" and path["pathType"] == "Prefix"
+    assert path["backend"] == {"service": {"name": name, "port": {"number": 80}}}
+    k("create", "deployment", name, "--image=registry.local/web:1")
+    k("autoscale", "deployment", name, "--min=2", "--max=4", "--cpu=60%")
+    hpa = _get(k, "hpa", name)
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 4
+    assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
+
+
 def test_create_service_int_or_string_port(k, name: str) -> None:
     k("create", "service", "clusterip", name, "--tcp=80:8080")
     (port,) = _get(k, "service", name)["spec"]["ports"]
