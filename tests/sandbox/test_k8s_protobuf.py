@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ack_sandbox.k8s import protobuf
-from tests.helpers import kubectl_run
+from tests.helpers import kubectl_run, until
 
 PB = "application/vnd.kubernetes.protobuf"
 
@@ -43,11 +43,13 @@ def _get(k, *args: str) -> dict[str, Any]:
     return json.loads(k("get", *args, "-o", "json").stdout)
 
 
-def _post(sandbox: dict, path: str, body: bytes, content_type: str = PB) -> tuple[int, dict[str, Any]]:
+def _post(
+    sandbox: dict, path: str, body: bytes, content_type: str = PB, method: str = "POST"
+) -> tuple[int, dict[str, Any]]:
     token = json.loads((Path(sandbox["state_dir"]) / "kubernetes" / "tokens.json").read_text())["admin"]
     req = urllib.request.Request(
         sandbox["kubernetes"] + path,
-        method="POST",
+        method=method,
         data=body,
         headers={"Authorization": f"Bearer {token}", "Content-Type": content_type, "Accept": f"{PB}, */*"},
     )
@@ -262,3 +264,22 @@ def test_custom_resources_take_json_only(sandbox: dict) -> None:
     path = "/apis/machinelearning.seldon.io/v1/namespaces/default/seldondeployments"
     code, status = _post(sandbox, path, _envelope("machinelearning.seldon.io/v1", "SeldonDeployment", b""))
     assert code == 415 and status["reason"] == "UnsupportedMediaType"
+
+
+def test_delete_options_in_protobuf(sandbox: dict, k, name: str) -> None:
+    """client-go's typed clients send DeleteOptions in their content type: gracePeriodSeconds 0 (a pointer's
+    zero) deletes a bound pod at once, where the default 30 s grace would leave it terminating."""
+    k("run", name, "--image=busybox", "--restart=Never", "--", "sleep", "300")
+    until("pod bound", lambda: _get(k, "pod", name)["spec"].get("nodeName"))
+    opts_cls = protobuf.message_class("v1", "DeleteOptions")
+    assert opts_cls is not None
+    opts: Any = opts_cls(gracePeriodSeconds=0)
+    code, body = _post(
+        sandbox,
+        f"/api/v1/namespaces/default/pods/{name}",
+        _envelope("v1", "DeleteOptions", opts.SerializeToString()),
+        method="DELETE",
+    )
+    assert code == 200, body
+    gone = k("get", "pod", name, "--ignore-not-found", "-o", "name").stdout.strip()
+    assert gone == ""

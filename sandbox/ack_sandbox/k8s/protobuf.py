@@ -86,6 +86,8 @@ _POINTERS = frozenset(
         "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec.minReplicas",
         "k8s.io.api.autoscaling.v2beta2.HorizontalPodAutoscalerSpec.minReplicas",
         "k8s.io.api.networking.v1.IngressSpec.ingressClassName",
+        _META + "DeleteOptions.gracePeriodSeconds",
+        _META + "DeleteOptions.orphanDependents",
     }
 )
 
