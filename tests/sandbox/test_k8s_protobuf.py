@@ -28,10 +28,14 @@ PB = "application/vnd.kubernetes.protobuf"
 def k(sandbox: dict, tmp_path_factory: pytest.TempPathFactory):
     cache = tmp_path_factory.mktemp("kube-cache-pb")
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return kubectl_run(sandbox, *args, check=check, cache_dir=cache)
+    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return kubectl_run(sandbox, *args, check=check, stdin=stdin, cache_dir=cache)
 
     return run
+
+
+def kubectl_run_stdin(k, doc: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return k("apply", "-f", "-", check=check, stdin=doc)
 
 
 @pytest.fixture
@@ -283,3 +287,57 @@ def test_delete_options_in_protobuf(sandbox: dict, k, name: str) -> None:
     assert code == 200, body
     gone = k("get", "pod", name, "--ignore-not-found", "-o", "name").stdout.strip()
     assert gone == ""
+
+
+def _list(name: str, extra: str = "", port: str = "80") -> str:
+    return f"""apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {{name: {name}}}
+  data: {{a: b}}{extra}
+- apiVersion: v1
+  kind: Service
+  metadata: {{name: {name}}}
+  spec: {{ports: [{{port: {port}}}], selector: {{app: {name}}}}}
+"""
+
+
+def test_list_apply_validates_items_against_openapi_v2(k, name: str) -> None:
+    """kubectl validates a List's items client-side against /openapi/v2 (gnostic protobuf)."""
+    out = kubectl_run_stdin(k, _list(name))
+    assert out.stdout.split("\n")[:2] == [f"configmap/{name} created", f"service/{name} created"]
+    assert kubectl_run_stdin(k, _list(name)).stdout.count("unchanged") == 2
+    bad = kubectl_run_stdin(k, _list(name, extra="\n  bogus: 1"), check=False)
+    assert bad.returncode != 0
+    assert f'unknown field "bogus" in io.k8s.api.core.v1.ConfigMap' in bad.stderr
+    bad = kubectl_run_stdin(k, _list(name, port='"eighty"'), check=False)
+    assert 'invalid type for io.k8s.api.core.v1.ServicePort.port: got "string", expected "integer"' in bad.stderr
+
+
+def test_client_side_apply_merges_lists_by_the_v2_merge_keys(k, name: str, tmp_path: Path) -> None:
+    """Client-side apply takes merge keys from /openapi/v2 (the 1.20 spec's x-kubernetes-patch-merge-key): a
+    container dropped from the file is removed, the one kept is patched in place."""
+    two = f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - {{name: a, image: busybox, command: [sleep, "300"]}}
+      - {{name: b, image: busybox, command: [sleep, "300"]}}
+"""
+    kubectl_run_stdin(k, two)
+    k("set", "env", f"deploy/{name}", "-c", "a", "FROM_ELSEWHERE=1")
+    one = two.replace('      - {name: b, image: busybox, command: [sleep, "300"]}\n', "").replace(
+        "image: busybox,", "image: busybox:2,"
+    )
+    kubectl_run_stdin(k, one)
+    (c,) = _get(k, "deployment", name)["spec"]["template"]["spec"]["containers"]
+    assert c["name"] == "a" and c["image"] == "busybox:2"
+    assert c["env"] == [{"name": "FROM_ELSEWHERE", "value": "1"}]  # merged by name, not replaced

@@ -99,7 +99,7 @@ class Api:
             return _json(discovery.api_group_list(self.store.registry, self.aggregated))
         parts = path.strip("/").split("/")
         if parts[0] == "openapi":
-            return self._openapi(parts)
+            return self._openapi(request, parts)
         if parts[0] == "api" and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[0] == "apis" and len(parts) >= 2:
@@ -122,7 +122,7 @@ class Api:
         req = self._parse(group, version, rest, _bool(request.query.get("watch")))
         return await self._serve(request, user, req)
 
-    def _openapi(self, parts: list[str]) -> web.Response:
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         from ack_sandbox.k8s import openapi
 
         crds = {
@@ -131,6 +131,12 @@ class Api:
         }
         if parts[1:] == ["v3"]:
             return _json(openapi.root(self.store.registry, crds))
+        if parts[1:] == ["v2"]:
+            from ack_sandbox.k8s import openapi_v2
+
+            if any(t in request.headers.get("Accept", "") for t in openapi_v2.ACCEPT_PROTOBUF):
+                return web.Response(body=openapi_v2.encoded(self.store.registry), content_type=openapi_v2.PROTOBUF)
+            return _json(openapi_v2.document(self.store.registry))
         if len(parts) >= 4 and parts[1] == "v3":
             if parts[2] == "api" and len(parts) == 4:
                 hit = openapi.cached(self.store.registry, "", parts[3], crds)

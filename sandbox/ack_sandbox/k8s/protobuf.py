@@ -117,6 +117,14 @@ def _message(full_name: str) -> type[Message] | None:
     return message_factory.GetMessageClass(desc)
 
 
+def pool_message(full_name: str) -> type[Message]:
+    """A message class of the descriptor set by full name (``openapi.v2.Document``)."""
+    cls = _message(full_name)
+    if cls is None:
+        raise KeyError(full_name)
+    return cls
+
+
 def package(api_version: str) -> str:
     """The proto package of a group/version: ``apps/v1`` → ``k8s.io.api.apps.v1``, ``rbac.authorization.k8s.io/v1``
     → ``k8s.io.api.rbac.v1``, ``v1`` → ``k8s.io.api.core.v1`` (go-to-protobuf names them by the Go package)."""
