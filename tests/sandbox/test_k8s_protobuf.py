@@ -311,7 +311,7 @@ def test_list_apply_validates_items_against_openapi_v2(k, name: str) -> None:
     assert kubectl_run_stdin(k, _list(name)).stdout.count("unchanged") == 2
     bad = kubectl_run_stdin(k, _list(name, extra="\n  bogus: 1"), check=False)
     assert bad.returncode != 0
-    assert f'unknown field "bogus" in io.k8s.api.core.v1.ConfigMap' in bad.stderr
+    assert 'unknown field "bogus" in io.k8s.api.core.v1.ConfigMap' in bad.stderr
     bad = kubectl_run_stdin(k, _list(name, port='"eighty"'), check=False)
     assert 'invalid type for io.k8s.api.core.v1.ServicePort.port: got "string", expected "integer"' in bad.stderr
 

@@ -119,7 +119,7 @@ def _encoded(key: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]) -> b
 def _fill(pb: Any, schema: dict[str, Any]) -> None:
     """One gnostic ``Schema`` message from its JSON form (the fields kube-openapi's proto models read)."""
     if "$ref" in schema:
-        setattr(pb, "_ref", schema["$ref"])
+        pb._ref = schema["$ref"]
         return
     for field in ("description", "format", "title"):
         if field in schema:
