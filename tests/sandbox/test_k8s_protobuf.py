@@ -72,13 +72,15 @@ def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
     return protobuf.MAGIC + env.SerializeToString()
 
 
-def test_create_configmap_and_secret(k, name: str) -> None:
-    assert k("create", "configmap", name, "--from-literal=a=1", "--from-literal=b=two").stdout.strip() == (
-        f"configmap/{name} created"
-    )
+def test_create_configmap_and_secret(k, name: str, tmp_path: Path) -> None:
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\x00\xff\xfebinary")
+    out = k("create", "configmap", name, "--from-literal=a=1", "--from-literal=empty=", f"--from-file={blob}")
+    assert out.stdout.strip() == f"configmap/{name} created"
     cm = _get(k, "configmap", name)
-    assert cm["data"] == {"a": "1", "b": "two"} and cm["metadata"]["namespace"] == "default"
-    assert "binaryData" not in cm and cm["metadata"]["uid"]
+    # an empty map value stays (only zero-valued struct fields are omitempty)
+    assert cm["data"] == {"a": "1", "empty": ""} and cm["metadata"]["namespace"] == "default"
+    assert base64.b64decode(cm["binaryData"]["blob.bin"]) == b"\x00\xff\xfebinary" and cm["metadata"]["uid"]
     k("create", "secret", "generic", name, "--from-literal=password=p@ss w0rd", "--from-literal=user=me")
     secret = _get(k, "secret", name)
     assert secret["type"] == "Opaque"
