@@ -343,3 +343,40 @@ spec:
     (c,) = _get(k, "deployment", name)["spec"]["template"]["spec"]["containers"]
     assert c["name"] == "a" and c["image"] == "busybox:2"
     assert c["env"] == [{"name": "FROM_ELSEWHERE", "value": "1"}]  # merged by name, not replaced
+
+
+def _get_raw(sandbox: dict, path: str, accept: str) -> tuple[int, str, bytes]:
+    token = json.loads((Path(sandbox["state_dir"]) / "kubernetes" / "tokens.json").read_text())["admin"]
+    req = urllib.request.Request(
+        sandbox["kubernetes"] + path, headers={"Authorization": f"Bearer {token}", "Accept": accept}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def test_protobuf_only_accept_gets_protobuf_or_406(sandbox: dict, k, name: str) -> None:
+    k("create", "configmap", name, "--from-literal=greeting=hello")
+    path = f"/api/v1/namespaces/default/configmaps/{name}"
+    _, _, as_json = _get_raw(sandbox, path, "application/json")
+    code, ctype, body = _get_raw(sandbox, path, PB)
+    assert code == 200 and ctype == PB and body.startswith(protobuf.MAGIC)
+    assert protobuf.decode(body, "v1", "ConfigMap") == json.loads(as_json)
+    code, ctype, body = _get_raw(sandbox, "/api/v1/namespaces/default/configmaps", PB)
+    listed = protobuf.decode(body, "v1", "ConfigMapList")
+    assert code == 200 and name in [i["metadata"]["name"] for i in listed["items"]]
+    # errors are Status messages
+    code, ctype, body = _get_raw(sandbox, f"{path}-missing", PB)
+    status = protobuf.decode(body, "v1", "Status")
+    assert code == 404 and ctype == PB and status["reason"] == "NotFound" and status["code"] == 404
+    # kubectl's Accept (protobuf, then */* or JSON) still gets JSON
+    code, ctype, _ = _get_raw(sandbox, path, f"{PB}, */*")
+    assert code == 200 and ctype.startswith("application/json")
+    # a Job carries fields newer than 1.20 (spec.podReplacementPolicy, defaulted): not encodable → 406
+    k("create", "job", name, "--image=busybox", "--", "true")
+    code, ctype, body = _get_raw(sandbox, f"/apis/batch/v1/namespaces/default/jobs/{name}", PB)
+    assert code == 406 and json.loads(body)["reason"] == "NotAcceptable"
+    code, _, body = _get_raw(sandbox, "/api/v1/namespaces/default/configmaps?watch=true", PB)
+    assert code == 406

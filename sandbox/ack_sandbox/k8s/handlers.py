@@ -712,3 +712,31 @@ def _to_scale(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         "spec": {"replicas": _get_path(obj, paths.spec_replicas if paths else ".spec.replicas") or 0},
         "status": status,
     }
+
+
+@web.middleware
+async def protobuf_responses(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A client whose Accept takes protobuf alone gets its JSON answer re-encoded (``protobuf.encode``); what the
+    1.20 descriptors cannot carry (a newer field, a Table) and watch streams (not framed in protobuf here) get
+    the apiserver's 406 (``negotiation.NewNotAcceptableError``)."""
+    if not protobuf.wants_protobuf_only(request.headers.get("Accept", "")):
+        return await handler(request)
+    if _bool(request.query.get("watch")) or "/watch/" in request.path:
+        return _not_acceptable()
+    resp = await handler(request)
+    if not (isinstance(resp, web.Response) and resp.content_type == JSON and isinstance(resp.body, bytes)):
+        return resp
+    try:
+        body = protobuf.encode(json.loads(resp.body))
+    except (protobuf.NotEncodable, ValueError, TypeError, KeyError) as exc:
+        log.debug("protobuf answer refused: %s", exc)
+        return _not_acceptable()
+    return web.Response(body=body, status=resp.status, content_type=protobuf.MEDIA_TYPE)
+
+
+def _not_acceptable() -> web.Response:
+    return _status(
+        ApiError(
+            406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml"
+        )
+    )

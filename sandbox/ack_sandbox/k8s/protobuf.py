@@ -18,6 +18,9 @@ RawExtension, FieldsV1, the ``[]string`` wrappers) are converted as their ``Mars
 server would read) is refused with 415 naming it, rather than dropped without a word; one at its zero value is
 what gogo writes for an unset non-pointer field (kubectl's Job carries JobStatus.completedIndexes = "") and
 is dropped, as omitempty would drop it.
+
+``encode`` is the way back, for a client whose Accept takes protobuf alone (handlers' ``protobuf_responses``):
+what the messages cannot carry raises ``NotEncodable``, answered 406.
 """
 
 from __future__ import annotations
@@ -320,3 +323,107 @@ _SPECIAL: dict[str, Any] = {
     "k8s.io.apimachinery.pkg.api.resource.Quantity": lambda m: m.string,
     "k8s.io.apimachinery.pkg.util.intstr.IntOrString": lambda m: m.strVal if m.type == 1 else m.intVal,
 }
+
+
+# ---- encoding: the JSON form → protobuf, for a client whose Accept takes protobuf only ------------------------
+
+
+class NotEncodable(Exception):
+    """The object has something the 1.20 descriptors cannot carry (a newer kind or field)."""
+
+
+def wants_protobuf_only(accept: str) -> bool:
+    """Accept names protobuf and nothing the sandbox answers otherwise (JSON, YAML, */*): client-go's
+    ``AcceptContentTypes = application/vnd.kubernetes.protobuf`` alone."""
+    types = [t.split(";", 1)[0].strip() for t in accept.split(",") if t.strip()]
+    return MEDIA_TYPE in types and not any(
+        t in ("*/*", "application/*", "application/json", "application/yaml") for t in types
+    )
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """An object (or list, or Status) in the apiserver's protobuf wire form: magic + runtime.Unknown."""
+    api_version, kind = obj.get("apiVersion") or "", obj.get("kind") or ""
+    cls = message_class(api_version, kind)
+    if cls is None:
+        raise NotEncodable(f"{kind} in {api_version}")
+    msg = cls()
+    _fill(msg, {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}, kind)
+    unknown_cls = pool_message("k8s.io.apimachinery.pkg.runtime.Unknown")
+    env: Any = unknown_cls(raw=msg.SerializeToString(), contentType="")
+    env.typeMeta.apiVersion, env.typeMeta.kind = api_version, kind
+    return MAGIC + env.SerializeToString()
+
+
+def _fill(msg: Any, value: Any, path: str) -> None:
+    desc = msg.DESCRIPTOR
+    name = desc.full_name
+    if name in (_META + "Time", _META + "MicroTime"):
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        msg.seconds, msg.nanos = int(stamp.timestamp()), stamp.microsecond * 1000
+        return
+    if name == "k8s.io.apimachinery.pkg.util.intstr.IntOrString":
+        if isinstance(value, int):
+            msg.type, msg.intVal = 0, value
+        else:
+            msg.type, msg.strVal = 1, str(value)
+        return
+    if name == "k8s.io.apimachinery.pkg.api.resource.Quantity":
+        msg.string = str(value)
+        return
+    if name in ("k8s.io.apimachinery.pkg.runtime.RawExtension", _META + "FieldsV1"):
+        setattr(msg, "raw" if name.endswith("RawExtension") else "Raw", json.dumps(value).encode())
+        return
+    if name.endswith(".ExtraValue"):
+        msg.items.extend(value)
+        return
+    if name == _META + "Duration":
+        raise NotEncodable(f"a Duration at {path}")
+    if not isinstance(value, dict):
+        raise NotEncodable(f"{path}: {type(value).__name__} for {name}")
+    inline = [fd for fd in desc.fields if fd.name in _INLINE]
+    for key, v in value.items():
+        if v is None:
+            continue
+        fd = desc.fields_by_name.get(key)
+        target = msg
+        if fd is None and key in ("apiVersion", "kind"):
+            continue  # a list item's TypeMeta: not on the wire (the list's envelope names the kind)
+        if fd is None or fd.name in _INLINE:
+            holder = next((i for i in inline if key in i.message_type.fields_by_name), None)
+            if holder is None:
+                raise NotEncodable(f"field {key!r} of {name} at {path}")
+            target, fd = getattr(msg, holder.name), holder.message_type.fields_by_name[key]
+        _set(target, fd, v, f"{path}.{key}")
+
+
+def _set(msg: Any, fd: FieldDescriptor, v: Any, path: str) -> None:
+    if _is_map(fd):
+        vfd = fd.message_type.fields_by_name["value"]
+        field = getattr(msg, fd.name)
+        for k, item in v.items():
+            if vfd.type == FieldDescriptor.TYPE_MESSAGE:
+                _fill(field[k], item, f"{path}[{k}]")
+            else:
+                field[k] = _scalar(vfd, item)
+    elif _repeated(fd):
+        field = getattr(msg, fd.name)
+        for i, item in enumerate(v):
+            if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                _fill(field.add(), item, f"{path}[{i}]")
+            else:
+                field.append(_scalar(fd, item))
+    elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+        sub = getattr(msg, fd.name)
+        sub.SetInParent()
+        _fill(sub, v, path)
+    else:
+        setattr(msg, fd.name, _scalar(fd, v))
+
+
+def _scalar(fd: FieldDescriptor, v: Any) -> Any:
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64decode(v)
+    if fd.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return float(v)
+    return v
