@@ -26,8 +26,8 @@ def test_rbac_objects_auth_reviews_and_apiservices(sandbox: dict) -> None:
     changed = BINDING.replace('"name": "edit"', '"name": "view"')
     refused = k("apply", "-f", "-", stdin=changed, check=False)
     assert refused.returncode != 0 and "cannot change roleRef" in refused.stderr
-    # SelfSubjectAccessReview / SelfSubjectReview with the official client (kubectl auth can-i|whoami send
-    # protobuf, which the sandbox does not decode): the admin may do anything, the restricted user only in default
+    # SelfSubjectAccessReview / SelfSubjectReview with the official client, in JSON (kubectl auth can-i|whoami send
+    # protobuf: tests/sandbox/test_k8s_protobuf.py): the admin may do anything, the restricted user only in default
     admin = config.new_client_from_config(str(sandbox["state_dir"] / "kubeconfig"))
     dev = config.new_client_from_config(str(sandbox["state_dir"] / "kubeconfig"), context="ack-sandbox-restricted")
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ack_sandbox.k8s import auth, convert, discovery, errors, meta, reviews
+from ack_sandbox.k8s import auth, convert, discovery, errors, meta, protobuf, reviews
 from ack_sandbox.k8s.errors import ApiError
 from ack_sandbox.k8s.kinds import ResourceType
 from ack_sandbox.k8s.store import Store, _dumps
@@ -99,7 +99,7 @@ class Api:
             return _json(discovery.api_group_list(self.store.registry, self.aggregated))
         parts = path.strip("/").split("/")
         if parts[0] == "openapi":
-            return self._openapi(parts)
+            return self._openapi(request, parts)
         if parts[0] == "api" and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[0] == "apis" and len(parts) >= 2:
@@ -122,7 +122,7 @@ class Api:
         req = self._parse(group, version, rest, _bool(request.query.get("watch")))
         return await self._serve(request, user, req)
 
-    def _openapi(self, parts: list[str]) -> web.Response:
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         from ack_sandbox.k8s import openapi
 
         crds = {
@@ -131,6 +131,12 @@ class Api:
         }
         if parts[1:] == ["v3"]:
             return _json(openapi.root(self.store.registry, crds))
+        if parts[1:] == ["v2"]:
+            from ack_sandbox.k8s import openapi_v2
+
+            if any(t in request.headers.get("Accept", "") for t in openapi_v2.ACCEPT_PROTOBUF):
+                return web.Response(body=openapi_v2.encoded(self.store.registry), content_type=openapi_v2.PROTOBUF)
+            return _json(openapi_v2.document(self.store.registry))
         if len(parts) >= 4 and parts[1] == "v3":
             if parts[2] == "api" and len(parts) == 4:
                 hit = openapi.cached(self.store.registry, "", parts[3], crds)
@@ -217,16 +223,18 @@ class Api:
             obj = store.get_raw(r.rt, r.name or "", r.namespace)
             return self._object(request, r.rt, obj)
         if verb == "create" and r.rt.gr in reviews.REVIEWS:
-            body = await _body(request)
+            body = await _body(request, gvk=_gvk(r.rt))
             _check_kind(r.rt, body)
-            return _json(reviews.answer(r.rt.group, r.rt.plural, body, user, store.timestamp()), 201)
+            return _json(
+                reviews.answer(r.rt.group, r.rt.plural, body, user, store.timestamp(), self._cluster_scoped), 201
+            )
         if verb == "create":
-            body = await _body(request)
+            body = await _body(request, gvk=_gvk(r.rt))
             _check_kind(r.rt, body)
             obj = store.create_raw(r.rt, body, r.namespace, dry_run=dry, field_manager=manager)
             return self._object(request, r.rt, obj, status=201)
         if verb == "update":
-            body = await _body(request)
+            body = await _body(request, gvk=_gvk(r.rt))
             _check_kind(r.rt, body)
             obj = store.update_raw(
                 r.rt, body, r.name or "", r.namespace, subresource=r.sub, dry_run=dry, field_manager=manager
@@ -460,6 +468,10 @@ class Api:
             md["annotations"] = {"k8s.io/initial-events-end": "true"}
         return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}
 
+    def _cluster_scoped(self, group: str, resource: str) -> bool:
+        rt = self.store.registry.preferred(group, resource.split("/", 1)[0])
+        return rt is not None and not rt.namespaced
+
     # ---- subresources ----------------------------------------------------------------------------------
 
     async def _scale(self, request: web.Request, r: Req, verb: str, manager: str, dry: bool) -> web.Response:
@@ -468,7 +480,7 @@ class Api:
         if verb == "get":
             return _json(_to_scale(rt, obj))
         if verb == "update":
-            scale = await _body(request)
+            scale = await _body(request, gvk=("autoscaling/v1", "Scale"))
         elif verb == "patch":
             ptype = PATCH_TYPES.get(request.content_type)
             if ptype not in ("merge", "strategic", "json"):
@@ -588,11 +600,15 @@ def _manager_from_agent(agent: str) -> str:
     return (agent.split("/", 1)[0] or "unknown")[:128]
 
 
-async def _body(request: web.Request, yaml_ok: bool = True) -> Any:
+async def _body(request: web.Request, yaml_ok: bool = True, gvk: tuple[str, str] | None = None) -> Any:
+    """The request's object as JSON; ``gvk`` (apiVersion, kind) of a built-in kind lets a protobuf body in."""
+    if request.content_type == protobuf.MEDIA_TYPE and gvk is not None:
+        # Built-in kinds: decoded with the Kubernetes descriptors into the JSON form (k8s/protobuf.py).
+        return protobuf.decode(await request.read(), *gvk)
     if request.content_type.startswith("application/vnd.kubernetes.protobuf") or request.content_type.startswith(
         "application/cbor"
     ):
-        # The sandbox decodes JSON and YAML only (no generated protobuf schemas).
+        # Custom resources take JSON and YAML only, as the apiextensions-apiserver does; CBOR is not decoded.
         raise ApiError(
             415,
             "UnsupportedMediaType",
@@ -618,7 +634,9 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if request.can_read_body:
         raw = await request.read()
-        if raw.strip():
+        if raw.strip() and request.content_type == protobuf.MEDIA_TYPE:
+            opts = protobuf.decode(raw, "v1", "DeleteOptions")
+        elif raw.strip():
             try:
                 opts = json.loads(raw)
             except ValueError as exc:
@@ -630,6 +648,11 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     if opts.get("orphanDependents") is True or _bool(q.get("orphanDependents")):
         opts.setdefault("propagationPolicy", "Orphan")
     return opts
+
+
+def _gvk(rt: ResourceType) -> tuple[str, str] | None:
+    """The (apiVersion, kind) a protobuf body may be decoded as: built-in kinds only (CRs are JSON/YAML only)."""
+    return None if rt.crd else (rt.api_version, rt.kind)
 
 
 def _check_kind(rt: ResourceType, body: Any) -> None:
@@ -689,3 +712,31 @@ def _to_scale(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         "spec": {"replicas": _get_path(obj, paths.spec_replicas if paths else ".spec.replicas") or 0},
         "status": status,
     }
+
+
+@web.middleware
+async def protobuf_responses(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A client whose Accept takes protobuf alone gets its JSON answer re-encoded (``protobuf.encode``); what the
+    1.20 descriptors cannot carry (a newer field, a Table) and watch streams (not framed in protobuf here) get
+    the apiserver's 406 (``negotiation.NewNotAcceptableError``)."""
+    if not protobuf.wants_protobuf_only(request.headers.get("Accept", "")):
+        return await handler(request)
+    if _bool(request.query.get("watch")) or "/watch/" in request.path:
+        return _not_acceptable()
+    resp = await handler(request)
+    if not (isinstance(resp, web.Response) and resp.content_type == JSON and isinstance(resp.body, bytes)):
+        return resp
+    try:
+        body = protobuf.encode(json.loads(resp.body))
+    except (protobuf.NotEncodable, ValueError, TypeError, KeyError) as exc:
+        log.debug("protobuf answer refused: %s", exc)
+        return _not_acceptable()
+    return web.Response(body=body, status=resp.status, content_type=protobuf.MEDIA_TYPE)
+
+
+def _not_acceptable() -> web.Response:
+    return _status(
+        ApiError(
+            406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml"
+        )
+    )

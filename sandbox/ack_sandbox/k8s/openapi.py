@@ -6,8 +6,8 @@ finds the PATCH operation tagged with ``x-kubernetes-group-version-kind`` and lo
 path parameter. With it, kubectl sends ``fieldValidation=Strict`` and skips client-side schema validation;
 without any OpenAPI it fails with "failed to download openapi". ``components.schemas`` holds the kinds' schemas
 (``openapi_schemas``: from the official client's models, CRDs' own ``openAPIV3Schema``) for ``kubectl explain``
-and the client-side validation of ``kind: List`` items. ``/openapi/v2`` answers 404 (kubectl only falls back to
-it when v3 is missing).
+and the client-side validation of ``kind: List`` items. ``/openapi/v2`` is ``openapi_v2``'s (List validation and
+client-side apply's merge keys).
 """
 
 from __future__ import annotations

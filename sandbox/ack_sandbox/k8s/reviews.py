@@ -14,6 +14,7 @@ two-user policy, so a RoleBinding grants nothing here.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from ack_sandbox.k8s import auth, errors, meta
@@ -27,7 +28,16 @@ def groups_of(user: auth.User) -> list[str]:
     return ["system:masters", "system:authenticated"] if user.admin else ["system:authenticated"]
 
 
-def answer(group: str, plural: str, body: dict[str, Any], user: auth.User, now: str) -> dict[str, Any]:
+def answer(
+    group: str,
+    plural: str,
+    body: dict[str, Any],
+    user: auth.User,
+    now: str,
+    cluster_scoped: Callable[[str, str], bool] = lambda group, resource: False,
+) -> dict[str, Any]:
+    """The review's answer. ``cluster_scoped(group, resource)``: kubectl auth can-i sends its current namespace
+    even for nodes; the namespace then grants nothing (a RoleBinding cannot grant a cluster-scoped resource)."""
     out = copy.deepcopy(body)
     md = out.setdefault("metadata", {})
     md.setdefault("creationTimestamp", now)
@@ -64,7 +74,7 @@ def answer(group: str, plural: str, body: dict[str, Any], user: auth.User, now: 
             ra.get("verb", ""),
             ra.get("group", ""),
             ra.get("resource", ""),
-            ra.get("namespace") or None,
+            None if cluster_scoped(ra.get("group", ""), ra.get("resource", "")) else ra.get("namespace") or None,
             ra.get("name") or None,
             ra.get("subresource") or None,
         )

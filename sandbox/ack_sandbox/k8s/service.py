@@ -32,7 +32,7 @@ from ack_sandbox.context import SandboxContext
 from ack_sandbox.k8s import auth, kinds, tls
 from ack_sandbox.k8s.discovery import AggregatedGroup
 from ack_sandbox.k8s.errors import ApiError
-from ack_sandbox.k8s.handlers import Api
+from ack_sandbox.k8s.handlers import Api, protobuf_responses
 from ack_sandbox.k8s.store import Store
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def _outage_routes(app: web.Application, ctx: SandboxContext) -> None:
 
 
 def _app(api: Api, ctx: SandboxContext) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[protobuf_responses])
     _outage_routes(app, ctx)
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
     return app
