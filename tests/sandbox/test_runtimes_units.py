@@ -274,16 +274,3 @@ def test_registry_passes_the_daemons_zygote_to_every_python_runtime(monkeypatch)
         assert spec.argv[1:4] == ["-m", "ack_sandbox.runtimes.launcher", f"ack_sandbox.runtimes.{module}"]
         assert spec.argv[3] in RUNTIME_MODULES
 
-
-def test_the_data_plane_runs_on_uvloop_unless_asked_for_asyncio():
-    import asyncio
-
-    import uvloop
-
-    async def loop_type() -> type:
-        return type(asyncio.get_running_loop())
-
-    assert common.run(loop_type(), env={}) is uvloop.Loop
-    assert common.run(loop_type(), env={common.EVENT_LOOP_ENV: "asyncio"}) is not uvloop.Loop
-    with pytest.raises(SystemExit, match="ACK_SANDBOX_EVENT_LOOP='trio': expected 'uvloop' or 'asyncio'"):
-        common.run(loop_type(), env={common.EVENT_LOOP_ENV: "trio"})

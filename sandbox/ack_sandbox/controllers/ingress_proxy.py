@@ -44,7 +44,7 @@ import aiohttp
 from aiohttp import web
 
 from ack_sandbox.controllers.ingress_routes import Route, RoutingTable, use_canary
-from ack_sandbox.runtimes.common import run, serving_priority
+from ack_sandbox.runtimes.common import serving_priority
 
 log = logging.getLogger("ack_sandbox.ingress_proxy")
 
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):  # die with the daemon that supervises us
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     serving_priority()  # the data plane serves at the priority the control plane stepped back from (server.py)
-    run(serve(args.host, args.port, args.control, token))
+    asyncio.run(serve(args.host, args.port, args.control, token))
     return 0
 
 

@@ -82,18 +82,7 @@ class PodWorker:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k
-            in (
-                "PATH",
-                "LANG",
-                "LC_ALL",
-                "HOME",
-                "PYTHONPATH",
-                "VIRTUAL_ENV",
-                "TMPDIR",
-                "ACK_SANDBOX_LOG_LEVEL",
-                "ACK_SANDBOX_EVENT_LOOP",
-            )
+            if k in ("PATH", "LANG", "LC_ALL", "HOME", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "ACK_SANDBOX_LOG_LEVEL")
         }
         env.update(
             {

@@ -5,8 +5,6 @@ The kubelet passes two reserved variables to each container process:
 - ``ACK_SANDBOX_POD_IP``: the pod's loopback address (127.x.y.z), shared by the pod's containers.
 - ``ACK_SANDBOX_MOUNTS``: JSON ``{"<container mountPath>": "<local directory>", ...}`` so container paths
   in args (``--model_base_path=/mnt/arena/models/fashion-mnist``) resolve to the mapped local directory.
-- ``ACK_SANDBOX_EVENT_LOOP`` (optional, passed through from the daemon): ``uvloop`` (default) or ``asyncio``,
-  the event loop every data-plane process runs on (``run``).
 - ``ACK_SANDBOX_SERVING_NICE`` (optional): the CPU priority to take once the server listens. The kubelet
   starts containers at the lowest priority and sets this to its own: on ACK a new replica starts on a
   node of its own, here every pod shares the machine's cores, and a replica importing, loading and warming
@@ -21,9 +19,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -32,27 +29,8 @@ MOUNTS_ENV = "ACK_SANDBOX_MOUNTS"
 # Upper bound for in-flight requests to finish after SIGTERM (the kubelet SIGKILLs after the pod's grace).
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 SERVING_NICE_ENV = "ACK_SANDBOX_SERVING_NICE"
-EVENT_LOOP_ENV = "ACK_SANDBOX_EVENT_LOOP"
 
 log = logging.getLogger("ack_sandbox.runtimes")
-T = TypeVar("T")
-
-
-def run(main: Coroutine[Any, Any, T], env: Mapping[str, str] | None = None) -> T:
-    """``asyncio.run`` on uvloop: the data plane (ingress proxy, Seldon executor, tfserving-proxy, TF Serving)
-    stands in for Go and C++ servers, and every hop of a request is a Python event loop sharing two cores with
-    the rest of the sandbox; uvloop's libuv loop spends less CPU per request than the default one
-    (``python -m benchmarks serving_path`` measures both, ``ACK_SANDBOX_EVENT_LOOP=asyncio`` selects the default).
-    """
-    choice = (os.environ if env is None else env).get(EVENT_LOOP_ENV, "uvloop")
-    if choice == "asyncio":
-        return asyncio.run(main)
-    if choice != "uvloop":
-        main.close()
-        raise SystemExit(f"{EVENT_LOOP_ENV}={choice!r}: expected 'uvloop' or 'asyncio'")
-    import uvloop
-
-    return uvloop.run(main)
 
 
 def pod_ip(env: Mapping[str, str] | None = None) -> str:

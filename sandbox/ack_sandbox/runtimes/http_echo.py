@@ -7,6 +7,7 @@ Flags as the real binary: ``-listen`` (default ``:5678``), ``-text`` (required),
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def create_app(args: EchoArgs) -> web.Application:
 def main(argv: list[str] | None = None) -> int:
     common.setup_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    common.run(common.serve(create_app(args), common.pod_ip(), args.port, name="http-echo"))
+    asyncio.run(common.serve(create_app(args), common.pod_ip(), args.port, name="http-echo"))
     return 0
 
 

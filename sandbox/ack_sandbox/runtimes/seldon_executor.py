@@ -407,7 +407,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     common.setup_logging(args.log_level if args.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else None)
-    return common.run(_run(args))
+    return asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ therefore resolve to this pod's IP (``ACK_SANDBOX_POD_IP``). Any other address i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -258,7 +259,7 @@ async def _run() -> int:
 
 def main() -> int:
     common.setup_logging(os.environ.get("SELDON_LOG_LEVEL"))
-    return common.run(_run())
+    return asyncio.run(_run())
 
 
 if __name__ == "__main__":

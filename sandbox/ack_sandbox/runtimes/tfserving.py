@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                     cfg.name, common.host_path(cfg.base_path), policy=cfg.policy, labels=cfg.version_labels, **retry
                 )
             )
-        return common.run(_run(flags, Models(managers)))
+        return asyncio.run(_run(flags, Models(managers)))
     base_path = common.host_path(flags.model_base_path)
     log.info(
         "Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     if base_path != flags.model_base_path:
         log.info("(sandbox) %s is mounted from %s", flags.model_base_path, base_path)
     manager = ModelManager(flags.model_name, base_path, **retry)
-    return common.run(_run(flags, Models([manager])))
+    return asyncio.run(_run(flags, Models([manager])))
 
 
 if __name__ == "__main__":
