@@ -68,7 +68,7 @@ def test_the_same_version_again_a_half_written_one_or_a_triggerer_restart_start_
     """After the watcher's run: version 2 written again, a half-written version 3 (saved_model.pb, no
     variables/), then the triggerer restarted alone (SIGTERM, a new process). The watcher listed after each step
     (its lines in the triggerer's output, ``support.nothing_fires_again``), and still exactly one run was started
-    by an asset event and exactly one OSS asset event exists (version 2's) - also now, minutes later."""
+    by an asset event and exactly one OSS asset event exists (version 2's), then and again when this test runs."""
     standalone, run = scheduler_run
     result = run.result(timeout=SCHEDULER_RUN_TIMEOUT + 600)
     watched = result.get("watched") or {}
