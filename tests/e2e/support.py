@@ -59,9 +59,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+
 class Standalone:
-    """``airflow standalone`` (scheduler, dag-processor, triggerer, api-server, LocalExecutor) in its own
-    AIRFLOW_HOME and sqlite DB, so it can run beside ``airflow dags test`` runs of the other tests."""
+    """What ``airflow standalone`` runs (api-server, scheduler with the LocalExecutor, dag-processor, triggerer),
+    each as a process of its own, in its own AIRFLOW_HOME and sqlite DB, so it can run beside ``airflow dags test``
+    runs of the other tests, and one component (the triggerer) can be restarted alone.
+
+    Kept from ``airflow/cli/commands/standalone_command.py``: the LocalExecutor and SimpleAuthManager it forces
+    (``calculate_env``), the DB it initializes (``db migrate`` here: the same upgrade + default pool), no user
+    passwords (``simple_auth_manager_all_admins`` is on, so its ``find_user_info`` does nothing), and its output:
+    one log, each line prefixed with the component's name (``scheduler  | ...``).
+    """
 
     def __init__(self, cli: AirflowCli) -> None:
         self.cli = cli
@@ -72,23 +83,91 @@ class Standalone:
             **cli.env,
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # The log servers on ports of their own: another stack on this machine holds the defaults (8793/8794).
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
             "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._pumps: list[threading.Thread] = []
         self.started: dict[str, str] = {}  # run_id of the run under the scheduler, once triggered
         self._lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._log: Any = None
         self._stopped = False
 
     def start(self) -> None:
         migrated = self.cli.run("db", "migrate", timeout=300)
         assert migrated.returncode == 0, migrated.stderr[-3000:]
-        with self._lock, self.log_path.open("w") as log:
+        with self._lock:
             assert not self._stopped, "stopped before it started"
-            self.proc = subprocess.Popen(
-                [AIRFLOW, "standalone"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self._log = self.log_path.open("ab", buffering=0)
+            for name in COMPONENTS:
+                self._spawn(name)
+
+    def _spawn(self, name: str) -> None:
+        """One component in a session of its own (its children, e.g. the log server, stop with it); its output
+        pumped into the shared log line by line, as ``airflow standalone`` does."""
+        proc = subprocess.Popen(
+            [AIRFLOW, name], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = proc
+        pump = threading.Thread(target=self._pump, args=(name, proc), name=f"e2e-log-{name}", daemon=True)
+        pump.start()
+        self._pumps.append(pump)
+
+    def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        prefix = f"{name:10} | ".encode()
+        for line in proc.stdout:
+            with self._log_lock:
+                self._log.write(prefix + line.rstrip(b"\r\n") + b"\n")
+
+    def log_size(self) -> int:
+        """Where the shared log ends now: what a component writes from here on is read with ``log_since``."""
+        with self._log_lock:
+            return self.log_path.stat().st_size
+
+    def log_since(self, offset: int, component: str | None = None) -> str:
+        """The shared log from ``offset`` on (only ``component``'s lines when given)."""
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        if component is None:
+            return text
+        prefix = f"{component:10} | "
+        return "".join(line for line in text.splitlines(keepends=True) if line.startswith(prefix))
+
+    def health(self) -> dict[str, Any]:
+        return self.api("GET", "/api/v2/monitor/health")
+
+    def restart(self, name: str, timeout: float = 120) -> None:
+        """Stop one component as a service manager does (SIGTERM to its main process: it stops its children and
+        marks its job row ended), wait for it to exit, and start it again; the caller waits for its health."""
+        with self._lock:
+            assert not self._stopped, "stopped"
+            proc = self.procs[name]
+            proc.terminate()
+            self._terminate(proc, timeout)
+            self._spawn(name)
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait for a signalled component to exit (SIGKILL to its session past ``timeout``), then its leftovers."""
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        try:  # a child left behind in its session (the log server)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def api(self, method: str, path: str, body: dict | None = None) -> Any:
         req = urllib.request.Request(
@@ -114,14 +193,16 @@ class Standalone:
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-        if self.proc is None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)  # the whole session, as stopping ``standalone`` did
+            for proc in self.procs.values():
+                self._terminate(proc, 30)
+        for pump in self._pumps:
+            pump.join(timeout=10)
+        if self._log is not None:
+            with self._log_lock:
+                self._log.close()
 
 
 class Background:
@@ -207,8 +288,9 @@ def oss_watch_config(model_dir: Path) -> dict:
     return {"uri": f"oss://{bucket}/{WATCHED}", "poll_interval": 2, "start_after": 1, "params": params}
 
 
-def write_version_outside_airflow(sandbox: dict, model_dir: Path, version: int) -> None:
-    """A training job that is not Airflow: its own oss2 client writes the SavedModel as ``<version>/``."""
+def write_version_outside_airflow(sandbox: dict, model_dir: Path, version: int, *, half: bool = False) -> None:
+    """A training job that is not Airflow: its own oss2 client writes the SavedModel as ``<version>/`` (``half``:
+    only ``saved_model.pb``, the job stopped before ``variables/``)."""
     import oss2
 
     conn = airflow_conn(sandbox, "alibaba_ack_default")
@@ -218,7 +300,8 @@ def write_version_outside_airflow(sandbox: dict, model_dir: Path, version: int) 
         scheduler_run_conf(model_dir)["bucket"],
     )
     root = model_dir / "1"
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = [root / "saved_model.pb"] if half else sorted(p for p in root.rglob("*") if p.is_file())
+    for path in files:
         bucket.put_object_from_file(f"{WATCHED}{version}/{path.relative_to(root).as_posix()}", str(path))
 
 
@@ -280,6 +363,76 @@ def run_on_new_version(standalone: Standalone, sandbox: dict, model_dir: Path) -
 
     state = standalone.wait("the watched run to finish", ended, SCHEDULER_RUN_TIMEOUT, interval=3)
     tis = {t["task_id"]: t["state"] for t in standalone.api("GET", f"{path}/taskInstances")["task_instances"]}
-    events = standalone.api("GET", "/api/v2/assets/events?limit=100&order_by=-timestamp")["asset_events"]
-    runs = standalone.api("GET", "/api/v2/dags/elastic_inference/dagRuns?limit=100")["dag_runs"]
-    return {"run_id": run["dag_run_id"], "state": state, "task_states": tis, "events": events, "runs": runs}
+    events, runs = asset_events(standalone), dag_runs(standalone)
+    result = {"run_id": run["dag_run_id"], "state": state, "task_states": tis, "events": events, "runs": runs}
+    if state == "success":
+        try:
+            result["quiet"] = nothing_fires_again(standalone, sandbox, model_dir)
+        except AssertionError as exc:  # fails its own test, not the ones about the run above
+            result["quiet"] = {"error": str(exc)}
+    return result
+
+
+def asset_events(standalone: Standalone) -> list[dict]:
+    return standalone.api("GET", "/api/v2/assets/events?limit=100&order_by=-timestamp")["asset_events"]
+
+
+def dag_runs(standalone: Standalone) -> list[dict]:
+    return standalone.api("GET", "/api/v2/dags/elastic_inference/dagRuns?limit=100")["dag_runs"]
+
+
+WATCH_BOUND = 300  # each wait below: a triggerer restart on a busy 2-core machine is the slowest (~1 min)
+
+
+def nothing_fires_again(standalone: Standalone, sandbox: dict, model_dir: Path) -> dict:
+    """After version 2 was deployed by the watcher: version 2 written again, a half-written version 3, then a
+    triggerer restart - each must start nothing. The watcher is shown to have looked after each step (its own
+    lines in the triggerer's output), so "nothing started" is not "nothing polled"; the test asserts the counts.
+
+    * ``version 3 ... unchanged across two listings ... not complete``: two listings after both writes (the
+      rewritten version 2 is at the watermark; a stability-only check would have fired version 3 here);
+    * after the restart, ``watching ...: versions above N fire (...)``: the new triggerer re-created the trigger
+      and read its watermark (the test asserts it is 2, from the asset state store), then the version-3 line
+      again: two listings by it.
+    """
+    watched = oss_watch_config(model_dir)["uri"]
+    start = standalone.log_size()
+
+    def logged(offset: int, *texts: str) -> str | None:
+        """The triggerer's lines since ``offset`` once they hold ``texts`` in this order."""
+        log = standalone.log_since(offset, "triggerer")
+        at = 0
+        for text in texts:
+            at = log.find(text, at)
+            if at < 0:
+                return None
+        return log
+
+    def wait(what: str, check: Callable[[], Any]) -> None:
+        try:
+            standalone.wait(what, check, WATCH_BOUND, interval=1)
+        except AssertionError as exc:
+            tail = standalone.log_since(start, "triggerer")[-4000:]
+            raise AssertionError(f"{exc}\n--- the triggerer's output since the rewrite:\n{tail}") from None
+
+    write_version_outside_airflow(sandbox, model_dir, 2)  # the same version again
+    write_version_outside_airflow(sandbox, model_dir, 3, half=True)
+    waiting = f"version 3 at {watched} unchanged across two listings"
+    wait("the watcher to list the half-written version 3 twice", lambda: logged(start, waiting))
+    restart = standalone.log_size()
+    standalone.restart("triggerer")
+    wait(
+        "the restarted triggerer healthy",
+        lambda: logged(restart, "Starting the triggerer") and standalone.health()["triggerer"]["status"] == "healthy",
+    )
+    # Any watermark: which one it read (2, from the asset state store) is the test's to assert.
+    resumed = f"watching {watched}: versions above"
+    wait("the restarted triggerer's watcher to list version 3 twice", lambda: logged(restart, resumed, waiting))
+    return {
+        "watched": watched,
+        "events": asset_events(standalone),
+        "runs": dag_runs(standalone),
+        "log": standalone.log_since(start, "triggerer"),
+        "restart_log": standalone.log_since(restart, "triggerer"),
+        "health": standalone.health(),
+    }

@@ -135,6 +135,7 @@ class OssModelVersionTrigger(BaseEventTrigger):
         self.polls = 0  # listings completed (tests count them instead of sleeping)
         self.errors = 0  # consecutive failures behind the current backoff
         self._memory = MemoryStateStore()
+        self._waiting: dict[int, Snapshot] = {}  # the incomplete versions already logged, as last logged
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -227,6 +228,27 @@ class OssModelVersionTrigger(BaseEventTrigger):
             }
         )
 
+    def _note_waiting(self, fresh: dict[int, Snapshot], previous: dict[int, Snapshot], ready: list[int]) -> None:
+        """One INFO line when a version folder above the watermark is first listed unchanged but is not complete
+        (the case a stability check alone would fire on): operators see why nothing fired, once, not every poll."""
+        for version, snapshot in sorted(fresh.items()):
+            if version in ready or previous.get(version) != snapshot:
+                continue
+            if self._waiting.get(version) == snapshot:
+                continue
+            self._waiting[version] = snapshot
+            location = OssLocation(self.bucket, f"{self.prefix}{version}/", version)
+            problems = remote_saved_model_problems(location, {k for k, _, _ in snapshot})
+            why = "; ".join(problems) or f"no ready marker {self.ready_marker!r} yet"
+            self.log.info(
+                "version %d at oss://%s/%s unchanged across two listings (%d objects) but not complete: %s",
+                version,
+                self.bucket,
+                self.prefix,
+                len(snapshot),
+                why,
+            )
+
     def _backoff(self) -> float:
         base = min(self.max_backoff, self.poll_interval * (2 ** min(self.errors, 16)))
         return base * (1 + 0.25 * random.random())
@@ -241,15 +263,19 @@ class OssModelVersionTrigger(BaseEventTrigger):
                     hook = await self._hook()
                 if watermark is None:
                     watermark = await self._watermark()
-                if watermark is None:  # the very first start: a baseline, nothing fires for what is there
-                    baseline = self.start_after
-                    if baseline is None:
-                        baseline = await asyncio.to_thread(self._baseline, hook)
-                    await self._set_watermark(baseline, "baseline at the first start")
-                    watermark = baseline
-                    self.log.info("watching oss://%s/%s: versions above %d fire", self.bucket, self.prefix, watermark)
+                    why = "from the asset state store"
+                    if watermark is None:  # the very first start: a baseline, nothing fires for what is there
+                        baseline = self.start_after
+                        if baseline is None:
+                            baseline = await asyncio.to_thread(self._baseline, hook)
+                        await self._set_watermark(baseline, "baseline at the first start")
+                        watermark, why = baseline, "baseline at the first start"
+                    self.log.info(
+                        "watching oss://%s/%s: versions above %d fire (%s)", self.bucket, self.prefix, watermark, why
+                    )
                 fresh = await asyncio.to_thread(self._list_versions, hook, watermark)
                 ready = [v for v, snap in fresh.items() if self._complete(v, snap, previous.get(v))]
+                self._note_waiting(fresh, previous, ready)
                 previous = fresh
                 self.polls += 1
                 self.errors = 0
