@@ -273,4 +273,3 @@ def test_registry_passes_the_daemons_zygote_to_every_python_runtime(monkeypatch)
         # the launcher imports nothing heavy and runs the module (as a zygote fork when one is up)
         assert spec.argv[1:4] == ["-m", "ack_sandbox.runtimes.launcher", f"ack_sandbox.runtimes.{module}"]
         assert spec.argv[3] in RUNTIME_MODULES
-
