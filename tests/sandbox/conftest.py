@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from kubernetes import client, config
+
+from tests.helpers import kubectl_run
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +24,14 @@ def core(kube: client.ApiClient) -> client.CoreV1Api:
 @pytest.fixture(scope="module")
 def apps(kube: client.ApiClient) -> client.AppsV1Api:
     return client.AppsV1Api(kube)
+
+
+@pytest.fixture(scope="module")
+def kubectl(sandbox: dict, tmp_path_factory: pytest.TempPathFactory):
+    """``kubectl`` (from .venv) against the sandbox, with a discovery cache of the module's own."""
+    cache = tmp_path_factory.mktemp("kube-cache")
+
+    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return kubectl_run(sandbox, *args, stdin=stdin, check=check, cache_dir=cache)
+
+    return run

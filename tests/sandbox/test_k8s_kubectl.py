@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import kubectl_run
-
 SEED = Path(__file__).resolve().parent.parent / "data" / "seed"
-
-
-@pytest.fixture(scope="module")
-def kubectl(sandbox: dict, tmp_path_factory: pytest.TempPathFactory):
-    cache = tmp_path_factory.mktemp("kube-cache")
-
-    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return kubectl_run(sandbox, *args, stdin=stdin, check=check, cache_dir=cache)
-
-    return run
 
 
 def test_kubeconfig_has_admin_and_restricted_contexts(sandbox: dict, kubectl) -> None:

@@ -19,23 +19,13 @@ from typing import Any
 import pytest
 
 from ack_sandbox.k8s import protobuf
-from tests.helpers import kubectl_run, until
+from tests.helpers import until
 
 PB = "application/vnd.kubernetes.protobuf"
 
 
-@pytest.fixture(scope="module")
-def k(sandbox: dict, tmp_path_factory: pytest.TempPathFactory):
-    cache = tmp_path_factory.mktemp("kube-cache-pb")
-
-    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return kubectl_run(sandbox, *args, check=check, stdin=stdin, cache_dir=cache)
-
-    return run
-
-
-def kubectl_run_stdin(k, doc: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return k("apply", "-f", "-", check=check, stdin=doc)
+def kubectl_run_stdin(kubectl, doc: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return kubectl("apply", "-f", "-", check=check, stdin=doc)
 
 
 @pytest.fixture
@@ -43,8 +33,8 @@ def name() -> str:
     return f"pb-{uuid.uuid4().hex[:8]}"
 
 
-def _get(k, *args: str) -> dict[str, Any]:
-    return json.loads(k("get", *args, "-o", "json").stdout)
+def _get(kubectl, *args: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
 def _post(
@@ -72,17 +62,17 @@ def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
     return protobuf.MAGIC + env.SerializeToString()
 
 
-def test_create_configmap_and_secret(k, name: str, tmp_path: Path) -> None:
+def test_create_configmap_and_secret(kubectl, name: str, tmp_path: Path) -> None:
     blob = tmp_path / "blob.bin"
     blob.write_bytes(b"\x00\xff\xfebinary")
-    out = k("create", "configmap", name, "--from-literal=a=1", "--from-literal=empty=", f"--from-file={blob}")
+    out = kubectl("create", "configmap", name, "--from-literal=a=1", "--from-literal=empty=", f"--from-file={blob}")
     assert out.stdout.strip() == f"configmap/{name} created"
-    cm = _get(k, "configmap", name)
+    cm = _get(kubectl, "configmap", name)
     # an empty map value stays (only zero-valued struct fields are omitempty)
     assert cm["data"] == {"a": "1", "empty": ""} and cm["metadata"]["namespace"] == "default"
     assert base64.b64decode(cm["binaryData"]["blob.bin"]) == b"\x00\xff\xfebinary" and cm["metadata"]["uid"]
-    k("create", "secret", "generic", name, "--from-literal=password=p@ss w0rd", "--from-literal=user=me")
-    secret = _get(k, "secret", name)
+    kubectl("create", "secret", "generic", name, "--from-literal=password=p@ss w0rd", "--from-literal=user=me")
+    secret = _get(kubectl, "secret", name)
     assert secret["type"] == "Opaque"
     assert {key: base64.b64decode(v).decode() for key, v in secret["data"].items()} == {
         "password": "p@ss w0rd",
@@ -90,16 +80,16 @@ def test_create_configmap_and_secret(k, name: str, tmp_path: Path) -> None:
     }
 
 
-def test_create_namespace(k, name: str) -> None:
-    k("create", "namespace", name)
-    ns = _get(k, "namespace", name)
+def test_create_namespace(kubectl, name: str) -> None:
+    kubectl("create", "namespace", name)
+    ns = _get(kubectl, "namespace", name)
     assert ns["status"]["phase"] == "Active" and ns["metadata"]["labels"]["kubernetes.io/metadata.name"] == name
-    k("delete", "namespace", name, "--wait=false")
+    kubectl("delete", "namespace", name, "--wait=false")
 
 
-def test_create_deployment(k, name: str) -> None:
-    k("create", "deployment", name, "--image=registry.local/web:1.2", "--replicas=3", "--port=8080")
-    d = _get(k, "deployment", name)
+def test_create_deployment(kubectl, name: str) -> None:
+    kubectl("create", "deployment", name, "--image=registry.local/web:1.2", "--replicas=3", "--port=8080")
+    d = _get(kubectl, "deployment", name)
     assert d["metadata"]["labels"] == {"app": name}
     spec = d["spec"]
     assert spec["replicas"] == 3 and spec["selector"] == {"matchLabels": {"app": name}}
@@ -109,19 +99,19 @@ def test_create_deployment(k, name: str) -> None:
     assert spec["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": "25%"}
     # zero-valued fields kubectl's Go struct carries (paused: false, minReadySeconds: 0) stay out, as in Go's JSON
     assert "paused" not in spec and "minReadySeconds" not in spec
-    k("create", "deployment", f"{name}-zero", "--image=registry.local/web:1.2", "--replicas=0")
-    assert _get(k, "deployment", f"{name}-zero")["spec"]["replicas"] == 0  # a pointer's zero is kept
+    kubectl("create", "deployment", f"{name}-zero", "--image=registry.local/web:1.2", "--replicas=0")
+    assert _get(kubectl, "deployment", f"{name}-zero")["spec"]["replicas"] == 0  # a pointer's zero is kept
 
 
-def test_create_job_and_cronjob(k, name: str) -> None:
-    k("create", "job", name, "--image=busybox", "--", "sh", "-c", "exit 0")
-    job = _get(k, "job", name)
+def test_create_job_and_cronjob(kubectl, name: str) -> None:
+    kubectl("create", "job", name, "--image=busybox", "--", "sh", "-c", "exit 0")
+    job = _get(kubectl, "job", name)
     pod_spec = job["spec"]["template"]["spec"]
     assert pod_spec["restartPolicy"] == "Never"
     assert pod_spec["containers"][0]["command"] == ["sh", "-c", "exit 0"]
     assert job["spec"]["backoffLimit"] == 6 and job["spec"]["completions"] == 1  # server defaults
-    k("create", "cronjob", name, "--image=busybox", "--schedule=*/5 * * * *", "--restart=OnFailure", "--", "date")
-    cj = _get(k, "cronjob", name)
+    kubectl("create", "cronjob", name, "--image=busybox", "--schedule=*/5 * * * *", "--restart=OnFailure", "--", "date")
+    cj = _get(kubectl, "cronjob", name)
     assert cj["apiVersion"] == "batch/v1" and cj["spec"]["schedule"] == "*/5 * * * *"
     tpl = cj["spec"]["jobTemplate"]
     assert tpl["metadata"]["name"] == name
@@ -129,65 +119,69 @@ def test_create_job_and_cronjob(k, name: str) -> None:
     assert tpl["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
     # A Job from the CronJob's stored template carries fields newer than the 1.20 descriptors
     # (JobSpec.completionMode = "NonIndexed", defaulted by the server): refused by name, not dropped.
-    refused = k("create", "job", f"{name}-now", f"--from=cronjob/{name}", check=False)
+    refused = kubectl("create", "job", f"{name}-now", f"--from=cronjob/{name}", check=False)
     assert refused.returncode != 0
     assert "field 9 of k8s.io.api.batch.v1.JobSpec at spec" in refused.stderr
     assert "send it as application/json" in refused.stderr
 
 
-def test_create_rbac_objects(k, name: str) -> None:
-    k("create", "rolebinding", name, "--clusterrole=view", "--user=alice", "--serviceaccount=default:robot")
-    rb = _get(k, "rolebinding", name)
+def test_create_rbac_objects(kubectl, name: str) -> None:
+    kubectl("create", "rolebinding", name, "--clusterrole=view", "--user=alice", "--serviceaccount=default:robot")
+    rb = _get(kubectl, "rolebinding", name)
     assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
     assert rb["subjects"] == [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
         {"kind": "ServiceAccount", "name": "robot", "namespace": "default"},
     ]
-    k("create", "role", name, "--verb=get,list", "--resource=pods")
-    assert _get(k, "role", name)["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    kubectl("create", "role", name, "--verb=get,list", "--resource=pods")
+    assert _get(kubectl, "role", name)["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
+    ]
 
 
-def test_create_cluster_rbac_serviceaccount_ingress_autoscale(k, name: str) -> None:
-    k("create", "clusterrole", name, "--verb=get", "--resource=nodes")
-    assert _get(k, "clusterrole", name)["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
-    k("create", "clusterrolebinding", name, f"--clusterrole={name}", "--group=ops")
-    assert _get(k, "clusterrolebinding", name)["subjects"] == [
+def test_create_cluster_rbac_serviceaccount_ingress_autoscale(kubectl, name: str) -> None:
+    kubectl("create", "clusterrole", name, "--verb=get", "--resource=nodes")
+    assert _get(kubectl, "clusterrole", name)["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}
+    ]
+    kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}", "--group=ops")
+    assert _get(kubectl, "clusterrolebinding", name)["subjects"] == [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}
     ]
-    k("create", "serviceaccount", name)
-    assert _get(k, "serviceaccount", name)["metadata"]["name"] == name
-    k("create", "ingress", name, f"--rule=shop.example.com/api*={name}:80")
-    (rule,) = _get(k, "ingress", name)["spec"]["rules"]
+    kubectl("create", "serviceaccount", name)
+    assert _get(kubectl, "serviceaccount", name)["metadata"]["name"] == name
+    kubectl("create", "ingress", name, f"--rule=shop.example.com/api*={name}:80")
+    (rule,) = _get(kubectl, "ingress", name)["spec"]["rules"]
     # IngressRule embeds IngressRuleValue inline: "http" sits on the rule itself
     assert rule["host"] == "shop.example.com"
     (path,) = rule["http"]["paths"]
     assert path["path"] == "/api" and path["pathType"] == "Prefix"
     assert path["backend"] == {"service": {"name": name, "port": {"number": 80}}}
-    k("create", "deployment", name, "--image=registry.local/web:1")
-    k("autoscale", "deployment", name, "--min=2", "--max=4", "--cpu=60%")
-    hpa = _get(k, "hpa", name)
+    kubectl("create", "deployment", name, "--image=registry.local/web:1")
+    kubectl("autoscale", "deployment", name, "--min=2", "--max=4", "--cpu=60%")
+    hpa = _get(kubectl, "hpa", name)
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 4
     assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
 
 
-def test_create_service_int_or_string_port(k, name: str) -> None:
-    k("create", "service", "clusterip", name, "--tcp=80:8080")
-    (port,) = _get(k, "service", name)["spec"]["ports"]
+def test_create_service_int_or_string_port(kubectl, name: str) -> None:
+    kubectl("create", "service", "clusterip", name, "--tcp=80:8080")
+    (port,) = _get(kubectl, "service", name)["spec"]["ports"]
     assert port["port"] == 80 and port["targetPort"] == 8080 and port["protocol"] == "TCP"
 
 
-def test_auth_can_i_and_whoami(k) -> None:
-    assert k("auth", "can-i", "create", "pods").stdout.strip() == "yes"
-    assert k("auth", "can-i", "delete", "nodes").stdout.strip() == "yes"
+def test_auth_can_i_and_whoami(kubectl) -> None:
+    assert kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "delete", "nodes").stdout.strip() == "yes"
     restricted = ("--context", "ack-sandbox-restricted")
-    assert k(*restricted, "auth", "can-i", "create", "pods").stdout.strip() == "yes"  # in default
-    no = k(*restricted, "auth", "can-i", "create", "pods", "-n", "kube-system", check=False)
+    assert kubectl(*restricted, "auth", "can-i", "create", "pods").stdout.strip() == "yes"  # in default
+    no = kubectl(*restricted, "auth", "can-i", "create", "pods", "-n", "kube-system", check=False)
     assert no.returncode == 1 and no.stdout.strip() == "no"
-    assert k(*restricted, "auth", "can-i", "list", "nodes", check=False).stdout.strip() == "no"
-    who = k("auth", "whoami", "-o", "json").stdout
+    assert kubectl(*restricted, "auth", "can-i", "list", "nodes", check=False).stdout.strip() == "no"
+    who = kubectl("auth", "whoami", "-o", "json").stdout
     assert json.loads(who)["status"]["userInfo"]["username"] == "kubernetes-admin"
-    table = k(*restricted, "auth", "whoami").stdout
+    table = kubectl(*restricted, "auth", "whoami").stdout
     assert "sandbox-developer" in table and "system:authenticated" in table
 
 
@@ -272,11 +266,11 @@ def test_custom_resources_take_json_only(sandbox: dict) -> None:
     assert code == 415 and status["reason"] == "UnsupportedMediaType"
 
 
-def test_delete_options_in_protobuf(sandbox: dict, k, name: str) -> None:
+def test_delete_options_in_protobuf(sandbox: dict, kubectl, name: str) -> None:
     """client-go's typed clients send DeleteOptions in their content type: gracePeriodSeconds 0 (a pointer's
     zero) deletes a bound pod at once, where the default 30 s grace would leave it terminating."""
-    k("run", name, "--image=busybox", "--restart=Never", "--", "sleep", "300")
-    until("pod bound", lambda: _get(k, "pod", name)["spec"].get("nodeName"))
+    kubectl("run", name, "--image=busybox", "--restart=Never", "--", "sleep", "300")
+    until("pod bound", lambda: _get(kubectl, "pod", name)["spec"].get("nodeName"))
     opts_cls = protobuf.message_class("v1", "DeleteOptions")
     assert opts_cls is not None
     opts: Any = opts_cls(gracePeriodSeconds=0)
@@ -287,7 +281,7 @@ def test_delete_options_in_protobuf(sandbox: dict, k, name: str) -> None:
         method="DELETE",
     )
     assert code == 200, body
-    gone = k("get", "pod", name, "--ignore-not-found", "-o", "name").stdout.strip()
+    gone = kubectl("get", "pod", name, "--ignore-not-found", "-o", "name").stdout.strip()
     assert gone == ""
 
 
@@ -306,19 +300,19 @@ items:
 """
 
 
-def test_list_apply_validates_items_against_openapi_v2(k, name: str) -> None:
+def test_list_apply_validates_items_against_openapi_v2(kubectl, name: str) -> None:
     """kubectl validates a List's items client-side against /openapi/v2 (gnostic protobuf)."""
-    out = kubectl_run_stdin(k, _list(name))
+    out = kubectl_run_stdin(kubectl, _list(name))
     assert out.stdout.split("\n")[:2] == [f"configmap/{name} created", f"service/{name} created"]
-    assert kubectl_run_stdin(k, _list(name)).stdout.count("unchanged") == 2
-    bad = kubectl_run_stdin(k, _list(name, extra="\n  bogus: 1"), check=False)
+    assert kubectl_run_stdin(kubectl, _list(name)).stdout.count("unchanged") == 2
+    bad = kubectl_run_stdin(kubectl, _list(name, extra="\n  bogus: 1"), check=False)
     assert bad.returncode != 0
     assert 'unknown field "bogus" in io.k8s.api.core.v1.ConfigMap' in bad.stderr
-    bad = kubectl_run_stdin(k, _list(name, port='"eighty"'), check=False)
+    bad = kubectl_run_stdin(kubectl, _list(name, port='"eighty"'), check=False)
     assert 'invalid type for io.k8s.api.core.v1.ServicePort.port: got "string", expected "integer"' in bad.stderr
 
 
-def test_client_side_apply_merges_lists_by_the_v2_merge_keys(k, name: str, tmp_path: Path) -> None:
+def test_client_side_apply_merges_lists_by_the_v2_merge_keys(kubectl, name: str, tmp_path: Path) -> None:
     """Client-side apply takes merge keys from /openapi/v2 (the 1.20 spec's x-kubernetes-patch-merge-key): a
     container dropped from the file is removed, the one kept is patched in place."""
     two = f"""apiVersion: apps/v1
@@ -334,13 +328,13 @@ spec:
       - {{name: a, image: busybox, command: [sleep, "300"]}}
       - {{name: b, image: busybox, command: [sleep, "300"]}}
 """
-    kubectl_run_stdin(k, two)
-    k("set", "env", f"deploy/{name}", "-c", "a", "FROM_ELSEWHERE=1")
+    kubectl_run_stdin(kubectl, two)
+    kubectl("set", "env", f"deploy/{name}", "-c", "a", "FROM_ELSEWHERE=1")
     one = two.replace('      - {name: b, image: busybox, command: [sleep, "300"]}\n', "").replace(
         "image: busybox,", "image: busybox:2,"
     )
-    kubectl_run_stdin(k, one)
-    (c,) = _get(k, "deployment", name)["spec"]["template"]["spec"]["containers"]
+    kubectl_run_stdin(kubectl, one)
+    (c,) = _get(kubectl, "deployment", name)["spec"]["template"]["spec"]["containers"]
     assert c["name"] == "a" and c["image"] == "busybox:2"
     assert c["env"] == [{"name": "FROM_ELSEWHERE", "value": "1"}]  # merged by name, not replaced
 
@@ -357,8 +351,8 @@ def _get_raw(sandbox: dict, path: str, accept: str) -> tuple[int, str, bytes]:
         return err.code, err.headers["Content-Type"], err.read()
 
 
-def test_protobuf_only_accept_gets_protobuf_or_406(sandbox: dict, k, name: str) -> None:
-    k("create", "configmap", name, "--from-literal=greeting=hello")
+def test_protobuf_only_accept_gets_protobuf_or_406(sandbox: dict, kubectl, name: str) -> None:
+    kubectl("create", "configmap", name, "--from-literal=greeting=hello")
     path = f"/api/v1/namespaces/default/configmaps/{name}"
     _, _, as_json = _get_raw(sandbox, path, "application/json")
     code, ctype, body = _get_raw(sandbox, path, PB)
@@ -375,7 +369,7 @@ def test_protobuf_only_accept_gets_protobuf_or_406(sandbox: dict, k, name: str) 
     code, ctype, _ = _get_raw(sandbox, path, f"{PB}, */*")
     assert code == 200 and ctype.startswith("application/json")
     # a Job carries fields newer than 1.20 (spec.podReplacementPolicy, defaulted): not encodable → 406
-    k("create", "job", name, "--image=busybox", "--", "true")
+    kubectl("create", "job", name, "--image=busybox", "--", "true")
     code, ctype, body = _get_raw(sandbox, f"/apis/batch/v1/namespaces/default/jobs/{name}", PB)
     assert code == 406 and json.loads(body)["reason"] == "NotAcceptable"
     code, _, body = _get_raw(sandbox, "/api/v1/namespaces/default/configmaps?watch=true", PB)
