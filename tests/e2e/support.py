@@ -320,7 +320,7 @@ def run_under_scheduler(
     standalone.start()
     standalone.wait(
         "scheduler and triggerer healthy",
-        lambda: all(v.get("status") == "healthy" for v in standalone.api("GET", "/api/v2/monitor/health").values()),
+        lambda: all(v.get("status") == "healthy" for v in standalone.health().values()),
         420,  # five Airflow processes starting on a machine the other tests keep busy
     )
     standalone.wait("DAG parsed", lambda: standalone.api("GET", "/api/v2/dags/elastic_inference"), 180)
