@@ -32,8 +32,15 @@ RUN_CONF: dict = {
     "teardown": False,
     # The cloud's durations compressed by the sandbox's time scale: HPA sync 15 s, SLS metric window + delay
     # 25 s and the 300 s scale-down stabilisation become 0.5 s, 0.8 s and 10 s at x30.
+    #
+    # The ramp follows the scale-out: 6 steps of 16 req/s, 3 s apart. Nodes and pods come up in real seconds
+    # here (a new node about 3 s, TF Serving's load and warmup 2-4 s on a busy machine), so a 6 s ramp put the
+    # whole load on one or two replicas for ~10 s: p95 up to 440 ms and a hold phase whose first third locust
+    # could not deliver (the replicas check then read a plateau of 76 req/s for a peak of 10). 18 s is 9 min in
+    # cloud time: on ACK the metric-to-pod lag is 10-25 s + 15 s + pod start, and new GPU nodes add minutes.
     "load_test": {
-        "ramp_seconds": 6,
+        "ramp_seconds": 18,
+        "ramp_steps": 6,
         "hold_seconds": 24,
         "fill_factor": float(os.environ.get("DEMO_FILL_FACTOR", "0.95")),
         "rps_per_user": 2,
