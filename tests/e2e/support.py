@@ -260,6 +260,7 @@ def scheduler_run_conf(model_dir: Path) -> dict:
             "fill_factor": 0.8,
             "record_interval": 0.5,
             "scale_in_timeout": 40,
+            "pool_scale_in_timeout": 0,  # the pool's ~30 s tail is tested in tests/integration (suite time)
             "metric_lag_seconds": 1,
         },
     }
