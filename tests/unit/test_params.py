@@ -64,3 +64,13 @@ def test_partial_objects_keep_their_defaults(tmp_path) -> None:
     assert merged["node_pool"]["name"] == "p2"
     assert merged["node_pool"]["instance_types"] == PARAM_SPECS["node_pool"][0]["instance_types"]
     assert params["load_test"] == {"hold_seconds": 12}  # the input is left alone
+
+
+def test_the_demos_run_conf_is_valid_against_the_dags_param_schemas() -> None:
+    """``make demo`` triggers ``elastic_inference`` with ``demo.RUN_CONF``: every key it passes must be one the DAG's
+    Param schemas accept (an unknown key fails the run at trigger time, after the demo has trained its model)."""
+    from demo.__main__ import RUN_CONF
+
+    for name, value in RUN_CONF.items():
+        assert name in PARAM_SPECS, f"the demo passes {name!r}, which is not a param of elastic_inference"
+        jsonschema.validate(value, PARAM_SPECS[name][1])

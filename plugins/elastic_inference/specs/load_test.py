@@ -20,6 +20,7 @@ MAX_USERS_PER_PROCESS = 5_000  # locust users one process (master alone, or each
 # The keys of the DAG's ``load_test`` object param (the others come from top-level params or stay as defaulted).
 PARAM_KEYS = [
     "ramp_seconds",
+    "ramp_steps",
     "hold_seconds",
     "fill_factor",
     "rps_per_user",
