@@ -30,6 +30,20 @@ SCHEDULER_RUN_TIMEOUT = 900
 # `make demo` runs with; latency is measured in `benchmarks/` (issue 9: verdict tests must not need an idle machine).
 E2E_SLO_P95_MS = 10_000
 
+# The e2e runs' load test: a short ramp and hold at 80 % of what maxReplicas absorb, the compressed metric lag,
+# scale-in watched for 40 s. The pool's ~30 s scale-in tail is skipped: it is tested in tests/integration (suite time).
+E2E_LOAD_TEST = {
+    "ramp_seconds": 2,
+    "hold_seconds": 10,
+    "fill_factor": 0.8,
+    "rps_per_user": 2,
+    "workers": 0,
+    "record_interval": 0.5,
+    "scale_in_timeout": 40,
+    "pool_scale_in_timeout": 0,
+    "metric_lag_seconds": 1,
+}
+
 
 class AirflowCli:
     """Runs Airflow CLI commands in their own AIRFLOW_HOME, wired to the sandbox's connections."""
@@ -254,15 +268,7 @@ def scheduler_run_conf(model_dir: Path) -> dict:
             "multi_az_policy": "COST_OPTIMIZED",
             "labels": {"seldon": "fm-sched"},
         },
-        "load_test": {
-            "ramp_seconds": 2,
-            "hold_seconds": 10,
-            "fill_factor": 0.8,
-            "record_interval": 0.5,
-            "scale_in_timeout": 40,
-            "pool_scale_in_timeout": 0,  # the pool's ~30 s tail is tested in tests/integration (suite time)
-            "metric_lag_seconds": 1,
-        },
+        "load_test": dict(E2E_LOAD_TEST),
     }
 
 

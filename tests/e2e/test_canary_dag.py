@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import E2E_SLO_P95_MS
+from tests.e2e.support import E2E_LOAD_TEST, E2E_SLO_P95_MS
 from tests.helpers import airflow_env, kubectl, kubectl_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -48,15 +48,7 @@ def run_conf(model_dir: Path) -> dict[str, Any]:
         "qps_target": 10,
         "rollout": ROLLOUT,
         "slo_p95_ms": E2E_SLO_P95_MS,
-        "load_test": {
-            "ramp_seconds": 2,
-            "hold_seconds": 10,
-            "fill_factor": 0.8,
-            "record_interval": 0.5,
-            "scale_in_timeout": 40,
-            "pool_scale_in_timeout": 0,  # the pool's ~30 s tail is tested in tests/integration (suite time)
-            "metric_lag_seconds": 1,
-        },
+        "load_test": dict(E2E_LOAD_TEST),
         "node_pool": {
             "name": "fm-rb-pool",
             "instance_types": ["ecs.gn6i-c4g1.xlarge"],

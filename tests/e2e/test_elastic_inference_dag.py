@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.e2e.support import E2E_SLO_P95_MS
+from tests.e2e.support import E2E_LOAD_TEST, E2E_SLO_P95_MS
 from tests.helpers import kubectl, kubectl_json
 
 # Two whole DAG runs, each bounded by its own subprocess timeout; the default 300 s bound is for one step.
@@ -30,17 +30,7 @@ def run_conf(model_dir) -> dict:
         "qps_target": 10,
         "slo_p95_ms": E2E_SLO_P95_MS,
         # a short load (the sandbox runs at x30): 0.8 x 10 x 3 = 24 req/s → the HPA formula wants 3 replicas
-        "load_test": {
-            "ramp_seconds": 2,
-            "hold_seconds": 10,
-            "fill_factor": 0.8,
-            "rps_per_user": 2,
-            "workers": 0,
-            "record_interval": 0.5,
-            "scale_in_timeout": 40,
-            "pool_scale_in_timeout": 0,  # the pool's ~30 s tail is tested in tests/integration (suite time)
-            "metric_lag_seconds": 1,
-        },
+        "load_test": dict(E2E_LOAD_TEST),
         "node_pool": {
             "name": "fm-e2e-pool",
             "instance_types": ["ecs.gn6i-c4g1.xlarge"],

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.e2e.support import E2E_SLO_P95_MS
+from tests.e2e.support import E2E_LOAD_TEST, E2E_SLO_P95_MS
 from tests.helpers import kubectl, kubectl_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -33,17 +33,7 @@ def run_conf(model_dir) -> dict:
         "max_replicas": 3,
         "qps_target": 10,
         "slo_p95_ms": E2E_SLO_P95_MS,
-        "load_test": {
-            "ramp_seconds": 2,
-            "hold_seconds": 10,
-            "fill_factor": 0.8,
-            "rps_per_user": 2,
-            "workers": 0,
-            "record_interval": 0.5,
-            "scale_in_timeout": 40,
-            "pool_scale_in_timeout": 0,  # the pool's ~30 s tail is tested in tests/integration (suite time)
-            "metric_lag_seconds": 1,
-        },
+        "load_test": dict(E2E_LOAD_TEST),
         "node_pool": {
             "name": f"{NAME}-pool",
             "instance_types": ["ecs.gn6i-c4g1.xlarge"],
