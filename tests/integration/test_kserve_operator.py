@@ -17,6 +17,7 @@ from elastic_inference.hooks.kubernetes import ResourceFailedError
 from elastic_inference.operators.seldon import DeployServingOperator
 from elastic_inference.operators.teardown import DeleteKubernetesObjectsOperator
 from elastic_inference.specs.serving import ServingSpec
+from tests.helpers import until
 from tests.integration.support import run_deferred, uid, volume_op
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,11 @@ def test_creates_isvc_and_hpa_with_kserve_names_and_reruns_unchanged(kube, names
     assert metric.metric.name == "sls_ingress_qps" and metric.target.average_value == "10"
     assert metric.metric.selector.match_labels["sls.ingress.route"] == f"{namespace}-{name}-predictor-80"
 
+    # the HPA scales the predictor between runs: a re-apply with the same inputs still changes nothing
+    # (the DAG-level rerun, every object unchanged and nothing uploaded, is tests/e2e/test_elastic_inference_dag.py)
+    apps = client.AppsV1Api(kube)
+    until("the predictor Deployment", lambda: apps.list_namespaced_deployment(namespace).items)
+    apps.patch_namespaced_deployment_scale(f"{name}-predictor", namespace, {"spec": {"replicas": 2}})
     second = kserve_op(namespace, name, wait_for_completion=False).execute({})
     assert second["action"] == "unchanged" and second["uid"] == first["uid"]
 
