@@ -84,7 +84,8 @@ def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real SavedModel of the demo classifier (``<dir>/fashion-mnist/1/saved_model.pb``), trained once per
     test run (the first worker to need it trains, the others wait on the lock) in a subprocess so this process
-    never imports TensorFlow. Returns ``<dir>``; read-only for the tests."""
+    never imports TensorFlow. Returns ``<dir>``, with the training's own report in ``<dir>/train.json``; read-only
+    for the tests."""
     import fcntl
     import subprocess
 
@@ -95,13 +96,16 @@ def trained_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not done.exists():
             out.mkdir(exist_ok=True)
             env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-            subprocess.run(
+            trained = subprocess.run(
                 [sys.executable, "-m", "training.train", str(out), "--epochs", "8"],
                 env=env,
                 check=True,
                 capture_output=True,
+                text=True,
                 timeout=300,
             )
+            # what the training reported (metrics, path), for the tests about the training itself
+            (out / "train.json").write_text(trained.stdout.strip().splitlines()[-1])
             done.touch()
     assert (out / "fashion-mnist" / "1" / "saved_model.pb").is_file()
     return out

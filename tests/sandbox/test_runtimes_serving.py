@@ -1,8 +1,8 @@
 """The runtimes as real processes on one pod IP, started from the seed's images/args through the registry.
 
 One TF Serving process is started *before* the model exists (it must log TF Serving's missing-base-path
-error and keep polling), then the model is trained into the mounted directory, so the poller, the load
-and the REST API are all exercised. The Seldon executor and tfserving-proxy run next to it, configured
+error and keep polling), then the test run's trained model is written into the mounted directory (staged and
+renamed, as the training writes it), so the poller, the load and the REST API are all exercised. The Seldon executor and tfserving-proxy run next to it, configured
 the way the Seldon operator configures them, and predictions go through the Seldon REST protocol.
 """
 
@@ -145,8 +145,8 @@ def zygote(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str):
-    """TF Serving started on an empty volume, then the model trained into it; proxy + executor alongside."""
+def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str, trained_savedmodel: Path):
+    """TF Serving started on an empty volume, then the trained model written into it; proxy + executor alongside."""
     root = tmp_path_factory.mktemp("pod")
     volume = root / "pvc"  # what the PVC mounted at /mnt holds
     mounts = {"/mnt": str(volume)}
@@ -157,16 +157,13 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str):
         # Nothing at /mnt/arena/models/fashion-mnist yet: TF Serving logs it and keeps polling.
         tfs.wait_for_log("Could not find base path")
         assert tfs.proc.poll() is None
-        train = subprocess.run(
-            [sys.executable, "-m", "training.train", str(volume / "arena" / "models"), "--epochs", "8"],
-            env={**os.environ, "PYTHONPATH": str(REPO / "include")},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert train.returncode == 0, train.stderr[-3000:]
-        trained = json.loads(train.stdout.strip().splitlines()[-1])
+        # The model appears the way the training writes it (staged beside, then renamed): the run's one training.
+        trained = json.loads((trained_savedmodel / "train.json").read_text())
+        base = volume / "arena" / "models" / "fashion-mnist"
+        base.mkdir(parents=True)
+        shutil.copytree(Path(trained["path"]), base / ".1.staging")
+        (base / ".1.staging").rename(base / "1")
+        trained["path"] = str(base / "1")
         _, status = wait_http(f"http://{pod_ip}:8501/v1/models/fashion-mnist", tfs)
 
         engine_predictor = base64.b64encode(json.dumps({"name": "predictor", "graph": SEED_GRAPH}).encode()).decode()
