@@ -54,11 +54,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """``make test`` runs two xdist workers with ``--dist loadscope``, scheduled here by module: a module's tests
-    stay on one worker (its module fixtures are set up once). The end-to-end modules are the longest and form two
-    groups, the first two units handed out, so each worker starts with one: the DAG group (sharing the Airflow
-    home, the DAG-trained model and the background scheduler run) and the other-paths group (the rollback and
-    KServe runs, on the model trained once for the test run). ``--dist loadgroup`` cannot do it: xdist 3.8
+    """``make test`` runs three xdist workers (``TEST_WORKERS``) with ``--dist loadscope``, scheduled here by
+    module: a module's tests stay on one worker (its module fixtures are set up once). The end-to-end modules are
+    the longest and form two groups, the first two units handed out, so two workers start with one each: the DAG
+    group (sharing the Airflow home, the DAG-trained model and the background scheduler run) and the other-paths
+    group (the rollback and KServe runs, on the model trained once for the test run); the third starts on the
+    other modules. ``--dist loadgroup`` cannot do it: xdist 3.8
     renames ``item._nodeid``, which pytest 9.2 no longer reads."""
     if config.getvalue("dist") != "loadscope":
         return None
