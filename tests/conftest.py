@@ -59,8 +59,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     the longest and form two groups, the first two units handed out, so two workers start with one each: the DAG
     group (sharing the Airflow home, the DAG-trained model and the background scheduler run) and the other-paths
     group (the rollback and KServe runs, on the model trained once for the test run); the third starts on the
-    other modules. ``--dist loadgroup`` cannot do it: xdist 3.8
-    renames ``item._nodeid``, which pytest 9.2 no longer reads."""
+    other modules. ``--dist loadgroup`` cannot do it: xdist 3.8 renames ``item._nodeid``, which pytest 9.2 no
+    longer reads."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling

@@ -2,8 +2,9 @@
 
 One TF Serving process is started *before* the model exists (it must log TF Serving's missing-base-path
 error and keep polling), then the test run's trained model is written into the mounted directory (staged and
-renamed, as the training writes it), so the poller, the load and the REST API are all exercised. The Seldon executor and tfserving-proxy run next to it, configured
-the way the Seldon operator configures them, and predictions go through the Seldon REST protocol.
+renamed, as the training writes it), so the poller, the load and the REST API are all exercised. The Seldon
+executor and tfserving-proxy run next to it, configured the way the Seldon operator configures them, and
+predictions go through the Seldon REST protocol.
 """
 
 from __future__ import annotations
