@@ -124,6 +124,15 @@ def argmax(row: list[float]) -> int:
     return max(range(len(row)), key=row.__getitem__)
 
 
+def place_version(source: Path, base_path: Path, version: int) -> Path:
+    """Copy a SavedModel version folder to ``<base_path>/<version>`` as the training writes one: staged beside it,
+    then renamed, so TF Serving's poller never sees a half-written version."""
+    staging = base_path / f".{version}.staging"
+    base_path.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, staging)
+    return staging.rename(base_path / str(version))
+
+
 @pytest.fixture(scope="module")
 def pod_ip() -> str:
     ip = f"127.0.{random.randint(100, 250)}.{random.randint(2, 250)}"
@@ -158,13 +167,9 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pod_ip: str, trained_savedmode
         # Nothing at /mnt/arena/models/fashion-mnist yet: TF Serving logs it and keeps polling.
         tfs.wait_for_log("Could not find base path")
         assert tfs.proc.poll() is None
-        # The model appears the way the training writes it (staged beside, then renamed): the run's one training.
+        # The run's one training, its model placed the way the training writes it
         trained = json.loads((trained_savedmodel / "train.json").read_text())
-        base = volume / "arena" / "models" / "fashion-mnist"
-        base.mkdir(parents=True)
-        shutil.copytree(Path(trained["path"]), base / ".1.staging")
-        (base / ".1.staging").rename(base / "1")
-        trained["path"] = str(base / "1")
+        trained["path"] = str(place_version(Path(trained["path"]), volume / "arena" / "models" / "fashion-mnist", 1))
         _, status = wait_http(f"http://{pod_ip}:8501/v1/models/fashion-mnist", tfs)
 
         engine_predictor = base64.b64encode(json.dumps({"name": "predictor", "graph": SEED_GRAPH}).encode()).decode()
@@ -389,9 +394,7 @@ def test_executor_tensorflow_protocol_fronts_tf_serving_directly(pod, tmp_path):
 
 def test_new_version_is_loaded_then_the_old_one_unloaded(pod):
     base_path = pod["volume"] / "arena" / "models" / "fashion-mnist"
-    staging = base_path / ".2.copy"
-    shutil.copytree(base_path / "1", staging)
-    staging.rename(base_path / "2")
+    place_version(base_path / "1", base_path, 2)
     url = f"http://{pod['ip']}:8501/v1/models/fashion-mnist"
     end = time.monotonic() + 60
     states: dict[str, str] = {}
